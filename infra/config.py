@@ -1,0 +1,219 @@
+"""Typed, validated stack configuration (namespace `platform:`).
+
+A stack picks a cloud and a profile; the profile supplies every default, and any single key
+can be overridden in `Pulumi.<stack>.yaml`. Every value is checked here, before any resource is
+declared, and a wrong one stops the program with one sentence naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+CLOUDS = ("aws", "gcp", "azure", "local")
+PROFILES = ("dev", "prod")
+DELIVERY_MODES = ("direct", "argocd")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Profile defaults: sizes and safety. Cloud-specific sizes (machine types, database tiers) default
+# inside each cloud module, per profile, and are overridden by `nodeSize`, `dbSize`, `redisSize`.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dev": {
+        "zoneCount": 1,
+        "nodeMinCount": 1,
+        "nodeMaxCount": 3,
+        "highAvailability": False,
+        "deletionProtection": False,
+        "backupRetentionDays": 7,
+        "dbStorageGb": 20,
+        "hpaMinReplicas": 1,
+        "hpaMaxReplicas": 3,
+        "logLevel": "INFO",
+    },
+    "prod": {
+        "zoneCount": 3,
+        "nodeMinCount": 3,
+        "nodeMaxCount": 9,
+        "highAvailability": True,
+        "deletionProtection": True,
+        "backupRetentionDays": 30,
+        "dbStorageGb": 100,
+        "hpaMinReplicas": 3,
+        "hpaMaxReplicas": 10,
+        "logLevel": "INFO",
+    },
+}
+
+
+class ConfigError(pulumi.RunError):
+    """A wrong or missing stack config value; RunError makes Pulumi print just the sentence."""
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    stack: str
+    cloud: str
+    profile: str
+    kubernetes_version: str
+    zone_count: int
+    node_size: str | None  # None: the cloud module's default for the profile
+    node_min_count: int
+    node_max_count: int
+    high_availability: bool
+    deletion_protection: bool
+    backup_retention_days: int
+    db_size: str | None  # None: the cloud module's default for the profile
+    db_storage_gb: int
+    redis_size: str | None  # None: the cloud module's default for the profile
+    api_allowed_cidrs: list[str]  # who may reach the Kubernetes API endpoint of a cloud cluster
+    image: str
+    hpa_min_replicas: int
+    hpa_max_replicas: int
+    host: str
+    tls_secret_name: str | None
+    delivery: str
+    kube_context: str | None  # local only: kubeconfig context, None for the current one
+    log_level: str
+    db_pool_min: int
+    db_pool_max: int
+    cache_ttl_seconds: int
+    jwt_secret: pulumi.Output[str] | None  # from `pulumi config set --secret`, else generated
+
+    @property
+    def is_prod(self) -> bool:
+        return self.profile == "prod"
+
+
+def load() -> PlatformConfig:
+    """Read and validate `platform:*` for the current stack."""
+    return read(pulumi.Config("platform"), pulumi.get_stack())
+
+
+def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
+    cloud = _choice(cfg, "cloud", CLOUDS, default=None)
+    profile = _choice(cfg, "profile", PROFILES, default="dev")
+    defaults = PROFILE_DEFAULTS[profile]
+
+    def number(key: str, minimum: int, maximum: int, default: int | None = None) -> int:
+        return _int(cfg, key, minimum, maximum, defaults[key] if default is None else default)
+
+    def flag(key: str) -> bool:
+        return _bool(cfg, key, defaults[key])
+
+    node_min = number("nodeMinCount", 1, 100)
+    hpa_min = number("hpaMinReplicas", 1, 100)
+    pool_min = number("dbPoolMin", 1, 50, default=1)
+    cidrs = _cidrs(cfg, "apiAllowedCidrs")
+    if cloud != "local" and not cidrs:
+        raise ConfigError(
+            f"platform:apiAllowedCidrs is required for cloud '{cloud}': a list of CIDRs allowed "
+            'to reach the Kubernetes API, e.g. ["203.0.113.0/24"] (0.0.0.0/0 is not allowed)'
+        )
+    return PlatformConfig(
+        stack=stack,
+        cloud=cloud,
+        profile=profile,
+        kubernetes_version=_text(cfg, "kubernetesVersion", "1.33", r"1\.\d{2}", "a minor version like 1.33"),
+        zone_count=number("zoneCount", 1, 3),
+        node_size=cfg.get("nodeSize"),
+        node_min_count=node_min,
+        node_max_count=number("nodeMaxCount", node_min, 100),
+        high_availability=flag("highAvailability"),
+        deletion_protection=flag("deletionProtection"),
+        backup_retention_days=number("backupRetentionDays", 1, 35),
+        db_size=cfg.get("dbSize"),
+        db_storage_gb=number("dbStorageGb", 20, 16384),
+        redis_size=cfg.get("redisSize"),
+        api_allowed_cidrs=cidrs,
+        image=_image(cfg, "image", "ghcr.io/example/product-service:0.1.0"),
+        hpa_min_replicas=hpa_min,
+        hpa_max_replicas=number("hpaMaxReplicas", hpa_min, 100),
+        host=_text(cfg, "host", f"api.{stack}.localtest.me", r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name"),
+        tls_secret_name=cfg.get("tlsSecretName"),
+        delivery=_choice(cfg, "delivery", DELIVERY_MODES, default="direct"),
+        kube_context=cfg.get("kubeContext"),
+        log_level=_choice(cfg, "logLevel", LOG_LEVELS, default=defaults["logLevel"]),
+        db_pool_min=pool_min,
+        db_pool_max=_int(cfg, "dbPoolMax", pool_min, 100, 10),
+        cache_ttl_seconds=_int(cfg, "cacheTtlSeconds", 1, 86400, 300),
+        jwt_secret=cfg.get_secret("jwtSecret"),
+    )
+
+
+# --- one reader per kind of value; each failure is one sentence naming the key -----------------
+
+
+def _choice(cfg: pulumi.Config, key: str, allowed: tuple[str, ...], default: str | None) -> str:
+    value = cfg.get(key, default)
+    if value not in allowed:
+        got = "it is not set" if value is None else f"got '{value}'"
+        raise ConfigError(f"platform:{key} must be one of {', '.join(allowed)} ({got})")
+    return value
+
+
+def _int(cfg: pulumi.Config, key: str, minimum: int, maximum: int, default: int) -> int:
+    raw = cfg.get(key)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\d+", raw.strip()) or not minimum <= int(raw) <= maximum:
+        raise ConfigError(f"platform:{key} must be a whole number from {minimum} to {maximum} (got '{raw}')")
+    return int(raw)
+
+
+def _bool(cfg: pulumi.Config, key: str, default: bool) -> bool:
+    raw = cfg.get(key)
+    if raw is None:
+        return default
+    if raw.lower() not in ("true", "false"):
+        raise ConfigError(f"platform:{key} must be true or false (got '{raw}')")
+    return raw.lower() == "true"
+
+
+def _text(cfg: pulumi.Config, key: str, default: str, pattern: str, what: str) -> str:
+    value = cfg.get(key, default)
+    if not re.fullmatch(pattern, value):
+        raise ConfigError(f"platform:{key} must be {what} (got '{value}')")
+    return value
+
+
+def _image(cfg: pulumi.Config, key: str, default: str) -> str:
+    value = cfg.get(key, default)
+    pinned = "@sha256:" in value or (":" in value.rsplit("/", 1)[-1] and not value.endswith(":latest"))
+    if not pinned:
+        raise ConfigError(
+            f"platform:{key} must name an image by a tag other than latest or by digest (got '{value}')"
+        )
+    return value
+
+
+def _cidrs(cfg: pulumi.Config, key: str) -> list[str]:
+    value = _parsed(cfg, key, list, "a list of CIDRs", [])
+    for cidr in value:
+        if not _is_network(cidr) or cidr.endswith("/0"):
+            raise ConfigError(
+                f"platform:{key} must be a list of CIDRs narrower than /0, e.g. [\"203.0.113.0/24\"] (got '{cidr}')"
+            )
+    return [str(c) for c in value]
+
+
+def _parsed(cfg: pulumi.Config, key: str, kind: type, what: str, default: Any) -> Any:
+    try:
+        value = cfg.get_object(key, default)
+    except Exception:  # pulumi raises a plain JSON error for malformed structured values
+        value = None
+    if not isinstance(value, kind):
+        raise ConfigError(f"platform:{key} must be {what} (got '{cfg.get(key)}')")
+    return value
+
+
+def _is_network(value: Any) -> bool:
+    try:
+        ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        return False
+    return "/" in str(value)
+

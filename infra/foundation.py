@@ -1,0 +1,61 @@
+"""The one seam between a cloud and everything above it.
+
+Each module in `clouds/` builds its network, cluster and data services and hands back a
+`Foundation`. The cluster add-ons and the product service read only this value, so they
+never learn which cloud they run on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class PostgresEndpoint:
+    host: pulumi.Input[str]
+    port: pulumi.Input[int]
+    database: str
+    user: str
+    password: pulumi.Output[str]  # always a Pulumi secret
+    sslmode: str  # libpq sslmode the service must use: "require" or "verify-full" on clouds
+
+
+@dataclass(frozen=True)
+class RedisEndpoint:
+    host: pulumi.Input[str]
+    port: pulumi.Input[int]
+    password: pulumi.Output[str]  # always a Pulumi secret (auth token / access key)
+    tls: bool
+    username: str | None = None  # set where the server wants an ACL user name with the password
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the layers above need to know about the cluster, and nothing about the cloud."""
+
+    kubernetes_version: str
+    zones: list[str]
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+    # Installed by the add-ons when the platform does not ship them (the HPA needs metrics).
+    needs_metrics_server: bool = True
+    # Annotations for the ingress controller's Service of type LoadBalancer.
+    load_balancer_annotations: dict[str, str] = field(default_factory=dict)
+    # NetworkPolicy egress peers (Kubernetes NetworkPolicyPeer dicts) where Postgres and Redis live:
+    # ipBlocks of the data subnets on a cloud, a namespaceSelector in-cluster.
+    data_network_peers: list[dict[str, Any]] = field(default_factory=list)
+    # Extra annotations for the service's ServiceAccount (workload identity binding, if any).
+    service_account_annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Foundation:
+    cloud: str
+    provider: k8s.Provider  # explicit provider for every Kubernetes resource above
+    kubeconfig: pulumi.Output[str]  # always a Pulumi secret
+    postgres: PostgresEndpoint
+    redis: RedisEndpoint
+    cluster: ClusterFacts
