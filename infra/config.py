@@ -117,7 +117,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         stack=stack,
         cloud=cloud,
         profile=profile,
-        kubernetes_version=_text(cfg, "kubernetesVersion", "1.33", r"1\.\d{2}", "a minor version like 1.33"),
+        kubernetes_version=_text(cfg, "kubernetesVersion", "1.34", r"1\.\d{2}", "a minor version like 1.34"),
         zone_count=number("zoneCount", 1, 3),
         node_size=cfg.get("nodeSize"),
         node_min_count=node_min,
