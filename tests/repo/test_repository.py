@@ -1,0 +1,57 @@
+"""What a newcomer and CI rely on: the README's two commands, the make targets it names, the CI entry."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_targets() -> set[str]:
+    listing = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"make (\S+)", listing))
+
+
+def test_readme_first_screen_gives_the_two_setup_commands():
+    first_screen = "\n".join((REPO / "README.md").read_text().splitlines()[:40])
+    assert "make test" in first_screen
+    assert "make up" in first_screen
+
+
+def test_every_make_command_in_the_readme_exists():
+    readme = (REPO / "README.md").read_text()
+    mentioned = set(re.findall(r"`make ([a-z-]+)", readme))
+    assert mentioned, "the README names no make command"
+    assert mentioned <= make_targets()
+
+
+def test_make_help_lists_the_contract_targets():
+    assert {
+        "test",
+        "run",
+        "plan",
+        "policy",
+        "preview",
+        "up",
+        "destroy",
+        "bench-service",
+        "lint",
+    } <= make_targets()
+
+
+def test_ci_entry_runs_the_readme_test_command_and_nothing_else():
+    commands = [
+        line.strip()
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert commands[-1] == "make test"
+    assert all(c.startswith(("set ", "cd ", "make test")) for c in commands)
+
+
+def test_generated_state_is_not_committed():
+    ignored = (REPO / ".gitignore").read_text()
+    for path in (".venv/", "build/", ".pulumi-state/", ".data/"):
+        assert path in ignored

@@ -1,0 +1,71 @@
+"""The GitHub Actions that teams using this repository run: valid, keyless, one deploy per stack at a time."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+ACTIONLINT = REPO / ".tools" / "bin" / "actionlint"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def test_workflows_pass_actionlint():
+    result = subprocess.run([str(ACTIONLINT), "-color=false"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pull_requests_run_the_tests_and_plan_every_stack_on_every_cloud():
+    ci = load("ci.yml")
+    assert "pull_request" in ci[True]  # PyYAML reads the bare key `on` as True
+    steps = [step.get("run", "") for step in ci["jobs"]["test"]["steps"]]
+    assert any("make test" in run for run in steps)
+    matrix = ci["jobs"]["plan"]["strategy"]["matrix"]
+    committed = {p.name.split(".")[1] for p in REPO.glob("Pulumi.*.yaml")}
+    assert set(matrix["stack"]) == committed
+    assert set(matrix["cloud"]) == {"aws", "gcp", "azure", "local"}
+    uploads = [
+        s for s in ci["jobs"]["plan"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact")
+    ]
+    assert uploads and "build/plan/" in uploads[0]["with"]["path"]
+
+
+def test_preview_runs_the_policy_pack_only_where_credentials_are_configured():
+    preview = load("ci.yml")["jobs"]["preview"]
+    assert "vars." in preview["if"]
+    pulumi = next(s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions"))
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["policyPacks"] == "policies"
+
+
+def test_deploys_go_dev_then_prod_and_never_overlap_on_a_stack():
+    deploy = load("deploy.yml")
+    assert deploy[True]["push"]["branches"] == ["main"]
+    jobs = deploy["jobs"]
+    assert jobs["dev"]["needs"] == "image"
+    assert "dev" in jobs["prod"]["needs"]
+    up = load("pulumi-up.yml")["jobs"]["up"]
+    assert up["environment"] == "${{ inputs.stack }}"
+    assert up["concurrency"] == {"group": "pulumi-${{ inputs.stack }}", "cancel-in-progress": False}
+
+
+def test_cloud_sign_in_uses_oidc_and_no_long_lived_keys():
+    up = load("pulumi-up.yml")
+    assert up["permissions"]["id-token"] == "write"
+    text = "\n".join(
+        p.read_text() for p in [*WORKFLOWS.glob("*.yml"), *REPO.glob(".github/actions/*/action.yml")]
+    )
+    for long_lived in (
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "GOOGLE_CREDENTIALS",
+        "ARM_CLIENT_SECRET",
+        "creds:",
+    ):
+        assert long_lived not in text

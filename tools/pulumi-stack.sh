@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `make preview|up|destroy STACK=...`: the real Pulumi engine with this repository's defaults.
+#
+# - State: $PULUMI_BACKEND_URL if set (Pulumi Cloud, s3://, gs://, azblob://), otherwise a file
+#   backend in .pulumi-state/ (git-ignored), so no Pulumi Cloud account is needed.
+# - Secrets: the passphrase provider. Without PULUMI_CONFIG_PASSPHRASE(_FILE), a random passphrase
+#   is kept in .pulumi-state/passphrase for the local backend only: back it up, or secrets in the
+#   stack's state are lost with it.
+# - Prerequisites are checked first, and what is missing is said with how to get it.
+set -euo pipefail
+
+action=${1:?usage: pulumi-stack.sh preview|up|destroy STACK}
+stack=${2:?usage: pulumi-stack.sh preview|up|destroy STACK}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+fail() { echo "make $action: $*" >&2; exit 1; }
+
+[ -f "Pulumi.$stack.yaml" ] || fail "there is no Pulumi.$stack.yaml; committed stacks: $(ls Pulumi.*.yaml | sed -E 's/Pulumi\.(.*)\.yaml/\1/' | grep -v '^yaml$' | paste -sd' ')"
+command -v pulumi >/dev/null ||
+  fail "the Pulumi CLI is not installed. Get it from https://www.pulumi.com/docs/iac/download-install/ (macOS: brew install pulumi/tap/pulumi; Linux: curl -fsSL https://get.pulumi.com | sh), then run this again."
+
+cloud=$(sed -nE 's/^ *platform:cloud: *"?([a-z]+)"?.*/\1/p' "Pulumi.$stack.yaml")
+case "$cloud" in
+  local)
+    command -v kubectl >/dev/null && context=$(kubectl config current-context 2>/dev/null) || context=""
+    wanted=$(sed -nE 's/^ *platform:kubeContext: *"?([^"]+)"?.*/\1/p' "Pulumi.$stack.yaml")
+    [ -n "$wanted$context" ] ||
+      fail "stack $stack deploys to your current Kubernetes context and there is none. Start one (kind create cluster, minikube start, k3d cluster create, or enable Kubernetes in Docker Desktop) and check it with: kubectl config current-context"
+    echo "Kubernetes context: ${wanted:-$context}"
+    ;;
+  aws) [ -n "${AWS_PROFILE:-}${AWS_ACCESS_KEY_ID:-}${AWS_WEB_IDENTITY_TOKEN_FILE:-}" ] || [ -f "$HOME/.aws/credentials" ] || [ -f "$HOME/.aws/config" ] ||
+    fail "stack $stack targets aws and no AWS credentials were found: run 'aws configure sso' (or set AWS_PROFILE)." ;;
+  gcp) [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}${GOOGLE_CREDENTIALS:-}" ] || [ -d "$HOME/.config/gcloud" ] ||
+    fail "stack $stack targets gcp and no Google credentials were found: run 'gcloud auth application-default login'." ;;
+  azure) [ -n "${ARM_CLIENT_ID:-}" ] || [ -d "$HOME/.azure" ] ||
+    fail "stack $stack targets azure and no Azure credentials were found: run 'az login'." ;;
+  *) fail "Pulumi.$stack.yaml has no valid platform:cloud (aws, gcp, azure or local)." ;;
+esac
+
+if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
+  mkdir -p .pulumi-state
+  export PULUMI_BACKEND_URL="file://$repo/.pulumi-state"
+  if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+    if [ ! -f .pulumi-state/passphrase ]; then
+      (umask 077 && head -c 32 /dev/urandom | base64 > .pulumi-state/passphrase)
+      echo "Created .pulumi-state/passphrase: it encrypts this stack's secrets; keep a copy."
+    fi
+    export PULUMI_CONFIG_PASSPHRASE_FILE="$repo/.pulumi-state/passphrase"
+  fi
+fi
+
+pulumi stack select --create "$stack" --secrets-provider passphrase >/dev/null
+case "$action" in
+  preview) pulumi preview --stack "$stack" --policy-pack policies --diff ;;
+  up) pulumi up --stack "$stack" --policy-pack policies ;;
+  destroy) pulumi destroy --stack "$stack" ;;
+  *) fail "unknown action (preview, up or destroy)" ;;
+esac
