@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# The product service's image: gunicorn serving product_service on port 8080.
+#
+# The base is pinned to an exact Python patch release on Debian bookworm. It is not pinned by digest
+# because no digest could be checked against the registry from where this file was written; pin one
+# (tag@sha256:...) with a tool that can read the registry's index, for example Renovate's Docker manager.
+FROM python:3.11.17-slim-bookworm AS python-base
+
+# Build stage: the service and its pinned runtime dependencies, installed into a virtual environment
+# that the final stage copies as a whole. constraints.txt pins every transitive dependency, so the
+# image runs exactly the versions the tests ran.
+FROM python-base AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY constraints.txt ./
+COPY service/requirements.txt service/requirements.txt
+RUN pip install --no-cache-dir -c constraints.txt -r service/requirements.txt
+COPY service/pyproject.toml service/pyproject.toml
+COPY service/src service/src
+RUN pip install --no-cache-dir --no-deps ./service \
+    && python -m compileall -q /opt/venv
+
+# Final stage: the interpreter, the virtual environment and the gunicorn configuration; no compilers,
+# no pip caches, no sources.
+FROM python-base AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PORT=8080 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc
+# A passwd entry for the numeric user: libpq looks the user up (home directory, default user name).
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin app
+COPY --from=build /opt/venv /opt/venv
+COPY service/gunicorn.conf.py /etc/product-service/gunicorn.conf.py
+USER 10001:10001
+EXPOSE 8080
+# Kubernetes uses the Deployment's probes and ignores this; it serves `docker run` and Compose users.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/health', timeout=2)"]
+# Nothing may need a writable root filesystem: worker heartbeat files go to tmpfs, and gunicorn's control
+# socket (by default under $HOME, which this user does not have) is off; Kubernetes manages the workers.
+ENTRYPOINT ["gunicorn", "--config", "/etc/product-service/gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", "product_service.wsgi:app"]
