@@ -1,0 +1,446 @@
+"""A stand-in for the Pulumi engine and providers, so the program runs offline (see `plan.py`).
+
+Pulumi's stock `MockMonitor` is more lenient than the engine in two ways that matter here: it
+unwraps secret inputs before the mocks see them, and it ignores `additionalSecretOutputs`, so a
+generated password comes back as a plain value and everything built from it looks harmless. This
+monitor reads the wire format itself, records which input paths were secret, and returns outputs
+with the secretness the engine would give them:
+
+- properties named in `additionalSecretOutputs` (e.g. `RandomPassword.result`) are secret;
+- an output whose input of the same name contained a secret is secret (the engine's rule).
+
+It also plays the providers' part where the program depends on it: Kubernetes auto-names, Helm
+release status, generated passwords, endpoints and ids of cloud resources, and the data sources
+(invokes) the cloud modules call.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf.json_format import MessageToDict
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor, Mocks
+from pulumi.runtime.proto import resource_pb2
+
+Path = tuple[str | int, ...]
+
+SECRET_SIG = rpc._special_secret_sig
+RESOURCE_SIG = rpc._special_resource_sig
+SIG_KEY = rpc._special_sig_key
+UNKNOWN = rpc.UNKNOWN
+
+
+@dataclass
+class Registration:
+    """One resource as the engine saw it: inputs in wire shape (camelCase), secrets unwrapped."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    provider: str
+    inputs: dict[str, Any]
+    secret_paths: list[Path]
+    dependencies: list[str]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordingMonitor(MockMonitor):
+    """Records every registration with its secret paths; answers like the engine would."""
+
+    def __init__(self, stack: str, project: str) -> None:
+        super().__init__(_NoMocks())
+        self.stack = stack
+        self.project = project
+        self.registrations: list[Registration] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self.stack_output_secrets: list[Path] = []
+        self.invokes: list[str] = []
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        if parent:
+            type_ = parent.split("::")[2] + "$" + type_
+        return f"urn:pulumi:{self.stack}::{self.project}::{type_}::{name}"
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+
+        inputs, secret_paths = unwrap(_struct_to_python(request.object))
+        inputs = provider_checked_inputs(request.type, request.name, urn, inputs)
+        registration = Registration(
+            type=request.type,
+            name=request.name,
+            urn=urn,
+            parent=request.parent,
+            custom=bool(request.custom),
+            provider=request.provider,
+            inputs=inputs,
+            secret_paths=secret_paths,
+            dependencies=list(request.dependencies),
+        )
+        resource_id = ""
+        state: dict[str, Any] = {}
+        if request.custom:
+            resource_id, computed = computed_outputs(request.type, request.name, urn, inputs)
+            state = {**inputs, **computed}
+            registration.outputs = state
+        self.registrations.append(registration)
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
+
+        secret_outputs = set(request.additionalSecretOutputs)
+        secret_inputs = [p for p in secret_paths if p]
+        wire = _python_to_struct(_mark_secrets(state, secret_outputs, secret_inputs))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=wire)
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
+            self.stack_outputs, self.stack_output_secrets = unwrap(_struct_to_python(request.outputs))
+        return empty_pb2.Empty()
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802
+        args, _ = unwrap(_struct_to_python(request.args))
+        self.invokes.append(request.tok)
+        result = invoke_result(request.tok, args)
+        fields = {"return": _python_to_struct(result)}  # `return` is a Python keyword
+        return resource_pb2.ResourceInvokeResponse(**fields)
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802
+        urn = self.make_urn(request.parent, request.type, request.name)
+        state, _ = unwrap(_struct_to_python(request.properties))
+        _, computed = computed_outputs(request.type, request.name, urn, state)
+        return resource_pb2.ReadResourceResponse(urn=urn, properties=_python_to_struct({**state, **computed}))
+
+
+class _NoMocks(Mocks):
+    """The base monitor wants a Mocks object; this monitor answers every call itself."""
+
+    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def call(self, args: Any) -> tuple[dict[str, Any], None]:
+        raise NotImplementedError
+
+
+# --- the wire format ---------------------------------------------------------------------------
+
+
+def unwrap(value: Any, path: Path = ()) -> tuple[Any, list[Path]]:
+    """Strip secret wrappers from a wire value; return it with the paths that were secret."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            inner, nested = unwrap(value.get("value"), path)
+            return inner, [path, *nested]
+        if value.get(SIG_KEY) == RESOURCE_SIG:
+            return {"urn": value.get("urn"), "id": value.get("id")}, []
+        out: dict[str, Any] = {}
+        secrets: list[Path] = []
+        for key, item in value.items():
+            out[key], nested = unwrap(item, (*path, key))
+            secrets.extend(nested)
+        return out, secrets
+    if isinstance(value, list):
+        items = []
+        secrets = []
+        for index, item in enumerate(value):
+            plain, nested = unwrap(item, (*path, index))
+            items.append(plain)
+            secrets.extend(nested)
+        return items, secrets
+    return value, []
+
+
+def _mark_secrets(state: dict[str, Any], secret_outputs: set[str], secret_inputs: list[Path]) -> dict[str, Any]:
+    """The engine marks outputs secret by name (additionalSecretOutputs) and by matching secret inputs."""
+    secret_keys = secret_outputs | {str(p[0]) for p in secret_inputs}
+    return {k: ({SIG_KEY: SECRET_SIG, "value": v} if k in secret_keys else v) for k, v in state.items()}
+
+
+def _struct_to_python(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return _integral(MessageToDict(struct))
+
+
+def _integral(value: Any) -> Any:
+    """Protobuf carries every number as a double; give whole numbers back as ints, as YAML has them."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _python_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+# --- what the providers would add ----------------------------------------------------------------
+
+
+def suffix(urn: str, length: int = 7) -> str:
+    """Stable stand-in for a provider's random auto-name suffix (stable so plans diff cleanly)."""
+    return hashlib.sha256(urn.encode()).hexdigest()[:length]
+
+
+def provider_checked_inputs(type_: str, name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The provider's Check step: the Kubernetes provider auto-names objects without metadata.name.
+
+    The engine records these checked inputs, and the policy pack sees them, so the plan does too.
+    """
+    if not type_.startswith("kubernetes:") or type_.startswith("kubernetes:helm.sh"):
+        return inputs
+    if "kind" not in inputs or type_.endswith("List"):
+        return inputs
+    metadata = dict(inputs.get("metadata") or {})
+    if not metadata.get("name"):
+        # The Kubernetes provider appends a random 8-character suffix to the logical name.
+        metadata["name"] = f"{name}-{suffix(urn, 8)}"
+        annotations = dict(metadata.get("annotations") or {})
+        annotations["pulumi.com/autonamed"] = "true"
+        metadata["annotations"] = annotations
+    return {**inputs, "metadata": metadata}
+
+
+ComputedFn = Callable[[str, str, dict[str, Any]], dict[str, Any]]
+
+
+def computed_outputs(type_: str, name: str, urn: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The resource id and the outputs a provider computes for a resource of this type."""
+    if type_.startswith("pulumi:providers:"):
+        return f"{name}-provider-id", {}
+    resource_id = f"{name}-{suffix(urn)}"
+    computed: dict[str, Any] = {}
+    package = type_.split(":", 1)[0]
+    for generic in _GENERIC.get(package, ()):
+        computed.update(generic(name, urn, inputs))
+    specific = COMPUTED.get(type_)
+    if specific is not None:
+        computed.update(specific(name, urn, inputs))
+    return str(computed.pop("id", resource_id)), computed
+
+
+def _random_text(urn: str, length: int, alphabet: str) -> str:
+    digest = hashlib.sha256(("secret:" + urn).encode()).digest() * (length // 32 + 1)
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
+
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _random_password(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    result = _random_text(urn, int(inputs.get("length", 16)), _ALNUM)
+    return {"id": "none", "result": result, "bcryptHash": "$2a$10$" + _random_text(urn + "b", 53, _ALNUM)}
+
+
+def _random_id(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    raw = hashlib.sha256(urn.encode()).digest()[: int(inputs.get("byteLength", 8))]
+    return {"hex": raw.hex(), "b64Url": base64.urlsafe_b64encode(raw).decode().rstrip("="), "dec": "1"}
+
+
+def _kubernetes_object(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    if inputs.get("kind") == "Service" and (inputs.get("spec") or {}).get("type") == "LoadBalancer":
+        return {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
+    if inputs.get("kind") == "Ingress":
+        return {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
+    return {}
+
+
+def _helm_release(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    release_name = inputs.get("name") or f"{name}-{suffix(urn, 8)}"
+    return {
+        "name": release_name,
+        "status": {
+            "name": release_name,
+            "namespace": inputs.get("namespace", "default"),
+            "chart": inputs.get("chart"),
+            "version": inputs.get("version"),
+            "status": "deployed",
+            "revision": 1,
+        },
+    }
+
+
+def _aws_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    type_ = urn.split("::")[2].split("$")[-1]
+    service = type_.split(":")[1].split("/")[0]
+    return {
+        "arn": f"arn:aws:{service}:us-east-1:123456789012:{name}",
+        "tagsAll": inputs.get("tags", {}),
+    }
+
+
+def _gcp_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"selfLink": f"https://example.invalid/gcp/{name}", "project": inputs.get("project", "example-project")}
+
+
+def _azure_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    group = inputs.get("resourceGroupName", "rg")
+    return {
+        "id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{group}/providers/x/{name}",
+        "name": inputs.get(_azure_name_key(inputs)) or f"{name}{suffix(urn, 8)}",
+    }
+
+
+def _azure_name_key(inputs: dict[str, Any]) -> str:
+    keys = [k for k in inputs if k.endswith("Name") and k != "resourceGroupName"]
+    return keys[0] if len(keys) == 1 else "name"
+
+
+_FAKE_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\noffline\n-----END CERTIFICATE-----\n").decode()
+
+_GENERIC: dict[str, tuple[ComputedFn, ...]] = {
+    "kubernetes": (_kubernetes_object,),
+    "aws": (_aws_generic,),
+    "gcp": (_gcp_generic,),
+    "azure-native": (_azure_generic,),
+}
+
+# Outputs the program reads from specific resource types. The cloud modules add types here as they
+# use their outputs; a missing entry shows up as a None where the program expected a value.
+COMPUTED: dict[str, ComputedFn] = {
+    "random:index/randomPassword:RandomPassword": _random_password,
+    "random:index/randomString:RandomString": _random_password,
+    "random:index/randomId:RandomId": _random_id,
+    "kubernetes:helm.sh/v3:Release": _helm_release,
+    "aws:eks/cluster:Cluster": lambda name, urn, inputs: {
+        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
+        "endpoint": f"https://{suffix(urn, 32).upper()}.gr7.us-east-1.eks.amazonaws.com",
+        "certificateAuthority": {"data": _FAKE_CA},
+        "identities": [
+            {"oidcs": [{"issuer": f"https://oidc.eks.us-east-1.amazonaws.com/id/{suffix(urn, 32).upper()}"}]}
+        ],
+        "vpcConfig": {**(inputs.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{suffix(urn, 17)}"},
+        "version": inputs.get("version", "1.34"),
+    },
+    "aws:rds/instance:Instance": lambda name, urn, inputs: {
+        "address": f"{name}.{suffix(urn, 12)}.us-east-1.rds.amazonaws.com",
+        "endpoint": f"{name}.{suffix(urn, 12)}.us-east-1.rds.amazonaws.com:5432",
+        "port": inputs.get("port", 5432),
+    },
+    "aws:rds/cluster:Cluster": lambda name, urn, inputs: {
+        "endpoint": f"{name}.cluster-{suffix(urn, 12)}.us-east-1.rds.amazonaws.com",
+        "readerEndpoint": f"{name}.cluster-ro-{suffix(urn, 12)}.us-east-1.rds.amazonaws.com",
+        "port": inputs.get("port", 5432),
+    },
+    "aws:elasticache/replicationGroup:ReplicationGroup": lambda name, urn, inputs: {
+        "primaryEndpointAddress": f"master.{name}.{suffix(urn, 6)}.use1.cache.amazonaws.com",
+        "readerEndpointAddress": f"replica.{name}.{suffix(urn, 6)}.use1.cache.amazonaws.com",
+        "configurationEndpointAddress": f"clustercfg.{name}.{suffix(urn, 6)}.use1.cache.amazonaws.com",
+        "port": inputs.get("port", 6379),
+    },
+    "gcp:container/cluster:Cluster": lambda name, urn, inputs: {
+        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
+        "endpoint": "10.0.0.2",
+        "masterAuth": {"clusterCaCertificate": _FAKE_CA},
+        "location": inputs.get("location", "europe-west1"),
+    },
+    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, urn, inputs: {
+        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
+        "privateIpAddress": "10.10.0.3",
+        "publicIpAddress": None,
+        "connectionName": f"example-project:europe-west1:{name}",
+        "serverCaCerts": [{"cert": _FAKE_CA}],
+    },
+    "gcp:redis/instance:Instance": lambda name, urn, inputs: {
+        "host": "10.20.0.4",
+        "port": 6378 if inputs.get("transitEncryptionMode") == "SERVER_AUTHENTICATION" else 6379,
+        "authString": _random_text(urn, 36, _ALNUM),
+        "serverCaCerts": [{"cert": _FAKE_CA}],
+    },
+    "azure-native:dbforpostgresql:Server": lambda name, urn, inputs: {
+        "fullyQualifiedDomainName": f"{inputs.get('serverName', name)}.postgres.database.azure.com",
+    },
+    "azure-native:redis:Redis": lambda name, urn, inputs: {
+        "hostName": f"{inputs.get('name', name)}.redis.cache.windows.net",
+        "sslPort": 6380,
+        "port": 6379,
+    },
+    "azure-native:cache:Redis": lambda name, urn, inputs: {
+        "hostName": f"{inputs.get('name', name)}.redis.cache.windows.net",
+        "sslPort": 6380,
+        "port": 6379,
+    },
+    "azure-native:containerservice:ManagedCluster": lambda name, urn, inputs: {
+        "fqdn": f"{name}-{suffix(urn, 8)}.hcp.westeurope.azmk8s.io",
+        "oidcIssuerProfile": {"issuerURL": f"https://westeurope.oic.prod-aks.azure.com/{suffix(urn, 32)}/"},
+    },
+}
+
+
+def _kubeconfig(server: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "offline", "cluster": {"server": server}}],
+            "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
+            "current-context": "offline",
+            "users": [{"name": "offline", "user": {"token": "offline"}}],
+        }
+    )
+
+
+# Data sources (invokes) by token. Unknown tokens answer {}: the program then sees None values.
+INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": lambda args: {
+        "names": ["us-east-1a", "us-east-1b", "us-east-1c"],
+        "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
+        "id": "us-east-1",
+    },
+    "aws:index/getCallerIdentity:getCallerIdentity": lambda args: {
+        "accountId": "123456789012",
+        "arn": "arn:aws:iam::123456789012:user/offline",
+        "userId": "AIDAOFFLINE",
+        "id": "123456789012",
+    },
+    "aws:index/getRegion:getRegion": lambda args: {"name": "us-east-1", "region": "us-east-1", "id": "us-east-1"},
+    "aws:index/getPartition:getPartition": lambda args: {"partition": "aws", "dnsSuffix": "amazonaws.com"},
+    "gcp:organizations/getProject:getProject": lambda args: {
+        "projectId": "example-project",
+        "number": "123456789012",
+        "name": "example-project",
+    },
+    "gcp:organizations/getClientConfig:getClientConfig": lambda args: {
+        "project": "example-project",
+        "region": "europe-west1",
+        "accessToken": "offline",
+    },
+    "gcp:compute/getZones:getZones": lambda args: {
+        "names": ["europe-west1-b", "europe-west1-c", "europe-west1-d"],
+    },
+    "azure-native:authorization:getClientConfig": lambda args: {
+        "clientId": "00000000-0000-0000-0000-000000000001",
+        "objectId": "00000000-0000-0000-0000-000000000002",
+        "subscriptionId": "00000000-0000-0000-0000-000000000000",
+        "tenantId": "00000000-0000-0000-0000-000000000003",
+    },
+    "azure-native:containerservice:listManagedClusterUserCredentials": lambda args: {
+        "kubeconfigs": [
+            {"name": "clusterUser", "value": base64.b64encode(_kubeconfig("https://aks.invalid").encode()).decode()}
+        ]
+    },
+    "azure-native:containerservice:listManagedClusterAdminCredentials": lambda args: {
+        "kubeconfigs": [
+            {"name": "clusterAdmin", "value": base64.b64encode(_kubeconfig("https://aks.invalid").encode()).decode()}
+        ]
+    },
+    "azure-native:redis:listRedisKeys": lambda args: {"primaryKey": "offline-primary-key", "secondaryKey": "x"},
+    "azure-native:cache:listRedisKeys": lambda args: {"primaryKey": "offline-primary-key", "secondaryKey": "x"},
+}
+
+
+def invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
+    answer = INVOKES.get(token)
+    return answer(args) if answer else {}
