@@ -1,0 +1,460 @@
+"""GCP foundation: a VPC-native network, private GKE, Cloud SQL for PostgreSQL and Memorystore Redis.
+
+Nodes have no public addresses (Cloud NAT gives them egress). Cloud SQL and Memorystore live in
+a range reserved for Google's service producers and peered into the VPC, so they have private
+addresses only. GKE runs Dataplane V2, which enforces NetworkPolicy without a Calico add-on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from config import ConfigError, PlatformConfig
+from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+
+# Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` (memory in GB) override them.
+NODE_SIZES = {"dev": "e2-standard-4", "prod": "n2-standard-4"}
+DB_SIZES = {"dev": "db-custom-1-3840", "prod": "db-custom-4-15360"}
+REDIS_SIZES = {"dev": "1", "prod": "5"}
+
+POSTGRES_VERSION = "POSTGRES_17"
+REDIS_VERSION = "REDIS_7_2"
+DATABASE = "products"
+DATABASE_USER = "platform"
+RELEASE_CHANNEL = "REGULAR"
+
+NODE_CIDR = "10.10.0.0/20"
+POD_CIDR = "10.16.0.0/14"
+SERVICE_CIDR = "10.20.0.0/20"
+CONTROL_PLANE_CIDR = "172.16.0.0/28"
+# Reserved for Cloud SQL and Memorystore (private services access); NetworkPolicy egress targets it.
+SERVICES_RANGE_ADDRESS = "10.30.0.0"
+SERVICES_RANGE_PREFIX = 16
+
+APIS = ["compute", "container", "sqladmin", "redis", "servicenetworking"]
+NODE_ROLES = [
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+    "roles/artifactregistry.reader",
+]
+
+
+def build(cfg: PlatformConfig) -> Foundation:
+    return GcpFoundation("platform", cfg).foundation
+
+
+class GcpFoundation(pulumi.ComponentResource):
+    foundation: Foundation
+
+    def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:gcp:Foundation", name, None, opts)
+        self._cfg = cfg
+        self._project = _required_gcp_config("project", "my-project-id")
+        self._region = _required_gcp_config("region", "europe-west1")
+        self._labels = {"platform-stack": cfg.stack}
+        self.zones = _zones(self._region, cfg.zone_count)
+
+        apis = [
+            gcp.projects.Service(
+                f"api-{api}",
+                service=f"{api}.googleapis.com",
+                disable_on_destroy=False,  # other workloads in the project may rely on the API
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for api in APIS
+        ]
+        self._after_apis = pulumi.ResourceOptions(parent=self, depends_on=apis)
+
+        network = self._network()
+        cluster = self._cluster(network)
+        postgres = self._postgres(network)
+        redis, redis_ca = self._redis(network)
+        self.foundation = Foundation(
+            cloud="gcp",
+            provider=cluster.provider,
+            kubeconfig=cluster.kubeconfig,
+            postgres=postgres,
+            redis=redis,
+            cluster=ClusterFacts(
+                kubernetes_version=cfg.kubernetes_version,
+                zones=self.zones,
+                storage_class=None,  # GKE's default `standard-rwo` (PD CSI, balanced disks)
+                needs_metrics_server=False,  # GKE ships metrics-server
+                data_network_peers=[
+                    {"ipBlock": {"cidr": f"{SERVICES_RANGE_ADDRESS}/{SERVICES_RANGE_PREFIX}"}}
+                ],
+            ),
+        )
+        self.register_outputs(
+            {
+                "network": network.vpc.name,
+                "cluster_name": cluster.gke.name,
+                "cluster_endpoint": cluster.gke.endpoint,
+                "postgres_host": postgres.host,
+                "redis_host": redis.host,
+                "redis_ca_certificate": redis_ca,
+            }
+        )
+
+    # --- network -----------------------------------------------------------------------------------
+
+    def _network(self) -> _Network:
+        opts = self._after_apis
+        vpc = gcp.compute.Network(
+            "vpc", auto_create_subnetworks=False, routing_mode="REGIONAL", project=self._project, opts=opts
+        )
+        subnet = gcp.compute.Subnetwork(
+            "nodes",
+            network=vpc.id,
+            region=self._region,
+            ip_cidr_range=NODE_CIDR,
+            secondary_ip_ranges=[
+                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name="pods", ip_cidr_range=POD_CIDR),
+                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name="services", ip_cidr_range=SERVICE_CIDR),
+            ],
+            private_ip_google_access=True,
+            project=self._project,
+            opts=opts,
+        )
+        router = gcp.compute.Router(
+            "nat", network=vpc.id, region=self._region, project=self._project, opts=opts
+        )
+        gcp.compute.RouterNat(
+            "nat",
+            router=router.name,
+            region=self._region,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
+            project=self._project,
+            opts=opts,
+        )
+        services_range = gcp.compute.GlobalAddress(
+            "private-services",
+            network=vpc.id,
+            purpose="VPC_PEERING",
+            address_type="INTERNAL",
+            address=SERVICES_RANGE_ADDRESS,
+            prefix_length=SERVICES_RANGE_PREFIX,
+            project=self._project,
+            opts=opts,
+        )
+        peering = gcp.servicenetworking.Connection(
+            "private-services",
+            network=vpc.id,
+            service="servicenetworking.googleapis.com",
+            reserved_peering_ranges=[services_range.name],
+            opts=opts,
+        )
+        return _Network(vpc=vpc, subnet=subnet, services_range=services_range, peering=peering)
+
+    # --- GKE -----------------------------------------------------------------------------------------
+
+    def _cluster(self, network: _Network) -> _Cluster:
+        cfg = self._cfg
+        opts = self._after_apis
+        # Nodes run as their own least-privilege account, not the project's default compute account.
+        nodes_account = gcp.serviceaccount.Account(
+            "gke-nodes",
+            account_id=f"gke-nodes-{cfg.stack}"[:30],
+            display_name=f"GKE nodes ({cfg.stack})",
+            project=self._project,
+            opts=opts,
+        )
+        for role in NODE_ROLES:
+            gcp.projects.IAMMember(
+                f"gke-nodes-{role.rsplit('/', 1)[-1]}",
+                project=self._project,
+                role=role,
+                member=nodes_account.email.apply(lambda email: f"serviceAccount:{email}"),
+                opts=pulumi.ResourceOptions(parent=nodes_account),
+            )
+
+        # Regional: a control plane replica in every zone of the region; zonal costs less for dev.
+        location = self._region if cfg.high_availability else self.zones[0]
+        # A zonal cluster lists only its extra zones; a regional one lists all that it uses.
+        node_locations = self.zones if cfg.high_availability else self.zones[1:]
+        gke = gcp.container.Cluster(
+            "gke",
+            location=location,
+            node_locations=node_locations or None,
+            project=self._project,
+            min_master_version=cfg.kubernetes_version,
+            release_channel=gcp.container.ClusterReleaseChannelArgs(channel=RELEASE_CHANNEL),
+            network=network.vpc.id,
+            subnetwork=network.subnet.id,
+            networking_mode="VPC_NATIVE",
+            ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
+                cluster_secondary_range_name="pods", services_secondary_range_name="services"
+            ),
+            datapath_provider="ADVANCED_DATAPATH",  # Dataplane V2: NetworkPolicy enforced by eBPF
+            private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
+                enable_private_nodes=True,
+                enable_private_endpoint=False,  # reachable from the authorized networks below
+                master_ipv4_cidr_block=CONTROL_PLANE_CIDR,
+            ),
+            master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+                cidr_blocks=[
+                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                        cidr_block=cidr, display_name=f"platform:apiAllowedCidrs[{i}]"
+                    )
+                    for i, cidr in enumerate(cfg.api_allowed_cidrs)
+                ],
+                gcp_public_cidrs_access_enabled=False,
+            ),
+            workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
+                workload_pool=f"{self._project}.svc.id.goog"
+            ),
+            enable_shielded_nodes=True,
+            enable_legacy_abac=False,
+            master_auth=gcp.container.ClusterMasterAuthArgs(
+                client_certificate_config=gcp.container.ClusterMasterAuthClientCertificateConfigArgs(
+                    issue_client_certificate=False
+                )
+            ),
+            # The default pool cannot be configured as below; GKE needs one node to create the cluster.
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            deletion_protection=cfg.deletion_protection,
+            resource_labels=self._labels,
+            opts=opts,
+        )
+        node_pool = gcp.container.NodePool(
+            "nodes",
+            cluster=gke.id,
+            location=location,
+            project=self._project,
+            initial_node_count=max(1, math.ceil(cfg.node_min_count / len(self.zones))),
+            # Totals across all zones, not per zone, so the bounds mean what the config says.
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                total_min_node_count=cfg.node_min_count,
+                total_max_node_count=cfg.node_max_count,
+                location_policy="BALANCED",
+            ),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+            upgrade_settings=gcp.container.NodePoolUpgradeSettingsArgs(max_surge=1, max_unavailable=0),
+            node_config=gcp.container.NodePoolNodeConfigArgs(
+                machine_type=cfg.node_size or NODE_SIZES[cfg.profile],
+                disk_type="pd-balanced",
+                disk_size_gb=50,
+                image_type="COS_CONTAINERD",
+                service_account=nodes_account.email,
+                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+                    enable_secure_boot=True, enable_integrity_monitoring=True
+                ),
+                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+                    mode="GKE_METADATA"
+                ),
+                metadata={"disable-legacy-endpoints": "true"},
+                labels=self._labels,
+            ),
+            # The cluster autoscaler owns the current size between the bounds.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
+        )
+
+        kubeconfig = _secret(
+            pulumi.Output.all(gke.name, gke.endpoint, gke.master_auth.cluster_ca_certificate).apply(
+                lambda a: _kubeconfig(a[0], a[1], a[2])
+            )
+        )
+        provider = k8s.Provider(
+            "gke", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self, depends_on=[node_pool])
+        )
+        return _Cluster(gke=gke, provider=provider, kubeconfig=kubeconfig)
+
+    # --- data services -------------------------------------------------------------------------------
+
+    def _postgres(self, network: _Network) -> PostgresEndpoint:
+        cfg = self._cfg
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[network.peering])
+        instance = gcp.sql.DatabaseInstance(
+            "postgres",
+            database_version=POSTGRES_VERSION,
+            region=self._region,
+            project=self._project,
+            deletion_protection=cfg.deletion_protection,
+            settings=gcp.sql.DatabaseInstanceSettingsArgs(
+                # PostgreSQL 16+ defaults to Enterprise Plus, which takes other tiers.
+                edition="ENTERPRISE",
+                tier=cfg.db_size or DB_SIZES[cfg.profile],
+                availability_type="REGIONAL" if cfg.high_availability else "ZONAL",
+                disk_type="PD_SSD",
+                disk_size=cfg.db_storage_gb,
+                disk_autoresize=True,
+                deletion_protection_enabled=cfg.deletion_protection,
+                ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
+                    ipv4_enabled=False,
+                    private_network=network.vpc.id,
+                    allocated_ip_range=network.services_range.name,
+                    ssl_mode="ENCRYPTED_ONLY",
+                ),
+                backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
+                    enabled=True,
+                    start_time="02:00",
+                    point_in_time_recovery_enabled=cfg.is_prod,
+                    transaction_log_retention_days=7,
+                    backup_retention_settings=gcp.sql.DatabaseInstanceSettingsBackupConfigurationBackupRetentionSettingsArgs(
+                        retained_backups=cfg.backup_retention_days, retention_unit="COUNT"
+                    ),
+                ),
+                maintenance_window=gcp.sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
+                    day=7, hour=3, update_track="stable"
+                ),
+                user_labels=self._labels,
+            ),
+            opts=opts,
+        )
+        database = gcp.sql.Database(
+            "products",
+            name=DATABASE,
+            instance=instance.name,
+            project=self._project,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Letters and digits only: the password goes into a DATABASE_URL unescaped.
+        password = random.RandomPassword(
+            "postgres", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        gcp.sql.User(
+            "platform",
+            name=DATABASE_USER,
+            instance=instance.name,
+            password=password.result,
+            project=self._project,
+            # Postgres refuses to drop a role that owns objects; deleting the instance removes it anyway.
+            deletion_policy="ABANDON",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[database]),
+        )
+        return PostgresEndpoint(
+            host=instance.private_ip_address,
+            port=5432,
+            database=DATABASE,
+            user=DATABASE_USER,
+            password=_secret(password.result),
+            sslmode="require",
+        )
+
+    def _redis(self, network: _Network) -> tuple[RedisEndpoint, pulumi.Output[str]]:
+        """Memorystore generates the AUTH string and serves TLS with a per-instance Google CA.
+
+        The CA is not in public trust stores: a client verifying the server needs it (returned as
+        the component's `redis_ca_certificate`); with only `rediss://` a client must skip
+        verification. The Foundation's RedisEndpoint has no field for it yet.
+        """
+        cfg = self._cfg
+        redis = gcp.redis.Instance(
+            "redis",
+            region=self._region,
+            project=self._project,
+            tier="STANDARD_HA" if cfg.high_availability else "BASIC",
+            memory_size_gb=_memory_gb(cfg.redis_size or REDIS_SIZES[cfg.profile]),
+            redis_version=REDIS_VERSION,
+            location_id=self.zones[0],
+            alternative_location_id=self.zones[1] if cfg.high_availability and len(self.zones) > 1 else None,
+            authorized_network=network.vpc.id,
+            connect_mode="PRIVATE_SERVICE_ACCESS",
+            reserved_ip_range=network.services_range.name,
+            auth_enabled=True,
+            transit_encryption_mode="SERVER_AUTHENTICATION",
+            persistence_config=gcp.redis.InstancePersistenceConfigArgs(
+                persistence_mode="RDB", rdb_snapshot_period="TWELVE_HOURS"
+            )
+            if cfg.is_prod
+            else None,
+            deletion_protection=cfg.deletion_protection,
+            labels=self._labels,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[network.peering]),
+        )
+        endpoint = RedisEndpoint(
+            host=redis.host,
+            port=redis.port,
+            password=_secret(redis.auth_string),
+            tls=True,
+        )
+        return endpoint, redis.server_ca_certs.apply(lambda certs: certs[0].cert if certs else "")
+
+
+@dataclass
+class _Network:
+    vpc: gcp.compute.Network
+    subnet: gcp.compute.Subnetwork
+    services_range: gcp.compute.GlobalAddress
+    peering: gcp.servicenetworking.Connection
+
+
+@dataclass
+class _Cluster:
+    gke: gcp.container.Cluster
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+
+
+def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.secret(value)
+
+
+def _required_gcp_config(key: str, example: str) -> str:
+    value = pulumi.Config("gcp").get(key)
+    if not value:
+        raise ConfigError(
+            f"gcp:{key} must be set for cloud 'gcp', e.g. `pulumi config set gcp:{key} {example}`"
+        )
+    return value
+
+
+def _zones(region: str, count: int) -> list[str]:
+    """The first `count` zones of the region that are up."""
+    available = gcp.compute.get_zones(region=region, status="UP")
+    names = sorted(available.names or [])
+    # An offline run (no project to ask) gets the zone letters most regions have.
+    if len(names) < count:
+        names = [f"{region}-{letter}" for letter in "bcd"]
+    return names[:count]
+
+
+def _memory_gb(size: str) -> int:
+    if not size.isdigit() or not 1 <= int(size) <= 300:
+        raise ConfigError(
+            f"platform:redisSize must be a whole number of GB from 1 to 300 on gcp (got '{size}')"
+        )
+    return int(size)
+
+
+def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
+    """A kubeconfig that asks gke-gcloud-auth-plugin for a short-lived token; no credential is stored."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_data},
+                }
+            ],
+            "users": [
+                {
+                    "name": name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "gke-gcloud-auth-plugin",
+                            "provideClusterInfo": True,
+                            "interactiveMode": "Never",
+                        }
+                    },
+                }
+            ],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        }
+    )
