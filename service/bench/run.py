@@ -1,0 +1,419 @@
+"""The product service's benchmark (`make bench-service`): a script, not a test.
+
+It starts embedded Postgres and Valkey, migrates, seeds products through the API, then serves the
+service with the production gunicorn config (2 sync workers, Prometheus multiprocess metrics, tracing
+exported over OTLP to a loopback sink) next to a bare Flask app with the same gunicorn settings, and
+drives both from a loopback load generator at 32 connections. It prints RPS, p50/p99 latency, the ratio
+to bare Flask and the resident memory of gunicorn master + workers, and writes build/bench/results.json.
+Everything listens on 127.0.0.1 and every load run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import jwt
+import redis
+from load import HOST, Request, Result, drive, generator_name
+from otlp_sink import OtlpSink
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = Path(__file__).resolve().parent
+OUT = REPO / "build" / "bench"
+PRODUCTION_CONFIG = REPO / "service" / "gunicorn.conf.py"
+SERVICE_APP = "product_service.wsgi:app"
+WORKERS = 2
+CONNECTIONS = 32
+BATCH_SIZE = 50
+MIB = 1024 * 1024
+
+# The issue's targets: RPS as a fraction of bare Flask's in the same run, p99 and memory as limits.
+RATIO_TARGETS = {"cached GET by id": 0.5, "uncached GET by id": 0.4, "batch get 50 ids": 0.35}
+P99_TARGET_MS = 20.0
+RSS_TARGET_MIB = 128.0
+# Which ids, offsets and batches the runs use: seeded, so two runs send the same requests.
+SHUFFLE = random.Random()  # noqa: S311 (load shapes, not secrets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    SHUFFLE.seed(args.seed)
+    secret = secrets.token_urlsafe(32)
+    with ExitStack() as stack:
+        database_url, redis_url = stack.enter_context(embedded_servers(OUT / "data"))
+        sink = stack.enter_context(OtlpSink())
+        env = service_environment(database_url, redis_url, secret, sink.endpoint)
+        progress("migrating")
+        subprocess.run([sys.executable, "-m", "product_service", "migrate"], env=env, check=True)
+        service = stack.enter_context(
+            Gunicorn("product-service", SERVICE_APP, PRODUCTION_CONFIG, env, "/health")
+        )
+        bare_env = env | {"BENCH_PRODUCTION_GUNICORN_CONFIG": str(PRODUCTION_CONFIG)}
+        bare_config = BENCH / "bare_gunicorn.conf.py"
+        bare = stack.enter_context(
+            Gunicorn("bare-flask", "bare_app:app", bare_config, bare_env, "/bare", BENCH)
+        )
+        cache = redis.Redis.from_url(redis_url)
+        ids = seed(service.port, args.products, secret, cache)
+        report = measure(service, bare, cache, ids, args.seconds)
+        report["spans_exported"] = sink.spans
+    print_report(report)
+    (OUT / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    progress(f"results written to {(OUT / 'results.json').relative_to(REPO)}")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
+    parser.add_argument("--products", type=int, default=10_000, help="products to seed")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the request shuffles")
+    return parser.parse_args(argv)
+
+
+# --- the measurements -----------------------------------------------------------------------------------
+
+
+def measure(service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str], seconds: float) -> dict:
+    bare_requests = [Request("GET", "/bare")]
+    gets = [Request("GET", f"/api/v1/products/{i}") for i in ids]
+
+    def cached(requests: list[Request]) -> tuple[Result, dict]:
+        warm(service.port, ids)
+        return drive(service.port, requests, connections=CONNECTIONS, seconds=seconds), {}
+
+    scenarios: list[tuple[str, Callable[[], tuple[Result, dict]]]] = [
+        ("cached GET by id", lambda: cached(shuffled(gets))),
+        ("uncached GET by id", lambda: measure_uncached(service.port, cache, gets, seconds)),
+        ("list 20 (offset < 1000)", lambda: cached(list_requests())),
+        ("batch get 50 ids", lambda: cached(batch_requests(ids))),
+    ]
+    progress(f"warming up both servers ({generator_name()} load generator)")
+    drive(bare.port, bare_requests, connections=CONNECTIONS, seconds=2)
+    cached(gets[:1])
+    drive(service.port, gets, connections=CONNECTIONS, seconds=2)
+
+    rows = []
+    for name, run in scenarios:
+        # Each scenario right after a bare Flask run of the same length: both see the same machine state.
+        progress(f"bare Flask, then {name}")
+        baseline = drive(bare.port, bare_requests, connections=CONNECTIONS, seconds=seconds)
+        result, notes = run()
+        rows.append(
+            {
+                "scenario": name,
+                "service": asdict(result) | {"rps": result.rps},
+                "bare": asdict(baseline) | {"rps": baseline.rps},
+                "ratio": result.rps / baseline.rps if baseline.rps else 0.0,
+                "service_memory_mib": service.memory(),
+                **notes,
+            }
+        )
+    memory = {"service": service.memory(), "bare": bare.memory()}
+    return {
+        "generator": generator_name(),
+        "connections": CONNECTIONS,
+        "workers": WORKERS,
+        "seconds_per_run": seconds,
+        "products": len(ids),
+        "cpus": os.cpu_count(),
+        "scenarios": rows,
+        "memory_mib": memory,
+        "peak_service_rss_mib": max(row["service_memory_mib"]["rss"] for row in rows),
+    }
+
+
+def measure_uncached(
+    port: int, cache: redis.Redis, requests: list[Request], seconds: float
+) -> tuple[Result, dict]:
+    """GET by ids that are not in the cache: each request misses Redis, reads Postgres and back-fills.
+
+    The cache is flushed and each id asked once. wrk cycles through its list for a fixed time, so a
+    short probe estimates the rate and the run stops before the ids run out; Redis's own hit counter
+    during the run shows whether any request was served from the cache after all.
+    """
+    cache.flushdb()
+    probe = drive(port, shuffled(requests), connections=CONNECTIONS, seconds=2)
+    budget = 0.8 * len(requests) / max(probe.rps, 1.0)
+    duration = max(1.0, min(seconds, float(int(budget))))
+    cache.flushdb()
+    before = cache.info("stats")
+    result = drive(port, shuffled(requests), connections=CONNECTIONS, seconds=duration)
+    after = cache.info("stats")
+    hits = after["keyspace_hits"] - before["keyspace_hits"]
+    misses = after["keyspace_misses"] - before["keyspace_misses"]
+    return result, {"redis_hits": hits, "redis_misses": misses}
+
+
+def list_requests() -> list[Request]:
+    return [
+        Request("GET", f"/api/v1/products?limit=20&offset={20 * SHUFFLE.randrange(50)}") for _ in range(500)
+    ]
+
+
+def batch_requests(ids: list[str]) -> list[Request]:
+    bodies = [json.dumps({"ids": SHUFFLE.sample(ids, BATCH_SIZE)}).encode() for _ in range(500)]
+    return [Request("POST", "/api/v1/products:batchGet", body) for body in bodies]
+
+
+def shuffled(items: list[Request]) -> list[Request]:
+    return SHUFFLE.sample(items, len(items))
+
+
+# --- seeding --------------------------------------------------------------------------------------------
+
+
+def seed(port: int, count: int, secret: str, cache: redis.Redis) -> list[str]:
+    """Create `count` products through the API (the real write path) and return their ids."""
+    existing = list_ids(port)
+    if len(existing) < count:
+        progress(f"seeding {count - len(existing)} products")
+        token = jwt.encode(
+            {"scope": "products:write", "sub": "bench", "exp": int(time.time()) + 3600}, secret
+        )
+        headers = (("Authorization", f"Bearer {token}"),)
+        creates = [
+            Request("POST", "/api/v1/products", json.dumps(product(n)).encode(), headers)
+            for n in range(len(existing), count)
+        ]
+        result = drive(port, creates, connections=8, seconds=600, once=True)
+        if result.errors:
+            raise SystemExit(f"seeding failed: {result.errors} of {result.requests} creates were not 2xx")
+        existing = list_ids(port)
+    cache.flushdb()
+    return existing[:count]
+
+
+def product(n: int) -> dict:
+    return {
+        "name": f"Bench product {n:05d}",
+        "price": f"{n % 10_000 / 100:.2f}",
+        "description": "A product as the seed writes it, so the document has the same size.",
+    }
+
+
+def list_ids(port: int) -> list[str]:
+    ids: list[str] = []
+    while True:
+        page = get_json(port, f"/api/v1/products?limit=100&offset={len(ids)}")
+        ids += [item["id"] for item in page["items"]]
+        if not page["items"] or len(ids) >= page["total"]:
+            return ids
+
+
+def warm(port: int, ids: list[str]) -> None:
+    """Put every product in the cache: batch get back-fills what it read from Postgres."""
+    for start in range(0, len(ids), 100):
+        post_json(port, "/api/v1/products:batchGet", {"ids": ids[start : start + 100]})
+
+
+def get_json(port: int, path: str) -> dict:
+    return http_json(port, "GET", path, None)
+
+
+def post_json(port: int, path: str, body: dict) -> dict:
+    return http_json(port, "POST", path, body)
+
+
+def http_json(port: int, method: str, path: str, body: dict | None) -> dict:
+    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, payload, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        data = response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status} {data[:300]!r}")
+        return json.loads(data)
+    finally:
+        connection.close()
+
+
+# --- the servers ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def embedded_servers(data_dir: Path) -> Iterator[tuple[str, str]]:
+    from product_service.embedded import EmbeddedServers
+
+    with EmbeddedServers(data_dir) as servers:
+        yield servers.database_url, servers.redis_url
+
+
+def service_environment(database_url: str, redis_url: str, secret: str, otlp_endpoint: str) -> dict[str, str]:
+    metrics_dir = OUT / "prometheus-multiproc"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    return os.environ | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": secret,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+        "OTEL_SERVICE_NAME": "product-service-bench",
+        "WEB_CONCURRENCY": str(WORKERS),
+        "PYTHONPATH": str(BENCH),
+    }
+
+
+class Gunicorn:
+    """gunicorn serving `app` on a free loopback port, from `with` until the block ends (SIGTERM)."""
+
+    def __init__(self, name: str, app: str, config: Path, env: dict[str, str], ready: str, cwd: Path = REPO):
+        self.name, self.app, self.config, self.env, self.ready, self.cwd = name, app, config, env, ready, cwd
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Gunicorn:
+        log = (OUT / f"{self.name}.log").open("wb")
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(self.config),
+            "--bind",
+            f"{HOST}:{self.port}",
+            "--workers",
+            str(WORKERS),
+            "--worker-tmp-dir",
+            "/dev/shm",  # noqa: S108 (tmpfs, as in the image)
+            "--no-control-socket",
+            self.app,
+        ]
+        self.process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
+            command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self._wait_until_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def pids(self) -> list[int]:
+        assert self.process is not None
+        master = self.process.pid
+        return [master, *children(master)]
+
+    def memory(self) -> dict[str, float]:
+        """Resident memory of master + workers in MiB: RSS (shared pages counted in each) and PSS (split)."""
+        rss = pss = 0
+        for pid in self.pids():
+            rss += proc_kib(f"/proc/{pid}/status", "VmRSS:")
+            pss += proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+        return {"rss": rss / 1024, "pss": pss / 1024, "processes": len(self.pids())}
+
+    def _wait_until_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(
+                    f"{self.name} exited with {self.process.returncode}: see {OUT}/{self.name}.log"
+                )
+            try:
+                get_json(self.port, self.ready)
+                return
+            except (OSError, RuntimeError, ValueError):
+                time.sleep(0.2)
+        raise SystemExit(f"{self.name} was not ready within 60 s: see {OUT}/{self.name}.log")
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def proc_kib(path: str, key: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# --- the report -----------------------------------------------------------------------------------------
+
+
+def print_report(report: dict) -> None:
+    print()
+    print(
+        f"{report['workers']} sync workers, {report['connections']} connections, {report['generator']} "
+        f"load generator, {report['cpus']} CPUs, {report['products']} products, "
+        f"{report['seconds_per_run']:.0f} s per run"
+    )
+    header = f"{'scenario':<26}{'RPS':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'bare RPS':>10}{'ratio':>7}  target"
+    print(header)
+    print("-" * len(header))
+    for row in report["scenarios"]:
+        service, bare = row["service"], row["bare"]
+        target = RATIO_TARGETS.get(row["scenario"])
+        verdicts = []
+        if target is not None:
+            verdicts.append(f"ratio >= {target}: {'met' if row['ratio'] >= target else 'MISSED'}")
+        verdicts.append(
+            f"p99 <= {P99_TARGET_MS:.0f}: {'met' if service['p99_ms'] <= P99_TARGET_MS else 'MISSED'}"
+        )
+        print(
+            f"{row['scenario']:<26}{service['rps']:>8.0f}{service['p50_ms']:>9.1f}{service['p99_ms']:>9.1f}"
+            f"{service['errors']:>8}{bare['rps']:>10.0f}{row['ratio']:>7.2f}  {'; '.join(verdicts)}"
+        )
+        if "redis_hits" in row:
+            print(f"{'':<26}Redis during the run: {row['redis_misses']} misses, {row['redis_hits']} hits")
+    for row in report["scenarios"][:1]:
+        bare = row["bare"]
+        print(
+            f"{'bare Flask':<26}{bare['rps']:>8.0f}{bare['p50_ms']:>9.1f}{bare['p99_ms']:>9.1f}{bare['errors']:>8}"
+        )
+    peak = report["peak_service_rss_mib"]
+    memory = report["memory_mib"]
+    print(
+        f"\nservice gunicorn master + {WORKERS} workers: RSS {peak:.0f} MiB at peak "
+        f"(RSS <= {RSS_TARGET_MIB:.0f}: {'met' if peak <= RSS_TARGET_MIB else 'MISSED'}), "
+        f"PSS {memory['service']['pss']:.0f} MiB at the end; bare Flask: RSS {memory['bare']['rss']:.0f} MiB"
+    )
+    print(f"spans exported to the loopback OTLP sink: {report['spans_exported']}")
+
+
+def progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
