@@ -1,0 +1,518 @@
+"""Kubernetes guardrails: pod security, resources, probes, images, identities, network and disruption.
+
+Workload rules look at the pod template of every controller the program declares (Deployment,
+StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) and at bare Pods. Helm releases of third-party
+charts are opaque here: their rendered pods never reach the engine, so pod-level rules cannot see
+them. For a release the pack checks what it can see: a pinned chart version, no secret literals in
+its values, and (advisory) a NetworkPolicy in its namespace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..framework import (
+    ADVISORY,
+    Findings,
+    Subject,
+    dig,
+    dotted,
+    items,
+    number,
+    resource_rule,
+    stack_rule,
+    walk,
+)
+from ..secrets import looks_like_secret_key, secret_shaped
+
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "kubernetes:core/v1:Pod": ("spec",),
+}
+WORKLOADS = tuple(POD_SPEC_PATHS)
+# Run-to-completion workloads: no probes expected.
+BATCH = frozenset({"kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"})
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+SERVICE = "kubernetes:core/v1:Service"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+HPA_TYPES = (
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+    "kubernetes:autoscaling/v1:HorizontalPodAutoscaler",
+)
+SAFE_SECCOMP = frozenset({"RuntimeDefault", "Localhost"})
+# The only capability the restricted Pod Security Standard lets a container add back.
+ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    spec: Mapping[str, Any]
+    init: bool
+
+    @property
+    def label(self) -> str:
+        return f"{'init container' if self.init else 'container'} '{self.name}'"
+
+    def security(self, key: str) -> Any:
+        return dig(self.spec, "securityContext", key)
+
+
+def pod_spec(subject: Subject) -> Mapping[str, Any]:
+    return dig(subject.props, *POD_SPEC_PATHS[subject.type], default={})
+
+
+def containers(spec: Mapping[str, Any], include_init: bool = True) -> Iterator[Container]:
+    groups = ("initContainers", "containers") if include_init else ("containers",)
+    for group in groups:
+        for index, container in enumerate(items(dig(spec, group))):
+            yield Container(
+                str(dig(container, "name", default=f"#{index}")), container, group == "initContainers"
+            )
+
+
+# --- pod security -------------------------------------------------------------------------------------
+
+
+# why: a process that escapes a root container is root on the node.
+@resource_rule(
+    "k8s-run-as-non-root",
+    "Containers run as a non-root user (runAsNonRoot, and never runAsUser 0): a container escape as "
+    "root is root on the node.",
+    WORKLOADS,
+)
+def run_as_non_root(subject: Subject, findings: Findings) -> None:
+    spec = pod_spec(subject)
+    pod_non_root = dig(spec, "securityContext", "runAsNonRoot")
+    pod_user = number(dig(spec, "securityContext", "runAsUser"))
+    for c in containers(spec):
+        with findings.verifying():
+            non_root = c.security("runAsNonRoot")
+            user = number(c.security("runAsUser"))
+            effective_user = user if user is not None else pod_user
+            if effective_user == 0:
+                findings.violation(f"{c.label} runs as user 0 (root)")
+            elif (non_root if non_root is not None else pod_non_root) is not True:
+                findings.violation(f"{c.label} does not set securityContext.runAsNonRoot: true")
+
+
+# why: setuid binaries and file capabilities are how a compromised process gains root.
+@resource_rule(
+    "k8s-no-privilege-escalation",
+    "Containers set allowPrivilegeEscalation: false, so setuid binaries cannot raise privileges.",
+    WORKLOADS,
+)
+def no_privilege_escalation(subject: Subject, findings: Findings) -> None:
+    for c in containers(pod_spec(subject)):
+        with findings.verifying():
+            if c.security("allowPrivilegeEscalation") is not False:
+                findings.violation(f"{c.label} does not set securityContext.allowPrivilegeEscalation: false")
+
+
+# why: default capabilities (NET_RAW, CHOWN, ...) are attack surface a web service never uses.
+@resource_rule(
+    "k8s-drop-all-capabilities",
+    "Containers drop ALL Linux capabilities (adding back at most NET_BIND_SERVICE): the defaults "
+    "include NET_RAW and others a service never needs.",
+    WORKLOADS,
+)
+def drop_all_capabilities(subject: Subject, findings: Findings) -> None:
+    for c in containers(pod_spec(subject)):
+        with findings.verifying():
+            dropped = [str(x).upper() for x in items(dig(c.spec, "securityContext", "capabilities", "drop"))]
+            if "ALL" not in dropped:
+                findings.violation(f"{c.label} does not drop ALL capabilities")
+        with findings.verifying():
+            added = {str(x).upper() for x in items(dig(c.spec, "securityContext", "capabilities", "add"))}
+            extra = sorted(added - ALLOWED_ADDED_CAPABILITIES)
+            if extra:
+                findings.violation(f"{c.label} adds capabilities {', '.join(extra)}")
+
+
+# why: without a seccomp profile every syscall (keyctl, unshare, ...) is open to an attacker.
+@resource_rule(
+    "k8s-seccomp-runtime-default",
+    "Pods use the RuntimeDefault (or a Localhost) seccomp profile, which blocks syscalls that "
+    "container escapes rely on.",
+    WORKLOADS,
+)
+def seccomp_runtime_default(subject: Subject, findings: Findings) -> None:
+    spec = pod_spec(subject)
+    pod_profile = dig(spec, "securityContext", "seccompProfile", "type")
+    for c in containers(spec):
+        with findings.verifying():
+            own = dig(c.spec, "securityContext", "seccompProfile", "type")
+            effective = own if own is not None else pod_profile
+            if effective not in SAFE_SECCOMP:
+                findings.violation(
+                    f"{c.label} has seccomp profile {effective or 'unset (Unconfined)'}; use RuntimeDefault"
+                )
+
+
+# why: an attacker who cannot write to the image cannot drop tools or alter binaries.
+@resource_rule(
+    "k8s-read-only-root-filesystem",
+    "Containers mount their root filesystem read-only (writable paths as emptyDir volumes), so an "
+    "attacker cannot plant tools or modify the image.",
+    WORKLOADS,
+)
+def read_only_root_filesystem(subject: Subject, findings: Findings) -> None:
+    for c in containers(pod_spec(subject)):
+        with findings.verifying():
+            if c.security("readOnlyRootFilesystem") is not True:
+                findings.violation(f"{c.label} does not set securityContext.readOnlyRootFilesystem: true")
+
+
+# why: privileged mode and host namespaces/paths/ports hand the node to the container.
+@resource_rule(
+    "k8s-no-host-access",
+    "Pods use no privileged containers, hostNetwork, hostPID, hostIPC, hostPath volumes or hostPorts: "
+    "each gives the container a way onto the node.",
+    WORKLOADS,
+)
+def no_host_access(subject: Subject, findings: Findings) -> None:
+    spec = pod_spec(subject)
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        with findings.verifying():
+            if dig(spec, field) is True:
+                findings.violation(f"pod sets {field}: true")
+    for volume in items(dig(spec, "volumes")):
+        with findings.verifying():
+            if dig(volume, "hostPath") is not None:
+                findings.violation(f"volume '{dig(volume, 'name')}' is a hostPath")
+    for c in containers(spec):
+        with findings.verifying():
+            if c.security("privileged") is True:
+                findings.violation(f"{c.label} is privileged")
+        for port in items(dig(c.spec, "ports")):
+            with findings.verifying():
+                if dig(port, "hostPort") is not None:
+                    findings.violation(
+                        f"{c.label} binds hostPort {number(dig(port, 'hostPort')) or ''}".rstrip()
+                    )
+
+
+# --- resources, probes, images, identity ------------------------------------------------------------
+
+
+# why: a pod without limits can starve or OOM its node's neighbours; the HPA needs CPU requests.
+@resource_rule(
+    "k8s-resource-requests-limits",
+    "Containers declare CPU and memory requests and limits: without them one pod can starve or OOM "
+    "everything on its node, and the autoscaler has nothing to measure against.",
+    WORKLOADS,
+)
+def resource_requests_limits(subject: Subject, findings: Findings) -> None:
+    for c in containers(pod_spec(subject)):
+        with findings.verifying():
+            missing = [
+                f"{kind}.{resource}"
+                for kind in ("requests", "limits")
+                for resource in ("cpu", "memory")
+                if dig(c.spec, "resources", kind, resource) is None
+            ]
+            if missing:
+                findings.violation(f"{c.label} has no resources {', '.join(missing)}")
+
+
+# why: without readiness traffic reaches pods that cannot serve; without liveness hung pods stay.
+@resource_rule(
+    "k8s-liveness-readiness-probes",
+    "Long-running containers have liveness and readiness probes, so rollouts wait for ready pods and "
+    "hung ones restart (advisory: some sidecars legitimately have neither).",
+    [t for t in WORKLOADS if t not in BATCH],
+    level=ADVISORY,
+)
+def liveness_readiness_probes(subject: Subject, findings: Findings) -> None:
+    for c in containers(pod_spec(subject), include_init=False):
+        with findings.verifying():
+            missing = [p for p in ("livenessProbe", "readinessProbe") if dig(c.spec, p) is None]
+            if missing:
+                findings.violation(f"{c.label} has no {' or '.join(missing)}")
+
+
+# why: a moving tag means what runs is not what was reviewed, and rollbacks are not reproducible.
+@resource_rule(
+    "k8s-image-pinned",
+    "Images are pinned by a tag other than latest, or by digest: a moving tag runs code nobody "
+    "reviewed and makes rollbacks unreproducible.",
+    WORKLOADS,
+)
+def image_pinned(subject: Subject, findings: Findings) -> None:
+    for c in containers(pod_spec(subject)):
+        with findings.verifying():
+            image = dig(c.spec, "image")
+            if not isinstance(image, str) or not image_is_pinned(image):
+                findings.violation(f"{c.label} image '{image}' is not pinned to a tag or digest")
+
+
+def image_is_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
+
+
+# why: the default ServiceAccount is shared, and a mounted token is a credential for the API server.
+@resource_rule(
+    "k8s-dedicated-service-account",
+    "Pods run under their own ServiceAccount with automountServiceAccountToken: false: the default "
+    "account is shared, and a mounted token is an API credential an attacker can steal.",
+    WORKLOADS,
+)
+def dedicated_service_account(subject: Subject, findings: Findings) -> None:
+    spec = pod_spec(subject)
+    with findings.verifying():
+        account = dig(spec, "serviceAccountName") or dig(spec, "serviceAccount")
+        if account in (None, "", "default"):
+            findings.violation("pod runs under the namespace's default ServiceAccount")
+    with findings.verifying():
+        if dig(spec, "automountServiceAccountToken") is not False:
+            findings.violation("pod does not set automountServiceAccountToken: false")
+
+
+# --- secrets in plain places --------------------------------------------------------------------------
+
+
+# why: env values, ConfigMaps, annotations and Helm values are readable by anyone who can read the
+# object (and land in logs and state); credentials belong in Secrets.
+@resource_rule(
+    "k8s-no-secret-literals",
+    "No secret-looking literal (a password/token/key-named value, a URL with credentials, a private "
+    "key) in container env values, ConfigMaps, annotations or Helm values: those are readable by "
+    "anyone who can read the object; reference a Secret instead.",
+    (*WORKLOADS, CONFIG_MAP, HELM_RELEASE),
+)
+def no_secret_literals(subject: Subject, findings: Findings) -> None:
+    with findings.verifying():
+        for key, value in (dig(subject.props, "metadata", "annotations", default={}) or {}).items():
+            _check_literal(findings, f"annotation '{key}'", str(key), value)
+    if subject.type in POD_SPEC_PATHS:
+        for c in containers(pod_spec(subject)):
+            for env in items(dig(c.spec, "env")):
+                with findings.verifying():
+                    name = str(dig(env, "name", default=""))
+                    _check_literal(findings, f"{c.label} env {name}", name, dig(env, "value"))
+    elif subject.type == CONFIG_MAP:
+        for key in dig(subject.props, "data", default={}) or {}:
+            with findings.verifying():
+                _check_literal(findings, f"ConfigMap key '{key}'", str(key), subject.props["data"][key])
+    else:
+        with findings.verifying():
+            for path, value in walk(dig(subject.props, "values", default={})):
+                last = next((str(p) for p in reversed(path) if isinstance(p, str)), "")
+                _check_literal(findings, f"Helm value {dotted(path)}", last, value)
+
+
+def _check_literal(findings: Findings, where: str, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        return
+    shape = secret_shaped(value)
+    if shape:
+        findings.violation(f"{where} holds {shape} in plain text; reference a Secret instead")
+    elif looks_like_secret_key(key) and not _is_reference(value):
+        findings.violation(f"{where} looks like a credential set in plain text; reference a Secret instead")
+
+
+def _is_reference(value: str) -> bool:
+    """`$(VAR)`, `${VAR}` and `{{ template }}` point at a value held elsewhere."""
+    return bool(re.fullmatch(r"\s*(\$\([^)]*\)|\$\{[^}]*\}|\{\{.*\}\})\s*", value))
+
+
+# --- Helm releases ------------------------------------------------------------------------------------
+
+
+# why: an unpinned chart installs whatever the repository publishes next, unreviewed.
+@resource_rule(
+    "k8s-helm-chart-pinned",
+    "Helm releases pin an exact chart version: without it each deployment installs whatever the "
+    "repository published last, unreviewed.",
+    (HELM_RELEASE,),
+)
+def helm_chart_pinned(subject: Subject, findings: Findings) -> None:
+    version = dig(subject.props, "version")
+    if not isinstance(version, str) or not re.fullmatch(r"v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?", version):
+        findings.violation(
+            f"chart '{dig(subject.props, 'chart')}' version '{version}' is not an exact version"
+        )
+
+
+# --- scaling and exposure -----------------------------------------------------------------------------
+
+
+# why: with fewer than three replicas one node drain or zone outage takes away most of the capacity.
+@resource_rule(
+    "k8s-hpa-min-replicas",
+    "In prod, HorizontalPodAutoscalers keep at least 3 replicas, so a node drain or a zone outage "
+    "never leaves a single pod serving (advisory: small services may choose otherwise).",
+    HPA_TYPES,
+    level=ADVISORY,
+    environment_aware=True,
+)
+def hpa_min_replicas(subject: Subject, findings: Findings) -> None:
+    if not subject.prod:
+        return
+    minimum = number(dig(subject.props, "spec", "minReplicas", default=1))
+    if minimum is None or minimum < 3:
+        findings.violation(
+            f"minReplicas is {dig(subject.props, 'spec', 'minReplicas', default=1)}; prod needs >= 3"
+        )
+
+
+# why: every LoadBalancer Service is a public entry point outside the ingress controller's TLS and
+# policies (advisory: some protocols need their own).
+@resource_rule(
+    "k8s-no-loadbalancer-service",
+    "Only the ingress controller is exposed through a Service of type LoadBalancer; anything else "
+    "becomes a public endpoint that bypasses the ingress TLS and rules (advisory).",
+    (SERVICE,),
+    level=ADVISORY,
+)
+def no_loadbalancer_service(subject: Subject, findings: Findings) -> None:
+    if dig(subject.props, "spec", "type") != "LoadBalancer":
+        return
+    metadata = dig(subject.props, "metadata", default={})
+    labels = dig(metadata, "labels", default={}) or {}
+    identity = " ".join(
+        str(x)
+        for x in (
+            dig(metadata, "namespace", default=""),
+            dig(metadata, "name", default=""),
+            labels.get("app.kubernetes.io/name", ""),
+            labels.get("app.kubernetes.io/component", ""),
+        )
+    )
+    if "ingress" not in identity.lower():
+        findings.violation(
+            f"Service '{dig(metadata, 'name', default=subject.name)}' is of type LoadBalancer; "
+            "expose it through the ingress controller"
+        )
+
+
+# --- stack-wide: network isolation and disruption budgets ---------------------------------------------
+
+
+def _kind_of(resource: Any) -> str:
+    return str(resource.resource_type)
+
+
+def _namespace(props: Mapping[str, Any]) -> str:
+    return str(dig(props, "metadata", "namespace", default="default"))
+
+
+# why: without a NetworkPolicy every pod in the namespace accepts traffic from anywhere in the cluster.
+@stack_rule(
+    "k8s-namespace-network-policy",
+    "Every namespace with workloads the program declares has a NetworkPolicy: without one, each pod "
+    "accepts traffic from any pod in the cluster, so one compromised pod reaches them all.",
+)
+def namespace_network_policy(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
+    covered = _namespaces_with_network_policy(resources, findings)
+    for r in resources:
+        if _kind_of(r) in POD_SPEC_PATHS:
+            with findings.verifying():
+                namespace = _namespace(r.props)
+                if namespace not in covered:
+                    findings.violation(
+                        f"namespace '{namespace}' runs {r.name} but has no NetworkPolicy", r.urn
+                    )
+
+
+# why: charts bring their own pods; the pack cannot see whether the chart renders a NetworkPolicy.
+@stack_rule(
+    "k8s-helm-namespace-network-policy",
+    "Every namespace a Helm release installs into has a NetworkPolicy declared by the program "
+    "(advisory: a chart may render its own, which the pack cannot see).",
+    level=ADVISORY,
+)
+def helm_namespace_network_policy(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
+    covered = _namespaces_with_network_policy(resources, findings)
+    for r in resources:
+        if _kind_of(r) == HELM_RELEASE:
+            with findings.verifying():
+                namespace = str(dig(r.props, "namespace", default="default"))
+                if namespace not in covered:
+                    findings.violation(
+                        f"namespace '{namespace}' of Helm release {r.name} has no NetworkPolicy", r.urn
+                    )
+
+
+def _namespaces_with_network_policy(resources: Sequence[Any], findings: Findings) -> set[str]:
+    covered: set[str] = set()
+    for r in resources:
+        if _kind_of(r) == NETWORK_POLICY:
+            with findings.verifying():
+                covered.add(_namespace(r.props))
+    return covered
+
+
+# why: without a PDB a node upgrade may evict every replica at once.
+@stack_rule(
+    "k8s-pdb-for-multi-replica",
+    "Every Deployment that runs more than one replica (by spec.replicas or an HPA's minReplicas) has a "
+    "PodDisruptionBudget selecting its pods: without one, a node upgrade may evict all of them at once.",
+)
+def pdb_for_multi_replica(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
+    budgets: list[tuple[str, Mapping[str, Any]]] = []
+    scaled: dict[tuple[str, str], float] = {}
+    for r in resources:
+        with findings.verifying():
+            if _kind_of(r) == PDB:
+                budgets.append(
+                    (_namespace(r.props), dig(r.props, "spec", "selector", "matchLabels", default={}))
+                )
+            elif _kind_of(r) in HPA_TYPES and dig(r.props, "spec", "scaleTargetRef", "kind") == "Deployment":
+                target = (_namespace(r.props), str(dig(r.props, "spec", "scaleTargetRef", "name")))
+                scaled[target] = number(dig(r.props, "spec", "minReplicas", default=1)) or 1
+    for r in resources:
+        if _kind_of(r) != "kubernetes:apps/v1:Deployment":
+            continue
+        with findings.verifying():
+            namespace = _namespace(r.props)
+            name = str(dig(r.props, "metadata", "name", default=r.name))
+            replicas = max(
+                number(dig(r.props, "spec", "replicas", default=1)) or 1, scaled.get((namespace, name), 0)
+            )
+            if replicas <= 1:
+                continue
+            labels = dig(r.props, "spec", "template", "metadata", "labels", default={}) or {}
+            if not any(ns == namespace and _selects(selector, labels) for ns, selector in budgets):
+                findings.violation(
+                    f"Deployment '{name}' runs {int(replicas)} replicas but no PodDisruptionBudget selects its pods",
+                    r.urn,
+                )
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+POLICIES = [
+    run_as_non_root,
+    no_privilege_escalation,
+    drop_all_capabilities,
+    seccomp_runtime_default,
+    read_only_root_filesystem,
+    no_host_access,
+    resource_requests_limits,
+    liveness_readiness_probes,
+    image_pinned,
+    dedicated_service_account,
+    no_secret_literals,
+    helm_chart_pinned,
+    hpa_min_replicas,
+    no_loadbalancer_service,
+    namespace_network_policy,
+    helm_namespace_network_policy,
+    pdb_for_multi_replica,
+]
