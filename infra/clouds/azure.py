@@ -1,0 +1,498 @@
+"""Azure foundation: a VNet, AKS, PostgreSQL Flexible Server and Azure Cache for Redis.
+
+AKS authenticates through Microsoft Entra ID only (local accounts off, Azure RBAC for
+Kubernetes). Postgres sits in a delegated subnet and Redis behind a private endpoint; both are
+resolved through private DNS zones linked to the VNet and refuse public traffic.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import yaml
+from config import ConfigError, PlatformConfig
+from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from pulumi_azure_native import (
+    authorization,
+    containerservice,
+    dbforpostgresql,
+    network,
+    privatedns,
+    redis,
+    resources,
+)
+
+# Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` override them. A Redis size is
+# `<sku>_<family><capacity>`, e.g. Standard_C1 or Premium_P1.
+NODE_SIZES = {"dev": "Standard_D2s_v5", "prod": "Standard_D4s_v5"}
+DB_SIZES = {"dev": "Standard_B2s", "prod": "Standard_D4ds_v5"}
+REDIS_SIZES = {"dev": "Basic_C1", "prod": "Premium_P1"}
+
+POSTGRES_VERSION = "17"
+DATABASE = "products"
+DATABASE_USER = "platform"
+POSTGRES_PORT = 5432
+# Flexible Server offers these disk sizes only; a configured size is rounded up to the next one.
+POSTGRES_DISK_SIZES_GB = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
+
+VNET_CIDR = "10.40.0.0/16"
+NODE_CIDR = "10.40.0.0/20"
+POSTGRES_CIDR = "10.40.16.0/24"
+ENDPOINT_CIDR = "10.40.17.0/24"
+POD_CIDR = "192.168.0.0/16"  # Azure CNI overlay: pod addresses never consume VNet space
+SERVICE_CIDR = "10.41.0.0/16"
+DNS_SERVICE_IP = "10.41.0.10"
+
+REDIS_PRIVATE_DNS_ZONE = "privatelink.redis.cache.windows.net"
+# Built-in role ids, the same in every tenant.
+AKS_RBAC_CLUSTER_ADMIN_ROLE = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+
+
+def build(cfg: PlatformConfig) -> Foundation:
+    return AzureFoundation("platform", cfg).foundation
+
+
+class AzureFoundation(pulumi.ComponentResource):
+    foundation: Foundation
+
+    def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:azure:Foundation", name, None, opts)
+        if not 7 <= cfg.backup_retention_days <= 35:
+            raise ConfigError(
+                "platform:backupRetentionDays must be from 7 to 35 on azure, the range Flexible Server "
+                f"accepts (got '{cfg.backup_retention_days}')"
+            )
+        self._cfg = cfg
+        self._location = _location()
+        self._tags = {"platform-stack": cfg.stack}
+        self.zones = [str(zone) for zone in range(1, cfg.zone_count + 1)]
+        self._client = authorization.get_client_config_output()
+        self._group = resources.ResourceGroup(
+            "platform", location=self._location, tags=self._tags, opts=pulumi.ResourceOptions(parent=self)
+        )
+
+        vnet = self._network()
+        cluster = self._cluster(vnet)
+        postgres = self._postgres(vnet)
+        redis_endpoint = self._redis(vnet)
+        self.foundation = Foundation(
+            cloud="azure",
+            provider=cluster.provider,
+            kubeconfig=cluster.kubeconfig,
+            postgres=postgres,
+            redis=redis_endpoint,
+            cluster=ClusterFacts(
+                kubernetes_version=cfg.kubernetes_version,
+                zones=self.zones,
+                storage_class=None,  # AKS's default `default` (Azure Disk CSI, StandardSSD)
+                needs_metrics_server=False,  # AKS ships metrics-server
+                # Azure's load balancer probes `/` over HTTP unless told otherwise; ingress-nginx
+                # answers its health on /healthz.
+                load_balancer_annotations={
+                    "service.beta.kubernetes.io/azure-load-balancer-health-probe-request-path": "/healthz"
+                },
+                data_network_peers=[{"ipBlock": {"cidr": cidr}} for cidr in (POSTGRES_CIDR, ENDPOINT_CIDR)],
+            ),
+        )
+        self.register_outputs(
+            {
+                "resource_group": self._group.name,
+                "cluster_name": cluster.aks.name,
+                "cluster_fqdn": cluster.aks.fqdn,
+                "postgres_host": postgres.host,
+                "redis_host": redis_endpoint.host,
+            }
+        )
+
+    # --- network -----------------------------------------------------------------------------------
+
+    def _network(self) -> _Network:
+        group = self._group.name
+        opts = pulumi.ResourceOptions(parent=self)
+        vnet = network.VirtualNetwork(
+            "vnet",
+            resource_group_name=group,
+            location=self._location,
+            address_space=network.AddressSpaceArgs(address_prefixes=[VNET_CIDR]),
+            tags=self._tags,
+            opts=opts,
+        )
+        nodes = network.Subnet(
+            "nodes",
+            resource_group_name=group,
+            virtual_network_name=vnet.name,
+            address_prefix=NODE_CIDR,
+            opts=opts,
+        )
+        # Azure updates one subnet of a VNet at a time, so each waits for the one before.
+        postgres = network.Subnet(
+            "postgres",
+            resource_group_name=group,
+            virtual_network_name=vnet.name,
+            address_prefix=POSTGRES_CIDR,
+            delegations=[
+                network.DelegationArgs(
+                    name="postgres", service_name="Microsoft.DBforPostgreSQL/flexibleServers"
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]),
+        )
+        endpoints = network.Subnet(
+            "endpoints",
+            resource_group_name=group,
+            virtual_network_name=vnet.name,
+            address_prefix=ENDPOINT_CIDR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[postgres]),
+        )
+        return _Network(vnet=vnet, nodes=nodes, postgres=postgres, endpoints=endpoints)
+
+    # --- AKS -----------------------------------------------------------------------------------------
+
+    def _cluster(self, vnet: _Network) -> _Cluster:
+        cfg = self._cfg
+        group = self._group.name
+        aks = containerservice.ManagedCluster(
+            "aks",
+            resource_group_name=group,
+            location=self._location,
+            dns_prefix=f"platform-{cfg.stack}",
+            kubernetes_version=cfg.kubernetes_version,
+            identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
+            # The Standard tier carries the control plane's uptime SLA.
+            sku=containerservice.ManagedClusterSKUArgs(
+                name="Base", tier="Standard" if cfg.high_availability else "Free"
+            ),
+            agent_pool_profiles=[
+                containerservice.ManagedClusterAgentPoolProfileArgs(
+                    name="system",
+                    mode="System",
+                    type="VirtualMachineScaleSets",
+                    os_type="Linux",
+                    os_sku="AzureLinux",
+                    vm_size=cfg.node_size or NODE_SIZES[cfg.profile],
+                    os_disk_size_gb=64,
+                    vnet_subnet_id=vnet.nodes.id,
+                    availability_zones=self.zones if len(self.zones) > 1 else None,
+                    enable_auto_scaling=True,
+                    min_count=cfg.node_min_count,
+                    max_count=cfg.node_max_count,
+                    count=cfg.node_min_count,
+                    enable_node_public_ip=False,
+                )
+            ],
+            network_profile=containerservice.ContainerServiceNetworkProfileArgs(
+                network_plugin="azure",
+                network_plugin_mode="overlay",
+                network_policy="calico",
+                pod_cidr=POD_CIDR,
+                service_cidr=SERVICE_CIDR,
+                dns_service_ip=DNS_SERVICE_IP,
+                load_balancer_sku="standard",
+                outbound_type="loadBalancer",
+            ),
+            api_server_access_profile=containerservice.ManagedClusterAPIServerAccessProfileArgs(
+                authorized_ip_ranges=cfg.api_allowed_cidrs
+            ),
+            enable_rbac=True,
+            disable_local_accounts=True,
+            aad_profile=containerservice.ManagedClusterAADProfileArgs(managed=True, enable_azure_rbac=True),
+            oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(
+                    enabled=True
+                )
+            ),
+            auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
+                upgrade_channel="patch", node_os_upgrade_channel="NodeImage"
+            ),
+            tags=self._tags,
+            # The cluster autoscaler owns the current node count between the bounds.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
+        )
+        # The cluster's identity manages load balancers and routes in the VNet it was given.
+        authorization.RoleAssignment(
+            "aks-network",
+            principal_id=aks.identity.principal_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=self._role(NETWORK_CONTRIBUTOR_ROLE),
+            scope=vnet.vnet.id,
+            opts=pulumi.ResourceOptions(parent=aks),
+        )
+        # With Azure RBAC, whoever runs `pulumi up` needs a role to create Kubernetes objects.
+        deployer = authorization.RoleAssignment(
+            "aks-deployer-admin",
+            principal_id=self._client.object_id,
+            principal_type=_deployer_principal_type(),
+            role_definition_id=self._role(AKS_RBAC_CLUSTER_ADMIN_ROLE),
+            scope=aks.id,
+            opts=pulumi.ResourceOptions(parent=aks),
+        )
+
+        credentials = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=group, resource_name=aks.name, format="exec"
+        )
+        kubeconfig = _secret(
+            credentials.kubeconfigs.apply(lambda configs: _azure_cli_login(configs[0].value))
+        )
+        provider = k8s.Provider(
+            "aks", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self, depends_on=[deployer])
+        )
+        return _Cluster(aks=aks, provider=provider, kubeconfig=kubeconfig)
+
+    def _role(self, role_id: str) -> pulumi.Output[str]:
+        return self._client.subscription_id.apply(
+            lambda sub: f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
+        )
+
+    # --- data services -------------------------------------------------------------------------------
+
+    def _postgres(self, vnet: _Network) -> PostgresEndpoint:
+        cfg = self._cfg
+        group = self._group.name
+        opts = pulumi.ResourceOptions(parent=self)
+        # Flexible Server wants a zone name ending in `.postgres.database.azure.com`.
+        zone = privatedns.PrivateZone(
+            "postgres",
+            resource_group_name=group,
+            private_zone_name=f"platform-{cfg.stack}.private.postgres.database.azure.com",
+            location="global",
+            tags=self._tags,
+            opts=opts,
+        )
+        link = privatedns.VirtualNetworkLink(
+            "postgres",
+            resource_group_name=group,
+            private_zone_name=zone.name,
+            virtual_network=privatedns.SubResourceArgs(id=vnet.vnet.id),
+            registration_enabled=False,
+            location="global",
+            tags=self._tags,
+            opts=opts,
+        )
+        # Letters and digits only: the password goes into a DATABASE_URL unescaped.
+        password = random.RandomPassword("postgres", length=40, special=False, opts=opts)
+        size = cfg.db_size or DB_SIZES[cfg.profile]
+        server = dbforpostgresql.Server(
+            "postgres",
+            resource_group_name=group,
+            location=self._location,
+            version=POSTGRES_VERSION,
+            sku=dbforpostgresql.SkuArgs(name=size, tier=_postgres_tier(size)),
+            storage=dbforpostgresql.StorageArgs(
+                storage_size_gb=_postgres_disk_gb(cfg.db_storage_gb), auto_grow="Enabled"
+            ),
+            administrator_login=DATABASE_USER,
+            administrator_login_password=password.result,
+            auth_config=dbforpostgresql.AuthConfigArgs(
+                password_auth="Enabled",  # noqa: S106 (a switch, not a password)
+                active_directory_auth="Disabled",
+            ),
+            network=dbforpostgresql.NetworkArgs(
+                delegated_subnet_resource_id=vnet.postgres.id,
+                private_dns_zone_arm_resource_id=zone.id,
+                public_network_access="Disabled",
+            ),
+            backup=dbforpostgresql.BackupArgs(
+                backup_retention_days=cfg.backup_retention_days,
+                geo_redundant_backup="Enabled" if cfg.is_prod else "Disabled",
+            ),
+            high_availability=dbforpostgresql.HighAvailabilityArgs(
+                mode="ZoneRedundant" if cfg.high_availability else "Disabled"
+            ),
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[link]),
+        )
+        self._lock_against_deletion("postgres", server)
+        tls = dbforpostgresql.Configuration(
+            "require-secure-transport",
+            resource_group_name=group,
+            server_name=server.name,
+            configuration_name="require_secure_transport",
+            value="on",
+            source="user-override",
+            opts=pulumi.ResourceOptions(parent=server),
+        )
+        dbforpostgresql.Database(
+            "products",
+            resource_group_name=group,
+            server_name=server.name,
+            database_name=DATABASE,
+            charset="UTF8",
+            collation="en_US.utf8",
+            # Server parameter changes and database creation both lock the server; one at a time.
+            opts=pulumi.ResourceOptions(parent=server, depends_on=[tls]),
+        )
+        return PostgresEndpoint(
+            host=server.fully_qualified_domain_name,
+            port=POSTGRES_PORT,
+            database=DATABASE,
+            user=DATABASE_USER,
+            password=_secret(password.result),
+            sslmode="require",
+        )
+
+    def _redis(self, vnet: _Network) -> RedisEndpoint:
+        cfg = self._cfg
+        group = self._group.name
+        opts = pulumi.ResourceOptions(parent=self)
+        size = cfg.redis_size or REDIS_SIZES[cfg.profile]
+        sku = _redis_sku(size)
+        if cfg.high_availability and sku.name == "Basic":
+            raise ConfigError(
+                "platform:redisSize must be a Standard_ or Premium_ size when highAvailability is true: "
+                f"Basic has no replica (got '{size}')"
+            )
+        cache = redis.Redis(
+            "redis",
+            resource_group_name=group,
+            location=self._location,
+            sku=sku,
+            enable_non_ssl_port=False,
+            minimum_tls_version="1.2",
+            public_network_access="Disabled",
+            redis_version="6",
+            # Premium spreads the primary and its replica over zones; other tiers have no zones.
+            zonal_allocation_policy="Automatic" if sku.name == "Premium" and cfg.high_availability else None,
+            tags=self._tags,
+            opts=opts,
+        )
+        self._lock_against_deletion("redis", cache)
+        zone = privatedns.PrivateZone(
+            "redis",
+            resource_group_name=group,
+            private_zone_name=REDIS_PRIVATE_DNS_ZONE,
+            location="global",
+            tags=self._tags,
+            opts=opts,
+        )
+        privatedns.VirtualNetworkLink(
+            "redis",
+            resource_group_name=group,
+            private_zone_name=zone.name,
+            virtual_network=privatedns.SubResourceArgs(id=vnet.vnet.id),
+            registration_enabled=False,
+            location="global",
+            tags=self._tags,
+            opts=opts,
+        )
+        endpoint = network.PrivateEndpoint(
+            "redis",
+            resource_group_name=group,
+            location=self._location,
+            subnet=network.SubnetArgs(id=vnet.endpoints.id),
+            private_link_service_connections=[
+                network.PrivateLinkServiceConnectionArgs(
+                    name="redis", private_link_service_id=cache.id, group_ids=["redisCache"]
+                )
+            ],
+            tags=self._tags,
+            opts=opts,
+        )
+        # The zone group keeps the A record for the cache in the private zone up to date.
+        network.PrivateDnsZoneGroup(
+            "redis",
+            resource_group_name=group,
+            private_endpoint_name=endpoint.name,
+            private_dns_zone_configs=[
+                network.PrivateDnsZoneConfigArgs(name="redis", private_dns_zone_id=zone.id)
+            ],
+            opts=pulumi.ResourceOptions(parent=endpoint),
+        )
+        keys = redis.list_redis_keys_output(resource_group_name=group, name=cache.name)
+        return RedisEndpoint(
+            host=cache.host_name, port=cache.ssl_port, password=_secret(keys.primary_key), tls=True
+        )
+
+    def _lock_against_deletion(self, name: str, resource: pulumi.CustomResource) -> None:
+        """Azure has no deletion-protection flag on these services; a CanNotDelete lock is its equivalent."""
+        if self._cfg.deletion_protection:
+            authorization.ManagementLockByScope(
+                f"{name}-no-delete",
+                scope=resource.id,
+                level="CanNotDelete",
+                notes="Deletion protection (platform:deletionProtection); remove the lock to delete.",
+                opts=pulumi.ResourceOptions(parent=resource),
+            )
+
+
+@dataclass
+class _Network:
+    vnet: network.VirtualNetwork
+    nodes: network.Subnet
+    postgres: network.Subnet
+    endpoints: network.Subnet
+
+
+@dataclass
+class _Cluster:
+    aks: containerservice.ManagedCluster
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+
+
+def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.secret(value)
+
+
+def _location() -> str:
+    location = pulumi.Config("azure-native").get("location")
+    if not location:
+        raise ConfigError(
+            "azure-native:location must be set for cloud 'azure', e.g. `pulumi config set azure-native:location westeurope`"
+        )
+    return location
+
+
+def _deployer_principal_type() -> str:
+    """Azure checks a role assignment's principal type. A service principal or managed identity
+    signs in through the provider's client id or MSI settings (config or ARM_* variables); a person
+    through the Azure CLI, with neither."""
+    provider = pulumi.Config("azure-native")
+    service_principal = (
+        provider.get("clientId")
+        or provider.get_bool("useMsi")
+        or os.environ.get("ARM_CLIENT_ID")
+        or os.environ.get("ARM_USE_MSI", "").lower() == "true"
+    )
+    return "ServicePrincipal" if service_principal else "User"
+
+
+def _postgres_tier(size: str) -> str:
+    """Flexible Server's tier follows from the VM series: B burstable, E memory optimized, else D."""
+    series = size.removeprefix("Standard_")[:1]
+    return {"B": "Burstable", "E": "MemoryOptimized"}.get(series, "GeneralPurpose")
+
+
+def _postgres_disk_gb(requested: int) -> int:
+    return next((size for size in POSTGRES_DISK_SIZES_GB if size >= requested), POSTGRES_DISK_SIZES_GB[-1])
+
+
+def _redis_sku(size: str) -> redis.SkuArgs:
+    tier, _, family_capacity = size.partition("_")
+    family, capacity = family_capacity[:1], family_capacity[1:]
+    valid = {"Basic": "C", "Standard": "C", "Premium": "P"}
+    if valid.get(tier) != family or not capacity.isdigit():
+        raise ConfigError(
+            "platform:redisSize must be an Azure Cache for Redis size like Basic_C1, Standard_C1 or "
+            f"Premium_P1 on azure (got '{size}')"
+        )
+    return redis.SkuArgs(name=tier, family=family, capacity=int(capacity))
+
+
+def _azure_cli_login(kubeconfig_b64: str) -> str:
+    """The user kubeconfig in exec format runs kubelogin with device-code login, which cannot work
+    unattended; the Azure CLI login makes kubelogin use whoever runs `pulumi` (a person or CI)."""
+    kubeconfig = yaml.safe_load(base64.b64decode(kubeconfig_b64))
+    for user in kubeconfig.get("users", []):
+        exec_ = user.get("user", {}).get("exec") or {}
+        args = exec_.get("args") or []
+        if "--server-id" in args:
+            server_id = args[args.index("--server-id") + 1]
+            exec_["args"] = ["get-token", "--login", "azurecli", "--server-id", server_id]
+    return yaml.safe_dump(kubeconfig)
