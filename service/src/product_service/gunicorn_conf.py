@@ -1,0 +1,90 @@
+"""gunicorn's production configuration: `gunicorn -c python:product_service.gunicorn_conf ...`.
+
+The image uses `service/gunicorn.conf.py`, which is this module. Environment variables:
+`PORT` (8080), `WEB_CONCURRENCY` (workers; default 2 x CPUs + 1, CPUs as the cgroup quota allows),
+`LOG_LEVEL` (info), `PROMETHEUS_MULTIPROC_DIR` (a fresh temporary directory when unset), and every
+variable of `product_service.settings`, validated before any worker starts. Command-line options
+(e.g. `--bind 127.0.0.1:9000`, `--workers 2`) override these values.
+"""
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# prometheus_client picks its multiprocess storage when first imported, so the directory must be in the
+# environment before anything imports it; the workers inherit it.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="product-service-metrics-")
+
+from prometheus_client import multiprocess
+
+from product_service.logs import JsonAccessLogger, logging_config
+from product_service.settings import SettingsError, load_settings
+from product_service.tracing import start_tracing, stop_tracing
+
+
+def available_cpus() -> int:
+    """CPUs this container may use: the cgroup v2 quota when there is one, else the affinity mask."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return len(os.sched_getaffinity(0))
+
+
+# A container must listen on every interface for the Service to reach it.
+bind = [f"0.0.0.0:{os.environ.get('PORT', '8080')}"]
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * available_cpus() + 1)
+worker_class = "sync"
+# The app holds sockets and threads (pool, exporter) that must not cross fork(): load it in each worker.
+preload_app = False
+# A request stuck longer than this is killed; the pool (5 s) and Redis (0.1 s) timeouts are far below.
+timeout = 30
+# Below Kubernetes' default 30 s termination grace period, so in-flight requests finish before SIGKILL.
+graceful_timeout = 25
+keepalive = 5
+# Recycle workers now and then to bound slow leaks; jitter keeps them from restarting together.
+max_requests = 5000
+max_requests_jitter = 500
+accesslog = "-"
+logger_class = JsonAccessLogger
+loglevel = os.environ.get("LOG_LEVEL", "info")
+logconfig_dict = logging_config(loglevel.upper())
+
+
+def on_starting(server: Any) -> None:
+    """In the master, before any worker: fail fast on bad configuration, start metrics afresh."""
+    try:
+        load_settings(os.environ)
+    except SettingsError as error:
+        server.log.error("cannot start: %s", error)
+        sys.exit(1)
+    # Files left by a previous run would be summed into this run's metrics.
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    # The exporter's batch thread must live in the worker: threads do not survive fork().
+    start_tracing(os.environ)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from product_service.app import close_app
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        close_app(app)
+    stop_tracing()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Drop the dead worker's live gauges (pool connections) from the sums.
+    multiprocess.mark_process_dead(worker.pid)

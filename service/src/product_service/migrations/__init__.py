@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the products schema (`versions/`), applied by `product_service.migrate`."""

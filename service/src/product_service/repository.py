@@ -1,0 +1,152 @@
+"""Products in Postgres through a psycopg 3 connection pool.
+
+Every row carries a `version` that each update increments under the row lock, so versions follow
+commit order; the cache uses it to refuse stale writes (see `cache.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import pq, sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from product_service.errors import ServiceUnavailable
+from product_service.metrics import ServiceMetrics
+from product_service.schemas import Product, ProductCreate
+
+_SELECT_BY_ID = """
+    SELECT id, name, price, description, created_at, updated_at, version FROM products WHERE id = %s
+"""
+_SELECT_BY_IDS = """
+    SELECT id, name, price, description, created_at, updated_at, version FROM products WHERE id = ANY(%s)
+"""
+_SELECT_PAGE = """
+    SELECT id, name, price, description, created_at, updated_at, version FROM products
+    ORDER BY created_at, id LIMIT %s OFFSET %s
+"""
+_INSERT = """
+    INSERT INTO products (name, price, description) VALUES (%s, %s, %s)
+    RETURNING id, name, price, description, created_at, updated_at, version
+"""
+_UPDATE = """
+    UPDATE products SET {assignments}, version = version + 1, updated_at = now() WHERE id = %(id)s
+    RETURNING id, name, price, description, created_at, updated_at, version
+"""
+
+
+@dataclass(frozen=True)
+class StoredProduct:
+    """A product and the version of the row it was read from."""
+
+    product: Product
+    version: int
+
+
+def open_pool(
+    database_url: str,
+    *,
+    min_size: int,
+    max_size: int,
+    timeout: float,
+    configure: Callable[[psycopg.Connection[Any]], None] | None = None,
+) -> ConnectionPool:
+    """A connection pool for this process. Call it after gunicorn forks: sockets must not be shared."""
+    return ConnectionPool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=True,
+        configure=configure,
+        check=_connection_is_alive,
+        name="products",
+        # Each row is read into a dict; autocommit keeps single-statement reads out of a transaction.
+        kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(2, int(timeout))},
+    )
+
+
+class ProductRepository:
+    """Reads and writes products; raises `ServiceUnavailable` when Postgres cannot be reached."""
+
+    def __init__(self, pool: ConnectionPool, metrics: ServiceMetrics) -> None:
+        self._pool = pool
+        self._metrics = metrics
+
+    def get(self, product_id: UUID) -> StoredProduct | None:
+        with self._connection() as conn:
+            row = conn.execute(_SELECT_BY_ID, (product_id,)).fetchone()
+        return _stored(row) if row else None
+
+    def get_many(self, product_ids: Sequence[UUID]) -> list[StoredProduct]:
+        """The products among `product_ids` that exist, in one query."""
+        with self._connection() as conn:
+            rows = conn.execute(_SELECT_BY_IDS, (list(product_ids),)).fetchall()
+        return [_stored(row) for row in rows]
+
+    def list_page(self, limit: int, offset: int) -> tuple[list[Product], int]:
+        """One page in creation order, and the total number of products."""
+        with self._connection() as conn, conn.transaction():
+            total = conn.execute("SELECT count(*) AS total FROM products").fetchone()
+            rows = conn.execute(_SELECT_PAGE, (limit, offset)).fetchall()
+        return [_stored(row).product for row in rows], total["total"] if total else 0
+
+    def create(self, new: ProductCreate) -> StoredProduct:
+        with self._connection() as conn:
+            row = conn.execute(_INSERT, (new.name, new.price, new.description)).fetchone()
+        assert row is not None  # INSERT ... RETURNING always returns the row
+        return _stored(row)
+
+    def update(self, product_id: UUID, changes: dict[str, Any]) -> StoredProduct | None:
+        """Apply `changes` (column -> value); None when the product does not exist."""
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)) for column in changes
+        )
+        query = sql.SQL(_UPDATE).format(assignments=assignments)
+        with self._connection() as conn:
+            row = conn.execute(query, {**changes, "id": product_id}).fetchone()
+        return _stored(row) if row else None
+
+    def delete(self, product_id: UUID) -> int | None:
+        """Delete the product; the version it had, or None when it did not exist."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "DELETE FROM products WHERE id = %s RETURNING version", (product_id,)
+            ).fetchone()
+        return row["version"] if row else None
+
+    def ping(self, timeout: float) -> None:
+        with self._connection(timeout) as conn:
+            conn.execute("SELECT 1")
+
+    @contextmanager
+    def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        started = time.perf_counter()
+        try:
+            with self._pool.connection(timeout=timeout) as conn:
+                self._metrics.db_connection_acquired(time.perf_counter() - started, self._pool.get_stats())
+                try:
+                    yield conn
+                finally:
+                    self._metrics.db_connection_released()
+        except (PoolTimeout, psycopg.OperationalError) as error:
+            raise ServiceUnavailable("postgres") from error
+
+
+def _connection_is_alive(conn: psycopg.Connection[Any]) -> None:
+    # An empty query is the cheapest round trip; sent through libpq so it is not traced as a query.
+    result = conn.pgconn.exec_(b"")
+    if result.status != pq.ExecStatus.EMPTY_QUERY:
+        raise psycopg.OperationalError(conn.pgconn.get_error_message())
+
+
+def _stored(row: dict[str, Any]) -> StoredProduct:
+    version = row.pop("version")
+    return StoredProduct(Product.model_validate(row), version)

@@ -1,0 +1,164 @@
+"""The API's request and response shapes: validation, serialization and the OpenAPI schemas.
+
+Money is a `Decimal` end to end: request bodies are parsed with `parse_float=Decimal` (see
+`api.read_json_body`), Postgres stores NUMERIC(12, 2), and responses carry the price as a string with
+exactly two decimals, so no binary float ever holds a price.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+MAX_OFFSET = 2**31 - 1
+MAX_BATCH_IDS = 100
+
+_PRICE_TEXT = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?")
+_PRICE_TEXT_SCHEMA = r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"
+
+
+def _price_from_json(value: Any) -> Any:
+    # bool is an int subclass and float means the caller bypassed the Decimal-preserving parser.
+    if isinstance(value, bool | float):
+        raise ValueError('price must be a JSON number or a decimal string such as "19.99"')
+    if isinstance(value, str):
+        if not _PRICE_TEXT.fullmatch(value):
+            raise ValueError('price must be a decimal string such as "19.99" (at most 2 decimals)')
+        return Decimal(value)
+    return value
+
+
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_price_from_json),
+    Field(ge=0, le=MAX_PRICE, max_digits=12, decimal_places=2),
+    WithJsonSchema(
+        {
+            "description": "Amount >= 0 with at most 2 decimals, as a JSON number or a decimal string.",
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": float(MAX_PRICE), "multipleOf": 0.01},
+                {"type": "string", "pattern": _PRICE_TEXT_SCHEMA},
+            ],
+        },
+        mode="validation",
+    ),
+    PlainSerializer(lambda price: f"{price:.2f}", return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "examples": ["19.99"]},
+        mode="serialization",
+    ),
+]
+Name = Annotated[str, Field(min_length=1, max_length=200, strict=True)]
+Description = Annotated[str, Field(max_length=2000, strict=True)]
+
+
+class _Request(BaseModel):
+    # Unknown fields are a client bug worth reporting, not something to drop silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProductCreate(_Request):
+    """Body of POST /products and of PUT /products/{id} (a full replacement)."""
+
+    name: Name
+    price: Price
+    description: Description | None = None
+
+
+class ProductPatch(_Request):
+    """Body of PATCH /products/{id}: only the fields present change."""
+
+    name: Name | None = None
+    price: Price | None = None
+    description: Description | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ProductPatch:
+        if not self.model_fields_set:
+            raise ValueError("at least one of name, price, description is required")
+        for field in ("name", "price"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {field: getattr(self, field) for field in self.model_fields_set}
+
+
+class BatchGetRequest(_Request):
+    """Body of POST /products:batchGet."""
+
+    ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+
+
+class PageQuery(BaseModel):
+    """Query string of GET /products."""
+
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+
+class Product(BaseModel):
+    """A product as the API returns it."""
+
+    id: UUID
+    name: str
+    price: Price
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductPage(BaseModel):
+    items: list[Product]
+    total: int
+    limit: int
+    offset: int
+
+
+class BatchGetResponse(BaseModel):
+    products: list[Product]
+    missing: list[UUID]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[FieldError] | dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every error response."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str]
