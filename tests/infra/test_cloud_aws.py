@@ -1,0 +1,246 @@
+"""The AWS foundation under the offline engine: what `pulumi up` would ask AWS for, per profile."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from plan import Plan, PlannedResource, run_plan
+
+PROFILES = ("dev", "prod")
+
+EKS = "aws:eks/cluster:Cluster"
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+RDS = "aws:rds/instance:Instance"
+REDIS = "aws:elasticache/replicationGroup:ReplicationGroup"
+SUBNET = "aws:ec2/subnet:Subnet"
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+
+def only(plan: Plan, type_: str) -> PlannedResource:
+    found = plan.of_type(type_)
+    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+    return found[0]
+
+
+def subnets(plan: Plan, role: str) -> list[PlannedResource]:
+    return [s for s in plan.of_type(SUBNET) if s.name.startswith(f"{role}-")]
+
+
+def urns(resources: list[PlannedResource]) -> set[str]:
+    return {r.urn for r in resources}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_program_builds_eks_rds_and_elasticache_inside_one_component(plan_for, profile):
+    plan = plan_for("aws", profile)
+    component = only(plan, "platform:aws:Foundation")
+    for type_ in (
+        EKS,
+        NODE_GROUP,
+        RDS,
+        REDIS,
+        "aws:ec2/vpc:Vpc",
+        "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+    ):
+        assert only(plan, type_).parent == component.urn
+
+
+@pytest.mark.parametrize(("profile", "zones"), [("dev", 2), ("prod", 3)])
+def test_vpc_spans_at_least_two_zones_and_three_in_prod(plan_for, profile, zones):
+    plan = plan_for("aws", profile)
+    for role in ("public", "nodes", "data"):
+        assert len({s.inputs["availabilityZone"] for s in subnets(plan, role)}) == zones
+
+
+def test_nat_gateway_per_zone_only_when_highly_available(plan_for):
+    assert len(plan_for("aws", "dev").of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert len(plan_for("aws", "prod").of_type("aws:ec2/natGateway:NatGateway")) == 3
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cluster_nodes_and_databases_use_private_subnets_only(plan_for, profile):
+    plan = plan_for("aws", profile)
+    subnet_urns = urns(plan.of_type(SUBNET))
+    node_group_subnets = set(only(plan, NODE_GROUP).dependencies) & subnet_urns
+    assert node_group_subnets == urns(subnets(plan, "nodes"))
+    for group in ("aws:rds/subnetGroup:SubnetGroup", "aws:elasticache/subnetGroup:SubnetGroup"):
+        assert set(only(plan, group).dependencies) & subnet_urns == urns(subnets(plan, "data"))
+    assert not any(s.inputs.get("mapPublicIpOnLaunch") for s in plan.of_type(SUBNET))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_private_subnets_reach_the_internet_only_through_nat(plan_for, profile):
+    plan = plan_for("aws", profile)
+    private_tables = [
+        t for t in plan.of_type("aws:ec2/routeTable:RouteTable") if t.name.startswith("private-")
+    ]
+    assert private_tables
+    for table in private_tables:
+        (route,) = table.inputs["routes"]
+        assert route["natGatewayId"] and "gatewayId" not in route
+
+
+def test_eks_api_endpoint_is_limited_to_the_configured_cidrs(plan_for):
+    cidrs = ["198.51.100.0/24", "192.0.2.16/28"]
+    vpc_config = only(plan_for("aws", "prod", apiAllowedCidrs=cidrs), EKS).inputs["vpcConfig"]
+    assert vpc_config["publicAccessCidrs"] == cidrs
+    assert vpc_config["endpointPrivateAccess"] is True
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_eks_encrypts_secrets_with_a_rotating_key_and_logs_the_control_plane(plan_for, profile):
+    plan = plan_for("aws", profile)
+    cluster = only(plan, EKS)
+    encryption = cluster.inputs["encryptionConfig"]
+    assert encryption["resources"] == ["secrets"]
+    key = next(k for k in plan.of_type("aws:kms/key:Key") if k.urn in cluster.dependencies)
+    assert encryption["provider"]["keyArn"] == key.outputs["arn"]
+    assert key.inputs["enableKeyRotation"] is True
+    assert set(cluster.inputs["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}
+
+
+def test_eks_runs_the_configured_kubernetes_version(plan_for):
+    assert only(plan_for("aws", "dev", kubernetesVersion="1.33"), EKS).inputs["version"] == "1.33"
+
+
+def test_eks_uses_access_entries_and_deletion_protection_only_in_prod(plan_for):
+    dev, prod = only(plan_for("aws", "dev"), EKS), only(plan_for("aws", "prod"), EKS)
+    assert prod.inputs["accessConfig"]["authenticationMode"] == "API"
+    assert prod.inputs["deletionProtection"] is True
+    assert dev.inputs["deletionProtection"] is False
+
+
+def test_node_group_size_and_bounds_come_from_config(plan_for):
+    plan = plan_for("aws", "dev", nodeMinCount=2, nodeMaxCount=5, nodeSize="m7i.large")
+    group = only(plan, NODE_GROUP).inputs
+    assert group["scalingConfig"] == {"minSize": 2, "maxSize": 5, "desiredSize": 2}
+    assert group["instanceTypes"] == ["m7i.large"]
+
+
+@pytest.mark.parametrize(("profile", "size"), [("dev", "t3.large"), ("prod", "m6i.xlarge")])
+def test_node_group_defaults_follow_the_profile(plan_for, profile, size):
+    group = only(plan_for("aws", profile), NODE_GROUP).inputs
+    assert group["instanceTypes"] == [size]
+    assert group["scalingConfig"]["minSize"] <= group["scalingConfig"]["maxSize"]
+
+
+def test_oidc_provider_trusts_the_cluster_issuer_for_irsa(plan_for):
+    plan = plan_for("aws", "prod")
+    issuer = only(plan, EKS).outputs["identities"][0]["oidcs"][0]["issuer"]
+    provider = only(plan, "aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
+    assert provider["url"] == issuer
+    assert provider["clientIdLists"] == ["sts.amazonaws.com"]
+    ebs_role = next(r for r in plan.of_type("aws:iam/role:Role") if r.name == "ebs-csi")
+    statement = json.loads(ebs_role.inputs["assumeRolePolicy"])["Statement"][0]
+    host = issuer.removeprefix("https://")
+    assert statement["Condition"]["StringEquals"][f"{host}:sub"].endswith(
+        ":kube-system:ebs-csi-controller-sa"
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_postgres_is_private_encrypted_and_forces_tls(plan_for, profile):
+    plan = plan_for("aws", profile)
+    db = only(plan, RDS).inputs
+    assert db["publiclyAccessible"] is False
+    assert db["storageEncrypted"] is True and db["kmsKeyId"].startswith("arn:aws:kms:")
+    assert db["engine"] == "postgres" and int(db["engineVersion"].split(".")[0]) >= 16
+    parameters = only(plan, "aws:rds/parameterGroup:ParameterGroup").inputs
+    assert parameters["family"] == f"postgres{db['engineVersion'].split('.')[0]}"
+    assert {"name": "rds.force_ssl", "value": "1"}.items() <= parameters["parameters"][0].items()
+
+
+@pytest.mark.parametrize(
+    ("profile", "protected"),
+    [("dev", False), ("prod", True)],
+)
+def test_postgres_multi_az_deletion_protection_and_final_snapshot_only_in_prod(plan_for, profile, protected):
+    db = only(plan_for("aws", profile), RDS).inputs
+    assert db["multiAz"] is protected
+    assert db["deletionProtection"] is protected
+    assert db["skipFinalSnapshot"] is not protected
+    assert ("finalSnapshotIdentifier" in db) is protected
+
+
+@pytest.mark.parametrize(("profile", "days"), [("dev", 7), ("prod", 30)])
+def test_backup_retention_follows_the_profile(plan_for, profile, days):
+    plan = plan_for("aws", profile)
+    assert only(plan, RDS).inputs["backupRetentionPeriod"] == days
+    assert only(plan, REDIS).inputs["snapshotRetentionLimit"] == days
+
+
+def test_backup_retention_can_be_overridden(plan_for):
+    assert only(plan_for("aws", "prod", backupRetentionDays=35), RDS).inputs["backupRetentionPeriod"] == 35
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_data_services_admit_only_the_cluster_security_group(plan_for, profile):
+    plan = plan_for("aws", profile)
+    cluster_group = only(plan, EKS).outputs["vpcConfig"]["clusterSecurityGroupId"]
+    rules = plan.of_type(INGRESS_RULE)
+    assert sorted(r.inputs["fromPort"] for r in rules) == [5432, 6379]
+    for rule in rules:
+        assert rule.inputs["referencedSecurityGroupId"] == cluster_group
+        assert rule.inputs["fromPort"] == rule.inputs["toPort"]
+        assert not rule.inputs.get("cidrIpv4") and not rule.inputs.get("cidrIpv6")
+    for group in plan.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        assert not group.inputs.get("ingress")
+
+
+@pytest.mark.parametrize(("profile", "ha"), [("dev", False), ("prod", True)])
+def test_redis_requires_tls_and_auth_and_fails_over_only_in_prod(plan_for, profile, ha):
+    redis = only(plan_for("aws", profile), REDIS)
+    assert redis.inputs["transitEncryptionEnabled"] is True
+    assert redis.inputs["atRestEncryptionEnabled"] is True
+    assert len(redis.inputs["authToken"]) >= 16 and redis.inputs["authToken"].isalnum()
+    assert redis.inputs["automaticFailoverEnabled"] is ha
+    assert redis.inputs["multiAzEnabled"] is ha
+    assert redis.inputs["numCacheClusters"] == (2 if ha else 1)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_password_and_kubeconfig_input_is_secret(plan_for, profile):
+    plan = plan_for("aws", profile)
+    assert only(plan, RDS).is_secret(("password",))
+    assert only(plan, REDIS).is_secret(("authToken",))
+    assert only(plan, "pulumi:providers:kubernetes").is_secret(("kubeconfig",))
+    for resource in plan.resources:
+        for path in _paths(resource.inputs):
+            if str(path[-1]).lower() in {"password", "authtoken", "masterpassword"}:
+                assert resource.is_secret(path), f"{resource.urn} {path} is not secret"
+
+
+def test_kubeconfig_gets_short_lived_tokens_from_the_aws_cli(plan_for):
+    plan = plan_for("aws", "prod")
+    cluster = only(plan, EKS)
+    kubeconfig = json.loads(only(plan, "pulumi:providers:kubernetes").inputs["kubeconfig"])
+    (user,) = kubeconfig["users"]
+    assert "token" not in user["user"]
+    exec_ = user["user"]["exec"]
+    assert exec_["command"] == "aws"
+    assert exec_["args"][:4] == ["eks", "get-token", "--cluster-name", cluster.outputs["name"]]
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == cluster.outputs["endpoint"]
+
+
+def test_ebs_storage_class_is_the_default_and_encrypted(plan_for):
+    storage_class = plan_for("aws", "dev").object("StorageClass", "gp3").inputs
+    assert storage_class["provisioner"] == "ebs.csi.aws.com"
+    assert storage_class["parameters"]["encrypted"] == "true"
+    assert storage_class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+
+
+def test_missing_region_stops_the_program_naming_the_key():
+    with pytest.raises(Exception, match=r"^aws:region must be set") as raised:
+        run_plan("dev", cloud="aws", overrides={"aws:region": None})
+    assert type(raised.value).__name__ == "ConfigError"
+
+
+def _paths(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every leaf path of an input value."""
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _paths(item, (*path, key))]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _paths(item, (*path, index))]
+    return [path]
