@@ -192,3 +192,10 @@ def dotted(path: Sequence[str | int]) -> str:
 
 
 OPEN_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
+
+
+def shown(value: Any) -> str:
+    """A property value for a message: whole floats (the engine's numbers) without the `.0`."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "unset" if value is None else str(value)

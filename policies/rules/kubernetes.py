@@ -23,6 +23,7 @@ from ..framework import (
     items,
     number,
     resource_rule,
+    shown,
     stack_rule,
     walk,
 )
@@ -197,9 +198,7 @@ def no_host_access(subject: Subject, findings: Findings) -> None:
         for port in items(dig(c.spec, "ports")):
             with findings.verifying():
                 if dig(port, "hostPort") is not None:
-                    findings.violation(
-                        f"{c.label} binds hostPort {number(dig(port, 'hostPort')) or ''}".rstrip()
-                    )
+                    findings.violation(f"{c.label} binds hostPort {shown(dig(port, 'hostPort'))}")
 
 
 # --- resources, probes, images, identity ------------------------------------------------------------
@@ -364,9 +363,7 @@ def hpa_min_replicas(subject: Subject, findings: Findings) -> None:
         return
     minimum = number(dig(subject.props, "spec", "minReplicas", default=1))
     if minimum is None or minimum < 3:
-        findings.violation(
-            f"minReplicas is {dig(subject.props, 'spec', 'minReplicas', default=1)}; prod needs >= 3"
-        )
+        findings.violation(f"minReplicas is {shown(minimum)}; prod needs >= 3")
 
 
 # why: every LoadBalancer Service is a public entry point outside the ingress controller's TLS and
