@@ -42,6 +42,5 @@ EXPOSE 8080
 # Kubernetes uses the Deployment's probes and ignores this; it serves `docker run` and Compose users.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/health', timeout=2)"]
-# Nothing may need a writable root filesystem: worker heartbeat files go to tmpfs, and gunicorn's control
-# socket (by default under $HOME, which this user does not have) is off; Kubernetes manages the workers.
-ENTRYPOINT ["gunicorn", "--config", "/etc/product-service/gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", "product_service.wsgi:app"]
+# Worker heartbeat files on tmpfs: gunicorn must not need a writable root filesystem.
+ENTRYPOINT ["gunicorn", "--config", "/etc/product-service/gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", "product_service.wsgi:app"]
