@@ -52,6 +52,8 @@ keepalive = 5
 # Recycle workers now and then to bound slow leaks; jitter keeps them from restarting together.
 max_requests = 5000
 max_requests_jitter = 500
+# Kubernetes manages the workers; the control socket would need a writable $HOME.
+control_socket_disable = True
 accesslog = "-"
 logger_class = JsonAccessLogger
 loglevel = os.environ.get("LOG_LEVEL", "info")

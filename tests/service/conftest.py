@@ -1,0 +1,81 @@
+"""Fixtures for the product service's tests: real Postgres and Valkey, started once per session.
+
+Set DATABASE_URL and REDIS_URL to test against external servers instead; the tests empty the
+products table and the Redis database they point at, so point them at disposable ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from product_service.app import close_app, open_app
+from product_service.auth import mint_token
+from product_service.devservers import DevServers, embedded_servers
+from product_service.migrate import run_migrations
+from product_service.settings import Settings
+from service_helpers import JWT_SECRET, settings_for
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServers]:
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if database_url and redis_url:
+        run_migrations(database_url)
+        yield DevServers(database_url=database_url, redis_url=redis_url)
+        return
+    with embedded_servers(tmp_path_factory.mktemp("servers")) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def settings(servers: DevServers) -> Settings:
+    return settings_for(servers)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[Flask]:
+    application = open_app(settings)
+    yield application
+    close_app(application)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def write_token() -> str:
+    return mint_token(JWT_SECRET, "tests", 3600)
+
+
+@pytest.fixture
+def auth(write_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {write_token}"}
+
+
+@pytest.fixture
+def db(servers: DevServers) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def redis_client(servers: DevServers) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(servers.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def empty_catalog(db: psycopg.Connection[Any], redis_client: redis.Redis) -> None:
+    """No products in Postgres and nothing cached, for tests that count."""
+    db.execute("TRUNCATE products")
+    redis_client.flushdb()

@@ -1,0 +1,117 @@
+"""Helpers shared by the service tests: product creation, polling, a real gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from product_service.devservers import DevServers, free_port
+from product_service.settings import Settings, load_settings
+
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def settings_for(servers: DevServers, **overrides: str) -> Settings:
+    environ = {
+        "DATABASE_URL": servers.database_url,
+        "REDIS_URL": servers.redis_url,
+        "JWT_SECRET": JWT_SECRET,
+        "DB_POOL_TIMEOUT_SECONDS": "2",
+        **overrides,
+    }
+    return load_settings(environ)
+
+
+def create_product(client: FlaskClient, auth: dict[str, str], **fields: Any) -> dict[str, Any]:
+    body = {"name": "Tea", "price": "3.50", **fields}
+    response = client.post("/api/v1/products", json=body, headers=auth)
+    assert response.status_code == 201, response.json
+    product: dict[str, Any] = response.json  # type: ignore[assignment]
+    return product
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    """Poll `condition` until it holds; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s: {message}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Gunicorn:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    port: int
+    log_path: Path
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=timeout) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text().splitlines()
+
+
+@contextmanager
+def running_gunicorn(
+    servers: DevServers, log_path: Path, workers: int = 2, **environ: str
+) -> Iterator[Gunicorn]:
+    """The production gunicorn configuration on 127.0.0.1:<free port>; always stopped on exit."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": servers.database_url,
+        "REDIS_URL": servers.redis_url,
+        "JWT_SECRET": JWT_SECRET,
+        **environ,
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn",
+                "-c", "python:product_service.gunicorn_conf",
+                "--bind", f"127.0.0.1:{port}",
+                "--workers", str(workers),
+                "product_service.wsgi:app",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    server = Gunicorn(process, f"http://127.0.0.1:{port}", port, log_path)
+    try:
+        wait_until(lambda: _answers(server) or process.poll() is not None, 60, "gunicorn to serve /health")
+        assert process.poll() is None, log_path.read_text()
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _answers(server: Gunicorn) -> bool:
+    try:
+        return server.get("/health", timeout=1)[0] == 200
+    except OSError:
+        return False

@@ -1,0 +1,250 @@
+"""Redis cache-aside: call counts of batch get, no stale reads after writes, reads survive Redis."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from product_service.app import close_app, open_app
+from product_service.cache import CachedProductRepository, ProductCache
+from product_service.devservers import DevServers, EmbeddedValkey
+from product_service.metrics import ServiceMetrics
+from product_service.repository import ProductRepository, open_pool
+from product_service.settings import Settings
+from prometheus_client.parser import text_string_to_metric_families
+from service_helpers import create_product, settings_for, wait_until
+
+
+def metric_total(metrics_text: str, sample_name: str, **labels: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def spans_of(spans: tuple[ReadableSpan, ...], system: str) -> list[ReadableSpan]:
+    return [
+        span
+        for span in spans
+        if (span.attributes or {}).get("db.system") == system
+        or (span.attributes or {}).get("db.system.name") == system
+    ]
+
+
+@pytest.fixture
+def traced(settings: Settings) -> Iterator[tuple[Flask, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = open_app(settings, tracer_provider=provider)
+    yield app, exporter
+    close_app(app)
+    provider.shutdown()
+
+
+def test_batch_get_is_one_mget_one_query_and_one_pipelined_backfill(
+    traced: tuple[Flask, InMemorySpanExporter], auth: dict[str, str], redis_client: redis.Redis
+) -> None:
+    app, exporter = traced
+    client = app.test_client()
+    cached = [create_product(client, auth, name=f"cached {i}")["id"] for i in range(2)]
+    uncached = [create_product(client, auth, name=f"uncached {i}")["id"] for i in range(3)]
+    for product_id in cached:
+        client.get(f"/api/v1/products/{product_id}")
+    missing = str(uuid.uuid4())
+    exporter.clear()
+    redis_client.config_resetstat()
+
+    response = client.post("/api/v1/products:batchGet", json={"ids": [*cached, *uncached, missing]})
+
+    assert response.status_code == 200
+    assert len(response.json["products"]) == 5
+    assert response.json["missing"] == [missing]
+    spans = exporter.get_finished_spans()
+    assert len(spans_of(spans, "postgresql")) == 1
+    assert len(spans_of(spans, "redis")) == 2  # the MGET and the back-fill pipeline
+    commands = redis_client.info("commandstats")
+    assert commands["cmdstat_mget"]["calls"] == 1
+    assert commands["cmdstat_eval"]["calls"] == len(uncached)  # one conditional store per back-filled miss
+
+
+def test_batch_get_of_cached_products_runs_no_sql(
+    traced: tuple[Flask, InMemorySpanExporter], auth: dict[str, str]
+) -> None:
+    app, exporter = traced
+    client = app.test_client()
+    ids = [create_product(client, auth, name=f"p{i}")["id"] for i in range(3)]
+    client.post("/api/v1/products:batchGet", json={"ids": ids})
+    exporter.clear()
+
+    response = client.post("/api/v1/products:batchGet", json={"ids": ids})
+
+    assert [product["id"] for product in response.json["products"]] == ids
+    spans = exporter.get_finished_spans()
+    assert spans_of(spans, "postgresql") == []
+    assert len(spans_of(spans, "redis")) == 1
+
+
+def test_get_fills_the_cache_with_a_ttl(
+    client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis, settings: Settings
+) -> None:
+    product = create_product(client, auth)
+
+    client.get(f"/api/v1/products/{product['id']}")
+
+    ttl_ms = redis_client.pttl(f"product:v1:{product['id']}")
+    assert 0 < ttl_ms <= settings.cache_ttl_seconds * 1000
+
+
+def test_reads_after_update_and_delete_see_the_change(client: FlaskClient, auth: dict[str, str]) -> None:
+    product = create_product(client, auth, name="before")
+    path = f"/api/v1/products/{product['id']}"
+    client.get(path)
+    client.post("/api/v1/products:batchGet", json={"ids": [product["id"]]})
+
+    client.patch(path, json={"name": "after"}, headers=auth)
+
+    assert client.get(path).json["name"] == "after"
+    assert client.post("/api/v1/products:batchGet", json={"ids": [product["id"]]}).json["products"][0][
+        "name"
+    ] == ("after")
+    client.delete(path, headers=auth)
+    assert client.get(path).status_code == 404
+    assert client.post("/api/v1/products:batchGet", json={"ids": [product["id"]]}).json["missing"] == [
+        product["id"]
+    ]
+
+
+@pytest.fixture
+def components(
+    settings: Settings,
+) -> Iterator[tuple[ProductRepository, ProductCache, CachedProductRepository]]:
+    metrics = ServiceMetrics()
+    pool = open_pool(settings.database_url, min_size=1, max_size=2, timeout=2)
+    client = redis.Redis.from_url(settings.redis_url)
+    repository = ProductRepository(pool, metrics)
+    cache = ProductCache(client, settings.cache_ttl_seconds)
+    yield repository, cache, CachedProductRepository(repository, cache, metrics)
+    pool.close()
+    client.close()
+
+
+def test_late_backfill_of_a_row_read_before_an_update_is_refused(
+    components: tuple[ProductRepository, ProductCache, CachedProductRepository],
+    client: FlaskClient,
+    auth: dict[str, str],
+) -> None:
+    repository, cache, products = components
+    product_id = uuid.UUID(create_product(client, auth, name="old")["id"])
+    read_before_update = repository.get(product_id)  # a reader fetched the row, then stalled
+    assert read_before_update is not None
+
+    products.update(product_id, {"name": "new"})
+    cache.store(read_before_update)  # the stalled reader back-fills after the writer answered
+
+    served = products.get(product_id)
+    assert served is not None and served.name == "new"
+
+
+def test_late_backfill_of_a_row_read_before_a_delete_is_refused(
+    components: tuple[ProductRepository, ProductCache, CachedProductRepository],
+    client: FlaskClient,
+    auth: dict[str, str],
+) -> None:
+    repository, cache, products = components
+    product_id = uuid.UUID(create_product(client, auth)["id"])
+    read_before_delete = repository.get(product_id)
+    assert read_before_delete is not None
+
+    products.delete(product_id)
+    cache.store(read_before_delete)
+
+    assert products.get(product_id) is None
+    assert products.get_many([product_id]).missing == [product_id]
+
+
+def test_concurrent_readers_never_see_a_price_older_than_the_last_answered_update(
+    app: Flask, auth: dict[str, str]
+) -> None:
+    product = create_product(app.test_client(), auth, price="0")
+    path = f"/api/v1/products/{product['id']}"
+    answered = [0]  # the last price whose update has returned
+    stale_reads: list[tuple[int, Decimal]] = []
+    done = threading.Event()
+
+    def read_repeatedly() -> None:
+        reader = app.test_client()
+        while not done.is_set():
+            floor = answered[0]
+            price = Decimal(reader.get(path).json["price"])
+            if price < floor:
+                stale_reads.append((floor, price))
+
+    readers = [threading.Thread(target=read_repeatedly) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    writer = app.test_client()
+    try:
+        for price in range(1, 61):
+            assert writer.patch(path, json={"price": price}, headers=auth).status_code == 200
+            answered[0] = price
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
+
+    assert stale_reads == []
+
+
+@pytest.fixture
+def own_valkey(tmp_path: Path) -> Iterator[EmbeddedValkey]:
+    """A Valkey only this test uses, so stopping it leaves the session's server alone."""
+    valkey = EmbeddedValkey(tmp_path / "valkey")
+    valkey.start()
+    yield valkey
+    valkey.stop()
+
+
+def test_reads_are_served_from_postgres_while_redis_is_down(
+    servers: DevServers, own_valkey: EmbeddedValkey, auth: dict[str, str]
+) -> None:
+    app = open_app(settings_for(DevServers(servers.database_url, own_valkey.url)))
+    client = app.test_client()
+    try:
+        product = create_product(client, auth)
+        path = f"/api/v1/products/{product['id']}"
+        assert client.get(path).status_code == 200  # now cached
+
+        own_valkey.stop()
+
+        assert client.get(path).json == product
+        batch = client.post("/api/v1/products:batchGet", json={"ids": [product["id"]]})
+        assert batch.status_code == 200 and batch.json["products"] == [product]
+        assert client.get("/api/v1/products?limit=1").status_code == 200
+        assert create_product(client, auth)["id"]
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json["error"]["details"]["redis"].startswith("unreachable")
+        assert ready.json["error"]["details"]["postgres"] == "ok"
+        metrics = client.get("/metrics").data.decode()
+        assert metric_total(metrics, "product_cache_errors_total", operation="get") >= 1
+        assert metric_total(metrics, "product_cache_errors_total", operation="mget") >= 1
+
+        own_valkey.start()
+
+        wait_until(lambda: client.get("/ready").status_code == 200, 10, "/ready once Redis is back")
+        assert client.get(path).json == product
+    finally:
+        close_app(app)
