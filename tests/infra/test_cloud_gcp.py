@@ -1,0 +1,178 @@
+"""The GCP foundation under the offline engine: what `pulumi up` would ask GCP for, per profile."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from plan import Plan, PlannedResource, run_plan
+
+PROFILES = ("dev", "prod")
+
+GKE = "gcp:container/cluster:Cluster"
+NODE_POOL = "gcp:container/nodePool:NodePool"
+SQL = "gcp:sql/databaseInstance:DatabaseInstance"
+REDIS = "gcp:redis/instance:Instance"
+
+
+def only(plan: Plan, type_: str) -> PlannedResource:
+    found = plan.of_type(type_)
+    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_program_builds_gke_cloud_sql_and_memorystore_inside_one_component(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    component = only(plan, "platform:gcp:Foundation")
+    for type_ in (GKE, NODE_POOL, SQL, REDIS, "gcp:compute/network:Network"):
+        assert only(plan, type_).parent == component.urn
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_network_is_vpc_native_with_pod_and_service_ranges_and_nat_egress(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    assert only(plan, "gcp:compute/network:Network").inputs["autoCreateSubnetworks"] is False
+    subnet = only(plan, "gcp:compute/subnetwork:Subnetwork").inputs
+    assert subnet["privateIpGoogleAccess"] is True
+    assert {r["rangeName"] for r in subnet["secondaryIpRanges"]} == {"pods", "services"}
+    policy = only(plan, GKE).inputs["ipAllocationPolicy"]
+    assert (policy["clusterSecondaryRangeName"], policy["servicesSecondaryRangeName"]) == ("pods", "services")
+    nat = only(plan, "gcp:compute/routerNat:RouterNat").inputs
+    assert nat["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_gke_nodes_are_private_and_hardened(plan_for, profile):
+    cluster = only(plan_for("gcp", profile), GKE).inputs
+    assert cluster["privateClusterConfig"]["enablePrivateNodes"] is True
+    assert cluster["enableShieldedNodes"] is True
+    assert cluster["enableLegacyAbac"] is False
+    assert cluster["workloadIdentityConfig"]["workloadPool"] == "example-project.svc.id.goog"
+    assert cluster["releaseChannel"]["channel"] in {"RAPID", "REGULAR", "STABLE"}
+    assert cluster["removeDefaultNodePool"] is True
+    # One way to enforce NetworkPolicy, not two: Dataplane V2 and no Calico add-on.
+    assert cluster["datapathProvider"] == "ADVANCED_DATAPATH"
+    assert not (cluster.get("networkPolicy") or {}).get("enabled")
+
+
+def test_gke_api_accepts_only_the_configured_cidrs(plan_for):
+    cidrs = ["198.51.100.0/24", "192.0.2.16/28"]
+    config = only(plan_for("gcp", "prod", apiAllowedCidrs=cidrs), GKE).inputs[
+        "masterAuthorizedNetworksConfig"
+    ]
+    assert [block["cidrBlock"] for block in config["cidrBlocks"]] == cidrs
+    assert config.get("gcpPublicCidrsAccessEnabled") is False
+
+
+@pytest.mark.parametrize(("profile", "location"), [("dev", "europe-west1-b"), ("prod", "europe-west1")])
+def test_gke_is_regional_in_prod_and_zonal_in_dev(plan_for, profile, location):
+    plan = plan_for("gcp", profile)
+    assert only(plan, GKE).inputs["location"] == location
+    assert only(plan, NODE_POOL).inputs["location"] == location
+
+
+@pytest.mark.parametrize(("profile", "protected"), [("dev", False), ("prod", True)])
+def test_gke_deletion_protection_only_in_prod(plan_for, profile, protected):
+    assert only(plan_for("gcp", profile), GKE).inputs["deletionProtection"] is protected
+
+
+def test_node_pool_autoscales_between_configured_totals(plan_for):
+    plan = plan_for("gcp", "prod", nodeMinCount=4, nodeMaxCount=12, nodeSize="n2-standard-8")
+    pool = only(plan, NODE_POOL).inputs
+    assert pool["autoscaling"]["totalMinNodeCount"] == 4
+    assert pool["autoscaling"]["totalMaxNodeCount"] == 12
+    assert pool["nodeConfig"]["machineType"] == "n2-standard-8"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_node_pool_uses_shielded_vms_and_the_gke_metadata_server(plan_for, profile):
+    node_config = only(plan_for("gcp", profile), NODE_POOL).inputs["nodeConfig"]
+    assert node_config["shieldedInstanceConfig"] == {
+        "enableSecureBoot": True,
+        "enableIntegrityMonitoring": True,
+    }
+    assert node_config["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cloud_sql_has_only_a_private_address_and_requires_tls(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    instance = only(plan, SQL)
+    ip = instance.inputs["settings"]["ipConfiguration"]
+    assert ip["ipv4Enabled"] is False
+    assert ip["privateNetwork"] and only(plan, "gcp:compute/network:Network").urn in instance.dependencies
+    assert not ip.get("authorizedNetworks")
+    assert ip["sslMode"] in {"ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"}
+    assert re.fullmatch(r"POSTGRES_(1[6-9])", instance.inputs["databaseVersion"])
+    # Cloud SQL's private address comes from the peered service networking range.
+    connection = only(plan, "gcp:servicenetworking/connection:Connection")
+    assert connection.urn in instance.dependencies
+    assert connection.inputs["service"] == "servicenetworking.googleapis.com"
+
+
+@pytest.mark.parametrize(
+    ("profile", "availability", "pitr", "protected"),
+    [("dev", "ZONAL", False, False), ("prod", "REGIONAL", True, True)],
+)
+def test_cloud_sql_ha_pitr_and_deletion_protection_only_in_prod(
+    plan_for, profile, availability, pitr, protected
+):
+    instance = only(plan_for("gcp", profile), SQL).inputs
+    settings = instance["settings"]
+    assert settings["availabilityType"] == availability
+    assert settings["backupConfiguration"]["enabled"] is True
+    assert settings["backupConfiguration"]["pointInTimeRecoveryEnabled"] is pitr
+    assert instance["deletionProtection"] is protected
+    assert settings["deletionProtectionEnabled"] is protected
+
+
+@pytest.mark.parametrize(("profile", "backups"), [("dev", 7), ("prod", 30)])
+def test_cloud_sql_keeps_backups_per_profile(plan_for, profile, backups):
+    retention = only(plan_for("gcp", profile), SQL).inputs["settings"]["backupConfiguration"]
+    assert retention["backupRetentionSettings"] == {"retainedBackups": backups, "retentionUnit": "COUNT"}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_database_user_password_is_generated_and_secret(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    user = only(plan, "gcp:sql/user:User")
+    assert user.is_secret(("password",))
+    assert len(user.inputs["password"]) >= 32
+    assert only(plan, "gcp:sql/database:Database").inputs["name"] == "products"
+    assert only(plan, "pulumi:providers:kubernetes").is_secret(("kubeconfig",))
+
+
+@pytest.mark.parametrize(("profile", "tier"), [("dev", "BASIC"), ("prod", "STANDARD_HA")])
+def test_memorystore_requires_auth_and_tls_and_is_ha_only_in_prod(plan_for, profile, tier):
+    redis = only(plan_for("gcp", profile), REDIS).inputs
+    assert redis["authEnabled"] is True
+    assert redis["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
+    assert redis["connectMode"] == "PRIVATE_SERVICE_ACCESS"
+    assert redis["authorizedNetwork"]
+    assert redis["tier"] == tier
+
+
+def test_memorystore_size_comes_from_config(plan_for):
+    assert only(plan_for("gcp", "dev", redisSize="3"), REDIS).inputs["memorySizeGb"] == 3
+
+
+def test_memorystore_size_must_be_whole_gigabytes():
+    with pytest.raises(Exception, match=r"^platform:redisSize must be a whole number of GB"):
+        run_plan("dev", cloud="gcp", overrides={"redisSize": "large"})
+
+
+def test_kubeconfig_uses_the_gke_auth_plugin_not_a_stored_credential(plan_for):
+    plan = plan_for("gcp", "prod")
+    kubeconfig = json.loads(only(plan, "pulumi:providers:kubernetes").inputs["kubeconfig"])
+    (user,) = kubeconfig["users"]
+    assert set(user["user"]) == {"exec"}
+    assert user["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{only(plan, GKE).outputs['endpoint']}"
+
+
+def test_missing_project_stops_the_program_naming_the_key():
+    with pytest.raises(Exception, match=r"^gcp:project must be set") as raised:
+        run_plan("dev", cloud="gcp", overrides={"gcp:project": None})
+    assert type(raised.value).__name__ == "ConfigError"
