@@ -15,14 +15,15 @@ import http.client
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +31,8 @@ import jwt
 import redis
 from load import HOST, Request, Result, drive, generator_name
 from otlp_sink import OtlpSink
+from product_service.devservers import embedded_servers
+from profiling import py_spy, record, summarise
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = Path(__file__).resolve().parent
@@ -55,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     SHUFFLE.seed(args.seed)
     secret = secrets.token_urlsafe(32)
     with ExitStack() as stack:
-        database_url, redis_url = stack.enter_context(embedded_servers(OUT / "data"))
+        progress("starting embedded Postgres and Valkey, applying migrations")
+        servers = stack.enter_context(embedded_servers(OUT / "data"))
         sink = stack.enter_context(OtlpSink())
-        env = service_environment(database_url, redis_url, secret, sink.endpoint)
-        progress("migrating")
-        subprocess.run([sys.executable, "-m", "product_service", "migrate"], env=env, check=True)
+        env = service_environment(servers.database_url, servers.redis_url, secret, sink.endpoint)
         service = stack.enter_context(
             Gunicorn("product-service", SERVICE_APP, PRODUCTION_CONFIG, env, "/health")
         )
@@ -68,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         bare = stack.enter_context(
             Gunicorn("bare-flask", "bare_app:app", bare_config, bare_env, "/bare", BENCH)
         )
-        cache = redis.Redis.from_url(redis_url)
+        cache = redis.Redis.from_url(servers.redis_url)
         ids = seed(service.port, args.products, secret, cache)
-        report = measure(service, bare, cache, ids, args.seconds)
+        report = measure(service, bare, cache, ids, args.seconds, args.profile)
         report["spans_exported"] = sink.spans
     print_report(report)
     (OUT / "results.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -83,13 +85,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     parser.add_argument("--products", type=int, default=10_000, help="products to seed")
     parser.add_argument("--seed", type=int, default=42, help="seed of the request shuffles")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the measured runs, run each scenario again under py-spy and print where workers spend time",
+    )
     return parser.parse_args(argv)
 
 
 # --- the measurements -----------------------------------------------------------------------------------
 
 
-def measure(service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str], seconds: float) -> dict:
+def measure(
+    service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str], seconds: float, profile: bool
+) -> dict:
     bare_requests = [Request("GET", "/bare")]
     gets = [Request("GET", f"/api/v1/products/{i}") for i in ids]
 
@@ -125,6 +134,7 @@ def measure(service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str
             }
         )
     memory = {"service": service.memory(), "bare": bare.memory()}
+    profiles = {name: profiled(service, name, run, seconds) for name, run in scenarios} if profile else {}
     return {
         "generator": generator_name(),
         "connections": CONNECTIONS,
@@ -132,10 +142,28 @@ def measure(service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str
         "seconds_per_run": seconds,
         "products": len(ids),
         "cpus": os.cpu_count(),
+        # Anything else running on the machine takes CPU from both servers and the load generator.
+        "load_average_1m_at_end": os.getloadavg()[0],
         "scenarios": rows,
         "memory_mib": memory,
         "peak_service_rss_mib": max(row["service_memory_mib"]["rss"] for row in rows),
+        "profiles": profiles,
     }
+
+
+def profiled(
+    service: Gunicorn, name: str, run: Callable[[], tuple[Result, dict]], seconds: float
+) -> dict[str, float]:
+    """The scenario again, sampled by py-spy; its figures are not reported (py-spy takes CPU too)."""
+    if py_spy() is None:
+        raise SystemExit("--profile needs py-spy: `make setup` installs it (requirements-dev.txt)")
+    progress(f"profiling {name}")
+    assert service.process is not None
+    output = OUT / f"profile-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.txt"
+    sampler = record(service.process.pid, seconds, output)
+    run()
+    sampler.wait(timeout=seconds + 60)
+    return dict(summarise(output))
 
 
 def measure_uncached(
@@ -247,14 +275,6 @@ def http_json(port: int, method: str, path: str, body: dict | None) -> dict:
 # --- the servers ----------------------------------------------------------------------------------------
 
 
-@contextmanager
-def embedded_servers(data_dir: Path) -> Iterator[tuple[str, str]]:
-    from product_service.embedded import EmbeddedServers
-
-    with EmbeddedServers(data_dir) as servers:
-        yield servers.database_url, servers.redis_url
-
-
 def service_environment(database_url: str, redis_url: str, secret: str, otlp_endpoint: str) -> dict[str, str]:
     metrics_dir = OUT / "prometheus-multiproc"
     metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +312,6 @@ class Gunicorn:
             str(WORKERS),
             "--worker-tmp-dir",
             "/dev/shm",  # noqa: S108 (tmpfs, as in the image)
-            "--no-control-socket",
             self.app,
         ]
         self.process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
@@ -376,7 +395,8 @@ def print_report(report: dict) -> None:
     print(
         f"{report['workers']} sync workers, {report['connections']} connections, {report['generator']} "
         f"load generator, {report['cpus']} CPUs, {report['products']} products, "
-        f"{report['seconds_per_run']:.0f} s per run"
+        f"{report['seconds_per_run']:.0f} s per run, 1-minute load average at the end "
+        f"{report['load_average_1m_at_end']:.1f}"
     )
     header = f"{'scenario':<26}{'RPS':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'bare RPS':>10}{'ratio':>7}  target"
     print(header)
@@ -409,6 +429,11 @@ def print_report(report: dict) -> None:
         f"PSS {memory['service']['pss']:.0f} MiB at the end; bare Flask: RSS {memory['bare']['rss']:.0f} MiB"
     )
     print(f"spans exported to the loopback OTLP sink: {report['spans_exported']}")
+    for name, shares in report["profiles"].items():
+        print(f"\nwhere the workers' wall time goes, {name} (py-spy, idle included):")
+        for library, share in shares.items():
+            if share >= 0.01:
+                print(f"  {share:>6.1%}  {library}")
 
 
 def progress(message: str) -> None:

@@ -1,0 +1,76 @@
+"""Where a gunicorn worker's time goes under load: py-spy samples, summarised per library.
+
+py-spy samples master and workers from outside (no change to the service) and, with --idle, keeps
+samples where a worker waits (on Postgres, Redis or the next connection), so the shares are of wall
+time. Each sample is charged to the innermost frame of a known library; standard-library frames count
+for the library that called them (json.dumps called by Flask is Flask's time).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+# (label, path fragments), checked in order against frames from the leaf outwards.
+LIBRARIES = [
+    ("gunicorn: waiting for a connection", ("gunicorn/workers/sync.py:35", "SyncWorker.wait")),
+    ("product_service (own code)", ("product_service/",)),
+    ("OpenTelemetry (tracing)", ("opentelemetry/",)),
+    ("prometheus_client (metrics)", ("prometheus_client/",)),
+    ("psycopg + pool (Postgres)", ("psycopg/", "psycopg_pool/", "psycopg_binary/")),
+    ("redis client (Valkey)", ("redis/",)),
+    ("pydantic (validation)", ("pydantic/", "pydantic_core/")),
+    ("PyJWT", ("jwt/",)),
+    ("Flask + Werkzeug", ("flask/", "werkzeug/")),
+    ("gunicorn (HTTP, access log)", ("gunicorn/",)),
+]
+
+
+def py_spy() -> str | None:
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+
+def record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """Start sampling `pid` and its workers for `seconds`; wait on the returned process."""
+    command = [
+        py_spy() or "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--idle",
+        "--nonblocking",
+        "--rate",
+        "100",
+        "--duration",
+        str(max(1, round(seconds))),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+
+
+def summarise(raw: Path) -> list[tuple[str, float]]:
+    """(library, share of the workers' samples) in decreasing order, from py-spy's raw (collapsed) output."""
+    charged: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        if not any("Worker.init_process" in f for f in frames):
+            continue  # the master, or py-spy's view of a worker before it forked
+        charged[charge(frames)] += int(count)
+    total = sum(charged.values()) or 1
+    return [(label, n / total) for label, n in charged.most_common()]
+
+
+def charge(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for label, fragments in LIBRARIES:
+            if any(fragment in frame for fragment in fragments):
+                return label
+    return "other"
