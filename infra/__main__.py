@@ -1,11 +1,35 @@
-"""The platform: stack config -> Foundation (the chosen cloud) -> cluster add-ons + app -> outputs."""
+"""The platform: stack config -> Foundation (the chosen cloud) -> cluster add-ons + app -> outputs.
 
-import pulumi
+Pulumi runs this file; `make plan` runs it too, under the offline engine (plan.py).
+"""
 
 import config
+import pulumi
+from app import NAME as SERVICE_NAME
+from app import ProductService
 from clouds import build_foundation
+from cluster import ClusterAddons
 
-cfg = config.load()
+cfg = config.load()  # a wrong value stops here, before any resource is declared
 foundation = build_foundation(cfg)
-pulumi.export("kubeconfig", foundation.kubeconfig)
-pulumi.export("database_endpoint", pulumi.Output.concat(foundation.postgres.host, ":", str(foundation.postgres.port)))
+addons = ClusterAddons("addons", cfg, foundation, service_job=SERVICE_NAME)
+service = ProductService("product-service", cfg, foundation, addons)
+
+pulumi.export("kubeconfig", pulumi.Output.secret(foundation.kubeconfig))
+pulumi.export("api_url", service.api_url)
+pulumi.export("grafana_url", addons.grafana_url)
+pulumi.export("jaeger_url", addons.jaeger_url)
+pulumi.export("argocd_url", addons.argocd_url)
+# Endpoints only: passwords stay in the Kubernetes Secret and Pulumi's encrypted state.
+pulumi.export(
+    "database_endpoint",
+    pulumi.Output.concat(
+        foundation.postgres.host, ":", pulumi.Output.from_input(foundation.postgres.port).apply(str)
+    ),
+)
+pulumi.export(
+    "redis_endpoint",
+    pulumi.Output.concat(
+        foundation.redis.host, ":", pulumi.Output.from_input(foundation.redis.port).apply(str)
+    ),
+)

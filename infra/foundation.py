@@ -49,6 +49,9 @@ class ClusterFacts:
     data_network_peers: list[dict[str, Any]] = field(default_factory=list)
     # Extra annotations for the service's ServiceAccount (workload identity binding, if any).
     service_account_annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Extra metrics-server arguments, e.g. --kubelet-insecure-tls where kubelets serve self-signed
+    # certificates (kind, Docker Desktop); managed clusters need none.
+    metrics_server_args: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

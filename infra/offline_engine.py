@@ -70,7 +70,7 @@ class RecordingMonitor(MockMonitor):
             type_ = parent.split("::")[2] + "$" + type_
         return f"urn:pulumi:{self.stack}::{self.project}::{type_}::{name}"
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
             return resource_pb2.RegisterResourceResponse(urn=urn)
@@ -102,19 +102,19 @@ class RecordingMonitor(MockMonitor):
         wire = _python_to_struct(_mark_secrets(state, secret_outputs, secret_inputs))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=wire)
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
             self.stack_outputs, self.stack_output_secrets = unwrap(_struct_to_python(request.outputs))
         return empty_pb2.Empty()
 
-    def Invoke(self, request: Any) -> Any:  # noqa: N802
+    def Invoke(self, request: Any) -> Any:
         args, _ = unwrap(_struct_to_python(request.args))
         self.invokes.append(request.tok)
         result = invoke_result(request.tok, args)
         fields = {"return": _python_to_struct(result)}  # `return` is a Python keyword
         return resource_pb2.ResourceInvokeResponse(**fields)
 
-    def ReadResource(self, request: Any) -> Any:  # noqa: N802
+    def ReadResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         state, _ = unwrap(_struct_to_python(request.properties))
         _, computed = computed_outputs(request.type, request.name, urn, state)
@@ -159,7 +159,9 @@ def unwrap(value: Any, path: Path = ()) -> tuple[Any, list[Path]]:
     return value, []
 
 
-def _mark_secrets(state: dict[str, Any], secret_outputs: set[str], secret_inputs: list[Path]) -> dict[str, Any]:
+def _mark_secrets(
+    state: dict[str, Any], secret_outputs: set[str], secret_inputs: list[Path]
+) -> dict[str, Any]:
     """The engine marks outputs secret by name (additionalSecretOutputs) and by matching secret inputs."""
     secret_keys = secret_outputs | {str(p[0]) for p in secret_inputs}
     return {k: ({SIG_KEY: SECRET_SIG, "value": v} if k in secret_keys else v) for k, v in state.items()}
@@ -282,7 +284,10 @@ def _aws_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _gcp_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"selfLink": f"https://example.invalid/gcp/{name}", "project": inputs.get("project", "example-project")}
+    return {
+        "selfLink": f"https://example.invalid/gcp/{name}",
+        "project": inputs.get("project", "example-project"),
+    }
 
 
 def _azure_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -405,7 +410,11 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "userId": "AIDAOFFLINE",
         "id": "123456789012",
     },
-    "aws:index/getRegion:getRegion": lambda args: {"name": "us-east-1", "region": "us-east-1", "id": "us-east-1"},
+    "aws:index/getRegion:getRegion": lambda args: {
+        "name": "us-east-1",
+        "region": "us-east-1",
+        "id": "us-east-1",
+    },
     "aws:index/getPartition:getPartition": lambda args: {"partition": "aws", "dnsSuffix": "amazonaws.com"},
     "gcp:organizations/getProject:getProject": lambda args: {
         "projectId": "example-project",
@@ -428,16 +437,28 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     },
     "azure-native:containerservice:listManagedClusterUserCredentials": lambda args: {
         "kubeconfigs": [
-            {"name": "clusterUser", "value": base64.b64encode(_kubeconfig("https://aks.invalid").encode()).decode()}
+            {
+                "name": "clusterUser",
+                "value": base64.b64encode(_kubeconfig("https://aks.invalid").encode()).decode(),
+            }
         ]
     },
     "azure-native:containerservice:listManagedClusterAdminCredentials": lambda args: {
         "kubeconfigs": [
-            {"name": "clusterAdmin", "value": base64.b64encode(_kubeconfig("https://aks.invalid").encode()).decode()}
+            {
+                "name": "clusterAdmin",
+                "value": base64.b64encode(_kubeconfig("https://aks.invalid").encode()).decode(),
+            }
         ]
     },
-    "azure-native:redis:listRedisKeys": lambda args: {"primaryKey": "offline-primary-key", "secondaryKey": "x"},
-    "azure-native:cache:listRedisKeys": lambda args: {"primaryKey": "offline-primary-key", "secondaryKey": "x"},
+    "azure-native:redis:listRedisKeys": lambda args: {
+        "primaryKey": "offline-primary-key",
+        "secondaryKey": "x",
+    },
+    "azure-native:cache:listRedisKeys": lambda args: {
+        "primaryKey": "offline-primary-key",
+        "secondaryKey": "x",
+    },
 }
 
 

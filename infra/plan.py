@@ -23,6 +23,8 @@ import argparse
 import asyncio
 import base64
 import copy
+import importlib
+import importlib.util
 import json
 import logging
 import runpy
@@ -36,20 +38,19 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
+from offline_engine import Path, RecordingMonitor, Registration
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockEngine, MockSettings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from offline_engine import Path, RecordingMonitor, Registration
-
 INFRA_DIR = FsPath(__file__).resolve().parent
 REPO_DIR = INFRA_DIR.parent
 CLOUDS = ("aws", "gcp", "azure", "local")
 MASK = "[secret]"
 # Stand-in for `secure:` stack values, which only the CLI can decrypt; the key stays a secret.
-OFFLINE_SECRET = "offline-placeholder-secret-value"
+OFFLINE_SECRET = "offline-placeholder-secret-value"  # noqa: S105 (a placeholder, not a credential)
 
 
 class PlanError(Exception):
@@ -344,7 +345,9 @@ def _release_listing(r: PlannedResource) -> dict[str, Any]:
 
 
 def summary(plan: Plan) -> str:
-    lines = [f"Plan of stack {plan.stack} on {plan.cloud}: {len(plan.resources)} resources ({plan.seconds:.1f}s)"]
+    lines = [
+        f"Plan of stack {plan.stack} on {plan.cloud}: {len(plan.resources)} resources ({plan.seconds:.1f}s)"
+    ]
     counts = Counter(r.type for r in plan.resources)
     width = max(len(t) for t in counts) if counts else 0
     lines += [f"  {count:3d}  {type_:<{width}}" for type_, count in sorted(counts.items())]
@@ -362,10 +365,19 @@ def key_facts(plan: Plan) -> list[tuple[str, str]]:
     facts += _cloud_facts(plan)
     for hpa in plan.objects("HorizontalPodAutoscaler"):
         spec = hpa.inputs.get("spec", {})
-        facts.append((f"HPA {hpa.metadata.get('name')}", f"{spec.get('minReplicas')}-{spec.get('maxReplicas')} replicas"))
+        facts.append(
+            (
+                f"HPA {hpa.metadata.get('name')}",
+                f"{spec.get('minReplicas')}-{spec.get('maxReplicas')} replicas",
+            )
+        )
     for pdb in plan.objects("PodDisruptionBudget"):
         spec = pdb.inputs.get("spec", {})
-        bound = f"minAvailable {spec['minAvailable']}" if "minAvailable" in spec else f"maxUnavailable {spec.get('maxUnavailable')}"
+        bound = (
+            f"minAvailable {spec['minAvailable']}"
+            if "minAvailable" in spec
+            else f"maxUnavailable {spec.get('maxUnavailable')}"
+        )
         facts.append((f"PDB {pdb.metadata.get('name')}", bound))
     for release in plan.of_type(HELM_RELEASE):
         facts.append((f"chart {release.inputs.get('chart')}", str(release.inputs.get("version"))))
@@ -380,7 +392,9 @@ def _kubernetes_version(plan: Plan) -> str:
     ):
         for r in plan.of_type(type_):
             return str(r.inputs.get(key) or r.inputs.get("releaseChannel") or "provider default")
-    return plan.config.get("platform:kubernetesVersion", "1.34") + " (the context's cluster; validated against)"
+    return (
+        plan.config.get("platform:kubernetesVersion", "1.34") + " (the context's cluster; validated against)"
+    )
 
 
 def _cloud_facts(plan: Plan) -> list[tuple[str, str]]:
@@ -390,23 +404,82 @@ def _cloud_facts(plan: Plan) -> list[tuple[str, str]]:
         for r in plan.of_type(type_):
             facts.append((f"{label} {r.name}", describe(r.inputs)))
 
-    add("node group", "aws:eks/nodeGroup:NodeGroup", lambda i: _nodes(i.get("instanceTypes"), i.get("scalingConfig", {}), "minSize", "maxSize"))
-    add("node pool", "gcp:container/nodePool:NodePool", lambda i: _nodes((i.get("nodeConfig") or {}).get("machineType"), i.get("autoscaling") or {}, "totalMinNodeCount", "totalMaxNodeCount", "minNodeCount", "maxNodeCount"))
-    add("agent pool", "azure-native:containerservice:AgentPool", lambda i: _nodes(i.get("vmSize"), i, "minCount", "maxCount"))
+    add(
+        "node group",
+        "aws:eks/nodeGroup:NodeGroup",
+        lambda i: _nodes(i.get("instanceTypes"), i.get("scalingConfig", {}), "minSize", "maxSize"),
+    )
+    add(
+        "node pool",
+        "gcp:container/nodePool:NodePool",
+        lambda i: _nodes(
+            (i.get("nodeConfig") or {}).get("machineType"),
+            i.get("autoscaling") or {},
+            "totalMinNodeCount",
+            "totalMaxNodeCount",
+            "minNodeCount",
+            "maxNodeCount",
+        ),
+    )
+    add(
+        "agent pool",
+        "azure-native:containerservice:AgentPool",
+        lambda i: _nodes(i.get("vmSize"), i, "minCount", "maxCount"),
+    )
     for r in plan.of_type("azure-native:containerservice:ManagedCluster"):
         for pool in r.inputs.get("agentPoolProfiles") or []:
-            facts.append((f"agent pool {pool.get('name')}", _nodes(pool.get("vmSize"), pool, "minCount", "maxCount")))
-    add("database", "aws:rds/instance:Instance", lambda i: f"{i.get('instanceClass')}, Multi-AZ {i.get('multiAz', False)}, backups {i.get('backupRetentionPeriod')} days, deletion protection {i.get('deletionProtection', False)}")
+            facts.append(
+                (f"agent pool {pool.get('name')}", _nodes(pool.get("vmSize"), pool, "minCount", "maxCount"))
+            )
+    add(
+        "database",
+        "aws:rds/instance:Instance",
+        lambda i: (
+            f"{i.get('instanceClass')}, Multi-AZ {i.get('multiAz', False)}, backups {i.get('backupRetentionPeriod')} days, deletion protection {i.get('deletionProtection', False)}"
+        ),
+    )
     add("database", "gcp:sql/databaseInstance:DatabaseInstance", lambda i: _cloud_sql(i))
-    add("database", "azure-native:dbforpostgresql:Server", lambda i: f"{(i.get('sku') or {}).get('name')}, HA {(i.get('highAvailability') or {}).get('mode', 'Disabled')}, backups {(i.get('backup') or {}).get('backupRetentionDays')} days, geo-redundant {(i.get('backup') or {}).get('geoRedundantBackup', 'Disabled')}")
-    add("Redis", "aws:elasticache/replicationGroup:ReplicationGroup", lambda i: f"{i.get('nodeType')}, {i.get('numCacheClusters')} nodes, failover {i.get('automaticFailoverEnabled', False)}")
+    add(
+        "database",
+        "azure-native:dbforpostgresql:Server",
+        lambda i: (
+            f"{(i.get('sku') or {}).get('name')}, HA {(i.get('highAvailability') or {}).get('mode', 'Disabled')}, backups {(i.get('backup') or {}).get('backupRetentionDays')} days, geo-redundant {(i.get('backup') or {}).get('geoRedundantBackup', 'Disabled')}"
+        ),
+    )
+    add(
+        "Redis",
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        lambda i: (
+            f"{i.get('nodeType')}, {i.get('numCacheClusters')} nodes, failover {i.get('automaticFailoverEnabled', False)}"
+        ),
+    )
     add("Redis", "gcp:redis/instance:Instance", lambda i: f"{i.get('tier')}, {i.get('memorySizeGb')} GB")
-    add("Redis", "azure-native:redis:Redis", lambda i: f"{(i.get('sku') or {}).get('name')} {(i.get('sku') or {}).get('family')}{(i.get('sku') or {}).get('capacity')}")
-    add("Redis", "azure-native:cache:Redis", lambda i: f"{(i.get('sku') or {}).get('name')} {(i.get('sku') or {}).get('family')}{(i.get('sku') or {}).get('capacity')}")
+    add(
+        "Redis",
+        "azure-native:redis:Redis",
+        lambda i: (
+            f"{(i.get('sku') or {}).get('name')} {(i.get('sku') or {}).get('family')}{(i.get('sku') or {}).get('capacity')}"
+        ),
+    )
+    add(
+        "Redis",
+        "azure-native:cache:Redis",
+        lambda i: (
+            f"{(i.get('sku') or {}).get('name')} {(i.get('sku') or {}).get('family')}{(i.get('sku') or {}).get('capacity')}"
+        ),
+    )
     for sts in plan.objects("StatefulSet"):
         spec = sts.inputs.get("spec", {})
-        storage = [t.get("spec", {}).get("resources", {}).get("requests", {}).get("storage") for t in spec.get("volumeClaimTemplates", [])]
-        facts.append((f"in-cluster {sts.metadata.get('name')}", f"{spec.get('replicas')} replica(s), volume {', '.join(map(str, storage))}"))
+        storage = [
+            t.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+            for t in spec.get("volumeClaimTemplates", [])
+        ]
+        facts.append(
+            (
+                f"in-cluster {sts.metadata.get('name')}",
+                f"{spec.get('replicas')} replica(s), volume {', '.join(map(str, storage))}",
+            )
+        )
     return facts
 
 
@@ -433,12 +506,9 @@ def policy_gate(plan: Plan, out_dir: FsPath) -> bool | None:
     """Run the pack over the plan; write policy-report.json. None when the pack is not there yet."""
     if str(REPO_DIR) not in sys.path:
         sys.path.append(str(REPO_DIR))
-    try:
-        from policies import gate  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("policies", "policies.gate"):
-            raise
+    if importlib.util.find_spec("policies") is None or importlib.util.find_spec("policies.gate") is None:
         return None
+    gate = importlib.import_module("policies.gate")
     report = gate.evaluate(plan)
     (out_dir / "policy-report.json").write_text(json.dumps(gate.report_json(report), indent=2) + "\n")
     print(gate.table(report))
@@ -449,7 +519,9 @@ def policy_gate(plan: Plan, out_dir: FsPath) -> bool | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="plan", description="Offline plan of a stack (no CLI, no credentials).")
+    parser = argparse.ArgumentParser(
+        prog="plan", description="Offline plan of a stack (no CLI, no credentials)."
+    )
     parser.add_argument("stack", nargs="?", help="a committed stack: " + ", ".join(committed_stacks()))
     parser.add_argument("--cloud", choices=CLOUDS, help="override the stack's platform:cloud")
     parser.add_argument("--all", action="store_true", help="every committed stack on every cloud")
@@ -458,9 +530,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.all == bool(args.stack):
         parser.error("give a stack or --all")
     runs = [(s, c) for s in committed_stacks() for c in CLOUDS] if args.all else [(args.stack, args.cloud)]
-    failed = [f"{stack}-{cloud or 'stack cloud'}" for stack, cloud in runs if not plan_one(stack, cloud, FsPath(args.out))]
+    failed = [
+        f"{stack}-{cloud or 'stack cloud'}"
+        for stack, cloud in runs
+        if not plan_one(stack, cloud, FsPath(args.out))
+    ]
     if len(runs) > 1:
-        print(f"\n{len(runs) - len(failed)}/{len(runs)} plans passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+        print(
+            f"\n{len(runs) - len(failed)}/{len(runs)} plans passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
     return 1 if failed else 0
 
 
@@ -474,7 +553,9 @@ def plan_one(stack: str, cloud: str | None, out_root: FsPath) -> bool:
     out_dir = out_root / f"{stack}-{plan.cloud}"
     write_artefacts(plan, out_dir)
     print(summary(plan))
-    print(f"Wrote {_relative(out_dir)}/resources.json and manifests/ ({len(plan.kubernetes_objects())} objects)")
+    print(
+        f"Wrote {_relative(out_dir)}/resources.json and manifests/ ({len(plan.kubernetes_objects())} objects)"
+    )
     verdict = policy_gate(plan, out_dir)
     if verdict is None:
         print("Policy gate: policies/gate.py is not present; no policy-report.json written.")

@@ -24,6 +24,8 @@ POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 # Both official images run their server as the `postgres` / `redis` user with uid and gid 999.
 DATA_UID = 999
+# A mount path inside the container (the root filesystem is read-only), not a file here.
+SCRATCH_DIR = "/tmp"  # noqa: S108
 
 
 def build(cfg: PlatformConfig) -> Foundation:
@@ -90,6 +92,8 @@ class LocalFoundation(pulumi.ComponentResource):
                 storage_class=None,
                 # kind, minikube (addon off by default) and Docker Desktop ship without metrics-server.
                 needs_metrics_server=True,
+                # Their kubelets serve self-signed certificates.
+                metrics_server_args=["--kubelet-insecure-tls"],
                 data_network_peers=[
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA_NAMESPACE}}}
                 ],
@@ -147,7 +151,7 @@ class LocalFoundation(pulumi.ComponentResource):
             "volumeMounts": [
                 {"name": "data", "mountPath": "/var/lib/postgresql/data"},
                 {"name": "run", "mountPath": "/var/run/postgresql"},
-                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "tmp", "mountPath": SCRATCH_DIR},
             ],
         }
         self._stateful_service("postgres", POSTGRES_PORT, container, cfg.db_storage_gb, ["run", "tmp"])
@@ -168,7 +172,10 @@ class LocalFoundation(pulumi.ComponentResource):
             "livenessProbe": _exec_probe(["redis-cli", "ping"], period=15),
             "resources": _resources("100m", "128Mi", "500m", "512Mi"),
             "securityContext": _container_security(),
-            "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+            "volumeMounts": [
+                {"name": "data", "mountPath": "/data"},
+                {"name": "tmp", "mountPath": SCRATCH_DIR},
+            ],
         }
         self._stateful_service("redis", REDIS_PORT, container, 5, ["tmp"])
 

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from plan import Plan, run_plan
 
 CLOUDS = ("aws", "gcp", "azure", "local")
@@ -34,7 +33,7 @@ _cache: dict[tuple[str, str, tuple[tuple[str, str | None], ...]], Plan] = {}
 
 
 def plan_for_args(cloud: str, profile: str, **overrides: Any) -> Plan:
-    """The plan for `cloud` × `profile` with overrides; cached per argument set."""
+    """The plan for `cloud` x `profile` with overrides; cached per argument set."""
     settings = {"profile": profile, **overrides}
     key = (cloud, profile, tuple(sorted((k, _text(v)) for k, v in settings.items())))
     if key not in _cache:

@@ -1,0 +1,420 @@
+"""The product service on the cluster, as one ComponentResource.
+
+It reads the Foundation (where Postgres and Redis are, which provider) and the add-ons (where
+traces go, when the monitoring CRDs exist), never the cloud. Credentials reach the pods only
+through a Kubernetes Secret built from Pulumi secrets, so they stay encrypted in Pulumi's state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, TRACING_NAMESPACE, ClusterAddons
+from config import PlatformConfig
+from foundation import Foundation
+
+NAME = "product-service"  # also the Service name, hence the `job` label of its metrics
+NAMESPACE = "products"
+HTTP_PORT = 8080
+# A mount path inside the container (the root filesystem is read-only), not a file here.
+SCRATCH_DIR = "/tmp"  # noqa: S108
+APP_UID = 10001  # the image's `app` user (see the Dockerfile)
+LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform"}
+
+
+class ProductService(pulumi.ComponentResource):
+    api_url: str
+
+    def __init__(
+        self,
+        name: str,
+        cfg: PlatformConfig,
+        foundation: Foundation,
+        addons: ClusterAddons,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("platform:app:ProductService", name, None, opts)
+        self._cfg = cfg
+        self._provider = foundation.provider
+        namespace = k8s.core.v1.Namespace(
+            "products",
+            metadata={
+                "name": NAMESPACE,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            },
+            opts=self._k8s(),
+        )
+        self._ready = [namespace]
+
+        # Secret and ConfigMap are auto-named: a changed value makes a new object, so the Deployment
+        # that references it rolls out with the change instead of running on stale settings.
+        credentials = k8s.core.v1.Secret(
+            "credentials",
+            metadata={"namespace": NAMESPACE, "labels": LABELS},
+            type="Opaque",
+            string_data=_credentials(cfg, foundation, self),
+            opts=self._k8s(),
+        )
+        settings = k8s.core.v1.ConfigMap(
+            "settings",
+            metadata={"namespace": NAMESPACE, "labels": LABELS},
+            data={
+                "OTEL_EXPORTER_OTLP_ENDPOINT": addons.otlp_endpoint,
+                "OTEL_SERVICE_NAME": NAME,
+                "LOG_LEVEL": cfg.log_level,
+                "DB_POOL_MIN_SIZE": str(cfg.db_pool_min),
+                "DB_POOL_MAX_SIZE": str(cfg.db_pool_max),
+                "CACHE_TTL_SECONDS": str(cfg.cache_ttl_seconds),
+            },
+            opts=self._k8s(),
+        )
+        account = k8s.core.v1.ServiceAccount(
+            "service-account",
+            metadata={
+                "name": NAME,
+                "namespace": NAMESPACE,
+                "labels": LABELS,
+                "annotations": foundation.cluster.service_account_annotations,
+            },
+            automount_service_account_token=False,
+            opts=self._k8s(),
+        )
+        env = _environment(credentials.metadata["name"], settings.metadata["name"])
+        self._network_policies(foundation)
+
+        migration = k8s.batch.v1.Job(
+            "migrate",
+            metadata={
+                "namespace": NAMESPACE,
+                "labels": {**LABELS, "app.kubernetes.io/component": "migration"},
+            },
+            spec={
+                "backoffLimit": 3,
+                "activeDeadlineSeconds": 600,
+                "template": {
+                    "metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "migration"}},
+                    "spec": _pod_spec(
+                        cfg,
+                        account.metadata["name"],
+                        _container(
+                            cfg,
+                            env,
+                            command=["python", "-m", "product_service", "migrate"],
+                            resources=_resources("100m", "128Mi", "500m", "256Mi"),
+                        ),
+                        restart_policy="Never",
+                    ),
+                },
+            },
+            # The provider waits for a Job to complete (and fails `up` if it does not) before anything
+            # that depends on it: the Deployment below never serves an unmigrated schema. The Job is
+            # auto-named so that a new image replaces it with a fresh run.
+            opts=self._k8s(replace_on_changes=["spec"], delete_before_replace=False),
+        )
+        deployment = k8s.apps.v1.Deployment(
+            "deployment",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                # No `replicas`: the HPA owns the count, and a value here would reset it on every `up`.
+                "selector": {"matchLabels": LABELS},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+                },
+                "template": {
+                    "metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "api"}},
+                    "spec": {
+                        **_pod_spec(
+                            cfg,
+                            account.metadata["name"],
+                            _container(
+                                cfg,
+                                env,
+                                ports=[{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+                                probes=True,
+                                resources=_resources("100m", "256Mi", "1", "512Mi"),
+                            ),
+                            restart_policy="Always",
+                        ),
+                        "terminationGracePeriodSeconds": 30,
+                        # Spread over zones and nodes; ScheduleAnyway so a lost zone degrades, not blocks.
+                        "topologySpreadConstraints": [
+                            _spread("topology.kubernetes.io/zone"),
+                            _spread("kubernetes.io/hostname"),
+                        ],
+                    },
+                },
+            },
+            opts=self._k8s(depends_on=[migration]),
+        )
+        service = k8s.core.v1.Service(
+            "service",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                "type": "ClusterIP",
+                "selector": LABELS,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+            opts=self._k8s(),
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            "autoscaler",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": deployment.metadata["name"],
+                },
+                "minReplicas": cfg.hpa_min_replicas,
+                "maxReplicas": cfg.hpa_max_replicas,
+                "metrics": [_utilization("cpu", 70), _utilization("memory", 80)],
+            },
+            opts=self._k8s(),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            "disruption-budget",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            # maxUnavailable rather than minAvailable: with one replica (dev) drains still proceed.
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": LABELS}},
+            opts=self._k8s(),
+        )
+        k8s.apiextensions.CustomResource(
+            "service-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                "selector": {"matchLabels": LABELS},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            },
+            opts=self._k8s(depends_on=[addons.monitoring_crds]),
+        )
+        k8s.networking.v1.Ingress(
+            "ingress",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                "ingressClassName": INGRESS_CLASS,
+                "rules": [
+                    {
+                        "host": cfg.host,
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {
+                                        "service": {
+                                            "name": service.metadata["name"],
+                                            "port": {"name": "http"},
+                                        }
+                                    },
+                                }
+                            ]
+                        },
+                    }
+                ],
+                **(
+                    {"tls": [{"hosts": [cfg.host], "secretName": cfg.tls_secret_name}]}
+                    if cfg.tls_secret_name
+                    else {}
+                ),
+            },
+            opts=self._k8s(),
+        )
+        self.api_url = f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
+        self.register_outputs({"api_url": self.api_url})
+
+    def _k8s(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        depends_on = [*getattr(self, "_ready", []), *kwargs.pop("depends_on", [])]
+        return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on, **kwargs)
+
+    def _network_policies(self, foundation: Foundation) -> None:
+        """Default deny both ways, then exactly the traffic the service needs."""
+        policies: dict[str, dict[str, Any]] = {
+            "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            "allow-ingress-controller-and-prometheus": {
+                "podSelector": {"matchLabels": LABELS},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [_namespace_peer(INGRESS_NAMESPACE), _namespace_peer(MONITORING_NAMESPACE)],
+                        "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
+                    }
+                ],
+            },
+            # Every pod in the namespace (the service and its migration Job) resolves names and
+            # reaches the data services; only the service sends traces.
+            "allow-egress-dns-and-data": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [
+                            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+                        ],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    },
+                    {
+                        "to": foundation.cluster.data_network_peers,
+                        "ports": [
+                            {"protocol": "TCP", "port": foundation.postgres.port},
+                            {"protocol": "TCP", "port": foundation.redis.port},
+                        ],
+                    },
+                ],
+            },
+            "allow-egress-traces": {
+                "podSelector": {"matchLabels": LABELS},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [_namespace_peer(TRACING_NAMESPACE)],
+                        "ports": [{"protocol": "TCP", "port": 4317}, {"protocol": "TCP", "port": 4318}],
+                    }
+                ],
+            },
+        }
+        for policy, spec in policies.items():
+            k8s.networking.v1.NetworkPolicy(
+                policy,
+                metadata={"name": policy, "namespace": NAMESPACE, "labels": LABELS},
+                spec=spec,
+                opts=self._k8s(),
+            )
+
+
+def _credentials(cfg: PlatformConfig, foundation: Foundation, parent: pulumi.Resource) -> dict[str, Any]:
+    """DATABASE_URL, REDIS_URL, JWT_SECRET: each built from secret outputs, each itself a secret."""
+    pg = foundation.postgres
+    redis = foundation.redis
+    jwt_secret = (
+        cfg.jwt_secret
+        or random.RandomPassword(
+            "jwt-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=parent)
+        ).result
+    )
+    database_url = pulumi.Output.all(pg.host, pg.port, pg.password).apply(
+        lambda v: (
+            f"postgresql://{quote(pg.user, safe='')}:{quote(v[2], safe='')}@{v[0]}:{v[1]}/{pg.database}"
+            f"?sslmode={pg.sslmode}"
+        )
+    )
+    scheme = "rediss" if redis.tls else "redis"
+    user = quote(redis.username, safe="") if redis.username else ""
+    redis_url = pulumi.Output.all(redis.host, redis.port, redis.password).apply(
+        lambda v: f"{scheme}://{user}:{quote(v[2], safe='')}@{v[0]}:{v[1]}/0"
+    )
+    # Output.secret on top of the secret inputs: secret even if a Foundation forgot to mark one.
+    return {
+        "DATABASE_URL": pulumi.Output.secret(database_url),
+        "REDIS_URL": pulumi.Output.secret(redis_url),
+        "JWT_SECRET": pulumi.Output.secret(jwt_secret),
+    }
+
+
+def _environment(secret_name: pulumi.Input[str], config_map_name: pulumi.Input[str]) -> dict[str, Any]:
+    return {
+        "env": [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+            for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
+        ],
+        "envFrom": [{"configMapRef": {"name": config_map_name}}],
+    }
+
+
+def _container(
+    cfg: PlatformConfig,
+    env: dict[str, Any],
+    resources: dict[str, Any],
+    command: list[str] | None = None,
+    ports: list[dict[str, Any]] | None = None,
+    probes: bool = False,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": NAME,
+        "image": cfg.image,
+        **env,
+        "resources": resources,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": APP_UID,
+            "runAsGroup": APP_UID,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
+    }
+    if command:
+        container["command"] = command
+    if ports:
+        container["ports"] = ports
+    if probes:
+        # Liveness asks only "is the process serving"; readiness also checks Postgres and Redis,
+        # so a data outage takes pods out of the Service without restarting them.
+        container["livenessProbe"] = _http_probe("/health", period=10, failures=3)
+        container["readinessProbe"] = _http_probe("/ready", period=5, failures=2)
+        container["startupProbe"] = _http_probe("/health", period=2, failures=30)
+    return container
+
+
+def _pod_spec(
+    cfg: PlatformConfig, service_account: pulumi.Input[str], container: dict[str, Any], restart_policy: str
+) -> dict[str, Any]:
+    return {
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": False,
+        "restartPolicy": restart_policy,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": APP_UID,
+            "runAsGroup": APP_UID,
+            "fsGroup": APP_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        # gunicorn's Prometheus multiprocess files and Python's temp files: the root fs is read-only.
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+    }
+
+
+def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
+
+
+def _spread(topology_key: str) -> dict[str, Any]:
+    return {
+        "maxSkew": 1,
+        "topologyKey": topology_key,
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": LABELS},
+    }
+
+
+def _utilization(resource: str, percent: int) -> dict[str, Any]:
+    return {
+        "type": "Resource",
+        "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": percent}},
+    }
+
+
+def _namespace_peer(namespace: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}

@@ -1,0 +1,278 @@
+"""Cluster add-ons, identical on every cloud: metrics, dashboards and alerts, tracing, GitOps, ingress.
+
+Every chart is a `kubernetes.helm.v3.Release`: the Pulumi Kubernetes provider runs Helm itself (no
+helm binary on the machine running `pulumi up`), and Helm installs the charts' CRDs from their
+`crds/` directory with a server-side create. That avoids kube-prometheus-stack's known failure when
+its CRDs are applied client-side (through `helm.v3.Chart`/`ConfigFile`): the Prometheus CRDs exceed
+the 256 KiB `last-applied-configuration` annotation limit. The price is that a Release is one
+resource in Pulumi's view; its values are the reviewed surface, listed by `make plan`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from config import PlatformConfig
+from foundation import Foundation
+
+from cluster import charts, dashboards
+from cluster.charts import Chart
+
+MONITORING_NAMESPACE = "monitoring"
+TRACING_NAMESPACE = "tracing"
+ARGOCD_NAMESPACE = "argocd"
+INGRESS_NAMESPACE = "ingress-nginx"
+INGRESS_CLASS = "nginx"
+# Release names are fixed so the charts' Service names are known: `<release>-grafana`, `jaeger`.
+PROMETHEUS_RELEASE = "kube-prometheus-stack"
+JAEGER_RELEASE = "jaeger"
+OTLP_HTTP_PORT = 4318
+OTLP_GRPC_PORT = 4317
+JAEGER_QUERY_PORT = 16686
+# The label Grafana's dashboard sidecar watches for (the chart's default), in every namespace.
+DASHBOARD_LABEL = "grafana_dashboard"
+
+
+class ClusterAddons(pulumi.ComponentResource):
+    """kube-prometheus-stack, Jaeger, Argo CD, ingress-nginx and (where missing) metrics-server."""
+
+    otlp_endpoint: str
+    grafana_url: str
+    jaeger_url: str
+    argocd_url: str
+    # Resources the app's custom resources (ServiceMonitor, Application) must wait for: their CRDs.
+    monitoring_crds: pulumi.Resource
+    argocd: pulumi.Resource
+
+    def __init__(
+        self,
+        name: str,
+        cfg: PlatformConfig,
+        foundation: Foundation,
+        service_job: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("platform:cluster:Addons", name, None, opts)
+        self._cfg = cfg
+        self._foundation = foundation
+        self._provider = foundation.provider
+        scheme = "https" if cfg.tls_secret_name else "http"
+        domain = _base_domain(cfg.host)
+
+        monitoring = self._namespace(MONITORING_NAMESPACE)
+        tracing = self._namespace(TRACING_NAMESPACE)
+        argocd_ns = self._namespace(ARGOCD_NAMESPACE)
+        ingress_ns = self._namespace(INGRESS_NAMESPACE)
+
+        self.monitoring_crds = self._prometheus_stack(monitoring, f"grafana.{domain}")
+        self._dashboard_and_alerts(monitoring, service_job)
+        self._jaeger(tracing)
+        self.argocd = self._argocd(argocd_ns, f"argocd.{domain}")
+        self._ingress_controller(ingress_ns)
+        if foundation.cluster.needs_metrics_server:
+            self._metrics_server()
+
+        self.otlp_endpoint = f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{OTLP_HTTP_PORT}"
+        self.grafana_url = f"{scheme}://grafana.{domain}"
+        self.argocd_url = f"{scheme}://argocd.{domain}"
+        # The Jaeger UI has no login of its own, so it is not published: port-forward to reach it.
+        self.jaeger_url = f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{JAEGER_QUERY_PORT}"
+        self.register_outputs(
+            {
+                "otlp_endpoint": self.otlp_endpoint,
+                "grafana_url": self.grafana_url,
+                "argocd_url": self.argocd_url,
+                "jaeger_url": self.jaeger_url,
+            }
+        )
+
+    # --- the add-ons, one method each ------------------------------------------------------------
+
+    def _prometheus_stack(self, namespace: k8s.core.v1.Namespace, grafana_host: str) -> k8s.helm.v3.Release:
+        admin_password = random.RandomPassword(
+            "grafana-admin", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        # Grafana reads its admin credentials from this Secret: the password never enters chart
+        # values, which Helm stores in the release (readable by anyone who can read Secrets there).
+        admin = k8s.core.v1.Secret(
+            "grafana-admin",
+            metadata={"name": "grafana-admin", "namespace": MONITORING_NAMESPACE},
+            type="Opaque",
+            string_data={"admin-user": "admin", "admin-password": admin_password.result},
+            opts=self._k8s(depends_on=[namespace]),
+        )
+        values = {
+            "prometheus": {
+                "prometheusSpec": {
+                    # Select ServiceMonitors and rules from every namespace, not just this release's.
+                    "serviceMonitorSelectorNilUsesHelmValues": False,
+                    "podMonitorSelectorNilUsesHelmValues": False,
+                    "ruleSelectorNilUsesHelmValues": False,
+                    "retention": "15d" if self._cfg.is_prod else "3d",
+                    "replicas": 2 if self._cfg.is_prod else 1,
+                    "resources": _resources("200m", "1Gi", "2", "4Gi"),
+                }
+            },
+            "alertmanager": {"alertmanagerSpec": {"replicas": 2 if self._cfg.is_prod else 1}},
+            "grafana": {
+                "admin": {
+                    "existingSecret": admin.metadata["name"],
+                    "userKey": "admin-user",
+                    "passwordKey": "admin-password",
+                },
+                "sidecar": {
+                    "dashboards": {
+                        "enabled": True,
+                        "label": DASHBOARD_LABEL,
+                        "labelValue": "1",
+                        "searchNamespace": "ALL",
+                    }
+                },
+                "ingress": {
+                    "enabled": True,
+                    "ingressClassName": INGRESS_CLASS,
+                    "hosts": [grafana_host],
+                    **self._tls([grafana_host]),
+                },
+            },
+        }
+        return self._release(charts.KUBE_PROMETHEUS_STACK, PROMETHEUS_RELEASE, namespace, values, [admin])
+
+    def _dashboard_and_alerts(self, namespace: k8s.core.v1.Namespace, job: str) -> None:
+        k8s.core.v1.ConfigMap(
+            "product-service-dashboard",
+            metadata={
+                "name": "product-service-dashboard",
+                "namespace": MONITORING_NAMESPACE,
+                "labels": {DASHBOARD_LABEL: "1"},
+            },
+            data={"product-service.json": dashboards.dashboard_json(job)},
+            opts=self._k8s(depends_on=[namespace]),
+        )
+        k8s.apiextensions.CustomResource(
+            "product-service-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata={"name": "product-service-alerts", "namespace": MONITORING_NAMESPACE},
+            spec={"groups": dashboards.alert_groups(job)},
+            opts=self._k8s(depends_on=[self.monitoring_crds]),
+        )
+
+    def _jaeger(self, namespace: k8s.core.v1.Namespace) -> None:
+        # All-in-one Jaeger v2 with in-memory storage: traces for debugging, kept while the pod lives.
+        values = {
+            "provisionDataStore": {"cassandra": False, "elasticsearch": False, "kafka": False},
+            "storage": {"type": "memory"},
+            "jaeger": {
+                "enabled": True,
+                "resources": _resources("100m", "256Mi", "1", "1Gi"),
+                "podSecurityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "securityContext": _container_security(),
+            },
+        }
+        self._release(charts.JAEGER, JAEGER_RELEASE, namespace, values)
+
+    def _argocd(self, namespace: k8s.core.v1.Namespace, host: str) -> k8s.helm.v3.Release:
+        values = {
+            "global": {"domain": host},
+            # TLS ends at the ingress controller; the server speaks plain HTTP behind it.
+            "configs": {"params": {"server.insecure": True}},
+            "server": {
+                "ingress": {
+                    "enabled": True,
+                    "ingressClassName": INGRESS_CLASS,
+                    **(
+                        {"extraTls": [{"hosts": [host], "secretName": self._cfg.tls_secret_name}]}
+                        if self._cfg.tls_secret_name
+                        else {}
+                    ),
+                }
+            },
+        }
+        return self._release(charts.ARGO_CD, "argocd", namespace, values)
+
+    def _ingress_controller(self, namespace: k8s.core.v1.Namespace) -> None:
+        values = {
+            "controller": {
+                "replicaCount": 2 if self._cfg.is_prod else 1,
+                "service": {"annotations": self._foundation.cluster.load_balancer_annotations},
+                "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            }
+        }
+        # Where nothing provisions load balancers (plain kind), the Service stays pending: do not
+        # hold `pulumi up` on it there.
+        self._release(
+            charts.INGRESS_NGINX,
+            "ingress-nginx",
+            namespace,
+            values,
+            [self.monitoring_crds],
+            skip_await=self._foundation.cloud == "local",
+        )
+
+    def _metrics_server(self) -> None:
+        values = {"args": self._foundation.cluster.metrics_server_args}
+        self._release(charts.METRICS_SERVER, "metrics-server", None, values)
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _k8s(self, depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on or [])
+
+    def _namespace(self, name: str) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(name, metadata={"name": name}, opts=self._k8s())
+
+    def _release(
+        self,
+        chart: Chart,
+        release: str,
+        namespace: k8s.core.v1.Namespace | None,
+        values: dict[str, Any],
+        depends_on: list[pulumi.Resource] | None = None,
+        skip_await: bool = False,
+    ) -> k8s.helm.v3.Release:
+        return k8s.helm.v3.Release(
+            release,
+            name=release,
+            chart=chart.name,
+            version=chart.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+            namespace=namespace.metadata["name"] if namespace else "kube-system",
+            values=values,
+            timeout=900,
+            skip_await=skip_await,
+            opts=self._k8s(depends_on=[*([namespace] if namespace else []), *(depends_on or [])]),
+        )
+
+    def _tls(self, hosts: list[str]) -> dict[str, Any]:
+        if not self._cfg.tls_secret_name:
+            return {}
+        return {"tls": [{"hosts": hosts, "secretName": self._cfg.tls_secret_name}]}
+
+
+def _base_domain(host: str) -> str:
+    """`api.example.com` -> `example.com`: the add-ons' UIs live next to the API's host."""
+    first, _, rest = host.partition(".")
+    return rest if first == "api" and rest else host
+
+
+def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

@@ -1,0 +1,21 @@
+"""Every Helm chart the platform installs, pinned: bump a version here, in one reviewed change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str
+    version: str
+    repo: str
+
+
+KUBE_PROMETHEUS_STACK = Chart(
+    "kube-prometheus-stack", "82.9.0", "https://prometheus-community.github.io/helm-charts"
+)
+JAEGER = Chart("jaeger", "4.1.0", "https://jaegertracing.github.io/helm-charts")
+ARGO_CD = Chart("argo-cd", "9.5.14", "https://argoproj.github.io/argo-helm")
+METRICS_SERVER = Chart("metrics-server", "3.13.0", "https://kubernetes-sigs.github.io/metrics-server/")
+INGRESS_NGINX = Chart("ingress-nginx", "4.13.3", "https://kubernetes.github.io/ingress-nginx")
