@@ -43,8 +43,21 @@ class Result:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+_choice = "auto"
+
+
+def choose_generator(name: str) -> None:
+    """ "auto" (wrk when installed, else Python), "wrk" or "python"."""
+    global _choice
+    if name == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    _choice = name
+
+
 def generator_name() -> str:
-    return "wrk" if shutil.which("wrk") else "python"
+    if _choice == "python" or (_choice == "auto" and not shutil.which("wrk")):
+        return "python"
+    return "wrk"
 
 
 def drive(

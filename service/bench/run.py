@@ -26,10 +26,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import jwt
 import redis
-from load import HOST, Request, Result, drive, generator_name
+from load import HOST, Request, Result, choose_generator, drive, generator_name
 from otlp_sink import OtlpSink
 from product_service.devservers import embedded_servers
 from profiling import py_spy, record, summarise
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     SHUFFLE.seed(args.seed)
+    choose_generator(args.generator)
     secret = secrets.token_urlsafe(32)
     with ExitStack() as stack:
         progress("starting embedded Postgres and Valkey, applying migrations")
@@ -86,6 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--products", type=int, default=10_000, help="products to seed")
     parser.add_argument("--seed", type=int, default=42, help="seed of the request shuffles")
     parser.add_argument(
+        "--generator",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk when installed (auto), or the Python one, which competes for the same CPUs",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="after the measured runs, run each scenario again under py-spy and print where workers spend time",
@@ -99,6 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(
     service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str], seconds: float, profile: bool
 ) -> dict:
+    load_at_start = os.getloadavg()[0]
     bare_requests = [Request("GET", "/bare")]
     gets = [Request("GET", f"/api/v1/products/{i}") for i in ids]
 
@@ -143,6 +152,7 @@ def measure(
         "products": len(ids),
         "cpus": os.cpu_count(),
         # Anything else running on the machine takes CPU from both servers and the load generator.
+        "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": os.getloadavg()[0],
         "scenarios": rows,
         "memory_mib": memory,
@@ -335,13 +345,12 @@ class Gunicorn:
         master = self.process.pid
         return [master, *children(master)]
 
-    def memory(self) -> dict[str, float]:
+    def memory(self) -> dict[str, Any]:
         """Resident memory of master + workers in MiB: RSS (shared pages counted in each) and PSS (split)."""
-        rss = pss = 0
-        for pid in self.pids():
-            rss += proc_kib(f"/proc/{pid}/status", "VmRSS:")
-            pss += proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
-        return {"rss": rss / 1024, "pss": pss / 1024, "processes": len(self.pids())}
+        pids = self.pids()
+        rss = [proc_kib(f"/proc/{pid}/status", "VmRSS:") / 1024 for pid in pids]
+        pss = [proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024 for pid in pids]
+        return {"rss": sum(rss), "pss": sum(pss), "rss_per_process": rss, "processes": len(pids)}
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
@@ -395,8 +404,8 @@ def print_report(report: dict) -> None:
     print(
         f"{report['workers']} sync workers, {report['connections']} connections, {report['generator']} "
         f"load generator, {report['cpus']} CPUs, {report['products']} products, "
-        f"{report['seconds_per_run']:.0f} s per run, 1-minute load average at the end "
-        f"{report['load_average_1m_at_end']:.1f}"
+        f"{report['seconds_per_run']:.0f} s per run, 1-minute load average "
+        f"{report['load_average_1m_at_start']:.1f} at the start, {report['load_average_1m_at_end']:.1f} at the end"
     )
     header = f"{'scenario':<26}{'RPS':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'bare RPS':>10}{'ratio':>7}  target"
     print(header)
