@@ -1,0 +1,124 @@
+"""The real program (under the offline plan) against the pack: every cloud and profile passes the gate,
+and an unsafe stack config or an unsafe resource fails it with the rule's message."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from plan import Plan, PlannedResource, run_plan
+from policy_harness import changed
+
+from policies import gate
+
+CLOUDS = ("aws", "gcp", "azure", "local")
+PROFILES = ("dev", "prod")
+
+_plans: dict[tuple[str, str, tuple[tuple[str, Any], ...]], Plan] = {}
+
+
+def plan_of(cloud: str, profile: str, **overrides: Any) -> Plan:
+    """The committed stack named like the profile, on `cloud`, with `platform:` overrides (cached)."""
+    key = (cloud, profile, tuple(sorted(overrides.items())))
+    if key not in _plans:
+        _plans[key] = run_plan(profile, cloud=cloud, overrides={"profile": profile, **overrides})
+    return _plans[key]
+
+
+def tampered(plan: Plan, type_: str, *changes: tuple[str, Any], where: str = "") -> list[PlannedResource]:
+    """The plan's resources with the first resource of `type_` (whose name contains `where`) changed."""
+    target = next(r for r in plan.resources if r.type == type_ and where in r.name)
+    return [
+        dataclasses.replace(r, inputs=changed(r.inputs, *changes)) if r is target else r
+        for r in plan.resources
+    ]
+
+
+def mandatory(violations: list[gate.Violation]) -> list[tuple[str, str]]:
+    return sorted((v.policy, v.message) for v in violations if v.mandatory)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_the_program_passes_the_gate(cloud: str, profile: str) -> None:
+    violations = gate.evaluate(plan_of(cloud, profile))
+    assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
+
+
+# One deliberately unsafe prod stack per cloud: no HA, no deletion protection, a week of backups.
+UNSAFE_PROD = {"highAvailability": "false", "deletionProtection": "false", "backupRetentionDays": "7"}
+
+
+@pytest.mark.parametrize(
+    ("cloud", "policy", "says"),
+    [
+        ("aws", "aws-rds-multi-az", "multiAz is not true in prod"),
+        ("aws", "aws-rds-deletion-protection", "deletionProtection is not true in prod"),
+        ("aws", "aws-rds-backup-retention", "backupRetentionPeriod is 7 days; needs >= 30"),
+        ("gcp", "gcp-sql-regional-ha", "settings.availabilityType is not REGIONAL in prod"),
+        ("gcp", "gcp-sql-deletion-protection", "settings.deletionProtectionEnabled is not true in prod"),
+        ("gcp", "gcp-sql-backups", "retainedBackups is 7; needs >= 30"),
+        ("azure", "azure-postgres-high-availability", "highAvailability.mode is not ZoneRedundant in prod"),
+        ("azure", "azure-postgres-backup", "backup.backupRetentionDays is 7; needs >= 30"),
+    ],
+)
+def test_an_unsafe_prod_stack_config_fails_with_the_rules_message(cloud: str, policy: str, says: str) -> None:
+    violations = gate.evaluate(plan_of(cloud, "prod", **UNSAFE_PROD))
+    assert (policy, says) in mandatory(violations)
+
+
+def test_the_same_settings_pass_in_dev() -> None:
+    assert not gate.has_mandatory_violations(gate.evaluate(plan_of("aws", "dev", **UNSAFE_PROD)))
+
+
+@pytest.mark.parametrize(
+    ("cloud", "type_", "change", "policy", "says"),
+    [
+        ("aws", "aws:rds/instance:Instance", ("publiclyAccessible", True), "aws-rds-not-public",
+         "publiclyAccessible is true"),
+        ("gcp", "gcp:sql/databaseInstance:DatabaseInstance", ("settings.ipConfiguration.ipv4Enabled", True),
+         "gcp-sql-no-public-ip", "settings.ipConfiguration.ipv4Enabled is not false (public IP)"),
+        ("azure", "azure-native:dbforpostgresql:Server", ("network.publicNetworkAccess", "Enabled"),
+         "azure-postgres-no-public-access", "network.publicNetworkAccess is not Disabled"),
+    ],
+)  # fmt: skip
+def test_a_public_database_fails(
+    cloud: str, type_: str, change: tuple[str, Any], policy: str, says: str
+) -> None:
+    violations = gate.evaluate(tampered(plan_of(cloud, "prod"), type_, change), "prod")
+    assert (policy, says) in mandatory(violations)
+
+
+@pytest.mark.parametrize(
+    ("cloud", "type_", "change", "policy", "says"),
+    [
+        ("aws", "aws:elasticache/replicationGroup:ReplicationGroup", ("transitEncryptionEnabled", False),
+         "aws-elasticache-encryption", "transitEncryptionEnabled is not true"),
+        ("gcp", "gcp:redis/instance:Instance", ("transitEncryptionMode", "DISABLED"),
+         "gcp-redis-auth-tls", "transitEncryptionMode is not SERVER_AUTHENTICATION"),
+        ("azure", "azure-native:redis:Redis", ("enableNonSslPort", True),
+         "azure-redis-tls-only", "enableNonSslPort is true"),
+    ],
+)  # fmt: skip
+def test_a_redis_without_tls_fails(
+    cloud: str, type_: str, change: tuple[str, Any], policy: str, says: str
+) -> None:
+    violations = gate.evaluate(tampered(plan_of(cloud, "prod"), type_, change), "prod")
+    assert (policy, says) in mandatory(violations)
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_product_container_running_as_root_fails(cloud: str) -> None:
+    plan = plan_of(cloud, "dev")
+    deployment = next(r for r in plan.resources if r.type == "kubernetes:apps/v1:Deployment")
+    name = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["name"]
+    resources = tampered(
+        plan,
+        "kubernetes:apps/v1:Deployment",
+        ("spec.template.spec.securityContext.runAsUser", 0),
+        ("spec.template.spec.containers[0].securityContext.runAsUser", 0),
+        where=deployment.name,
+    )
+    violations = gate.evaluate(resources, "dev")
+    assert ("k8s-run-as-non-root", f"container '{name}' runs as user 0 (root)") in mandatory(violations)
