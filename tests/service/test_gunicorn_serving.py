@@ -1,0 +1,273 @@
+"""The production gunicorn configuration, for real: several workers, metrics, logs, concurrency, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from product_service.auth import mint_token
+from product_service.devservers import DevServers
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+from service_helpers import JWT_SECRET, Gunicorn, running_gunicorn, wait_until
+
+pytestmark = pytest.mark.slow
+
+PRODUCT_ROUTE = "/api/v1/products/<product_id>"
+TOKEN = mint_token(JWT_SECRET, "tests", 3600)
+
+
+@pytest.fixture(scope="module")
+def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("prometheus")
+    # A file a previous run left behind: its count must not leak into this run's metrics.
+    shutil.copy(_stale_counter_file(tmp_path_factory.mktemp("stale")), directory / "counter_999999.db")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def gunicorn(
+    servers: DevServers, metrics_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gunicorn]:
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with running_gunicorn(servers, log_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as server:
+        yield server
+
+
+def request(
+    base_url: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 10
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    req = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310
+            payload = response.read()
+            return response.status, json.loads(payload) if payload else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_metrics_files_of_a_previous_run_are_wiped_at_start(gunicorn: Gunicorn, metrics_dir: Path) -> None:
+    assert not (metrics_dir / "counter_999999.db").exists()
+    status, body = gunicorn.get("/metrics")
+    assert status == 200
+    assert "stale_marker" not in body.decode()
+
+
+@pytest.mark.usefixtures("empty_catalog")
+def test_200_concurrent_creates_make_exactly_200_rows(
+    gunicorn: Gunicorn, db: psycopg.Connection[Any]
+) -> None:
+    def create(i: int) -> tuple[int, Any]:
+        return request(gunicorn.base_url, "POST", "/api/v1/products", {"name": f"p{i}", "price": f"{i}.99"})
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(create, range(200)))
+
+    assert [status for status, _ in results] == [201] * 200
+    assert len({body["id"] for _, body in results}) == 200
+    row = db.execute("SELECT count(*), count(DISTINCT id) FROM products").fetchone()
+    assert row == (200, 200)
+
+
+def test_metrics_sum_the_requests_of_both_workers(gunicorn: Gunicorn, metrics_dir: Path) -> None:
+    _, product = request(gunicorn.base_url, "POST", "/api/v1/products", {"name": "m", "price": 1})
+    path = f"/api/v1/products/{product['id']}"
+    before = _route_count(gunicorn.get("/metrics")[1].decode())
+    sent = 0
+
+    def both_workers_counted() -> bool:
+        nonlocal sent
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(lambda _: request(gunicorn.base_url, "GET", path)[0], range(40)))
+        assert statuses == [200] * 40
+        sent += 40
+        return len([count for count in _route_count_per_worker(metrics_dir).values() if count > 0]) >= 2
+
+    wait_until(both_workers_counted, 60, "requests served by both workers")
+
+    after = _route_count(gunicorn.get("/metrics")[1].decode())
+    assert after - before == sent
+    assert sum(_route_count_per_worker(metrics_dir).values()) == after
+
+
+def test_metrics_label_routes_by_template_and_count_cache_results(gunicorn: Gunicorn) -> None:
+    text = gunicorn.get("/metrics")[1].decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+
+    routes = {sample.labels["route"] for sample in families["http_server_requests"].samples}
+    assert PRODUCT_ROUTE in routes
+    assert not any(re.search(r"[0-9a-f]{8}-[0-9a-f]{4}", route) for route in routes)
+    assert "http_server_request_duration_seconds" in families
+    results = {sample.labels["result"] for sample in families["product_cache_lookups"].samples}
+    assert {"hit", "miss"} <= results
+    assert "product_db_pool_connections_in_use" in families
+
+
+def test_access_log_is_one_json_object_per_request(gunicorn: Gunicorn) -> None:
+    gunicorn.get("/health?probe=1")
+
+    def logged() -> bool:
+        return any('"/health"' in line and "probe=1" in line for line in gunicorn.log_lines())
+
+    wait_until(logged, 10, "the access log line")
+    lines = [json.loads(line) for line in gunicorn.log_lines() if line.startswith("{")]
+    access = [
+        line for line in lines if line["logger"] == "gunicorn.access" and line.get("query") == "probe=1"
+    ]
+    assert access[0]["status"] == 200
+    assert access[0]["method"] == "GET"
+    assert {"duration_ms", "trace_id", "span_id", "remote_addr"} <= set(access[0])
+    assert all(line.startswith("{") for line in gunicorn.log_lines() if line.strip())
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_exits_0(
+    servers: DevServers, tmp_path: Path, db: psycopg.Connection[Any]
+) -> None:
+    with running_gunicorn(servers, tmp_path / "gunicorn.log", workers=2) as server:
+        load_results = _drive_load(server.base_url, threads=8, requests_per_thread=40)
+        in_flight = [_start_slow_create(server.port, f"in-flight {i}") for i in range(2)]
+        # Both slow requests must be inside workers (accepted), not waiting in the listen queue.
+        wait_until(lambda: _accept_queue_length(server.port) == 0, 10, "workers to accept both requests")
+        listener = _listening_socket_inode(server.port)
+
+        server.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: not _holds_socket(server.process.pid, listener), 10, "gunicorn to stop listening")
+        responses = [_finish_slow_create(connection, rest) for connection, rest in in_flight]
+
+        assert server.process.wait(timeout=30) == 0
+    assert len(load_results) == 8 * 40
+    assert sorted({status for status, _ in load_results}) == [200, 201]
+    assert [status for status, _ in responses] == [201, 201]
+    names = [json.loads(body)["name"] for _, body in responses]
+    stored = db.execute("SELECT count(*) FROM products WHERE name = ANY(%s)", (names,)).fetchone()
+    assert stored == (2,)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def _drive_load(base_url: str, threads: int, requests_per_thread: int) -> list[tuple[int, Any]]:
+    """Creates and reads from several threads; every result is kept."""
+    results: list[tuple[int, Any]] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(requests_per_thread // 2):
+            created = request(base_url, "POST", "/api/v1/products", {"name": f"load {n}-{i}", "price": 1})
+            with lock:
+                results.append(created)
+            if created[0] == 201:
+                read = request(base_url, "GET", f"/api/v1/products/{created[1]['id']}")
+                with lock:
+                    results.append(read)
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return results
+
+
+def _start_slow_create(port: int, name: str) -> tuple[socket.socket, bytes]:
+    """Send the headers and half of a create request's body; return the socket and the other half."""
+    body = json.dumps({"name": name, "price": "2.50", "description": "x" * 1500}).encode()
+    head = (
+        f"POST /api/v1/products HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    half = len(body) // 2
+    connection.sendall(head + body[:half])
+    return connection, body[half:]
+
+
+def _finish_slow_create(connection: socket.socket, rest: bytes) -> tuple[int, bytes]:
+    with connection:
+        connection.sendall(rest)
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _listen_entries(port: int) -> list[list[str]]:
+    """Rows of /proc/net/tcp for the LISTEN socket on 127.0.0.1:`port`."""
+    local = f"0100007F:{port:04X}"
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return [row for row in rows if row[1] == local and row[3] == "0A"]
+
+
+def _accept_queue_length(port: int) -> int:
+    # For a listening socket, rx_queue is the number of connections waiting to be accepted.
+    return sum(int(row[4].split(":")[1], 16) for row in _listen_entries(port))
+
+
+def _listening_socket_inode(port: int) -> str:
+    return _listen_entries(port)[0][9]
+
+
+def _holds_socket(pid: int, inode: str) -> bool:
+    target = f"socket:[{inode}]"
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == target for fd in os.listdir(f"/proc/{pid}/fd"))
+    except FileNotFoundError:
+        return False
+
+
+def _route_count(metrics_text: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "http_server_requests_total"
+        and sample.labels.get("route") == PRODUCT_ROUTE
+        and sample.labels.get("method") == "GET"
+    )
+
+
+def _route_count_per_worker(metrics_dir: Path) -> dict[str, float]:
+    """GET-by-id requests counted in each worker's own file (counter_<pid>.db)."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        isolated = metrics_dir.parent / f"isolated-{path.stem}"
+        isolated.mkdir(exist_ok=True)
+        shutil.copy(path, isolated / path.name)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(isolated))
+        counts[path.stem] = sum(
+            sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if sample.name == "http_server_requests_total"
+            and sample.labels.get("route") == PRODUCT_ROUTE
+            and sample.labels.get("method") == "GET"
+        )
+        shutil.rmtree(isolated)
+    return counts
+
+
+def _stale_counter_file(directory: Path) -> Path:
+    """A counter file as a worker of an earlier run would have written it."""
+    script = "from prometheus_client import Counter\nCounter('stale_marker', 'left over').inc(41)\n"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    return next(directory.glob("counter_*.db"))
