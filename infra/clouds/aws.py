@@ -7,8 +7,8 @@ public ones. The databases accept connections from the cluster's security group 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -231,7 +231,7 @@ class AwsFoundation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
         )
 
-        issuer = eks.identities.apply(_oidc_issuer)
+        issuer = eks.identities[0].oidcs[0].issuer
         oidc = aws.iam.OpenIdConnectProvider(
             "eks-oidc",
             url=issuer,
@@ -341,7 +341,9 @@ class AwsFoundation(pulumi.ComponentResource):
             backup_retention_period=cfg.backup_retention_days,
             copy_tags_to_snapshot=True,
             skip_final_snapshot=not cfg.is_prod,
-            final_snapshot_identifier=f"platform-{cfg.stack}-postgres-final" if cfg.is_prod else None,
+            final_snapshot_identifier=f"platform-{_dns_label(cfg.stack)}-postgres-final"
+            if cfg.is_prod
+            else None,
             enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
             performance_insights_enabled=True,
             performance_insights_kms_key_id=key.arn,
@@ -495,11 +497,6 @@ def _irsa_trust(provider_arn: str, issuer: str, service_account: str) -> str:
     )
 
 
-def _oidc_issuer(identities: list[Any] | None) -> str:
-    # Unknown during preview; the engine never calls this with a value it does not have.
-    return identities[0].oidcs[0].issuer if identities else ""
-
-
 def _kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
     """A kubeconfig that asks the AWS CLI for a short-lived token; no credential is stored in it."""
     return json.dumps(
@@ -526,3 +523,8 @@ def _kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
             "current-context": name,
         }
     )
+
+
+def _dns_label(text: str) -> str:
+    """A stack name as cloud resource names accept it: lowercase letters, digits, single hyphens."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

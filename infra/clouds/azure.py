@@ -3,12 +3,17 @@
 AKS authenticates through Microsoft Entra ID only (local accounts off, Azure RBAC for
 Kubernetes). Postgres sits in a delegated subnet and Redis behind a private endpoint; both are
 resolved through private DNS zones linked to the VNet and refuse public traffic.
+
+Azure Cache for Redis (Basic/Standard/Premium) retires on 2028-09-30 and Microsoft steers new
+tenants to its successor, Azure Managed Redis (`redisenterprise`); moving to it changes the
+resource types, the private DNS zone and the port, not the Foundation.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -161,7 +166,7 @@ class AzureFoundation(pulumi.ComponentResource):
             "aks",
             resource_group_name=group,
             location=self._location,
-            dns_prefix=f"platform-{cfg.stack}",
+            dns_prefix=f"platform-{_dns_label(cfg.stack)}"[:54].rstrip("-"),
             kubernetes_version=cfg.kubernetes_version,
             identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
             # The Standard tier carries the control plane's uptime SLA.
@@ -260,7 +265,7 @@ class AzureFoundation(pulumi.ComponentResource):
         zone = privatedns.PrivateZone(
             "postgres",
             resource_group_name=group,
-            private_zone_name=f"platform-{cfg.stack}.private.postgres.database.azure.com",
+            private_zone_name=f"platform-{_dns_label(cfg.stack)}.private.postgres.database.azure.com",
             location="global",
             tags=self._tags,
             opts=opts,
@@ -278,12 +283,18 @@ class AzureFoundation(pulumi.ComponentResource):
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
         password = random.RandomPassword("postgres", length=40, special=False, opts=opts)
         size = cfg.db_size or DB_SIZES[cfg.profile]
+        tier = _postgres_tier(size)
+        if cfg.high_availability and tier == "Burstable":
+            raise ConfigError(
+                "platform:dbSize must be a General Purpose or Memory Optimized size (Standard_D…, "
+                f"Standard_E…) when highAvailability is true: Burstable has no standby (got '{size}')"
+            )
         server = dbforpostgresql.Server(
             "postgres",
             resource_group_name=group,
             location=self._location,
             version=POSTGRES_VERSION,
-            sku=dbforpostgresql.SkuArgs(name=size, tier=_postgres_tier(size)),
+            sku=dbforpostgresql.SkuArgs(name=size, tier=tier),
             storage=dbforpostgresql.StorageArgs(
                 storage_size_gb=_postgres_disk_gb(cfg.db_storage_gb), auto_grow="Enabled"
             ),
@@ -496,3 +507,8 @@ def _azure_cli_login(kubeconfig_b64: str) -> str:
             server_id = args[args.index("--server-id") + 1]
             exec_["args"] = ["get-token", "--login", "azurecli", "--server-id", server_id]
     return yaml.safe_dump(kubeconfig)
+
+
+def _dns_label(text: str) -> str:
+    """A stack name as cloud resource names accept it: lowercase letters, digits, single hyphens."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

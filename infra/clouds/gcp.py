@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -59,7 +60,7 @@ class GcpFoundation(pulumi.ComponentResource):
         self._cfg = cfg
         self._project = _required_gcp_config("project", "my-project-id")
         self._region = _required_gcp_config("region", "europe-west1")
-        self._labels = {"platform-stack": cfg.stack}
+        self._labels = {"platform-stack": _dns_label(cfg.stack)}
         self.zones = _zones(self._region, cfg.zone_count)
 
         apis = [
@@ -164,7 +165,7 @@ class GcpFoundation(pulumi.ComponentResource):
         # Nodes run as their own least-privilege account, not the project's default compute account.
         nodes_account = gcp.serviceaccount.Account(
             "gke-nodes",
-            account_id=f"gke-nodes-{cfg.stack}"[:30],
+            account_id=f"gke-nodes-{_dns_label(cfg.stack)}"[:30].rstrip("-"),
             display_name=f"GKE nodes ({cfg.stack})",
             project=self._project,
             opts=opts,
@@ -458,3 +459,8 @@ def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
             "current-context": name,
         }
     )
+
+
+def _dns_label(text: str) -> str:
+    """A stack name as cloud resource names accept it: lowercase letters, digits, single hyphens."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from clouds.aws import _dns_label
 from plan import Plan, PlannedResource, run_plan
 
 PROFILES = ("dev", "prod")
@@ -244,3 +245,7 @@ def _paths(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int
     if isinstance(value, list):
         return [p for index, item in enumerate(value) for p in _paths(item, (*path, index))]
     return [path]
+
+
+def test_stack_names_become_valid_resource_name_parts():
+    assert _dns_label("Team_A.prod--2") == "team-a-prod-2"

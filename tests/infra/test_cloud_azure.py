@@ -169,6 +169,13 @@ def test_redis_size_comes_from_config(plan_for):
 
 def test_redis_without_a_replica_is_refused_when_highly_available():
     with pytest.raises(Exception, match=r"^platform:redisSize must be a Standard_ or Premium_ size"):
+        run_plan("dev", cloud="azure", overrides={"highAvailability": True, "dbSize": "Standard_D2ds_v5"})
+
+
+def test_burstable_postgres_is_refused_when_highly_available():
+    with pytest.raises(
+        Exception, match=r"^platform:dbSize must be a General Purpose or Memory Optimized size"
+    ):
         run_plan("dev", cloud="azure", overrides={"highAvailability": True})
 
 

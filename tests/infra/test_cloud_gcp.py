@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from clouds.gcp import _dns_label
 from plan import Plan, PlannedResource, run_plan
 
 PROFILES = ("dev", "prod")
@@ -176,3 +177,12 @@ def test_missing_project_stops_the_program_naming_the_key():
     with pytest.raises(Exception, match=r"^gcp:project must be set") as raised:
         run_plan("dev", cloud="gcp", overrides={"gcp:project": None})
     assert type(raised.value).__name__ == "ConfigError"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_nodes_run_as_their_own_service_account_with_a_valid_id(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    account = only(plan, "gcp:serviceaccount/account:Account")
+    assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account.inputs["accountId"])
+    assert account.urn in only(plan, NODE_POOL).dependencies
+    assert _dns_label("Very_Long.Stack") == "very-long-stack"
