@@ -1,9 +1,10 @@
-"""Where a gunicorn worker's time goes under load: py-spy samples, summarised per library.
+"""Where a gunicorn worker's CPU goes under load: py-spy samples, summarised per library.
 
-py-spy samples master and workers from outside (no change to the service) and, with --idle, keeps
-samples where a worker waits (on Postgres, Redis or the next connection), so the shares are of wall
-time. Each sample is charged to the innermost frame of a known library; standard-library frames count
-for the library that called them (json.dumps called by Flask is Flask's time).
+py-spy samples master and workers from outside (no change to the service) and drops samples where a
+worker is blocked (on Postgres, Redis or the next connection), so the shares are of CPU time, which
+on two shared cores is what bounds throughput. Each sample is charged to the innermost frame of a known
+library; standard-library frames count for the library that called them (json.dumps called by Flask is
+Flask's time), and imports (a worker booting after max_requests) are counted apart.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 # (label, path fragments), checked in order against frames from the leaf outwards.
 LIBRARIES = [
-    ("gunicorn: waiting for a connection", ("gunicorn/workers/sync.py:35", "SyncWorker.wait")),
+    ("imports (worker boot after max_requests)", ("<frozen importlib._bootstrap>",)),
     ("product_service (own code)", ("product_service/",)),
     ("OpenTelemetry (tracing)", ("opentelemetry/",)),
     ("prometheus_client (metrics)", ("prometheus_client/",)),
@@ -41,7 +42,6 @@ def record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         "--pid",
         str(pid),
         "--subprocesses",
-        "--idle",
         "--nonblocking",
         "--rate",
         "100",
@@ -69,6 +69,8 @@ def summarise(raw: Path) -> list[tuple[str, float]]:
 
 
 def charge(frames: list[str]) -> str:
+    if any("<frozen importlib._bootstrap>" in frame for frame in frames):
+        return LIBRARIES[0][0]
     for frame in reversed(frames):
         for label, fragments in LIBRARIES:
             if any(fragment in frame for fragment in fragments):

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import resource
 import secrets
 import signal
 import socket
@@ -43,7 +44,7 @@ SERVICE_APP = "product_service.wsgi:app"
 WORKERS = 2
 CONNECTIONS = 32
 BATCH_SIZE = 50
-MIB = 1024 * 1024
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # The issue's targets: RPS as a fraction of bare Flask's in the same run, p99 and memory as limits.
 RATIO_TARGETS = {"cached GET by id": 0.5, "uncached GET by id": 0.4, "batch get 50 ids": 0.35}
@@ -64,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         servers = stack.enter_context(embedded_servers(OUT / "data"))
         sink = stack.enter_context(OtlpSink())
         env = service_environment(servers.database_url, servers.redis_url, secret, sink.endpoint)
+        service_env = env | dict(item.split("=", 1) for item in args.set)
         service = stack.enter_context(
-            Gunicorn("product-service", SERVICE_APP, PRODUCTION_CONFIG, env, "/health")
+            Gunicorn(
+                "product-service", SERVICE_APP, PRODUCTION_CONFIG, service_env, "/health", options=args.option
+            )
         )
         bare_env = env | {"BENCH_PRODUCTION_GUNICORN_CONFIG": str(PRODUCTION_CONFIG)}
         bare_config = BENCH / "bare_gunicorn.conf.py"
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = seed(service.port, args.products, secret, cache)
         report = measure(service, bare, cache, ids, args.seconds, args.profile)
         report["spans_exported"] = sink.spans
+        report["overrides"] = {"environment": args.set, "gunicorn_options": args.option}
     print_report(report)
     (OUT / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     progress(f"results written to {(OUT / 'results.json').relative_to(REPO)}")
@@ -94,6 +99,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="load generator: wrk when installed (auto), or the Python one, which competes for the same CPUs",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the service only, to measure a variation (e.g. OTEL_SDK_DISABLED=true)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="a gunicorn option for the service only, after the config (e.g. --option=--max-requests=0)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="after the measured runs, run each scenario again under py-spy and print where workers spend time",
@@ -108,16 +127,21 @@ def measure(
     service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str], seconds: float, profile: bool
 ) -> dict:
     load_at_start = os.getloadavg()[0]
+    meter = CpuMeter(service, bare)
     bare_requests = [Request("GET", "/bare")]
     gets = [Request("GET", f"/api/v1/products/{i}") for i in ids]
 
+    def steady(port: int, requests: list[Request]) -> tuple[Result, dict[str, float]]:
+        return meter.during(lambda: drive(port, requests, connections=CONNECTIONS, seconds=seconds))
+
     def cached(requests: list[Request]) -> tuple[Result, dict]:
         warm(service.port, ids)
-        return drive(service.port, requests, connections=CONNECTIONS, seconds=seconds), {}
+        result, cpu = steady(service.port, requests)
+        return result, {"cpu_ms_per_request": cpu}
 
     scenarios: list[tuple[str, Callable[[], tuple[Result, dict]]]] = [
         ("cached GET by id", lambda: cached(shuffled(gets))),
-        ("uncached GET by id", lambda: measure_uncached(service.port, cache, gets, seconds)),
+        ("uncached GET by id", lambda: measure_uncached(service.port, cache, gets, seconds, meter)),
         ("list 20 (offset < 1000)", lambda: cached(list_requests())),
         ("batch get 50 ids", lambda: cached(batch_requests(ids))),
     ]
@@ -130,13 +154,13 @@ def measure(
     for name, run in scenarios:
         # Each scenario right after a bare Flask run of the same length: both see the same machine state.
         progress(f"bare Flask, then {name}")
-        baseline = drive(bare.port, bare_requests, connections=CONNECTIONS, seconds=seconds)
+        baseline, bare_cpu = steady(bare.port, bare_requests)
         result, notes = run()
         rows.append(
             {
                 "scenario": name,
                 "service": asdict(result) | {"rps": result.rps},
-                "bare": asdict(baseline) | {"rps": baseline.rps},
+                "bare": asdict(baseline) | {"rps": baseline.rps, "cpu_ms_per_request": bare_cpu},
                 "ratio": result.rps / baseline.rps if baseline.rps else 0.0,
                 "service_memory_mib": service.memory(),
                 **notes,
@@ -177,7 +201,7 @@ def profiled(
 
 
 def measure_uncached(
-    port: int, cache: redis.Redis, requests: list[Request], seconds: float
+    port: int, cache: redis.Redis, requests: list[Request], seconds: float, meter: CpuMeter
 ) -> tuple[Result, dict]:
     """GET by ids that are not in the cache: each request misses Redis, reads Postgres and back-fills.
 
@@ -191,11 +215,13 @@ def measure_uncached(
     duration = max(1.0, min(seconds, float(int(budget))))
     cache.flushdb()
     before = cache.info("stats")
-    result = drive(port, shuffled(requests), connections=CONNECTIONS, seconds=duration)
+    result, cpu = meter.during(
+        lambda: drive(port, shuffled(requests), connections=CONNECTIONS, seconds=duration)
+    )
     after = cache.info("stats")
     hits = after["keyspace_hits"] - before["keyspace_hits"]
     misses = after["keyspace_misses"] - before["keyspace_misses"]
-    return result, {"redis_hits": hits, "redis_misses": misses}
+    return result, {"cpu_ms_per_request": cpu, "redis_hits": hits, "redis_misses": misses}
 
 
 def list_requests() -> list[Request]:
@@ -303,8 +329,18 @@ def service_environment(database_url: str, redis_url: str, secret: str, otlp_end
 class Gunicorn:
     """gunicorn serving `app` on a free loopback port, from `with` until the block ends (SIGTERM)."""
 
-    def __init__(self, name: str, app: str, config: Path, env: dict[str, str], ready: str, cwd: Path = REPO):
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        config: Path,
+        env: dict[str, str],
+        ready: str,
+        cwd: Path = REPO,
+        options: list[str] | None = None,
+    ):
         self.name, self.app, self.config, self.env, self.ready, self.cwd = name, app, config, env, ready, cwd
+        self.options = options or []
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -322,6 +358,7 @@ class Gunicorn:
             str(WORKERS),
             "--worker-tmp-dir",
             "/dev/shm",  # noqa: S108 (tmpfs, as in the image)
+            *self.options,
             self.app,
         ]
         self.process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
@@ -340,10 +377,13 @@ class Gunicorn:
             self.process.kill()
             self.process.wait()
 
-    def pids(self) -> list[int]:
+    @property
+    def pid(self) -> int:
         assert self.process is not None
-        master = self.process.pid
-        return [master, *children(master)]
+        return self.process.pid
+
+    def pids(self) -> list[int]:
+        return [self.pid, *children(self.pid)]
 
     def memory(self) -> dict[str, Any]:
         """Resident memory of master + workers in MiB: RSS (shared pages counted in each) and PSS (split)."""
@@ -380,6 +420,47 @@ def children(parent: int) -> list[int]:
     return found
 
 
+class CpuMeter:
+    """CPU time per request of each process group while a load run lasts: a figure that, unlike RPS,
+    does not depend on what else the machine is running."""
+
+    def __init__(self, service: Gunicorn, bare: Gunicorn) -> None:
+        servers = {
+            pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children(os.getpid())
+        }
+        self._groups = {
+            "workers": service.pid,
+            "bare workers": bare.pid,
+            "postgres": next((pid for pid, argv in servers.items() if b"-D" in argv), None),
+            "valkey": next((pid for pid, argv in servers.items() if b"valkey" in argv[0]), None),
+        }
+
+    def during(self, run: Callable[[], Result]) -> tuple[Result, dict[str, float]]:
+        before = self._seconds()
+        result = run()
+        after = self._seconds()
+        return result, {name: (after[name] - before[name]) * 1000 / max(result.requests, 1) for name in after}
+
+    def _seconds(self) -> dict[str, float]:
+        seconds = {name: tree_cpu_seconds(pid) for name, pid in self._groups.items() if pid is not None}
+        # wrk runs as a child that has exited by now; the Python generator and the OTLP sink run in here.
+        finished = resource.getrusage(resource.RUSAGE_CHILDREN)
+        itself = resource.getrusage(resource.RUSAGE_SELF)
+        seconds["wrk"] = finished.ru_utime + finished.ru_stime
+        seconds["bench process"] = itself.ru_utime + itself.ru_stime
+        return seconds
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid`, its exited children (cutime, cstime) and its live descendants."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / CLOCK_TICKS + sum(tree_cpu_seconds(child) for child in children(pid))
+
+
 def proc_kib(path: str, key: str) -> int:
     try:
         for line in Path(path).read_text().splitlines():
@@ -407,6 +488,9 @@ def print_report(report: dict) -> None:
         f"{report['seconds_per_run']:.0f} s per run, 1-minute load average "
         f"{report['load_average_1m_at_start']:.1f} at the start, {report['load_average_1m_at_end']:.1f} at the end"
     )
+    overrides = report["overrides"]
+    if overrides["environment"] or overrides["gunicorn_options"]:
+        print(f"service overrides: {' '.join(overrides['environment'] + overrides['gunicorn_options'])}")
     header = f"{'scenario':<26}{'RPS':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'bare RPS':>10}{'ratio':>7}  target"
     print(header)
     print("-" * len(header))
@@ -430,6 +514,18 @@ def print_report(report: dict) -> None:
         print(
             f"{'bare Flask':<26}{bare['rps']:>8.0f}{bare['p50_ms']:>9.1f}{bare['p99_ms']:>9.1f}{bare['errors']:>8}"
         )
+    groups = ["workers", "postgres", "valkey", "wrk", "bench process"]
+    print(f"\n{'CPU ms per request':<26}" + "".join(f"{g:>14}" for g in groups) + f"{'total':>8}")
+    first = report["scenarios"][0]["bare"]["cpu_ms_per_request"]
+    bare_cpu = first | {"workers": first["bare workers"]}
+    for name, cpu in [("bare Flask", bare_cpu)] + [
+        (row["scenario"], row["cpu_ms_per_request"]) for row in report["scenarios"]
+    ]:
+        print(
+            f"{name:<26}"
+            + "".join(f"{cpu[g]:>14.2f}" for g in groups)
+            + f"{sum(cpu[g] for g in groups):>8.2f}"
+        )
     peak = report["peak_service_rss_mib"]
     memory = report["memory_mib"]
     print(
@@ -439,7 +535,7 @@ def print_report(report: dict) -> None:
     )
     print(f"spans exported to the loopback OTLP sink: {report['spans_exported']}")
     for name, shares in report["profiles"].items():
-        print(f"\nwhere the workers' wall time goes, {name} (py-spy, idle included):")
+        print(f"\nwhere the workers' CPU time goes, {name} (py-spy):")
         for library, share in shares.items():
             if share >= 0.01:
                 print(f"  {share:>6.1%}  {library}")
