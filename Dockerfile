@@ -24,7 +24,9 @@ RUN pip install --no-cache-dir --no-deps ./service \
     && python -m compileall -q /opt/venv
 
 # Final stage: the interpreter, the virtual environment and the gunicorn configuration; no compilers,
-# no pip caches, no sources.
+# no pip caches, no sources. The root filesystem can be read-only: bytecode is compiled above, and the
+# only writes go to /dev/shm and /tmp (metrics files; Kubernetes mounts an emptyDir there, `docker run
+# --read-only` needs `--tmpfs /tmp`).
 FROM python-base AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
