@@ -204,7 +204,8 @@ class AwsFoundation(pulumi.ComponentResource):
             ),
             deletion_protection=cfg.deletion_protection,
             tags=self._tags,
-            opts=opts,
+            # A role is usable only once its policies are attached; EKS checks at creation.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=cluster_role.attachments),
         )
 
         node_role = self._role(
@@ -228,7 +229,9 @@ class AwsFoundation(pulumi.ComponentResource):
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             tags=self._tags,
             # The cluster autoscaler owns the current size between the bounds.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=node_role.attachments, ignore_changes=["scalingConfig.desiredSize"]
+            ),
         )
 
         issuer = eks.identities[0].oidcs[0].issuer
@@ -254,7 +257,7 @@ class AwsFoundation(pulumi.ComponentResource):
             service_account_role_arn=ebs_role.arn,
             resolve_conflicts_on_update="OVERWRITE",
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes, *ebs_role.attachments]),
         )
 
         kubeconfig = _secret(
@@ -285,18 +288,20 @@ class AwsFoundation(pulumi.ComponentResource):
             storage_class=STORAGE_CLASS,
         )
 
-    def _role(self, name: str, trust: pulumi.Input[str], managed_policies: list[str]) -> aws.iam.Role:
+    def _role(self, name: str, trust: pulumi.Input[str], managed_policies: list[str]) -> _Role:
         role = aws.iam.Role(
             name, assume_role_policy=trust, tags=self._tags, opts=pulumi.ResourceOptions(parent=self)
         )
-        for policy in managed_policies:
+        attachments: list[pulumi.Resource] = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-{policy.rsplit('/', 1)[-1]}",
                 role=role.name,
                 policy_arn=f"arn:aws:iam::aws:policy/{policy}",
                 opts=pulumi.ResourceOptions(parent=role),
             )
-        return role
+            for policy in managed_policies
+        ]
+        return _Role(arn=role.arn, attachments=attachments)
 
     # --- data services -------------------------------------------------------------------------------
 
@@ -431,6 +436,12 @@ class _Network:
     node_subnet_ids: list[pulumi.Output[str]] = field(default_factory=list)
     data_subnet_ids: list[pulumi.Output[str]] = field(default_factory=list)
     data_cidrs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Role:
+    arn: pulumi.Output[str]
+    attachments: list[pulumi.Resource]
 
 
 @dataclass
