@@ -7,23 +7,11 @@ import dataclasses
 from typing import Any
 
 import pytest
-from plan import Plan, PlannedResource, run_plan
+from plan import Plan, PlannedResource
 from policy_harness import changed
+from program_plans import CLOUDS, PROFILES, plan_of
 
 from policies import gate
-
-CLOUDS = ("aws", "gcp", "azure", "local")
-PROFILES = ("dev", "prod")
-
-_plans: dict[tuple[str, str, tuple[tuple[str, Any], ...]], Plan] = {}
-
-
-def plan_of(cloud: str, profile: str, **overrides: Any) -> Plan:
-    """The committed stack named like the profile, on `cloud`, with `platform:` overrides (cached)."""
-    key = (cloud, profile, tuple(sorted(overrides.items())))
-    if key not in _plans:
-        _plans[key] = run_plan(profile, cloud=cloud, overrides={"profile": profile, **overrides})
-    return _plans[key]
 
 
 def tampered(plan: Plan, type_: str, *changes: tuple[str, Any], where: str = "") -> list[PlannedResource]:
