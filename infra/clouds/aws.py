@@ -45,9 +45,10 @@ class AwsFoundation(pulumi.ComponentResource):
     foundation: Foundation
 
     def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        region = _region()  # checked before the first resource
         super().__init__("platform:aws:Foundation", name, None, opts)
         self._cfg = cfg
-        self._region = _region()
+        self._region = region
         self._tags = {"platform:stack": cfg.stack}
         self.zones = _zones(self._region, max(MIN_ZONES, cfg.zone_count))
 

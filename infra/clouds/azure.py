@@ -67,14 +67,11 @@ class AzureFoundation(pulumi.ComponentResource):
     foundation: Foundation
 
     def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        settings = _settings(cfg)  # every check before the first resource
         super().__init__("platform:azure:Foundation", name, None, opts)
-        if not 7 <= cfg.backup_retention_days <= 35:
-            raise ConfigError(
-                "platform:backupRetentionDays must be from 7 to 35 on azure, the range Flexible Server "
-                f"accepts (got '{cfg.backup_retention_days}')"
-            )
         self._cfg = cfg
-        self._location = _location()
+        self._settings = settings
+        self._location = settings.location
         self._tags = {"platform-stack": cfg.stack}
         self.zones = [str(zone) for zone in range(1, cfg.zone_count + 1)]
         self._client = authorization.get_client_config_output()
@@ -94,7 +91,7 @@ class AzureFoundation(pulumi.ComponentResource):
             redis=redis_endpoint,
             cluster=ClusterFacts(
                 kubernetes_version=cfg.kubernetes_version,
-                zones=self.zones,
+                zones=[f"{self._location}-{zone}" for zone in self.zones],  # as nodes are labelled
                 storage_class=None,  # AKS's default `default` (Azure Disk CSI, StandardSSD)
                 needs_metrics_server=False,  # AKS ships metrics-server
                 # Azure's load balancer probes `/` over HTTP unless told otherwise; ingress-nginx
@@ -282,19 +279,12 @@ class AzureFoundation(pulumi.ComponentResource):
         )
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
         password = random.RandomPassword("postgres", length=40, special=False, opts=opts)
-        size = cfg.db_size or DB_SIZES[cfg.profile]
-        tier = _postgres_tier(size)
-        if cfg.high_availability and tier == "Burstable":
-            raise ConfigError(
-                "platform:dbSize must be a General Purpose or Memory Optimized size (Standard_D…, "
-                f"Standard_E…) when highAvailability is true: Burstable has no standby (got '{size}')"
-            )
         server = dbforpostgresql.Server(
             "postgres",
             resource_group_name=group,
             location=self._location,
             version=POSTGRES_VERSION,
-            sku=dbforpostgresql.SkuArgs(name=size, tier=tier),
+            sku=self._settings.postgres_sku,
             storage=dbforpostgresql.StorageArgs(
                 storage_size_gb=_postgres_disk_gb(cfg.db_storage_gb), auto_grow="Enabled"
             ),
@@ -352,13 +342,7 @@ class AzureFoundation(pulumi.ComponentResource):
         cfg = self._cfg
         group = self._group.name
         opts = pulumi.ResourceOptions(parent=self)
-        size = cfg.redis_size or REDIS_SIZES[cfg.profile]
-        sku = _redis_sku(size)
-        if cfg.high_availability and sku.name == "Basic":
-            raise ConfigError(
-                "platform:redisSize must be a Standard_ or Premium_ size when highAvailability is true: "
-                f"Basic has no replica (got '{size}')"
-            )
+        sku = self._settings.redis_sku
         cache = redis.Redis(
             "redis",
             resource_group_name=group,
@@ -449,6 +433,41 @@ class _Cluster:
 
 def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.secret(value)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    location: str
+    postgres_sku: dbforpostgresql.SkuArgs
+    redis_sku: redis.SkuArgs
+
+
+def _settings(cfg: PlatformConfig) -> _Settings:
+    """The Azure-specific reading of the config, refusing what Azure would refuse mid-deployment."""
+    if not 7 <= cfg.backup_retention_days <= 35:
+        raise ConfigError(
+            "platform:backupRetentionDays must be from 7 to 35 on azure, the range Flexible Server "
+            f"accepts (got '{cfg.backup_retention_days}')"
+        )
+    db_size = cfg.db_size or DB_SIZES[cfg.profile]
+    db_tier = _postgres_tier(db_size)
+    if cfg.high_availability and db_tier == "Burstable":
+        raise ConfigError(
+            "platform:dbSize must be a General Purpose or Memory Optimized size (Standard_D…, "
+            f"Standard_E…) when highAvailability is true: Burstable has no standby (got '{db_size}')"
+        )
+    redis_size = cfg.redis_size or REDIS_SIZES[cfg.profile]
+    redis_sku = _redis_sku(redis_size)
+    if cfg.high_availability and redis_sku.name == "Basic":
+        raise ConfigError(
+            "platform:redisSize must be a Standard_ or Premium_ size when highAvailability is true: "
+            f"Basic has no replica (got '{redis_size}')"
+        )
+    return _Settings(
+        location=_location(),
+        postgres_sku=dbforpostgresql.SkuArgs(name=db_size, tier=db_tier),
+        redis_sku=redis_sku,
+    )
 
 
 def _location() -> str:

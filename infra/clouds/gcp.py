@@ -56,10 +56,15 @@ class GcpFoundation(pulumi.ComponentResource):
     foundation: Foundation
 
     def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        # Every check before the first resource.
+        project = _required_gcp_config("project", "my-project-id")
+        region = _required_gcp_config("region", "europe-west1")
+        redis_memory_gb = _memory_gb(cfg.redis_size or REDIS_SIZES[cfg.profile])
         super().__init__("platform:gcp:Foundation", name, None, opts)
         self._cfg = cfg
-        self._project = _required_gcp_config("project", "my-project-id")
-        self._region = _required_gcp_config("region", "europe-west1")
+        self._redis_memory_gb = redis_memory_gb
+        self._project = project
+        self._region = region
         self._labels = {"platform-stack": _dns_label(cfg.stack)}
         self.zones = _zones(self._region, cfg.zone_count)
 
@@ -357,7 +362,7 @@ class GcpFoundation(pulumi.ComponentResource):
             region=self._region,
             project=self._project,
             tier="STANDARD_HA" if cfg.high_availability else "BASIC",
-            memory_size_gb=_memory_gb(cfg.redis_size or REDIS_SIZES[cfg.profile]),
+            memory_size_gb=self._redis_memory_gb,
             redis_version=REDIS_VERSION,
             location_id=self.zones[0],
             alternative_location_id=self.zones[1] if cfg.high_availability and len(self.zones) > 1 else None,
