@@ -128,3 +128,15 @@ def test_every_rule_explains_itself_and_names_are_unique() -> None:
     names = [p.name for p in POLICIES]
     assert len(names) == len(set(names))
     assert all(p.enforcement_level is not None and len(p.description) > 40 for p in POLICIES)
+
+
+def test_the_docs_list_every_rule_with_its_level() -> None:
+    rows = {
+        line.split("|")[1].strip(" `"): line.split("|")[2]
+        for line in (REPO / "docs" / "policies.md").read_text().splitlines()
+        if line.startswith("| `")
+    }
+    assert set(rows) == {p.name for p in POLICIES}
+    for p in POLICIES:
+        assert p.enforcement_level is not None and p.enforcement_level.value in rows[p.name], p.name
+        assert ("prod" in rows[p.name]) == (p.config_schema is not None), p.name
