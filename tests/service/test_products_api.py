@@ -103,6 +103,8 @@ def test_validation_names_every_bad_field(client: FlaskClient, auth: dict[str, s
         ({"name": "Tea", "price": "12e3"}, "price"),
         ({"name": "Tea", "price": 10_000_000_000}, "price"),
         ({"name": "x" * 201, "price": "1"}, "name"),
+        ({"name": "nul\u0000byte", "price": "1"}, "name"),  # Postgres text cannot store NUL
+        ({"name": "Tea", "price": "1", "description": "\u0000"}, "description"),
         ({"price": "1.00"}, "name"),
         ({"name": "Tea"}, "price"),
     ],

@@ -64,8 +64,10 @@ Price = Annotated[
         mode="serialization",
     ),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=200, strict=True)]
-Description = Annotated[str, Field(max_length=2000, strict=True)]
+# Postgres text cannot hold NUL characters.
+_NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_NUL, strict=True)]
+Description = Annotated[str, Field(max_length=2000, pattern=_NO_NUL, strict=True)]
 
 
 class _Request(BaseModel):
@@ -81,8 +83,18 @@ class ProductCreate(_Request):
     description: Description | None = None
 
 
+def _patch_json_schema(schema: dict[str, Any]) -> None:
+    # The validator below rejects an empty patch and a null name or price; say so in the schema too.
+    schema["minProperties"] = 1
+    for field in ("name", "price"):
+        prop = schema["properties"][field]
+        schema["properties"][field] = {**prop["anyOf"][0], "title": prop.get("title", field)}
+
+
 class ProductPatch(_Request):
     """Body of PATCH /products/{id}: only the fields present change."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_json_schema)
 
     name: Name | None = None
     price: Price | None = None
