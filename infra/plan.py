@@ -1,6 +1,6 @@
 """The offline plan: the real program under a stand-in engine, with no CLI and no credentials.
 
-    python infra/plan.py <stack> [--cloud aws|gcp|azure|local] [--out build/plan]
+    python infra/plan.py <stack> [--cloud aws|gcp|azure|local] [--set key=value ...] [--out build/plan]
     python infra/plan.py --all        # every committed stack on every cloud (the CI gate)
 
 It reads `Pulumi.yaml` and `Pulumi.<stack>.yaml` the way the CLI would (project defaults, then the
@@ -99,8 +99,8 @@ class PlannedResource:
             # Secret data is masked even where it is not a Pulumi secret: manifests get shared.
             for key in ("stringData", "data"):
                 masked = MASK if key == "stringData" else base64.b64encode(MASK.encode()).decode()
-                if isinstance(body.get(key), dict):
-                    body[key] = dict.fromkeys(body[key], masked)
+                if isinstance(self.inputs.get(key), dict):
+                    body[key] = dict.fromkeys(self.inputs[key], masked)
         return body
 
 
@@ -153,7 +153,7 @@ def run_plan(stack: str, cloud: str | None = None, overrides: dict[str, Any] | N
     warnings: list[str] = []
     started = time.perf_counter()
     with _fresh_runtime(monitor, stack, config, secret_keys, warnings):
-        _sync_await(run_in_stack(lambda: runpy.run_path(str(INFRA_DIR), run_name="__main__")))
+        _sync_await(run_in_stack(_run_program))
     return Plan(
         stack=stack,
         cloud=config.get("platform:cloud", ""),
@@ -164,6 +164,11 @@ def run_plan(stack: str, cloud: str | None = None, overrides: dict[str, Any] | N
         warnings=warnings,
         seconds=time.perf_counter() - started,
     )
+
+
+def _run_program() -> None:
+    """`infra/__main__.py`, run the way Pulumi's Python language host runs a program directory."""
+    runpy.run_path(str(INFRA_DIR), run_name="__main__")
 
 
 # --- stack configuration, as the CLI assembles it ------------------------------------------------
@@ -525,15 +530,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stack", nargs="?", help="a committed stack: " + ", ".join(committed_stacks()))
     parser.add_argument("--cloud", choices=CLOUDS, help="override the stack's platform:cloud")
     parser.add_argument("--all", action="store_true", help="every committed stack on every cloud")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value for this plan (plain keys are platform: keys)",
+    )
     parser.add_argument("--out", default=str(REPO_DIR / "build" / "plan"), help="output directory")
     args = parser.parse_args(argv)
     if args.all == bool(args.stack):
         parser.error("give a stack or --all")
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
+    overrides = dict(item.split("=", 1) for item in args.set)
     runs = [(s, c) for s in committed_stacks() for c in CLOUDS] if args.all else [(args.stack, args.cloud)]
     failed = [
         f"{stack}-{cloud or 'stack cloud'}"
         for stack, cloud in runs
-        if not plan_one(stack, cloud, FsPath(args.out))
+        if not plan_one(stack, cloud, FsPath(args.out), overrides)
     ]
     if len(runs) > 1:
         print(
@@ -543,9 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def plan_one(stack: str, cloud: str | None, out_root: FsPath) -> bool:
+def plan_one(stack: str, cloud: str | None, out_root: FsPath, overrides: dict[str, str] | None = None) -> bool:
     try:
-        plan = run_plan(stack, cloud)
+        plan = run_plan(stack, cloud, overrides)
     except Exception as exc:
         label = f"{stack}" + (f" on {cloud}" if cloud else "")
         print(f"plan {label} failed: {_one_line(exc)}", file=sys.stderr)

@@ -1,0 +1,65 @@
+"""A wrong or missing stack value stops the program with one sentence naming the key and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from config import ConfigError
+
+from plan import run_plan
+
+
+def _error(target: str = "local", **overrides: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        run_plan("dev", cloud=target, overrides=overrides)
+    message = str(caught.value)
+    assert "\n" not in message, "one sentence, one line"
+    return message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"cloud": "moon"}, "platform:cloud must be one of aws, gcp, azure, local (got 'moon')"),
+        ({"cloud": None}, "platform:cloud must be one of aws, gcp, azure, local (it is not set)"),
+        ({"profile": "huge"}, "platform:profile must be one of dev, prod (got 'huge')"),
+        ({"hpaMinReplicas": "three"}, "platform:hpaMinReplicas must be a whole number from 1 to 100 (got 'three')"),
+        ({"hpaMinReplicas": "4", "hpaMaxReplicas": "2"}, "platform:hpaMaxReplicas must be a whole number from 4 to 100"),
+        ({"nodeMinCount": "0"}, "platform:nodeMinCount must be a whole number from 1 to 100 (got '0')"),
+        ({"highAvailability": "yes"}, "platform:highAvailability must be true or false (got 'yes')"),
+        ({"delivery": "ftp"}, "platform:delivery must be one of direct, argocd (got 'ftp')"),
+        ({"logLevel": "LOUD"}, "platform:logLevel must be one of DEBUG, INFO, WARNING, ERROR (got 'LOUD')"),
+        ({"kubernetesVersion": "latest"}, "platform:kubernetesVersion must be a minor version like 1.34"),
+        ({"image": "ghcr.io/example/product-service:latest"}, "platform:image must name an image by a tag"),
+        ({"image": "ghcr.io/example/product-service"}, "platform:image must name an image by a tag"),
+        ({"apiAllowedCidrs": '["0.0.0.0/0"]'}, "platform:apiAllowedCidrs must be a list of CIDRs narrower than /0"),
+        ({"apiAllowedCidrs": "10.0.0.0/8"}, "platform:apiAllowedCidrs must be a list of CIDRs"),
+    ],
+)
+def test_a_bad_value_fails_with_one_sentence_naming_the_key(overrides: dict[str, Any], expected: str) -> None:
+    assert expected in _error(**overrides)
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_a_cloud_stack_without_api_cidrs_fails_before_declaring_anything(cloud: str) -> None:
+    message = _error(target=cloud, apiAllowedCidrs=None)
+    assert message.startswith(f"platform:apiAllowedCidrs is required for cloud '{cloud}'")
+
+
+def test_a_local_stack_needs_no_api_cidrs() -> None:
+    plan = run_plan("dev", cloud="local", overrides={"apiAllowedCidrs": None})
+    assert plan.objects("Deployment")
+
+
+def test_an_unknown_stack_names_the_committed_ones() -> None:
+    from plan import PlanError
+
+    with pytest.raises(PlanError, match=r"there is no Pulumi\.nope\.yaml; committed stacks: .*dev.*prod"):
+        run_plan("nope")
+
+
+def test_profile_defaults_apply_and_any_single_value_overrides_them() -> None:
+    prod = run_plan("prod", cloud="local", overrides={"hpaMaxReplicas": "12"})
+    spec = prod.object("HorizontalPodAutoscaler", "product-service").inputs["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (3, 12)

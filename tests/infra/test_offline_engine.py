@@ -1,0 +1,51 @@
+"""The offline engine is no more lenient than the real one: secretness, auto-names, isolation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from config import ConfigError
+
+from plan import Plan, run_plan
+
+PlanFor = Callable[..., Plan]
+
+
+def test_a_generated_password_comes_back_as_a_secret_output(plan_for: PlanFor) -> None:
+    # The SDK asks for RandomPassword.result as an additional secret output; the engine honours it,
+    # so the Secret built from it carries the secret mark all the way into its inputs.
+    plan = plan_for("local", "dev")
+    [secret] = plan.objects("Secret", "platform-data")
+    assert secret.secret_paths == (("stringData",),)
+
+
+def test_kubernetes_objects_without_a_name_get_the_providers_auto_name(plan_for: PlanFor) -> None:
+    plan = plan_for("local", "dev")
+    [job] = plan.objects("Job", "products")
+    name = job.metadata["name"]
+    assert name.startswith("migrate-") and len(name) == len("migrate-") + 8
+    assert job.metadata["annotations"]["pulumi.com/autonamed"] == "true"
+    # Stable between runs, so plans diff cleanly.
+    assert run_plan("dev", cloud="local").objects("Job", "products")[0].metadata["name"] == name
+
+
+def test_a_failed_run_leaves_the_next_run_unaffected(plan_for: PlanFor) -> None:
+    with pytest.raises(ConfigError):
+        run_plan("dev", cloud="local", overrides={"profile": "nope"})
+    again = run_plan("dev", cloud="local")
+    assert [r.urn for r in again.resources] == [r.urn for r in plan_for("local", "dev").resources]
+
+
+def test_secure_stack_values_stay_secret_offline(plan_for: PlanFor) -> None:
+    from plan import stack_config
+
+    config, secret_keys = stack_config("dev", overrides={"jwtSecret": "x" * 40})
+    assert config["platform:jwtSecret"] == "x" * 40
+    plan = plan_for("local", "dev", jwtSecret="s" * 40)
+    [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
+    assert secret.inputs["stringData"]["JWT_SECRET"] == "s" * 40
+    assert secret.is_secret(("stringData", "JWT_SECRET"))
+    assert not plan.of_type("random:index/randomPassword:RandomPassword") or all(
+        r.name != "jwt-secret" for r in plan.of_type("random:index/randomPassword:RandomPassword")
+    )

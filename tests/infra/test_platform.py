@@ -1,0 +1,268 @@
+"""The program on every target: the product service, its guardrails, and that secrets stay secret.
+
+The app and the add-ons are the same on every cloud, so these run for each cloud x profile (the
+plans are cached per session); `test_local.py` covers what only the local target builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from plan import Plan, PlannedResource
+
+TARGETS = [(cloud, profile) for cloud in ("aws", "gcp", "azure", "local") for profile in ("dev", "prod")]
+PlanFor = Callable[..., Plan]
+
+
+@pytest.fixture(params=TARGETS, ids=[f"{c}-{p}" for c, p in TARGETS])
+def plan(request: pytest.FixtureRequest, plan_for: PlanFor) -> Plan:
+    cloud, profile = request.param
+    return plan_for(cloud, profile)
+
+
+def _pod_spec(r: PlannedResource) -> dict[str, Any]:
+    return r.inputs["spec"]["template"]["spec"]
+
+
+def _leaves(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, index))
+    else:
+        yield path, value
+
+
+def _generated_secrets(plan: Plan) -> list[str]:
+    return [r.outputs["result"] for r in plan.of_type("random:index/randomPassword:RandomPassword")]
+
+
+def test_the_program_completes_with_the_service_and_its_add_ons(plan: Plan) -> None:
+    assert plan.object("Deployment", "product-service")
+    assert {r.inputs["chart"] for r in plan.of_type("kubernetes:helm.sh/v3:Release")} >= {
+        "kube-prometheus-stack",
+        "jaeger",
+        "argo-cd",
+        "ingress-nginx",
+    }
+    assert set(plan.outputs) >= {
+        "kubeconfig",
+        "api_url",
+        "grafana_url",
+        "jaeger_url",
+        "argocd_url",
+        "database_endpoint",
+        "redis_endpoint",
+    }
+
+
+def test_hpa_bounds_follow_the_profile_on_cpu_70_and_memory_80(plan: Plan) -> None:
+    spec = plan.object("HorizontalPodAutoscaler", "product-service").inputs["spec"]
+    expected = (3, 10) if plan.config["platform:profile"] == "prod" else (1, 3)
+    assert (spec["minReplicas"], spec["maxReplicas"]) == expected
+    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in spec["metrics"]}
+    assert targets == {"cpu": 70, "memory": 80}
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "product-service"}
+    # The HPA owns the replica count; a fixed one in the Deployment would fight it on every `up`.
+    assert "replicas" not in plan.object("Deployment", "product-service").inputs["spec"]
+
+
+def test_a_disruption_budget_covers_the_service_pods(plan: Plan) -> None:
+    pdb = plan.object("PodDisruptionBudget", "product-service").inputs["spec"]
+    deployment = plan.object("Deployment", "product-service").inputs["spec"]
+    assert pdb["selector"] == deployment["selector"]
+    assert pdb["maxUnavailable"] == 1
+
+
+def test_every_generated_password_stays_secret_wherever_it_is_used(plan: Plan) -> None:
+    secrets = _generated_secrets(plan)
+    assert secrets, "the program generates passwords"
+    used = 0
+    for resource in plan.resources:
+        for path, value in _leaves(resource.inputs):
+            if isinstance(value, str) and any(s in value for s in secrets):
+                used += 1
+                assert resource.is_secret(path), f"{resource.urn} {path} holds a generated password in the clear"
+    assert used, "the passwords reach some resource"
+    for path, value in _leaves(plan.outputs):
+        if isinstance(value, str) and any(s in value for s in secrets):
+            assert any(path[: len(p)] == p for p in plan.output_secret_paths), f"stack output {path} leaks"
+
+
+def test_the_credentials_secret_is_secret_and_holds_urls_built_from_the_foundation(plan: Plan) -> None:
+    [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
+    data = secret.inputs["stringData"]
+    assert set(data) == {"DATABASE_URL", "REDIS_URL", "JWT_SECRET"}
+    for key in data:
+        assert secret.is_secret(("stringData", key))
+    assert data["DATABASE_URL"].startswith("postgresql://")
+    assert "sslmode=" in data["DATABASE_URL"]
+    assert data["REDIS_URL"].startswith(("redis://", "rediss://"))
+    assert len(data["JWT_SECRET"]) >= 32  # the service refuses shorter keys
+    if plan.cloud != "local":
+        assert "sslmode=disable" not in data["DATABASE_URL"]
+        assert data["REDIS_URL"].startswith("rediss://"), "managed Redis is reached over TLS"
+
+
+def test_resources_json_masks_every_secret(plan: Plan) -> None:
+    secrets = _generated_secrets(plan)
+    for resource in plan.resources:
+        text = repr(resource.masked_inputs())
+        assert not any(s in text for s in secrets), resource.urn
+    [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
+    assert set(secret.manifest()["stringData"].values()) == {"[secret]"}
+
+
+def test_the_deployment_takes_its_credentials_from_the_secret(plan: Plan) -> None:
+    [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
+    [config_map] = [c for c in plan.objects("ConfigMap", "products") if c.name == "settings"]
+    for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
+        [container] = _pod_spec(workload)["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET"):
+            assert "value" not in env[key]
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"name": secret.metadata["name"], "key": key}
+        assert container["envFrom"] == [{"configMapRef": {"name": config_map.metadata["name"]}}]
+
+
+def test_secret_and_config_map_are_auto_named_so_changes_roll_the_deployment(plan: Plan) -> None:
+    [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
+    name = secret.metadata["name"]
+    assert name.startswith("credentials-") and len(name) == len("credentials-") + 8
+
+
+def test_the_config_map_holds_settings_and_no_secret(plan: Plan) -> None:
+    [config_map] = [c for c in plan.objects("ConfigMap", "products") if c.name == "settings"]
+    data = config_map.inputs["data"]
+    assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger.tracing.svc.cluster.local:4318"
+    assert {"OTEL_SERVICE_NAME", "LOG_LEVEL", "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "CACHE_TTL_SECONDS"} <= set(data)
+    for other in plan.objects("ConfigMap"):
+        assert not other.secret_paths
+        text = repr(other.inputs).lower()
+        assert "password" not in text.replace("passwordkey", "")
+        assert not any(s in repr(other.inputs) for s in _generated_secrets(plan))
+
+
+def test_the_migration_job_completes_before_the_deployment_rolls_out(plan: Plan) -> None:
+    [job] = plan.objects("Job", "products")
+    deployment = plan.object("Deployment", "product-service")
+    assert job.urn in deployment.dependencies
+    [container] = _pod_spec(job)["containers"]
+    assert container["command"] == ["python", "-m", "product_service", "migrate"]
+    assert container["image"] == _pod_spec(deployment)["containers"][0]["image"]
+    assert _pod_spec(job)["restartPolicy"] == "Never"
+
+
+def test_workloads_run_restricted(plan: Plan) -> None:
+    workloads = [*plan.objects("Deployment", "products"), *plan.objects("Job"), *plan.objects("StatefulSet")]
+    assert workloads
+    for workload in workloads:
+        pod = _pod_spec(workload)
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["serviceAccountName"] not in (None, "default")
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert "/tmp" in mounts  # noqa: S108 (a path inside the container)
+
+
+def test_the_service_has_probes_its_own_account_and_spreads_over_zones(plan: Plan) -> None:
+    deployment = plan.object("Deployment", "product-service")
+    pod = _pod_spec(deployment)
+    [container] = pod["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    account = plan.object("ServiceAccount", "product-service")
+    assert account.inputs["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == account.metadata["name"]
+    keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
+    assert "topology.kubernetes.io/zone" in keys
+
+
+def test_network_policies_deny_by_default_and_allow_only_what_the_service_needs(plan: Plan) -> None:
+    policies = {p.metadata["name"]: p.inputs["spec"] for p in plan.objects("NetworkPolicy", "products")}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    sources = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for spec in policies.values()
+        for rule in spec.get("ingress", [])
+        for peer in rule["from"]
+    ]
+    assert sorted(sources) == ["ingress-nginx", "monitoring"]
+    egress = [rule for spec in policies.values() for rule in spec.get("egress", [])]
+    ports = {port["port"] for rule in egress for port in rule["ports"]}
+    assert {53, 4317, 4318} <= ports
+    data_rules = [rule for rule in egress if rule["to"] and "podSelector" not in rule["to"][0]]
+    assert any(rule["to"] and all("ipBlock" in p or "namespaceSelector" in p for p in rule["to"]) for rule in data_rules)
+    for rule in egress:
+        for peer in rule["to"]:
+            assert peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0"
+
+
+def test_prometheus_scrapes_the_service_and_alerts_on_errors_and_latency(plan: Plan) -> None:
+    [monitor] = plan.objects("ServiceMonitor", "products")
+    assert monitor.inputs["spec"]["endpoints"][0]["path"] == "/metrics"
+    release = next(r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kube-prometheus-stack")
+    assert release.urn in monitor.dependencies, "the ServiceMonitor CRD comes with the chart"
+    [rule] = plan.objects("PrometheusRule")
+    alerts = {r["alert"]: r["expr"] for g in rule.inputs["spec"]["groups"] for r in g["rules"]}
+    assert "http_server_requests_total" in alerts["ProductServiceHighErrorRate"]
+    assert "http_server_request_duration_seconds_bucket" in alerts["ProductServiceHighLatency"]
+
+
+def test_the_dashboard_is_a_labelled_config_map_with_the_service_metrics(plan: Plan) -> None:
+    dashboard = plan.object("ConfigMap", "product-service-dashboard")
+    assert dashboard.metadata["labels"] == {"grafana_dashboard": "1"}
+    text = next(iter(dashboard.inputs["data"].values()))
+    for metric in (
+        "http_server_requests_total",
+        "http_server_request_duration_seconds_bucket",
+        "product_cache_lookups_total",
+        "product_db_pool_connections_in_use",
+    ):
+        assert metric in text
+
+
+def test_grafana_takes_its_admin_password_from_a_secret_not_from_values(plan: Plan) -> None:
+    release = next(r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kube-prometheus-stack")
+    admin = release.inputs["values"]["grafana"]["admin"]
+    grafana_secret = plan.object("Secret", "grafana-admin")
+    assert admin["existingSecret"] == grafana_secret.metadata["name"]
+    assert grafana_secret.is_secret(("stringData",))
+    assert "adminPassword" not in release.inputs["values"]["grafana"]
+
+
+def test_every_chart_is_pinned_to_a_version_and_a_repository(plan: Plan) -> None:
+    for release in plan.of_type("kubernetes:helm.sh/v3:Release"):
+        assert release.inputs["version"][0].isdigit(), release.name
+        assert release.inputs["repositoryOpts"]["repo"].startswith("https://"), release.name
+
+
+def test_the_ingress_routes_the_configured_host_to_the_service(plan_for: PlanFor) -> None:
+    plan = plan_for("local", "dev", host="api.shop.example.com", tlsSecretName="shop-tls")
+    spec = plan.object("Ingress", "product-service").inputs["spec"]
+    assert spec["rules"][0]["host"] == "api.shop.example.com"
+    assert spec["tls"] == [{"hosts": ["api.shop.example.com"], "secretName": "shop-tls"}]
+    assert plan.outputs["api_url"] == "https://api.shop.example.com"
+    assert plan.outputs["grafana_url"] == "https://grafana.shop.example.com"
+
+
+def test_stack_outputs_keep_the_kubeconfig_secret_and_endpoints_without_passwords(plan: Plan) -> None:
+    assert plan.output_is_secret("kubeconfig")
+    for key in ("database_endpoint", "redis_endpoint"):
+        assert not plan.output_is_secret(key)
+        assert "@" not in plan.outputs[key]
+    assert not any(s in repr(plan.masked_outputs()) for s in _generated_secrets(plan))
