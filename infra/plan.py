@@ -558,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def plan_one(stack: str, cloud: str | None, out_root: FsPath, overrides: dict[str, str] | None = None) -> bool:
+def plan_one(
+    stack: str, cloud: str | None, out_root: FsPath, overrides: dict[str, str] | None = None
+) -> bool:
     try:
         plan = run_plan(stack, cloud, overrides)
     except Exception as exc:

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from config import ConfigError
-
 from plan import run_plan
 
 
@@ -24,8 +23,14 @@ def _error(target: str = "local", **overrides: Any) -> str:
         ({"cloud": "moon"}, "platform:cloud must be one of aws, gcp, azure, local (got 'moon')"),
         ({"cloud": None}, "platform:cloud must be one of aws, gcp, azure, local (it is not set)"),
         ({"profile": "huge"}, "platform:profile must be one of dev, prod (got 'huge')"),
-        ({"hpaMinReplicas": "three"}, "platform:hpaMinReplicas must be a whole number from 1 to 100 (got 'three')"),
-        ({"hpaMinReplicas": "4", "hpaMaxReplicas": "2"}, "platform:hpaMaxReplicas must be a whole number from 4 to 100"),
+        (
+            {"hpaMinReplicas": "three"},
+            "platform:hpaMinReplicas must be a whole number from 1 to 100 (got 'three')",
+        ),
+        (
+            {"hpaMinReplicas": "4", "hpaMaxReplicas": "2"},
+            "platform:hpaMaxReplicas must be a whole number from 4 to 100",
+        ),
         ({"nodeMinCount": "0"}, "platform:nodeMinCount must be a whole number from 1 to 100 (got '0')"),
         ({"highAvailability": "yes"}, "platform:highAvailability must be true or false (got 'yes')"),
         ({"delivery": "ftp"}, "platform:delivery must be one of direct, argocd (got 'ftp')"),
@@ -33,7 +38,10 @@ def _error(target: str = "local", **overrides: Any) -> str:
         ({"kubernetesVersion": "latest"}, "platform:kubernetesVersion must be a minor version like 1.34"),
         ({"image": "ghcr.io/example/product-service:latest"}, "platform:image must name an image by a tag"),
         ({"image": "ghcr.io/example/product-service"}, "platform:image must name an image by a tag"),
-        ({"apiAllowedCidrs": '["0.0.0.0/0"]'}, "platform:apiAllowedCidrs must be a list of CIDRs narrower than /0"),
+        (
+            {"apiAllowedCidrs": '["0.0.0.0/0"]'},
+            "platform:apiAllowedCidrs must be a list of CIDRs narrower than /0",
+        ),
         ({"apiAllowedCidrs": "10.0.0.0/8"}, "platform:apiAllowedCidrs must be a list of CIDRs"),
     ],
 )

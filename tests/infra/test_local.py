@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
 from plan import Plan
 
 PlanFor = Callable[..., Plan]
@@ -56,7 +55,11 @@ def test_the_data_namespace_denies_everything_but_the_two_server_ports(plan: Pla
     policies = {p.metadata["name"]: p.inputs["spec"] for p in plan.objects("NetworkPolicy", "platform-data")}
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     ports = sorted(
-        port["port"] for name, spec in policies.items() if name != "default-deny" for r in spec["ingress"] for port in r["ports"]
+        port["port"]
+        for name, spec in policies.items()
+        if name != "default-deny"
+        for r in spec["ingress"]
+        for port in r["ports"]
     )
     assert ports == [5432, 6379]
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from plan import Plan, write_artefacts
 
 TARGETS = [(cloud, profile) for cloud in ("aws", "gcp", "azure", "local") for profile in ("dev", "prod")]
@@ -46,7 +45,9 @@ def test_secret_data_is_masked_in_manifests(plan_for: Callable[..., Plan], tmp_p
     text = "\n".join(p.read_text() for p in (tmp_path / "manifests").glob("*.yaml"))
     passwords = [r.outputs["result"] for r in plan.of_type("random:index/randomPassword:RandomPassword")]
     assert passwords and not any(p in text for p in passwords)
-    secret = yaml.safe_load((tmp_path / "manifests" / "platform-data.secret.data-credentials.yaml").read_text())
+    secret = yaml.safe_load(
+        (tmp_path / "manifests" / "platform-data.secret.data-credentials.yaml").read_text()
+    )
     assert secret["stringData"] == {"POSTGRES_PASSWORD": "[secret]", "REDIS_PASSWORD": "[secret]"}
 
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import pytest
 from config import ConfigError
-
 from plan import Plan, run_plan
 
 PlanFor = Callable[..., Plan]
@@ -40,7 +39,7 @@ def test_a_failed_run_leaves_the_next_run_unaffected(plan_for: PlanFor) -> None:
 def test_secure_stack_values_stay_secret_offline(plan_for: PlanFor) -> None:
     from plan import stack_config
 
-    config, secret_keys = stack_config("dev", overrides={"jwtSecret": "x" * 40})
+    config, _ = stack_config("dev", overrides={"jwtSecret": "x" * 40})
     assert config["platform:jwtSecret"] == "x" * 40
     plan = plan_for("local", "dev", jwtSecret="s" * 40)
     [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]

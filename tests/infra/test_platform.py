@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from plan import Plan, PlannedResource
 
 TARGETS = [(cloud, profile) for cloud in ("aws", "gcp", "azure", "local") for profile in ("dev", "prod")]
@@ -67,7 +66,11 @@ def test_hpa_bounds_follow_the_profile_on_cpu_70_and_memory_80(plan: Plan) -> No
     assert (spec["minReplicas"], spec["maxReplicas"]) == expected
     targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in spec["metrics"]}
     assert targets == {"cpu": 70, "memory": 80}
-    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "product-service"}
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "product-service",
+    }
     # The HPA owns the replica count; a fixed one in the Deployment would fight it on every `up`.
     assert "replicas" not in plan.object("Deployment", "product-service").inputs["spec"]
 
@@ -87,7 +90,9 @@ def test_every_generated_password_stays_secret_wherever_it_is_used(plan: Plan) -
         for path, value in _leaves(resource.inputs):
             if isinstance(value, str) and any(s in value for s in secrets):
                 used += 1
-                assert resource.is_secret(path), f"{resource.urn} {path} holds a generated password in the clear"
+                assert resource.is_secret(path), (
+                    f"{resource.urn} {path} holds a generated password in the clear"
+                )
     assert used, "the passwords reach some resource"
     for path, value in _leaves(plan.outputs):
         if isinstance(value, str) and any(s in value for s in secrets):
@@ -140,7 +145,13 @@ def test_the_config_map_holds_settings_and_no_secret(plan: Plan) -> None:
     [config_map] = [c for c in plan.objects("ConfigMap", "products") if c.name == "settings"]
     data = config_map.inputs["data"]
     assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger.tracing.svc.cluster.local:4318"
-    assert {"OTEL_SERVICE_NAME", "LOG_LEVEL", "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "CACHE_TTL_SECONDS"} <= set(data)
+    assert {
+        "OTEL_SERVICE_NAME",
+        "LOG_LEVEL",
+        "DB_POOL_MIN_SIZE",
+        "DB_POOL_MAX_SIZE",
+        "CACHE_TTL_SECONDS",
+    } <= set(data)
     for other in plan.objects("ConfigMap"):
         assert not other.secret_paths
         text = repr(other.inputs).lower()
@@ -172,9 +183,13 @@ def test_workloads_run_restricted(plan: Plan) -> None:
             assert context["allowPrivilegeEscalation"] is False
             assert context["readOnlyRootFilesystem"] is True
             assert context["capabilities"] == {"drop": ["ALL"]}
-            assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+            assert (
+                set(container["resources"]["requests"])
+                == set(container["resources"]["limits"])
+                == {"cpu", "memory"}
+            )
             mounts = {m["mountPath"] for m in container["volumeMounts"]}
-            assert "/tmp" in mounts  # noqa: S108 (a path inside the container)
+            assert "/tmp" in mounts
 
 
 def test_the_service_has_probes_its_own_account_and_spreads_over_zones(plan: Plan) -> None:
@@ -206,7 +221,10 @@ def test_network_policies_deny_by_default_and_allow_only_what_the_service_needs(
     ports = {port["port"] for rule in egress for port in rule["ports"]}
     assert {53, 4317, 4318} <= ports
     data_rules = [rule for rule in egress if rule["to"] and "podSelector" not in rule["to"][0]]
-    assert any(rule["to"] and all("ipBlock" in p or "namespaceSelector" in p for p in rule["to"]) for rule in data_rules)
+    assert any(
+        rule["to"] and all("ipBlock" in p or "namespaceSelector" in p for p in rule["to"])
+        for rule in data_rules
+    )
     for rule in egress:
         for peer in rule["to"]:
             assert peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0"
@@ -215,7 +233,9 @@ def test_network_policies_deny_by_default_and_allow_only_what_the_service_needs(
 def test_prometheus_scrapes_the_service_and_alerts_on_errors_and_latency(plan: Plan) -> None:
     [monitor] = plan.objects("ServiceMonitor", "products")
     assert monitor.inputs["spec"]["endpoints"][0]["path"] == "/metrics"
-    release = next(r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kube-prometheus-stack")
+    release = next(
+        r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kube-prometheus-stack"
+    )
     assert release.urn in monitor.dependencies, "the ServiceMonitor CRD comes with the chart"
     [rule] = plan.objects("PrometheusRule")
     alerts = {r["alert"]: r["expr"] for g in rule.inputs["spec"]["groups"] for r in g["rules"]}
@@ -237,7 +257,9 @@ def test_the_dashboard_is_a_labelled_config_map_with_the_service_metrics(plan: P
 
 
 def test_grafana_takes_its_admin_password_from_a_secret_not_from_values(plan: Plan) -> None:
-    release = next(r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kube-prometheus-stack")
+    release = next(
+        r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kube-prometheus-stack"
+    )
     admin = release.inputs["values"]["grafana"]["admin"]
     grafana_secret = plan.object("Secret", "grafana-admin")
     assert admin["existingSecret"] == grafana_secret.metadata["name"]
