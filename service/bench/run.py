@@ -20,6 +20,7 @@ import resource
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         cache = redis.Redis.from_url(servers.redis_url)
         ids = seed(service.port, args.products, secret, cache)
-        report = measure(service, bare, cache, ids, args.seconds, args.profile)
+        report = measure(service, bare, cache, ids, args.seconds, args.repeat, args.profile)
         report["spans_exported"] = sink.spans
         report["overrides"] = {"environment": args.set, "gunicorn_options": args.option}
     print_report(report)
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per scenario; the report gives the median of each figure"
+    )
     parser.add_argument("--products", type=int, default=10_000, help="products to seed")
     parser.add_argument("--seed", type=int, default=42, help="seed of the request shuffles")
     parser.add_argument(
@@ -124,7 +128,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(
-    service: Gunicorn, bare: Gunicorn, cache: redis.Redis, ids: list[str], seconds: float, profile: bool
+    service: Gunicorn,
+    bare: Gunicorn,
+    cache: redis.Redis,
+    ids: list[str],
+    seconds: float,
+    repeat: int,
+    profile: bool,
 ) -> dict:
     load_at_start = os.getloadavg()[0]
     meter = CpuMeter(service, bare)
@@ -152,20 +162,23 @@ def measure(
 
     rows = []
     for name, run in scenarios:
-        # Each scenario right after a bare Flask run of the same length: both see the same machine state.
-        progress(f"bare Flask, then {name}")
-        baseline, bare_cpu = steady(bare.port, bare_requests)
-        result, notes = run()
-        rows.append(
-            {
-                "scenario": name,
-                "service": asdict(result) | {"rps": result.rps},
-                "bare": asdict(baseline) | {"rps": baseline.rps, "cpu_ms_per_request": bare_cpu},
-                "ratio": result.rps / baseline.rps if baseline.rps else 0.0,
-                "service_memory_mib": service.memory(),
-                **notes,
-            }
-        )
+        pairs = []
+        for attempt in range(1, repeat + 1):
+            # The scenario right after a bare Flask run of the same length: both see the same machine state.
+            progress(f"bare Flask, then {name} ({attempt}/{repeat})")
+            baseline, bare_cpu = steady(bare.port, bare_requests)
+            result, notes = run()
+            pairs.append(
+                {
+                    "service": asdict(result) | {"rps": result.rps},
+                    "bare": asdict(baseline) | {"rps": baseline.rps},
+                    "ratio": result.rps / baseline.rps if baseline.rps else 0.0,
+                    "bare_cpu_ms_per_request": bare_cpu,
+                    "service_memory_mib": service.memory(),
+                    **notes,
+                }
+            )
+        rows.append({"scenario": name, **medians(pairs), "runs": pairs})
     memory = {"service": service.memory(), "bare": bare.memory()}
     profiles = {name: profiled(service, name, run, seconds) for name, run in scenarios} if profile else {}
     return {
@@ -173,14 +186,16 @@ def measure(
         "connections": CONNECTIONS,
         "workers": WORKERS,
         "seconds_per_run": seconds,
+        "runs_per_scenario": repeat,
         "products": len(ids),
         "cpus": os.cpu_count(),
         # Anything else running on the machine takes CPU from both servers and the load generator.
         "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": os.getloadavg()[0],
         "scenarios": rows,
+        "bare": medians([run for row in rows for run in row["runs"]])["bare"],
         "memory_mib": memory,
-        "peak_service_rss_mib": max(row["service_memory_mib"]["rss"] for row in rows),
+        "peak_service_rss_mib": max(run["service_memory_mib"]["rss"] for row in rows for run in row["runs"]),
         "profiles": profiles,
     }
 
@@ -198,6 +213,31 @@ def profiled(
     run()
     sampler.wait(timeout=seconds + 60)
     return dict(summarise(output))
+
+
+def medians(pairs: list[dict]) -> dict:
+    """Each figure's median over the repeated runs (counts are summed): robust to a noisy neighbour."""
+
+    def median_of(side: str) -> dict:
+        figures = {key: statistics.median(p[side][key] for p in pairs) for key in ("rps", "p50_ms", "p99_ms")}
+        return figures | {key: sum(p[side][key] for p in pairs) for key in ("requests", "errors")}
+
+    cpu_keys = pairs[0]["cpu_ms_per_request"]
+    return {
+        "service": median_of("service"),
+        "bare": median_of("bare")
+        | {
+            "cpu_ms_per_request": {
+                key: statistics.median(p["bare_cpu_ms_per_request"][key] for p in pairs)
+                for key in pairs[0]["bare_cpu_ms_per_request"]
+            }
+        },
+        "ratio": statistics.median(p["ratio"] for p in pairs),
+        "cpu_ms_per_request": {
+            key: statistics.median(p["cpu_ms_per_request"][key] for p in pairs) for key in cpu_keys
+        },
+        **{key: sum(p[key] for p in pairs) for key in ("redis_hits", "redis_misses") if key in pairs[0]},
+    }
 
 
 def measure_uncached(
@@ -485,7 +525,8 @@ def print_report(report: dict) -> None:
     print(
         f"{report['workers']} sync workers, {report['connections']} connections, {report['generator']} "
         f"load generator, {report['cpus']} CPUs, {report['products']} products, "
-        f"{report['seconds_per_run']:.0f} s per run, 1-minute load average "
+        f"{report['runs_per_scenario']} x {report['seconds_per_run']:.0f} s per scenario (medians), "
+        f"1-minute load average "
         f"{report['load_average_1m_at_start']:.1f} at the start, {report['load_average_1m_at_end']:.1f} at the end"
     )
     overrides = report["overrides"]
@@ -509,15 +550,14 @@ def print_report(report: dict) -> None:
         )
         if "redis_hits" in row:
             print(f"{'':<26}Redis during the run: {row['redis_misses']} misses, {row['redis_hits']} hits")
-    for row in report["scenarios"][:1]:
-        bare = row["bare"]
-        print(
-            f"{'bare Flask':<26}{bare['rps']:>8.0f}{bare['p50_ms']:>9.1f}{bare['p99_ms']:>9.1f}{bare['errors']:>8}"
-        )
+    bare = report["bare"]
+    print(
+        f"{'bare Flask':<26}{bare['rps']:>8.0f}{bare['p50_ms']:>9.1f}{bare['p99_ms']:>9.1f}{bare['errors']:>8}"
+    )
     groups = ["workers", "postgres", "valkey", "wrk", "bench process"]
     print(f"\n{'CPU ms per request':<26}" + "".join(f"{g:>14}" for g in groups) + f"{'total':>8}")
-    first = report["scenarios"][0]["bare"]["cpu_ms_per_request"]
-    bare_cpu = first | {"workers": first["bare workers"]}
+    bare_cpu = report["bare"]["cpu_ms_per_request"]
+    bare_cpu = bare_cpu | {"workers": bare_cpu["bare workers"]}
     for name, cpu in [("bare Flask", bare_cpu)] + [
         (row["scenario"], row["cpu_ms_per_request"]) for row in report["scenarios"]
     ]:
