@@ -82,6 +82,10 @@ class PlatformConfig:
     db_pool_max: int
     cache_ttl_seconds: int
     jwt_secret: pulumi.Output[str] | None  # from `pulumi config set --secret`, else generated
+    # delivery=argocd: where an Argo CD Application finds the service's manifests (a Kustomize dir)
+    gitops_repo_url: str | None = None
+    gitops_path: str = "deploy/product-service"
+    gitops_revision: str = "HEAD"
 
     @property
     def is_prod(self) -> bool:
@@ -108,6 +112,13 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
     hpa_min = number("hpaMinReplicas", 1, 100)
     pool_min = number("dbPoolMin", 1, 50, default=1)
     cidrs = _cidrs(cfg, "apiAllowedCidrs")
+    delivery = _choice(cfg, "delivery", DELIVERY_MODES, default="direct")
+    gitops_repo = cfg.get("gitopsRepoUrl")
+    if delivery == "argocd" and not (gitops_repo and re.match(r"(https://|ssh://|git@)", gitops_repo)):
+        raise ConfigError(
+            "platform:gitopsRepoUrl must be a Git repository URL (https://, ssh:// or git@) when "
+            f"platform:delivery is argocd (got '{gitops_repo or ''}')"
+        )
     if cloud != "local" and not cidrs:
         raise ConfigError(
             f"platform:apiAllowedCidrs is required for cloud '{cloud}': a list of CIDRs allowed "
@@ -134,13 +145,16 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         hpa_max_replicas=number("hpaMaxReplicas", hpa_min, 100),
         host=_text(cfg, "host", f"api.{stack}.localtest.me", r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name"),
         tls_secret_name=cfg.get("tlsSecretName"),
-        delivery=_choice(cfg, "delivery", DELIVERY_MODES, default="direct"),
+        delivery=delivery,
         kube_context=cfg.get("kubeContext"),
         log_level=_choice(cfg, "logLevel", LOG_LEVELS, default=defaults["logLevel"]),
         db_pool_min=pool_min,
         db_pool_max=_int(cfg, "dbPoolMax", pool_min, 100, 10),
         cache_ttl_seconds=_int(cfg, "cacheTtlSeconds", 1, 86400, 300),
         jwt_secret=cfg.get_secret("jwtSecret"),
+        gitops_repo_url=gitops_repo,
+        gitops_path=cfg.get("gitopsPath") or "deploy/product-service",
+        gitops_revision=cfg.get("gitopsRevision") or "HEAD",
     )
 
 
@@ -216,4 +230,3 @@ def _is_network(value: Any) -> bool:
     except ValueError:
         return False
     return "/" in str(value)
-

@@ -13,7 +13,14 @@ from urllib.parse import quote
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, TRACING_NAMESPACE, ClusterAddons
+from cluster import (
+    ARGOCD_NAMESPACE,
+    INGRESS_CLASS,
+    INGRESS_NAMESPACE,
+    MONITORING_NAMESPACE,
+    TRACING_NAMESPACE,
+    ClusterAddons,
+)
 from config import PlatformConfig
 from foundation import Foundation
 
@@ -23,6 +30,8 @@ HTTP_PORT = 8080
 # A mount path inside the container (the root filesystem is read-only), not a file here.
 SCRATCH_DIR = "/tmp"  # noqa: S108
 APP_UID = 10001  # the image's `app` user (see the Dockerfile)
+GITOPS_SECRET = f"{NAME}-credentials"
+GITOPS_CONFIG_MAP = f"{NAME}-settings"
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform"}
 
 
@@ -53,18 +62,28 @@ class ProductService(pulumi.ComponentResource):
         )
         self._ready = [namespace]
 
-        # Secret and ConfigMap are auto-named: a changed value makes a new object, so the Deployment
-        # that references it rolls out with the change instead of running on stale settings.
+        # Delivered directly, Secret and ConfigMap are auto-named: a changed value makes a new object,
+        # so the Deployment that references it rolls out instead of running on stale settings. Through
+        # Argo CD, the manifests in Git refer to them by these fixed names.
+        gitops = cfg.delivery == "argocd"
         credentials = k8s.core.v1.Secret(
             "credentials",
-            metadata={"namespace": NAMESPACE, "labels": LABELS},
+            metadata={
+                "namespace": NAMESPACE,
+                "labels": LABELS,
+                **({"name": GITOPS_SECRET} if gitops else {}),
+            },
             type="Opaque",
             string_data=_credentials(cfg, foundation, self),
             opts=self._k8s(),
         )
         settings = k8s.core.v1.ConfigMap(
             "settings",
-            metadata={"namespace": NAMESPACE, "labels": LABELS},
+            metadata={
+                "namespace": NAMESPACE,
+                "labels": LABELS,
+                **({"name": GITOPS_CONFIG_MAP} if gitops else {}),
+            },
             data={
                 "OTEL_EXPORTER_OTLP_ENDPOINT": addons.otlp_endpoint,
                 "OTEL_SERVICE_NAME": NAME,
@@ -89,6 +108,70 @@ class ProductService(pulumi.ComponentResource):
         env = _environment(credentials.metadata["name"], settings.metadata["name"])
         self._network_policies(foundation)
 
+        if gitops:
+            self._argocd_application(cfg, addons)
+        else:
+            self._workloads(cfg, env, account)
+        service = k8s.core.v1.Service(
+            "service",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                "type": "ClusterIP",
+                "selector": LABELS,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+            opts=self._k8s(),
+        )
+        k8s.apiextensions.CustomResource(
+            "service-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                "selector": {"matchLabels": LABELS},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            },
+            opts=self._k8s(depends_on=[addons.monitoring_crds]),
+        )
+        k8s.networking.v1.Ingress(
+            "ingress",
+            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            spec={
+                "ingressClassName": INGRESS_CLASS,
+                "rules": [
+                    {
+                        "host": cfg.host,
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {
+                                        "service": {
+                                            "name": service.metadata["name"],
+                                            "port": {"name": "http"},
+                                        }
+                                    },
+                                }
+                            ]
+                        },
+                    }
+                ],
+                **(
+                    {"tls": [{"hosts": [cfg.host], "secretName": cfg.tls_secret_name}]}
+                    if cfg.tls_secret_name
+                    else {}
+                ),
+            },
+            opts=self._k8s(),
+        )
+        self.api_url = f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
+        self.register_outputs({"api_url": self.api_url})
+
+    def _workloads(
+        self, cfg: PlatformConfig, env: dict[str, Any], account: k8s.core.v1.ServiceAccount
+    ) -> None:
+        """The migration Job, the Deployment that waits for it, its autoscaler and disruption budget."""
         migration = k8s.batch.v1.Job(
             "migrate",
             metadata={
@@ -154,16 +237,6 @@ class ProductService(pulumi.ComponentResource):
             },
             opts=self._k8s(depends_on=[migration]),
         )
-        service = k8s.core.v1.Service(
-            "service",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            spec={
-                "type": "ClusterIP",
-                "selector": LABELS,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-            },
-            opts=self._k8s(),
-        )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             "autoscaler",
             metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
@@ -186,51 +259,33 @@ class ProductService(pulumi.ComponentResource):
             spec={"maxUnavailable": 1, "selector": {"matchLabels": LABELS}},
             opts=self._k8s(),
         )
+
+    def _argocd_application(self, cfg: PlatformConfig, addons: ClusterAddons) -> None:
+        """Argo CD syncs the workloads (migration Job, Deployment, HPA, PDB) from a Kustomize directory
+        in Git; Pulumi keeps what the platform owns (namespace, credentials, settings, network policy,
+        Service, Ingress, monitoring) and pins the image, so `platform:image` still decides the release."""
         k8s.apiextensions.CustomResource(
-            "service-monitor",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+            "application",
+            api_version="argoproj.io/v1alpha1",
+            kind="Application",
+            metadata={"name": NAME, "namespace": ARGOCD_NAMESPACE},
             spec={
-                "selector": {"matchLabels": LABELS},
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+                "project": "default",
+                "source": {
+                    "repoURL": cfg.gitops_repo_url,
+                    "path": cfg.gitops_path,
+                    "targetRevision": cfg.gitops_revision,
+                    "kustomize": {"images": [cfg.image]},
+                },
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE},
+                "syncPolicy": {
+                    "automated": {"prune": True, "selfHeal": True},
+                    "syncOptions": ["CreateNamespace=false"],
+                    "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
+                },
             },
-            opts=self._k8s(depends_on=[addons.monitoring_crds]),
+            opts=self._k8s(depends_on=[addons.argocd]),
         )
-        k8s.networking.v1.Ingress(
-            "ingress",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            spec={
-                "ingressClassName": INGRESS_CLASS,
-                "rules": [
-                    {
-                        "host": cfg.host,
-                        "http": {
-                            "paths": [
-                                {
-                                    "path": "/",
-                                    "pathType": "Prefix",
-                                    "backend": {
-                                        "service": {
-                                            "name": service.metadata["name"],
-                                            "port": {"name": "http"},
-                                        }
-                                    },
-                                }
-                            ]
-                        },
-                    }
-                ],
-                **(
-                    {"tls": [{"hosts": [cfg.host], "secretName": cfg.tls_secret_name}]}
-                    if cfg.tls_secret_name
-                    else {}
-                ),
-            },
-            opts=self._k8s(),
-        )
-        self.api_url = f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
-        self.register_outputs({"api_url": self.api_url})
 
     def _k8s(self, **kwargs: Any) -> pulumi.ResourceOptions:
         depends_on = [*getattr(self, "_ready", []), *kwargs.pop("depends_on", [])]

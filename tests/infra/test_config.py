@@ -33,6 +33,10 @@ def _error(target: str = "local", **overrides: Any) -> str:
         ),
         ({"nodeMinCount": "0"}, "platform:nodeMinCount must be a whole number from 1 to 100 (got '0')"),
         ({"highAvailability": "yes"}, "platform:highAvailability must be true or false (got 'yes')"),
+        (
+            {"delivery": "argocd"},
+            "platform:gitopsRepoUrl must be a Git repository URL (https://, ssh:// or git@)",
+        ),
         ({"delivery": "ftp"}, "platform:delivery must be one of direct, argocd (got 'ftp')"),
         ({"logLevel": "LOUD"}, "platform:logLevel must be one of DEBUG, INFO, WARNING, ERROR (got 'LOUD')"),
         ({"kubernetesVersion": "latest"}, "platform:kubernetesVersion must be a minor version like 1.34"),

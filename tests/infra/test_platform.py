@@ -288,3 +288,27 @@ def test_stack_outputs_keep_the_kubeconfig_secret_and_endpoints_without_password
         assert not plan.output_is_secret(key)
         assert "@" not in plan.outputs[key]
     assert not any(s in repr(plan.masked_outputs()) for s in _generated_secrets(plan))
+
+
+def test_argocd_delivery_hands_the_workloads_to_an_application_pinned_to_the_image(plan_for: PlanFor) -> None:
+    plan = plan_for(
+        "local",
+        "prod",
+        delivery="argocd",
+        gitopsRepoUrl="https://git.example.com/deploy.git",
+        image="r/s:1.2.3",
+    )
+    assert not plan.objects("Deployment", "products") and not plan.objects("Job", "products")
+    [app] = plan.objects("Application")
+    source = app.inputs["spec"]["source"]
+    assert (source["repoURL"], source["path"], source["kustomize"]["images"]) == (
+        "https://git.example.com/deploy.git",
+        "deploy/product-service",
+        ["r/s:1.2.3"],
+    )
+    assert app.inputs["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    argocd = next(r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "argocd")
+    assert argocd.urn in app.dependencies
+    # The manifests in Git refer to the platform's Secret and ConfigMap by fixed names.
+    assert {s.metadata["name"] for s in plan.objects("Secret", "products")} == {"product-service-credentials"}
+    assert plan.object("Ingress", "product-service") and plan.object("Service", "product-service")
