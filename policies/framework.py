@@ -81,16 +81,17 @@ StackCheck = Callable[[Sequence[Any], Findings, bool], None]
 def resource_rule(
     name: str,
     description: str,
-    types: Sequence[str],
+    types: Sequence[str] | Callable[[str], bool],
     level: EnforcementLevel = MANDATORY,
     environment_aware: bool = False,
 ) -> Callable[[ResourceCheck], ResourceValidationPolicy]:
-    """Turn `check(subject, findings)` into a policy over resources of the given type tokens."""
-    wanted = frozenset(types)
+    """Turn `check(subject, findings)` into a policy over resources of the given type tokens (or of
+    every type a predicate accepts)."""
+    wanted = types if callable(types) else frozenset(types).__contains__
 
     def build(check: ResourceCheck) -> ResourceValidationPolicy:
         def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-            if normalized_type(args.resource_type) not in wanted:
+            if not wanted(normalized_type(args.resource_type)):
                 return
             subject = Subject(args.resource_type, args.name, args.urn, args.props, is_prod(args.get_config()))
             findings = Findings(report_violation)

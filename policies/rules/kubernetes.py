@@ -43,6 +43,7 @@ WORKLOADS = tuple(POD_SPEC_PATHS)
 BATCH = frozenset({"kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"})
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+KUBERNETES_SECRET = "kubernetes:core/v1:Secret"  # noqa: S105 (a type token, not a credential)
 SERVICE = "kubernetes:core/v1:Service"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
@@ -283,14 +284,19 @@ def dedicated_service_account(subject: Subject, findings: Findings) -> None:
 # --- secrets in plain places --------------------------------------------------------------------------
 
 
-# why: env values, ConfigMaps, annotations and Helm values are readable by anyone who can read the
-# object (and land in logs and state); credentials belong in Secrets.
+def _plain_kubernetes_object(type_: str) -> bool:
+    """Every Kubernetes resource except a Secret, the one object meant to hold credentials."""
+    return type_.startswith("kubernetes:") and type_ != KUBERNETES_SECRET
+
+
+# why: env values, command lines, ConfigMaps, annotations and Helm values are readable by anyone who
+# can read the object (and land in logs and state); credentials belong in Secrets.
 @resource_rule(
     "k8s-no-secret-literals",
     "No secret-looking literal (a password/token/key-named value, a URL with credentials, a private "
-    "key) in container env values, ConfigMaps, annotations or Helm values: those are readable by "
-    "anyone who can read the object; reference a Secret instead.",
-    (*WORKLOADS, CONFIG_MAP, HELM_RELEASE),
+    "key) in container env values or arguments, ConfigMaps, annotations or Helm values: those are "
+    "readable by anyone who can read the object; reference a Secret instead.",
+    _plain_kubernetes_object,
 )
 def no_secret_literals(subject: Subject, findings: Findings) -> None:
     with findings.verifying():
@@ -302,11 +308,15 @@ def no_secret_literals(subject: Subject, findings: Findings) -> None:
                 with findings.verifying():
                     name = str(dig(env, "name", default=""))
                     _check_literal(findings, f"{c.label} env {name}", name, dig(env, "value"))
+            for field in ("command", "args"):
+                for index, argument in enumerate(items(dig(c.spec, field))):
+                    with findings.verifying():
+                        _check_literal(findings, f"{c.label} {field}[{index}]", "", argument)
     elif subject.type == CONFIG_MAP:
         for key in dig(subject.props, "data", default={}) or {}:
             with findings.verifying():
                 _check_literal(findings, f"ConfigMap key '{key}'", str(key), subject.props["data"][key])
-    else:
+    elif subject.type == HELM_RELEASE:
         with findings.verifying():
             for path, value in walk(dig(subject.props, "values", default={})):
                 last = next((str(p) for p in reversed(path) if isinstance(p, str)), "")

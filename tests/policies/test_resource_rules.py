@@ -697,6 +697,8 @@ def test_run_to_completion_workloads_need_no_probes(engine: Engine, kind: str) -
 def test_secret_references_in_env_and_helm_values_are_fine(engine: Engine) -> None:
     props = changed(fx.workload(), (f"{C0}.env[0]", {"name": "PGPASSWORD", "value": "$(DB_PASSWORD)"}))
     assert of(engine.analyze(fx.DEPLOYMENT, props), "k8s-no-secret-literals") == []
+    secret = {"kind": "Secret", "metadata": {"name": "db"}, "stringData": {"DB_PASSWORD": "hunter2hunter2"}}
+    assert of(engine.analyze(fx.SECRET, secret), "k8s-no-secret-literals") == []
     assert of(engine.analyze(fx.HELM_RELEASE, fx.helm_release()), "k8s-no-secret-literals") == []
 
 
