@@ -235,6 +235,18 @@ class AwsFoundation(pulumi.ComponentResource):
             ),
         )
 
+        # The VPC CNI enforces NetworkPolicy only when asked to; the service's policies rely on it.
+        aws.eks.Addon(
+            "vpc-cni",
+            cluster_name=eks.name,
+            addon_name="vpc-cni",
+            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+            resolve_conflicts_on_create="OVERWRITE",  # adopts the copy EKS bootstrapped
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=self._tags,
+            opts=opts,
+        )
+
         issuer = eks.identities[0].oidcs[0].issuer
         oidc = aws.iam.OpenIdConnectProvider(
             "eks-oidc",

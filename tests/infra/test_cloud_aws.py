@@ -102,6 +102,14 @@ def test_eks_encrypts_secrets_with_a_rotating_key_and_logs_the_control_plane(pla
     assert set(cluster.inputs["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_vpc_cni_enforces_network_policies(plan_for, profile):
+    addons = {
+        a.inputs["addonName"]: a.inputs for a in plan_for("aws", profile).of_type("aws:eks/addon:Addon")
+    }
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
 def test_eks_runs_the_configured_kubernetes_version(plan_for):
     assert only(plan_for("aws", "dev", kubernetesVersion="1.33"), EKS).inputs["version"] == "1.33"
 
