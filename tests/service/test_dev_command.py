@@ -1,0 +1,79 @@
+"""`make run` (python -m product_service dev): one command serves the API on embedded servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from product_service.devservers import free_port
+from service_helpers import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    output = tmp_path / "output.txt"
+    with output.open("wb") as sink:
+        # Its own process group, like a terminal's foreground job: Ctrl-C reaches the whole group.
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "product_service", "dev", "--data-dir", str(tmp_path / "data")],
+            env={**env, "PORT": str(port)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: "export TOKEN=" in output.read_text() or dev.poll() is not None, 90, "the banner")
+        wait_until(lambda: _ready(port) or dev.poll() is not None, 90, "/ready on the dev server")
+        text = output.read_text()
+        assert f"http://127.0.0.1:{port}" in text
+        token = re.search(r"export TOKEN=(\S+)", text)
+        assert token is not None, text
+        servers = re.findall(r"127\.0\.0\.1:(\d+)", text)
+        created = _post(port, token.group(1), {"name": "Tea", "price": "3.50"})
+        assert created["price"] == "3.50"
+
+        os.killpg(dev.pid, signal.SIGINT)
+
+        assert dev.wait(timeout=60) == 0
+    finally:
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGKILL)
+            dev.wait()
+    for server_port in {int(p) for p in servers}:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", server_port), timeout=1).close()
+    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()  # data kept for the next run
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _post(port: int, token: str, body: dict[str, str]) -> dict[str, str]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/products",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())  # type: ignore[no-any-return]
