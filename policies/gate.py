@@ -39,6 +39,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
+from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from .environment import STRICT, check_environment
@@ -225,9 +226,9 @@ def _run(policy: Policy, args: Any, report: Any, found: list[Violation], level: 
             asyncio.run(result)  # type: ignore[arg-type]
     except UnknownValueError as unknown:
         found.append(Violation(policy.name, level, urn, f"cannot be verified: {unknown.message}"))
+    except _NotApplicableError:
+        return
     except Exception as exc:
-        if type(exc).__name__ == "_NotApplicableError":
-            return
         raise RuntimeError(f"policy {policy.name} failed on {urn or 'the stack'}: {exc}") from exc
 
 
