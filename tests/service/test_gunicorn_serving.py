@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -16,10 +17,11 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from product_service.auth import mint_token
 from product_service.devservers import DevServers
 from prometheus_client import CollectorRegistry
@@ -271,3 +273,55 @@ def _stale_counter_file(directory: Path) -> Path:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
     return next(directory.glob("counter_*.db"))
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver that keeps every exported span."""
+
+    spans: ClassVar[list[tuple[str, Any]]] = []  # (service name, span)
+
+    def do_POST(self) -> None:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+        for resource_spans in export.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                self.spans.extend((attributes.get("service.name", ""), span) for span in scope_spans.spans)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def test_workers_export_traces_over_otlp_when_an_endpoint_is_set(servers: DevServers, tmp_path: Path) -> None:
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+    try:
+        with running_gunicorn(
+            servers,
+            tmp_path / "gunicorn.log",
+            workers=1,
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+        ) as server:
+            _, product = request(server.base_url, "POST", "/api/v1/products", {"name": "traced", "price": 1})
+
+            def exported() -> bool:
+                names = {span.name for _, span in _Collector.spans}
+                return "POST /api/v1/products" in names and any("INSERT" in name for name in names)
+
+            wait_until(exported, 30, "the worker to export the request's spans")
+            access = [json.loads(line) for line in server.log_lines() if '"path": "/api/v1/products"' in line]
+    finally:
+        collector.shutdown()
+        collector.server_close()
+
+    assert product["name"] == "traced"
+    assert {service for service, _ in _Collector.spans} == {"product-service"}
+    request_span = next(span for _, span in _Collector.spans if span.name == "POST /api/v1/products")
+    trace_ids = {span.trace_id.hex() for _, span in _Collector.spans if "INSERT" in span.name}
+    assert request_span.trace_id.hex() in trace_ids
+    assert access[0]["trace_id"] == request_span.trace_id.hex()
