@@ -81,6 +81,13 @@ def test_private_subnets_reach_the_internet_only_through_nat(plan_for, profile):
     for table in private_tables:
         (route,) = table.inputs["routes"]
         assert route["natGatewayId"] and "gatewayId" not in route
+    # Every node and data subnet is associated with one of those tables, never the public one.
+    private = urns(subnets(plan, "nodes") + subnets(plan, "data"))
+    associations = plan.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    for association in associations:
+        if set(association.dependencies) & private:
+            assert set(association.dependencies) & urns(private_tables)
+    assert sum(bool(set(a.dependencies) & private) for a in associations) == len(private)
 
 
 def test_eks_api_endpoint_is_limited_to_the_configured_cidrs(plan_for):
