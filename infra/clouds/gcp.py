@@ -38,7 +38,7 @@ CONTROL_PLANE_CIDR = "172.16.0.0/28"
 SERVICES_RANGE_ADDRESS = "10.30.0.0"
 SERVICES_RANGE_PREFIX = 16
 
-APIS = ["compute", "container", "sqladmin", "redis", "servicenetworking"]
+APIS = ["compute", "container", "iam", "cloudresourcemanager", "sqladmin", "redis", "servicenetworking"]
 NODE_ROLES = [
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
@@ -77,7 +77,8 @@ class GcpFoundation(pulumi.ComponentResource):
             )
             for api in APIS
         ]
-        self._after_apis = pulumi.ResourceOptions(parent=self, depends_on=apis)
+        self._apis: list[pulumi.Resource] = list(apis)
+        self._after_apis = pulumi.ResourceOptions(parent=self, depends_on=self._apis)
 
         network = self._network()
         cluster = self._cluster(network)
@@ -281,7 +282,7 @@ class GcpFoundation(pulumi.ComponentResource):
 
     def _postgres(self, network: _Network) -> PostgresEndpoint:
         cfg = self._cfg
-        opts = pulumi.ResourceOptions(parent=self, depends_on=[network.peering])
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[*self._apis, network.peering])
         instance = gcp.sql.DatabaseInstance(
             "postgres",
             database_version=POSTGRES_VERSION,
@@ -378,7 +379,7 @@ class GcpFoundation(pulumi.ComponentResource):
             else None,
             deletion_protection=cfg.deletion_protection,
             labels=self._labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[network.peering]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._apis, network.peering]),
         )
         endpoint = RedisEndpoint(
             host=redis.host,

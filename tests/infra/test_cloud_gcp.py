@@ -186,3 +186,11 @@ def test_nodes_run_as_their_own_service_account_with_a_valid_id(plan_for, profil
     assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account.inputs["accountId"])
     assert account.urn in only(plan, NODE_POOL).dependencies
     assert _dns_label("Very_Long.Stack") == "very-long-stack"
+
+
+def test_project_apis_are_enabled_before_the_services_that_need_them(plan_for):
+    plan = plan_for("gcp", "dev")
+    apis = {a.inputs["service"]: a for a in plan.of_type("gcp:projects/service:Service")}
+    assert all(a.inputs["disableOnDestroy"] is False for a in apis.values())
+    for type_, api in ((GKE, "container"), (SQL, "sqladmin"), (REDIS, "redis")):
+        assert apis[f"{api}.googleapis.com"].urn in only(plan, type_).dependencies
