@@ -24,7 +24,10 @@ RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 EKS = "aws:eks/cluster:Cluster"
 RDS = "aws:rds/instance:Instance"
 RDS_PARAMETERS = "aws:rds/parameterGroup:ParameterGroup"
+AURORA = "aws:rds/cluster:Cluster"
 REDIS_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+CACHE_CLUSTER = "aws:elasticache/cluster:Cluster"
+SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 KMS_KEY = "aws:kms/key:Key"
@@ -194,6 +197,33 @@ def rds() -> dict[str, Any]:
         "deletionProtection": True,
         "parameterGroupName": "postgres-ssl-abc1234",
         "password": "generated-password-0123456789",
+    }
+
+
+def aurora() -> dict[str, Any]:
+    return {
+        "engine": "aurora-postgresql",
+        "engineVersion": "16.4",
+        "storageEncrypted": True,
+        "backupRetentionPeriod": 35,
+        "deletionProtection": True,
+        "masterPassword": "generated-password-0123456789",
+    }
+
+
+def memcached_cluster() -> dict[str, Any]:
+    return {"engine": "memcached", "nodeType": "cache.t4g.micro", "numCacheNodes": 1}
+
+
+def security_group_rule() -> dict[str, Any]:
+    return {
+        "type": "ingress",
+        "securityGroupId": "sg-1",
+        "protocol": "tcp",
+        "fromPort": 443,
+        "toPort": 443,
+        "cidrBlocks": ["0.0.0.0/0"],
+        "description": "https to the public load balancer",
     }
 
 
