@@ -181,7 +181,7 @@ class GcpFoundation(pulumi.ComponentResource):
                 f"gke-nodes-{role.rsplit('/', 1)[-1]}",
                 project=self._project,
                 role=role,
-                member=nodes_account.email.apply(lambda email: f"serviceAccount:{email}"),
+                member=nodes_account.member,  # "serviceAccount:<email>"
                 opts=pulumi.ResourceOptions(parent=nodes_account),
             )
 
