@@ -18,15 +18,19 @@ from pathlib import Path
 # (label, path fragments), checked in order against frames from the leaf outwards.
 LIBRARIES = [
     ("imports (worker boot after max_requests)", ("<frozen importlib._bootstrap>",)),
-    ("product_service (own code)", ("product_service/",)),
-    ("OpenTelemetry (tracing)", ("opentelemetry/",)),
-    ("prometheus_client (metrics)", ("prometheus_client/",)),
-    ("psycopg + pool (Postgres)", ("psycopg/", "psycopg_pool/", "psycopg_binary/")),
-    ("redis client (Valkey)", ("redis/",)),
-    ("pydantic (validation)", ("pydantic/", "pydantic_core/")),
-    ("PyJWT", ("jwt/",)),
-    ("Flask + Werkzeug", ("flask/", "werkzeug/")),
-    ("gunicorn (HTTP, access log)", ("gunicorn/",)),
+    ("JSON logs (product_service.logs)", ("/product_service/logs.py",)),
+    (
+        "metrics (prometheus_client, product_service.metrics)",
+        ("/prometheus_client/", "/product_service/metrics.py"),
+    ),
+    ("product_service (other own code)", ("/product_service/",)),
+    ("OpenTelemetry (spans, instrumentation, OTLP export thread)", ("/opentelemetry/",)),
+    ("psycopg + pool (Postgres)", ("/psycopg/", "/psycopg_pool/", "/psycopg_binary/")),
+    ("redis client (Valkey)", ("/redis/",)),
+    ("pydantic (validation, JSON)", ("/pydantic/", "/pydantic_core/")),
+    ("PyJWT", ("/jwt/",)),
+    ("Flask + Werkzeug", ("/flask/", "/werkzeug/")),
+    ("gunicorn (HTTP parsing, socket writes, access log)", ("/gunicorn/",)),
 ]
 
 
@@ -42,9 +46,10 @@ def record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         "--pid",
         str(pid),
         "--subprocesses",
+        "--full-filenames",
         "--nonblocking",
         "--rate",
-        "100",
+        "200",
         "--duration",
         str(max(1, round(seconds))),
         "--format",
@@ -60,9 +65,10 @@ def summarise(raw: Path) -> list[tuple[str, float]]:
     charged: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [f for f in stack.split(";") if not f.startswith("process ")]
-        if not any("Worker.init_process" in f for f in frames):
-            continue  # the master, or py-spy's view of a worker before it forked
+        all_frames = stack.split(";")
+        frames = [f for f in all_frames if not f.startswith("process ")]
+        if len(all_frames) - len(frames) < 2:
+            continue  # the master (a worker's samples start with the master's process, then its own)
         charged[charge(frames)] += int(count)
     total = sum(charged.values()) or 1
     return [(label, n / total) for label, n in charged.most_common()]

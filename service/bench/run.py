@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,30 +144,37 @@ def measure(
     def steady(port: int, requests: list[Request]) -> tuple[Result, dict[str, float]]:
         return meter.during(lambda: drive(port, requests, connections=CONNECTIONS, seconds=seconds))
 
-    def cached(requests: list[Request]) -> tuple[Result, dict]:
-        warm(service.port, ids)
-        result, cpu = steady(service.port, requests)
-        return result, {"cpu_ms_per_request": cpu}
+    def on_service(requests: list[Request]) -> Callable[[], tuple[Result, dict]]:
+        def run() -> tuple[Result, dict]:
+            result, cpu = steady(service.port, requests)
+            return result, {"cpu_ms_per_request": cpu}
 
-    scenarios: list[tuple[str, Callable[[], tuple[Result, dict]]]] = [
-        ("cached GET by id", lambda: cached(shuffled(gets))),
-        ("uncached GET by id", lambda: measure_uncached(service.port, cache, gets, seconds, meter)),
-        ("list 20 (offset < 1000)", lambda: cached(list_requests())),
-        ("batch get 50 ids", lambda: cached(batch_requests(ids))),
+        return run
+
+    def warm_cache() -> None:
+        warm(service.port, ids)
+
+    uncached = UncachedGets(service.port, cache, gets, seconds, meter)
+    scenarios = [
+        Scenario("cached GET by id", warm_cache, on_service(shuffled(gets))),
+        Scenario("uncached GET by id", uncached.prepare, uncached.measure),
+        Scenario("list 20 (offset < 1000)", lambda: None, on_service(list_requests())),
+        Scenario("batch get 50 ids", warm_cache, on_service(batch_requests(ids))),
     ]
     progress(f"warming up both servers ({generator_name()} load generator)")
     drive(bare.port, bare_requests, connections=CONNECTIONS, seconds=2)
-    cached(gets[:1])
+    warm_cache()
     drive(service.port, gets, connections=CONNECTIONS, seconds=2)
 
     rows = []
-    for name, run in scenarios:
+    for scenario in scenarios:
         pairs = []
         for attempt in range(1, repeat + 1):
             # The scenario right after a bare Flask run of the same length: both see the same machine state.
-            progress(f"bare Flask, then {name} ({attempt}/{repeat})")
+            progress(f"bare Flask, then {scenario.name} ({attempt}/{repeat})")
             baseline, bare_cpu = steady(bare.port, bare_requests)
-            result, notes = run()
+            scenario.prepare()
+            result, notes = scenario.measure()
             pairs.append(
                 {
                     "service": asdict(result) | {"rps": result.rps},
@@ -178,9 +185,11 @@ def measure(
                     **notes,
                 }
             )
-        rows.append({"scenario": name, **medians(pairs), "runs": pairs})
+        rows.append({"scenario": scenario.name, **medians(pairs), "runs": pairs})
     memory = {"service": service.memory(), "bare": bare.memory()}
-    profiles = {name: profiled(service, name, run, seconds) for name, run in scenarios} if profile else {}
+    profiles = (
+        {scenario.name: profiled(service, scenario, seconds) for scenario in scenarios} if profile else {}
+    )
     return {
         "generator": generator_name(),
         "connections": CONNECTIONS,
@@ -200,17 +209,15 @@ def measure(
     }
 
 
-def profiled(
-    service: Gunicorn, name: str, run: Callable[[], tuple[Result, dict]], seconds: float
-) -> dict[str, float]:
+def profiled(service: Gunicorn, scenario: Scenario, seconds: float) -> dict[str, float]:
     """The scenario again, sampled by py-spy; its figures are not reported (py-spy takes CPU too)."""
     if py_spy() is None:
         raise SystemExit("--profile needs py-spy: `make setup` installs it (requirements-dev.txt)")
-    progress(f"profiling {name}")
-    assert service.process is not None
-    output = OUT / f"profile-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.txt"
-    sampler = record(service.process.pid, seconds, output)
-    run()
+    progress(f"profiling {scenario.name}")
+    output = OUT / f"profile-{re.sub(r'[^a-z0-9]+', '-', scenario.name.lower()).strip('-')}.txt"
+    scenario.prepare()
+    sampler = record(service.pid, seconds, output)
+    scenario.measure()
     sampler.wait(timeout=seconds + 60)
     return dict(summarise(output))
 
@@ -240,28 +247,42 @@ def medians(pairs: list[dict]) -> dict:
     }
 
 
-def measure_uncached(
-    port: int, cache: redis.Redis, requests: list[Request], seconds: float, meter: CpuMeter
-) -> tuple[Result, dict]:
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    prepare: Callable[[], None]
+    measure: Callable[[], tuple[Result, dict]]
+
+
+class UncachedGets:
     """GET by ids that are not in the cache: each request misses Redis, reads Postgres and back-fills.
 
     The cache is flushed and each id asked once. wrk cycles through its list for a fixed time, so a
     short probe estimates the rate and the run stops before the ids run out; Redis's own hit counter
     during the run shows whether any request was served from the cache after all.
     """
-    cache.flushdb()
-    probe = drive(port, shuffled(requests), connections=CONNECTIONS, seconds=2)
-    budget = 0.8 * len(requests) / max(probe.rps, 1.0)
-    duration = max(1.0, min(seconds, float(int(budget))))
-    cache.flushdb()
-    before = cache.info("stats")
-    result, cpu = meter.during(
-        lambda: drive(port, shuffled(requests), connections=CONNECTIONS, seconds=duration)
-    )
-    after = cache.info("stats")
-    hits = after["keyspace_hits"] - before["keyspace_hits"]
-    misses = after["keyspace_misses"] - before["keyspace_misses"]
-    return result, {"cpu_ms_per_request": cpu, "redis_hits": hits, "redis_misses": misses}
+
+    def __init__(self, port: int, cache: redis.Redis, gets: list[Request], seconds: float, meter: CpuMeter):
+        self.port, self.cache, self.gets, self.seconds, self.meter = port, cache, gets, seconds, meter
+        self.duration = seconds
+
+    def prepare(self) -> None:
+        self.cache.flushdb()
+        probe = drive(self.port, shuffled(self.gets), connections=CONNECTIONS, seconds=2)
+        budget = 0.8 * len(self.gets) / max(probe.rps, 1.0)
+        self.duration = max(1.0, min(self.seconds, float(int(budget))))
+        self.cache.flushdb()
+
+    def measure(self) -> tuple[Result, dict]:
+        requests = shuffled(self.gets)
+        before = self.cache.info("stats")
+        result, cpu = self.meter.during(
+            lambda: drive(self.port, requests, connections=CONNECTIONS, seconds=self.duration)
+        )
+        after = self.cache.info("stats")
+        hits = after["keyspace_hits"] - before["keyspace_hits"]
+        misses = after["keyspace_misses"] - before["keyspace_misses"]
+        return result, {"cpu_ms_per_request": cpu, "redis_hits": hits, "redis_misses": misses}
 
 
 def list_requests() -> list[Request]:
