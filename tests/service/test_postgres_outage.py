@@ -60,3 +60,23 @@ def test_postgres_down_means_not_ready_and_503_writes_then_recovery(
         assert client.get("/api/v1/products").json["total"] == 2
     finally:
         close_app(app)
+
+
+def test_first_read_after_a_postgres_restart_succeeds_despite_dead_pooled_connections(
+    servers: DevServers, own_postgres: EmbeddedPostgres, auth: dict[str, str]
+) -> None:
+    app = open_app(settings_for(DevServers(own_postgres.url, servers.redis_url), DB_POOL_MIN_SIZE="3"))
+    client = app.test_client()
+    try:
+        create_product(client, auth)
+        pool = app.extensions["product_service"].pool
+        wait_until(lambda: pool.get_stats()["pool_available"] == 3, 10, "three idle pooled connections")
+
+        own_postgres.stop()
+        own_postgres.start()  # every pooled connection is now dead, and nothing has noticed yet
+
+        assert client.get("/api/v1/products").status_code == 200
+        assert client.get("/ready").status_code == 200
+        assert create_product(client, auth)["id"]
+    finally:
+        close_app(app)

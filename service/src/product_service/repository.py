@@ -2,6 +2,10 @@
 
 Every row carries a `version` that each update increments under the row lock, so versions follow
 commit order; the cache uses it to refuse stale writes (see `cache.py`).
+
+Pooled connections are not checked before use (that would cost a round trip per request). A
+connection found dead instead makes the pool check all its idle connections, and a read is retried
+once; a write is not (it may have been applied), it answers 503 and the client retries.
 """
 
 from __future__ import annotations
@@ -10,11 +14,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -42,6 +46,9 @@ _UPDATE = """
 """
 
 
+Result = TypeVar("Result")
+
+
 @dataclass(frozen=True)
 class StoredProduct:
     """A product and the version of the row it was read from."""
@@ -66,7 +73,6 @@ def open_pool(
         timeout=timeout,
         open=True,
         configure=configure,
-        check=_connection_is_alive,
         name="products",
         # Each row is read into a dict; autocommit keeps single-statement reads out of a transaction.
         kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(2, int(timeout))},
@@ -81,22 +87,25 @@ class ProductRepository:
         self._metrics = metrics
 
     def get(self, product_id: UUID) -> StoredProduct | None:
-        with self._connection() as conn:
-            row = conn.execute(_SELECT_BY_ID, (product_id,)).fetchone()
+        row = self._read(lambda conn: conn.execute(_SELECT_BY_ID, (product_id,)).fetchone())
         return _stored(row) if row else None
 
     def get_many(self, product_ids: Sequence[UUID]) -> list[StoredProduct]:
         """The products among `product_ids` that exist, in one query."""
-        with self._connection() as conn:
-            rows = conn.execute(_SELECT_BY_IDS, (list(product_ids),)).fetchall()
+        rows = self._read(lambda conn: conn.execute(_SELECT_BY_IDS, (list(product_ids),)).fetchall())
         return [_stored(row) for row in rows]
 
     def list_page(self, limit: int, offset: int) -> tuple[list[Product], int]:
         """One page in creation order, and the total number of products."""
-        with self._connection() as conn, conn.transaction():
-            total = conn.execute("SELECT count(*) AS total FROM products").fetchone()
-            rows = conn.execute(_SELECT_PAGE, (limit, offset)).fetchall()
-        return [_stored(row).product for row in rows], total["total"] if total else 0
+
+        def page(conn: psycopg.Connection[Any]) -> tuple[list[dict[str, Any]], int]:
+            with conn.transaction():
+                total = conn.execute("SELECT count(*) AS total FROM products").fetchone()
+                rows = conn.execute(_SELECT_PAGE, (limit, offset)).fetchall()
+            return rows, total["total"] if total else 0
+
+        rows, total = self._read(page)
+        return [_stored(row).product for row in rows], total
 
     def create(self, new: ProductCreate) -> StoredProduct:
         with self._connection() as conn:
@@ -123,8 +132,20 @@ class ProductRepository:
         return row["version"] if row else None
 
     def ping(self, timeout: float) -> None:
+        self._read(lambda conn: conn.execute("SELECT 1"), timeout)
+
+    def _read(
+        self, work: Callable[[psycopg.Connection[Any]], Result], timeout: float | None = None
+    ) -> Result:
+        """Run read-only `work`, once more on a fresh connection if the first one was found dead."""
+        try:
+            with self._connection(timeout) as conn:
+                return work(conn)
+        except ServiceUnavailable as error:
+            if not isinstance(error.__cause__, psycopg.OperationalError):
+                raise
         with self._connection(timeout) as conn:
-            conn.execute("SELECT 1")
+            return work(conn)
 
     @contextmanager
     def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
@@ -136,15 +157,12 @@ class ProductRepository:
                     yield conn
                 finally:
                     self._metrics.db_connection_released()
-        except (PoolTimeout, psycopg.OperationalError) as error:
+        except PoolTimeout as error:
             raise ServiceUnavailable("postgres") from error
-
-
-def _connection_is_alive(conn: psycopg.Connection[Any]) -> None:
-    # An empty query is the cheapest round trip; sent through libpq so it is not traced as a query.
-    result = conn.pgconn.exec_(b"")
-    if result.status != pq.ExecStatus.EMPTY_QUERY:
-        raise psycopg.OperationalError(conn.pgconn.get_error_message())
+        except psycopg.OperationalError as error:
+            # The server went away (restart, failover): its other idle connections are dead too.
+            self._pool.check()
+            raise ServiceUnavailable("postgres") from error
 
 
 def _stored(row: dict[str, Any]) -> StoredProduct:
