@@ -56,10 +56,11 @@ class Registration:
 class RecordingMonitor(MockMonitor):
     """Records every registration with its secret paths; answers like the engine would."""
 
-    def __init__(self, stack: str, project: str) -> None:
+    def __init__(self, stack: str, project: str, config: dict[str, str] | None = None) -> None:
         super().__init__(_NoMocks())
         self.stack = stack
         self.project = project
+        self.config = config or {}
         self.registrations: list[Registration] = []
         self.stack_outputs: dict[str, Any] = {}
         self.stack_output_secrets: list[Path] = []
@@ -110,7 +111,7 @@ class RecordingMonitor(MockMonitor):
     def Invoke(self, request: Any) -> Any:
         args, _ = unwrap(_struct_to_python(request.args))
         self.invokes.append(request.tok)
-        result = invoke_result(request.tok, args)
+        result = invoke_result(request.tok, {**args, "__config": self.config})
         fields = {"return": _python_to_struct(result)}  # `return` is a Python keyword
         return resource_pb2.ResourceInvokeResponse(**fields)
 
@@ -400,9 +401,9 @@ def _kubeconfig(server: str) -> str:
 # Data sources (invokes) by token. Unknown tokens answer {}: the program then sees None values.
 INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": lambda args: {
-        "names": ["us-east-1a", "us-east-1b", "us-east-1c"],
-        "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
-        "id": "us-east-1",
+        "names": [f"{_aws_region(args)}{letter}" for letter in "abc"],
+        "zoneIds": [f"{_aws_region(args)}-az{n}" for n in (1, 2, 3)],
+        "id": _aws_region(args),
     },
     "aws:index/getCallerIdentity:getCallerIdentity": lambda args: {
         "accountId": "123456789012",
@@ -411,9 +412,9 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "id": "123456789012",
     },
     "aws:index/getRegion:getRegion": lambda args: {
-        "name": "us-east-1",
-        "region": "us-east-1",
-        "id": "us-east-1",
+        "name": _aws_region(args),
+        "region": _aws_region(args),
+        "id": _aws_region(args),
     },
     "aws:index/getPartition:getPartition": lambda args: {"partition": "aws", "dnsSuffix": "amazonaws.com"},
     "gcp:organizations/getProject:getProject": lambda args: {
@@ -427,7 +428,9 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "accessToken": "offline",
     },
     "gcp:compute/getZones:getZones": lambda args: {
-        "names": ["europe-west1-b", "europe-west1-c", "europe-west1-d"],
+        "names": [
+            f"{args.get('region') or args['__config'].get('gcp:region', 'europe-west1')}-{z}" for z in "bcd"
+        ],
     },
     "azure-native:authorization:getClientConfig": lambda args: {
         "clientId": "00000000-0000-0000-0000-000000000001",
@@ -460,6 +463,11 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "secondaryKey": "x",
     },
 }
+
+
+def _aws_region(args: dict[str, Any]) -> str:
+    """Data sources answer for the stack's own region, as the provider configured from it would."""
+    return str(args["__config"].get("aws:region", "us-east-1"))
 
 
 def invoke_result(token: str, args: dict[str, Any]) -> dict[str, Any]:

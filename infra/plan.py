@@ -149,7 +149,7 @@ def run_plan(stack: str, cloud: str | None = None, overrides: dict[str, Any] | N
     """Run the program for `stack` (its committed config, `cloud` overriding platform:cloud, then
     `overrides` by key: "platform:x" or plain "x"; None removes a key). Raises the program's error."""
     config, secret_keys = stack_config(stack, cloud, overrides)
-    monitor = RecordingMonitor(stack, project_name())
+    monitor = RecordingMonitor(stack, project_name(), config)
     warnings: list[str] = []
     started = time.perf_counter()
     with _fresh_runtime(monitor, stack, config, secret_keys, warnings):
@@ -292,7 +292,7 @@ def _planned(r: Registration) -> PlannedResource:
         secret_paths=tuple(r.secret_paths),
         custom=r.custom,
         provider=r.provider,
-        dependencies=tuple(r.dependencies),
+        dependencies=tuple(sorted(set(r.dependencies))),
         outputs=r.outputs,
     )
 
@@ -358,6 +358,8 @@ def summary(plan: Plan) -> str:
     lines += [f"  {count:3d}  {type_:<{width}}" for type_, count in sorted(counts.items())]
     lines.append("Key facts:")
     lines += [f"  {label}: {value}" for label, value in key_facts(plan)]
+    lines.append("Stack outputs:")
+    lines += [f"  {name}: {value}" for name, value in sorted(plan.masked_outputs().items())]
     lines += [f"warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
 
