@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -248,3 +250,28 @@ def test_reads_are_served_from_postgres_while_redis_is_down(
         assert client.get(path).json == product
     finally:
         close_app(app)
+
+
+def test_a_redis_that_never_answers_costs_one_short_timeout_per_read(
+    servers: DevServers, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    product = create_product(client, auth)
+    with socket.socket() as silent:  # accepts connections, never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        redis_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        app = open_app(settings_for(DevServers(servers.database_url, redis_url), REDIS_TIMEOUT_SECONDS="0.1"))
+        try:
+            started = time.monotonic()
+            response = app.test_client().get(f"/api/v1/products/{product['id']}")
+            elapsed = time.monotonic() - started
+            batch = app.test_client().post("/api/v1/products:batchGet", json={"ids": [product["id"]]})
+            metrics = app.test_client().get("/metrics").data.decode()
+        finally:
+            close_app(app)
+
+    assert response.status_code == 200
+    assert response.json == product
+    assert batch.json["products"] == [product]
+    assert elapsed < 1.0  # one 0.1 s timeout, no retries, no back-fill attempt
+    assert metric_total(metrics, "product_cache_errors_total") == 2

@@ -121,7 +121,13 @@ class CachedProductRepository:
         self._metrics = metrics
 
     def get(self, product_id: UUID) -> Product | None:
-        entry = self._cached(product_id)
+        try:
+            entry = self._cache.get(product_id)
+        except redis.RedisError:
+            # Straight to Postgres, and no back-fill: a slow Redis must cost one timeout, not two.
+            self._cache_failed("get")
+            stored = self._repository.get(product_id)
+            return stored.product if stored else None
         if entry is not None:
             self._metrics.cache_hits()
             return entry.product
@@ -134,7 +140,12 @@ class CachedProductRepository:
     def get_many(self, product_ids: Sequence[UUID]) -> BatchResult:
         """One MGET, at most one SQL query for the misses, one pipelined back-fill."""
         wanted = list(dict.fromkeys(product_ids))
-        entries = self._cached_many(wanted)
+        try:
+            entries = self._cache.get_many(wanted)
+            cache_answered = True
+        except redis.RedisError:
+            self._cache_failed("mget")
+            entries, cache_answered = [None] * len(wanted), False
         found: dict[UUID, Product] = {}
         misses: list[UUID] = []
         for product_id, entry in zip(wanted, entries, strict=True):
@@ -142,12 +153,14 @@ class CachedProductRepository:
                 misses.append(product_id)
             elif entry.product is not None:
                 found[product_id] = entry.product
-        self._metrics.cache_hits(len(wanted) - len(misses))
-        self._metrics.cache_misses(len(misses))
+        if cache_answered:
+            self._metrics.cache_hits(len(wanted) - len(misses))
+            self._metrics.cache_misses(len(misses))
         if misses:
             loaded = self._repository.get_many(misses)
             found.update((stored.product.id, stored.product) for stored in loaded)
-            self._refresh_many(loaded)
+            if cache_answered and loaded:
+                self._refresh_many(loaded)
         return BatchResult(
             products=[found[product_id] for product_id in wanted if product_id in found],
             missing=[product_id for product_id in wanted if product_id not in found],
@@ -176,20 +189,6 @@ class CachedProductRepository:
             self._cache_failed("invalidate", product_id)
         return True
 
-    def _cached(self, product_id: UUID) -> CacheEntry | None:
-        try:
-            return self._cache.get(product_id)
-        except redis.RedisError:
-            self._cache_failed("get")
-            return None
-
-    def _cached_many(self, product_ids: Sequence[UUID]) -> list[CacheEntry | None]:
-        try:
-            return self._cache.get_many(product_ids)
-        except redis.RedisError:
-            self._cache_failed("mget")
-            return [None] * len(product_ids)
-
     def _refresh(self, stored: StoredProduct) -> None:
         try:
             self._cache.store(stored)
@@ -197,8 +196,6 @@ class CachedProductRepository:
             self._cache_failed("store", stored.product.id)
 
     def _refresh_many(self, loaded: list[StoredProduct]) -> None:
-        if not loaded:
-            return
         try:
             self._cache.store_many(loaded)
         except redis.RedisError:
