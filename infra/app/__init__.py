@@ -163,7 +163,7 @@ class ProductService(pulumi.ComponentResource):
                     else {}
                 ),
             },
-            opts=self._k8s(),
+            opts=self._k8s(depends_on=[addons.ingress_controller]),
         )
         self.api_url = f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
         self.register_outputs({"api_url": self.api_url})

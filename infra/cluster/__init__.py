@@ -46,6 +46,7 @@ class ClusterAddons(pulumi.ComponentResource):
     # Resources the app's custom resources (ServiceMonitor, Application) must wait for: their CRDs.
     monitoring_crds: pulumi.Resource
     argocd: pulumi.Resource
+    ingress_controller: pulumi.Resource
 
     def __init__(
         self,
@@ -70,8 +71,10 @@ class ClusterAddons(pulumi.ComponentResource):
         self.monitoring_crds = self._prometheus_stack(monitoring, f"grafana.{domain}")
         self._dashboard_and_alerts(monitoring, service_job)
         self._jaeger(tracing)
+        # Ingresses (Argo CD's, the service's) are created once the controller and its admission
+        # webhook serve: an Ingress sent to a webhook that is not up yet is rejected.
+        self.ingress_controller = self._ingress_controller(ingress_ns)
         self.argocd = self._argocd(argocd_ns, f"argocd.{domain}")
-        self._ingress_controller(ingress_ns)
         if foundation.cluster.needs_metrics_server:
             self._metrics_server()
 
@@ -196,26 +199,29 @@ class ClusterAddons(pulumi.ComponentResource):
                 }
             },
         }
-        return self._release(charts.ARGO_CD, "argocd", namespace, values)
+        return self._release(charts.ARGO_CD, "argocd", namespace, values, [self.ingress_controller])
 
-    def _ingress_controller(self, namespace: k8s.core.v1.Namespace) -> None:
+    def _ingress_controller(self, namespace: k8s.core.v1.Namespace) -> k8s.helm.v3.Release:
+        local = self._foundation.cloud == "local"
         values = {
             "controller": {
                 "replicaCount": 2 if self._cfg.is_prod else 1,
                 "service": {"annotations": self._foundation.cluster.load_balancer_annotations},
                 "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                # Locally the release is not awaited (below), so nothing would wait for the webhook.
+                "admissionWebhooks": {"enabled": not local},
             }
         }
         # Where nothing provisions load balancers (plain kind), the Service stays pending: do not
         # hold `pulumi up` on it there.
-        self._release(
+        return self._release(
             charts.INGRESS_NGINX,
             "ingress-nginx",
             namespace,
             values,
             [self.monitoring_crds],
-            skip_await=self._foundation.cloud == "local",
+            skip_await=local,
         )
 
     def _metrics_server(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from config import ConfigError
@@ -48,3 +49,19 @@ def test_secure_stack_values_stay_secret_offline(plan_for: PlanFor) -> None:
     assert not plan.of_type("random:index/randomPassword:RandomPassword") or all(
         r.name != "jwt-secret" for r in plan.of_type("random:index/randomPassword:RandomPassword")
     )
+
+
+def test_encrypted_stack_values_become_secret_placeholders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plan as plan_module
+
+    (tmp_path / "Pulumi.yaml").write_text((plan_module.REPO_DIR / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.vault.yaml").write_text(
+        "config:\n  platform:cloud: local\n  platform:jwtSecret:\n    secure: v1:AAAA:BBBB\n"
+    )
+    monkeypatch.setattr(plan_module, "REPO_DIR", tmp_path)
+    config, secret_keys = plan_module.stack_config("vault")
+    assert secret_keys == ["platform:jwtSecret"]
+    assert config["platform:jwtSecret"] == plan_module.OFFLINE_SECRET
+    assert config["platform:profile"] == "dev", "Pulumi.yaml defaults apply like the CLI applies them"

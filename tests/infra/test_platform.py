@@ -312,3 +312,14 @@ def test_argocd_delivery_hands_the_workloads_to_an_application_pinned_to_the_ima
     # The manifests in Git refer to the platform's Secret and ConfigMap by fixed names.
     assert {s.metadata["name"] for s in plan.objects("Secret", "products")} == {"product-service-credentials"}
     assert plan.object("Ingress", "product-service") and plan.object("Service", "product-service")
+
+
+def test_ingresses_wait_for_the_ingress_controller_and_its_admission_webhook(plan: Plan) -> None:
+    releases = {r.name: r for r in plan.of_type("kubernetes:helm.sh/v3:Release")}
+    controller = releases["ingress-nginx"]
+    assert controller.urn in plan.object("Ingress", "product-service").dependencies
+    assert controller.urn in releases["argocd"].dependencies
+    webhooks = controller.inputs["values"]["controller"]["admissionWebhooks"]["enabled"]
+    assert webhooks is (plan.cloud != "local") and controller.inputs.get("skipAwait", False) is (
+        plan.cloud == "local"
+    )
