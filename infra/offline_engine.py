@@ -92,7 +92,7 @@ class RecordingMonitor(MockMonitor):
         resource_id = ""
         state: dict[str, Any] = {}
         if request.custom:
-            resource_id, computed = computed_outputs(request.type, request.name, urn, inputs)
+            resource_id, computed = computed_outputs(request.type, request.name, urn, inputs, self.config)
             state = {**inputs, **computed}
             registration.outputs = state
         self.registrations.append(registration)
@@ -118,7 +118,7 @@ class RecordingMonitor(MockMonitor):
     def ReadResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         state, _ = unwrap(_struct_to_python(request.properties))
-        _, computed = computed_outputs(request.type, request.name, urn, state)
+        _, computed = computed_outputs(request.type, request.name, urn, state, self.config)
         return resource_pb2.ReadResourceResponse(urn=urn, properties=_python_to_struct({**state, **computed}))
 
 
@@ -216,21 +216,49 @@ def provider_checked_inputs(type_: str, name: str, urn: str, inputs: dict[str, A
     return {**inputs, "metadata": metadata}
 
 
-ComputedFn = Callable[[str, str, dict[str, Any]], dict[str, Any]]
+@dataclass(frozen=True)
+class Site:
+    """Where the stack's providers point (their own config keys), for endpoints that name it."""
+
+    aws_region: str
+    gcp_project: str
+    gcp_region: str
+    azure_location: str
+
+    @classmethod
+    def of(cls, config: dict[str, str]) -> Site:
+        return cls(
+            aws_region=config.get("aws:region", "us-east-1"),
+            gcp_project=config.get("gcp:project", "example-project"),
+            gcp_region=config.get("gcp:region", "europe-west1"),
+            azure_location=config.get("azure-native:location", "westeurope").replace(" ", "").lower(),
+        )
+
+    @property
+    def aws_short(self) -> str:
+        """ElastiCache's short region in endpoints: eu-west-1 -> euw1."""
+        area, direction, number = [*self.aws_region.split("-"), "", "", ""][:3]
+        return f"{area}{direction[:1]}{number}"
 
 
-def computed_outputs(type_: str, name: str, urn: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+ComputedFn = Callable[[str, str, dict[str, Any], "Site"], dict[str, Any]]
+
+
+def computed_outputs(
+    type_: str, name: str, urn: str, inputs: dict[str, Any], config: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
     """The resource id and the outputs a provider computes for a resource of this type."""
     if type_.startswith("pulumi:providers:"):
         return f"{name}-provider-id", {}
+    site = Site.of(config or {})
     resource_id = f"{name}-{suffix(urn)}"
     computed: dict[str, Any] = {}
     package = type_.split(":", 1)[0]
     for generic in _GENERIC.get(package, ()):
-        computed.update(generic(name, urn, inputs))
+        computed.update(generic(name, urn, inputs, site))
     specific = COMPUTED.get(type_)
     if specific is not None:
-        computed.update(specific(name, urn, inputs))
+        computed.update(specific(name, urn, inputs, site))
     return str(computed.pop("id", resource_id)), computed
 
 
@@ -242,17 +270,17 @@ def _random_text(urn: str, length: int, alphabet: str) -> str:
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
-def _random_password(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _random_password(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     result = _random_text(urn, int(inputs.get("length", 16)), _ALNUM)
     return {"id": "none", "result": result, "bcryptHash": "$2a$10$" + _random_text(urn + "b", 53, _ALNUM)}
 
 
-def _random_id(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _random_id(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     raw = hashlib.sha256(urn.encode()).digest()[: int(inputs.get("byteLength", 8))]
     return {"hex": raw.hex(), "b64Url": base64.urlsafe_b64encode(raw).decode().rstrip("="), "dec": "1"}
 
 
-def _kubernetes_object(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _kubernetes_object(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     if inputs.get("kind") == "Service" and (inputs.get("spec") or {}).get("type") == "LoadBalancer":
         return {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
     if inputs.get("kind") == "Ingress":
@@ -260,7 +288,7 @@ def _kubernetes_object(name: str, urn: str, inputs: dict[str, Any]) -> dict[str,
     return {}
 
 
-def _helm_release(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _helm_release(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     release_name = inputs.get("name") or f"{name}-{suffix(urn, 8)}"
     return {
         "name": release_name,
@@ -275,23 +303,23 @@ def _helm_release(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _aws_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _aws_generic(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     type_ = urn.split("::")[2].split("$")[-1]
     service = type_.split(":")[1].split("/")[0]
     return {
-        "arn": f"arn:aws:{service}:us-east-1:123456789012:{name}",
+        "arn": f"arn:aws:{service}:{site.aws_region}:123456789012:{name}",
         "tagsAll": inputs.get("tags", {}),
     }
 
 
-def _gcp_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _gcp_generic(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     return {
         "selfLink": f"https://example.invalid/gcp/{name}",
         "project": inputs.get("project", "example-project"),
     }
 
 
-def _azure_generic(name: str, urn: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _azure_generic(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     group = inputs.get("resourceGroupName", "rg")
     return {
         "id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{group}/providers/x/{name}",
@@ -320,67 +348,75 @@ COMPUTED: dict[str, ComputedFn] = {
     "random:index/randomString:RandomString": _random_password,
     "random:index/randomId:RandomId": _random_id,
     "kubernetes:helm.sh/v3:Release": _helm_release,
-    "aws:eks/cluster:Cluster": lambda name, urn, inputs: {
+    "aws:eks/cluster:Cluster": lambda name, urn, inputs, site: {
         "name": inputs.get("name") or f"{name}-{suffix(urn)}",
-        "endpoint": f"https://{suffix(urn, 32).upper()}.gr7.us-east-1.eks.amazonaws.com",
+        "endpoint": f"https://{suffix(urn, 32).upper()}.gr7.{site.aws_region}.eks.amazonaws.com",
         "certificateAuthority": {"data": _FAKE_CA},
         "identities": [
-            {"oidcs": [{"issuer": f"https://oidc.eks.us-east-1.amazonaws.com/id/{suffix(urn, 32).upper()}"}]}
+            {
+                "oidcs": [
+                    {
+                        "issuer": f"https://oidc.eks.{site.aws_region}.amazonaws.com/id/{suffix(urn, 32).upper()}"
+                    }
+                ]
+            }
         ],
         "vpcConfig": {**(inputs.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{suffix(urn, 17)}"},
         "version": inputs.get("version", "1.34"),
     },
-    "aws:rds/instance:Instance": lambda name, urn, inputs: {
-        "address": f"{name}.{suffix(urn, 12)}.us-east-1.rds.amazonaws.com",
-        "endpoint": f"{name}.{suffix(urn, 12)}.us-east-1.rds.amazonaws.com:5432",
+    "aws:rds/instance:Instance": lambda name, urn, inputs, site: {
+        "address": f"{name}.{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com",
+        "endpoint": f"{name}.{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com:5432",
         "port": inputs.get("port", 5432),
     },
-    "aws:rds/cluster:Cluster": lambda name, urn, inputs: {
-        "endpoint": f"{name}.cluster-{suffix(urn, 12)}.us-east-1.rds.amazonaws.com",
-        "readerEndpoint": f"{name}.cluster-ro-{suffix(urn, 12)}.us-east-1.rds.amazonaws.com",
+    "aws:rds/cluster:Cluster": lambda name, urn, inputs, site: {
+        "endpoint": f"{name}.cluster-{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com",
+        "readerEndpoint": f"{name}.cluster-ro-{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com",
         "port": inputs.get("port", 5432),
     },
-    "aws:elasticache/replicationGroup:ReplicationGroup": lambda name, urn, inputs: {
-        "primaryEndpointAddress": f"master.{name}.{suffix(urn, 6)}.use1.cache.amazonaws.com",
-        "readerEndpointAddress": f"replica.{name}.{suffix(urn, 6)}.use1.cache.amazonaws.com",
-        "configurationEndpointAddress": f"clustercfg.{name}.{suffix(urn, 6)}.use1.cache.amazonaws.com",
+    "aws:elasticache/replicationGroup:ReplicationGroup": lambda name, urn, inputs, site: {
+        "primaryEndpointAddress": f"master.{name}.{suffix(urn, 6)}.{site.aws_short}.cache.amazonaws.com",
+        "readerEndpointAddress": f"replica.{name}.{suffix(urn, 6)}.{site.aws_short}.cache.amazonaws.com",
+        "configurationEndpointAddress": f"clustercfg.{name}.{suffix(urn, 6)}.{site.aws_short}.cache.amazonaws.com",
         "port": inputs.get("port", 6379),
     },
-    "gcp:container/cluster:Cluster": lambda name, urn, inputs: {
+    "gcp:container/cluster:Cluster": lambda name, urn, inputs, site: {
         "name": inputs.get("name") or f"{name}-{suffix(urn)}",
         "endpoint": "10.0.0.2",
         "masterAuth": {"clusterCaCertificate": _FAKE_CA},
-        "location": inputs.get("location", "europe-west1"),
+        "location": inputs.get("location", site.gcp_region),
     },
-    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, urn, inputs: {
+    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, urn, inputs, site: {
         "name": inputs.get("name") or f"{name}-{suffix(urn)}",
         "privateIpAddress": "10.10.0.3",
         "publicIpAddress": None,
-        "connectionName": f"example-project:europe-west1:{name}",
+        "connectionName": f"{site.gcp_project}:{site.gcp_region}:{name}",
         "serverCaCerts": [{"cert": _FAKE_CA}],
     },
-    "gcp:redis/instance:Instance": lambda name, urn, inputs: {
+    "gcp:redis/instance:Instance": lambda name, urn, inputs, site: {
         "host": "10.20.0.4",
         "port": 6378 if inputs.get("transitEncryptionMode") == "SERVER_AUTHENTICATION" else 6379,
         "authString": _random_text(urn, 36, _ALNUM),
         "serverCaCerts": [{"cert": _FAKE_CA}],
     },
-    "azure-native:dbforpostgresql:Server": lambda name, urn, inputs: {
-        "fullyQualifiedDomainName": f"{inputs.get('serverName', name)}.postgres.database.azure.com",
+    "azure-native:dbforpostgresql:Server": lambda name, urn, inputs, site: {
+        "fullyQualifiedDomainName": f"{inputs.get('serverName') or name + suffix(urn, 8)}.postgres.database.azure.com",
     },
-    "azure-native:redis:Redis": lambda name, urn, inputs: {
-        "hostName": f"{inputs.get('name', name)}.redis.cache.windows.net",
+    "azure-native:redis:Redis": lambda name, urn, inputs, site: {
+        "hostName": f"{inputs.get('name') or name + suffix(urn, 8)}.redis.cache.windows.net",
         "sslPort": 6380,
         "port": 6379,
     },
-    "azure-native:cache:Redis": lambda name, urn, inputs: {
-        "hostName": f"{inputs.get('name', name)}.redis.cache.windows.net",
+    "azure-native:cache:Redis": lambda name, urn, inputs, site: {
+        "hostName": f"{inputs.get('name') or name + suffix(urn, 8)}.redis.cache.windows.net",
         "sslPort": 6380,
         "port": 6379,
     },
-    "azure-native:containerservice:ManagedCluster": lambda name, urn, inputs: {
-        "fqdn": f"{name}-{suffix(urn, 8)}.hcp.westeurope.azmk8s.io",
-        "oidcIssuerProfile": {"issuerURL": f"https://westeurope.oic.prod-aks.azure.com/{suffix(urn, 32)}/"},
+    "azure-native:containerservice:ManagedCluster": lambda name, urn, inputs, site: {
+        "fqdn": f"{name}-{suffix(urn, 8)}.hcp.{site.azure_location}.azmk8s.io",
+        "oidcIssuerProfile": {
+            "issuerURL": f"https://{site.azure_location}.oic.prod-aks.azure.com/{suffix(urn, 32)}/"
+        },
     },
 }
 
