@@ -15,12 +15,15 @@ from policies import gate
 
 
 def tampered(plan: Plan, type_: str, *changes: tuple[str, Any], where: str = "") -> list[PlannedResource]:
-    """The plan's resources with the first resource of `type_` (whose name contains `where`) changed."""
+    """The plan's resources with the first resource of `type_` (whose name contains `where`) changed,
+    in its inputs and, as a provider would echo them, its outputs."""
     target = next(r for r in plan.resources if r.type == type_ and where in r.name)
-    return [
-        dataclasses.replace(r, inputs=changed(r.inputs, *changes)) if r is target else r
-        for r in plan.resources
-    ]
+
+    def edit(r: PlannedResource) -> PlannedResource:
+        outputs = changed(r.outputs, *changes) if r.outputs else r.outputs
+        return dataclasses.replace(r, inputs=changed(r.inputs, *changes), outputs=outputs)
+
+    return [edit(r) if r is target else r for r in plan.resources]
 
 
 def mandatory(violations: list[gate.Violation]) -> list[tuple[str, str]]:
@@ -110,3 +113,18 @@ def test_a_product_container_running_as_root_fails(cloud: str) -> None:
     )
     violations = gate.evaluate(resources, "dev")
     assert ("k8s-run-as-non-root", f"container '{name}' runs as user 0 (root)") in mandatory(violations)
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_connection_string_copied_into_the_service_configmap_fails(cloud: str) -> None:
+    plan = plan_of(cloud, "dev")
+    secret = next(
+        r for r in plan.resources if r.type == "kubernetes:core/v1:Secret" and "DATABASE_URL" in str(r.inputs)
+    )
+    database_url = secret.inputs["stringData"]["DATABASE_URL"]
+    config_map = next(
+        r for r in plan.resources if r.type == "kubernetes:core/v1:ConfigMap" and "LOG_LEVEL" in str(r.inputs)
+    )
+    resources = tampered(plan, config_map.type, ("data.DATABASE_URL", database_url), where=config_map.name)
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory and v.urn == config_map.urn]
+    assert {v.policy for v in violations} == {"k8s-no-secret-literals", "no-plaintext-secrets"}
