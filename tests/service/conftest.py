@@ -7,7 +7,10 @@ products table and the Redis database they point at, so point them at disposable
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,14 +27,24 @@ from service_helpers import JWT_SECRET, settings_for
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServers]:
+def servers() -> Iterator[DevServers]:
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if database_url and redis_url:
         run_migrations(database_url)
         yield DevServers(database_url=database_url, redis_url=redis_url)
         return
-    with embedded_servers(tmp_path_factory.mktemp("servers")) as started:
+    with embedded_servers() as started:
         yield started
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A scratch directory for a server's data, outside pytest's temporary directories: any pytest
+    run resets those to mode 0700, which locks out Postgres's unprivileged user when tests run as root.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="product-service-test-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

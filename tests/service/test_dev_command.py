@@ -19,7 +19,9 @@ from service_helpers import wait_until
 pytestmark = pytest.mark.slow
 
 
-def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everything(
+    tmp_path: Path, server_dir: Path
+) -> None:
     port = free_port()
     env = {
         key: value
@@ -30,7 +32,7 @@ def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everythi
     with output.open("wb") as sink:
         # Its own process group, like a terminal's foreground job: Ctrl-C reaches the whole group.
         dev = subprocess.Popen(
-            [sys.executable, "-m", "product_service", "dev", "--data-dir", str(tmp_path / "data")],
+            [sys.executable, "-m", "product_service", "dev", "--data-dir", str(server_dir / "data")],
             env={**env, "PORT": str(port)},
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -57,7 +59,7 @@ def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everythi
     for server_port in {int(p) for p in servers}:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", server_port), timeout=1).close()
-    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()  # data kept for the next run
+    assert (server_dir / "data" / "postgres" / "PG_VERSION").exists()  # data kept for the next run
 
 
 def _ready(port: int) -> bool:

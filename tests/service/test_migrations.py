@@ -17,8 +17,8 @@ from service_helpers import JWT_SECRET
 
 
 @pytest.fixture
-def blank_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres(tmp_path / "postgres") as postgres:
+def blank_postgres(server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(server_dir / "postgres") as postgres:
         yield postgres
 
 
