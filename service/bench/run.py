@@ -193,7 +193,7 @@ def measure(
     return {
         "generator": generator_name(),
         "connections": CONNECTIONS,
-        "workers": WORKERS,
+        "workers": len(service.pids()) - 1,
         "seconds_per_run": seconds,
         "runs_per_scenario": repeat,
         "products": len(ids),
@@ -590,7 +590,7 @@ def print_report(report: dict) -> None:
     peak = report["peak_service_rss_mib"]
     memory = report["memory_mib"]
     print(
-        f"\nservice gunicorn master + {WORKERS} workers: RSS {peak:.0f} MiB at peak "
+        f"\nservice gunicorn master + {report['workers']} workers: RSS {peak:.0f} MiB at peak "
         f"(RSS <= {RSS_TARGET_MIB:.0f}: {'met' if peak <= RSS_TARGET_MIB else 'MISSED'}), "
         f"PSS {memory['service']['pss']:.0f} MiB at the end; bare Flask: RSS {memory['bare']['rss']:.0f} MiB"
     )
