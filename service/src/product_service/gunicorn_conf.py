@@ -17,14 +17,15 @@ from typing import Any
 
 # prometheus_client picks its multiprocess storage when first imported, so the directory must be in the
 # environment before anything imports it; the workers inherit it.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="product-service-metrics-")
 
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess  # noqa: E402
 
-from product_service.logs import JsonAccessLogger, logging_config
-from product_service.settings import SettingsError, load_settings
-from product_service.tracing import start_tracing, stop_tracing
+from product_service.logs import JsonAccessLogger, logging_config  # noqa: E402
+from product_service.settings import SettingsError, load_settings  # noqa: E402
+from product_service.tracing import start_tracing, stop_tracing  # noqa: E402
 
 
 def available_cpus() -> int:
@@ -90,3 +91,8 @@ def worker_exit(server: Any, worker: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     # Drop the dead worker's live gauges (pool connections) from the sums.
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
