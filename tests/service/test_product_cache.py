@@ -286,3 +286,16 @@ def _pending_connections(listener: socket.socket) -> int:
             return count
         connection.close()
         count += 1
+
+
+def test_an_unreadable_cache_entry_is_a_miss_and_gets_replaced(
+    client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis
+) -> None:
+    product = create_product(client, auth)
+    key = f"product:v1:{product['id']}"
+    redis_client.set(key, b"garbage from an older release")
+
+    response = client.get(f"/api/v1/products/{product['id']}")
+
+    assert response.json == product
+    assert redis_client.get(key).startswith(b"1:")

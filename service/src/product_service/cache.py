@@ -216,4 +216,8 @@ def _decode(raw: bytes | str | None) -> CacheEntry | None:
     if raw is None:
         return None
     version, _, body = (raw.encode() if isinstance(raw, str) else raw).partition(b":")
-    return CacheEntry(int(version), Product.model_validate_json(body) if body else None)
+    try:
+        return CacheEntry(int(version), Product.model_validate_json(body) if body else None)
+    except ValueError:
+        # Not an entry this release can read: a miss, whose back-fill then overwrites it.
+        return None
