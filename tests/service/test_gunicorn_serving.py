@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -325,3 +326,27 @@ def test_workers_export_traces_over_otlp_when_an_endpoint_is_set(servers: DevSer
     trace_ids = {span.trace_id.hex() for _, span in _Collector.spans if "INSERT" in span.name}
     assert request_span.trace_id.hex() in trace_ids
     assert access[0]["trace_id"] == request_span.trace_id.hex()
+
+
+def test_only_workers_connect_to_postgres_and_redis(gunicorn: Gunicorn, servers: DevServers) -> None:
+    postgres_port, redis_port = urlsplit(servers.database_url).port, urlsplit(servers.redis_url).port
+    master = gunicorn.process.pid
+    workers = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+    def connected_ports(pid: int) -> set[int]:
+        inodes = {
+            os.readlink(f"/proc/{pid}/fd/{fd}")[len("socket:[") : -1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        }
+        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        return {int(row[2].split(":")[1], 16) for row in rows if row[9] in inodes and row[3] == "01"}
+
+    assert len(workers) == 2
+    # Pools and Redis clients are opened after fork; each worker's pool keeps its minimum connection.
+    assert connected_ports(master).isdisjoint({postgres_port, redis_port})
+    wait_until(
+        lambda: all(postgres_port in connected_ports(worker) for worker in workers),
+        10,
+        "each worker's pool to hold a Postgres connection",
+    )
