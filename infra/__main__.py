@@ -6,13 +6,16 @@ Pulumi runs this file; `make plan` runs it too, under the offline engine (plan.p
 import config
 import pulumi
 from app import NAME as SERVICE_NAME
+from app import NAMESPACE as SERVICE_NAMESPACE
 from app import ProductService
 from clouds import build_foundation
 from cluster import ClusterAddons
 
 cfg = config.load()  # a wrong value stops here, before any resource is declared
 foundation = build_foundation(cfg)
-addons = ClusterAddons("addons", cfg, foundation, service_job=SERVICE_NAME)
+addons = ClusterAddons(
+    "addons", cfg, foundation, service_job=SERVICE_NAME, service_namespace=SERVICE_NAMESPACE
+)
 service = ProductService("product-service", cfg, foundation, addons)
 
 pulumi.export("kubeconfig", pulumi.Output.secret(foundation.kubeconfig))

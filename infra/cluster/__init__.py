@@ -54,6 +54,7 @@ class ClusterAddons(pulumi.ComponentResource):
         cfg: PlatformConfig,
         foundation: Foundation,
         service_job: str,
+        service_namespace: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("platform:cluster:Addons", name, None, opts)
@@ -75,6 +76,7 @@ class ClusterAddons(pulumi.ComponentResource):
         # webhook serve: an Ingress sent to a webhook that is not up yet is rejected.
         self.ingress_controller = self._ingress_controller(ingress_ns)
         self.argocd = self._argocd(argocd_ns, f"argocd.{domain}")
+        self._ingress_policies(tracing, argocd_ns, service_namespace)
         if foundation.cluster.needs_metrics_server:
             self._metrics_server()
 
@@ -224,6 +226,46 @@ class ClusterAddons(pulumi.ComponentResource):
             skip_await=local,
         )
 
+    def _ingress_policies(
+        self, tracing: k8s.core.v1.Namespace, argocd: k8s.core.v1.Namespace, service_namespace: str
+    ) -> None:
+        """Ingress allow-lists where every client is known: traces come from the service, the Argo CD
+        UI through the ingress controller, metrics scrapes from Prometheus; components of one add-on
+        talk among themselves. (Egress stays open: Argo CD reaches Git, Jaeger keeps spans in memory.)
+        The monitoring and ingress-nginx namespaces get none: the API server calls their admission
+        webhooks from addresses outside the cluster's pod network, which differ per cloud."""
+        same = {"podSelector": {}}
+        allow: dict[str, tuple[k8s.core.v1.Namespace, list[dict[str, Any]]]] = {
+            TRACING_NAMESPACE: (
+                tracing,
+                [
+                    {"from": [same]},
+                    {
+                        "from": [_namespace_peer(service_namespace)],
+                        "ports": [
+                            {"protocol": "TCP", "port": OTLP_GRPC_PORT},
+                            {"protocol": "TCP", "port": OTLP_HTTP_PORT},
+                        ],
+                    },
+                    {"from": [_namespace_peer(MONITORING_NAMESPACE)]},
+                ],
+            ),
+            ARGOCD_NAMESPACE: (
+                argocd,
+                [
+                    {"from": [same]},
+                    {"from": [_namespace_peer(INGRESS_NAMESPACE), _namespace_peer(MONITORING_NAMESPACE)]},
+                ],
+            ),
+        }
+        for namespace_name, (namespace, rules) in allow.items():
+            k8s.networking.v1.NetworkPolicy(
+                f"{namespace_name}-ingress",
+                metadata={"name": "allow-known-clients", "namespace": namespace_name},
+                spec={"podSelector": {}, "policyTypes": ["Ingress"], "ingress": rules},
+                opts=self._k8s(depends_on=[namespace]),
+            )
+
     def _metrics_server(self) -> None:
         values = {"args": self._foundation.cluster.metrics_server_args}
         self._release(charts.METRICS_SERVER, "metrics-server", None, values)
@@ -262,6 +304,10 @@ class ClusterAddons(pulumi.ComponentResource):
         if not self._cfg.tls_secret_name:
             return {}
         return {"tls": [{"hosts": hosts, "secretName": self._cfg.tls_secret_name}]}
+
+
+def _namespace_peer(namespace: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
 
 
 def _base_domain(host: str) -> str:

@@ -323,3 +323,20 @@ def test_ingresses_wait_for_the_ingress_controller_and_its_admission_webhook(pla
     assert webhooks is (plan.cloud != "local") and controller.inputs.get("skipAwait", False) is (
         plan.cloud == "local"
     )
+
+
+def test_tracing_and_argocd_admit_only_their_known_clients(plan: Plan) -> None:
+    tracing = plan.objects("NetworkPolicy", "tracing")[0].inputs["spec"]
+    otlp = next(rule for rule in tracing["ingress"] if "ports" in rule)
+    assert otlp["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "products"}}}
+    ]
+    assert {p["port"] for p in otlp["ports"]} == {4317, 4318}
+    argocd = plan.objects("NetworkPolicy", "argocd")[0].inputs["spec"]
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in argocd["ingress"]
+        for peer in rule["from"]
+        if "namespaceSelector" in peer
+    }
+    assert sources == {"ingress-nginx", "monitoring"}
