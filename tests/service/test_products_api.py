@@ -337,3 +337,10 @@ def test_ready_reports_each_dependency(client: FlaskClient) -> None:
 
     assert response.status_code == 200
     assert response.json == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+
+
+def test_unicode_names_round_trip(client: FlaskClient, auth: dict[str, str]) -> None:
+    product = create_product(client, auth, name="Crème brûlée 🍮", description="日本茶")
+
+    assert client.get(f"/api/v1/products/{product['id']}").json["name"] == "Crème brûlée 🍮"
+    assert product["description"] == "日本茶"

