@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import policy_fixtures as fx
 import pytest
+import yaml
 from policy_harness import UNKNOWN, Engine, changed, urn_of
 from test_resource_rules import CASES, Case
 
@@ -118,9 +119,15 @@ def test_report_and_table(tmp_path: Path) -> None:
     assert gate.format_table([]).endswith("all clear")
 
 
-@pytest.mark.parametrize("environment", ["dev", "prod"])
-def test_the_committed_policy_config_names_every_environment_aware_rule(environment: str) -> None:
-    committed = json.loads((REPO / "policies" / "config" / f"{environment}.json").read_text())
+COMMITTED_STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in REPO.glob("Pulumi.*.yaml"))
+
+
+@pytest.mark.parametrize("stack", COMMITTED_STACKS)
+def test_every_committed_stack_has_a_policy_config_for_its_profile(stack: str) -> None:
+    """CI passes policies/config/<stack>.json to `pulumi preview`; it must match what the gate uses."""
+    config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()).get("config") or {}
+    environment = "prod" if config.get("platform:profile", "dev") == "prod" else "dev"
+    committed = json.loads((REPO / "policies" / "config" / f"{stack}.json").read_text())
     assert committed == config_file(environment_aware_policies(), environment)
 
 
