@@ -234,7 +234,7 @@ class ClusterAddons(pulumi.ComponentResource):
         talk among themselves. (Egress stays open: Argo CD reaches Git, Jaeger keeps spans in memory.)
         The monitoring and ingress-nginx namespaces get none: the API server calls their admission
         webhooks from addresses outside the cluster's pod network, which differ per cloud."""
-        same = {"podSelector": {}}
+        same: dict[str, Any] = {"podSelector": {}}
         allow: dict[str, tuple[k8s.core.v1.Namespace, list[dict[str, Any]]]] = {
             TRACING_NAMESPACE: (
                 tracing,
