@@ -92,6 +92,11 @@ def test_validation_names_every_bad_field(client: FlaskClient, auth: dict[str, s
     assert error["code"] == "validation_failed"
     assert fields_named(error) == {"name", "price", "description", "colour"}
     assert "colour" in error["message"]
+    messages = {detail["field"]: detail["message"] for detail in error["details"]}
+    assert messages["colour"] == "Extra inputs are not permitted"
+    assert messages["name"] == "String should have at least 1 character"
+    assert messages["price"] == "Input should be greater than or equal to 0"
+    assert messages["description"] == "String should have at most 2000 characters"
 
 
 @pytest.mark.parametrize(
