@@ -18,3 +18,11 @@ def plan_of(cloud: str, profile: str, **overrides: Any) -> Plan:
     if key not in _plans:
         _plans[key] = run_plan(profile, cloud=cloud, overrides={"profile": profile, **overrides})
     return _plans[key]
+
+
+def committed_plan(stack: str) -> Plan:
+    """A committed stack exactly as `make plan STACK=<stack>` runs it (its own cloud and profile)."""
+    key = (stack, "", ())
+    if key not in _plans:
+        _plans[key] = run_plan(stack)
+    return _plans[key]

@@ -7,9 +7,9 @@ import dataclasses
 from typing import Any
 
 import pytest
-from plan import Plan, PlannedResource
+from plan import Plan, PlannedResource, committed_stacks
 from policy_harness import changed
-from program_plans import CLOUDS, PROFILES, plan_of
+from program_plans import CLOUDS, PROFILES, committed_plan, plan_of
 
 from policies import gate
 
@@ -34,6 +34,12 @@ def mandatory(violations: list[gate.Violation]) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_the_program_passes_the_gate(cloud: str, profile: str) -> None:
     violations = gate.evaluate(plan_of(cloud, profile))
+    assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
+
+
+@pytest.mark.parametrize("stack", committed_stacks())
+def test_every_committed_stack_passes_the_gate_on_its_own_cloud(stack: str) -> None:
+    violations = gate.evaluate(committed_plan(stack))
     assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
 
 
