@@ -23,9 +23,22 @@ if _OWN_METRICS_DIR:
 
 from prometheus_client import multiprocess  # noqa: E402
 
+# The application's modules (and the tracing ones, when tracing is on, below) are imported once here, in
+# the master, so that every worker, including each one max_requests recycles, inherits them instead of
+# importing them again. Importing opens nothing: the app, its pool and its Redis client are still
+# created in each worker, after fork (product_service.wsgi).
+import product_service.app  # noqa: E402, F401
 from product_service.logs import JsonAccessLogger, logging_config  # noqa: E402
 from product_service.settings import SettingsError, load_settings  # noqa: E402
-from product_service.tracing import start_tracing, stop_tracing  # noqa: E402
+from product_service.tracing import (  # noqa: E402
+    import_tracing_modules,
+    start_tracing,
+    stop_tracing,
+    tracing_enabled,
+)
+
+if tracing_enabled(os.environ):
+    import_tracing_modules()
 
 
 def available_cpus() -> int:
@@ -52,7 +65,7 @@ graceful_timeout = 25
 keepalive = 5
 # Recycle workers now and then to bound slow leaks; jitter keeps them from restarting together.
 max_requests = 5000
-max_requests_jitter = 500
+max_requests_jitter = 2500
 # Kubernetes manages the workers; the control socket would need a writable $HOME.
 control_socket_disable = True
 accesslog = "-"

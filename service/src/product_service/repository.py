@@ -99,10 +99,13 @@ class ProductRepository:
         """One page in creation order, and the total number of products."""
 
         def page(conn: psycopg.Connection[Any]) -> tuple[list[dict[str, Any]], int]:
-            with conn.transaction():
-                total = conn.execute("SELECT count(*) AS total FROM products").fetchone()
-                rows = conn.execute(_SELECT_PAGE, (limit, offset)).fetchall()
-            return rows, total["total"] if total else 0
+            # Both statements in one round trip. A transaction would add two more and, at READ COMMITTED,
+            # would not make the total and the page any more consistent.
+            with conn.pipeline():
+                total = conn.execute("SELECT count(*) AS total FROM products")
+                rows = conn.execute(_SELECT_PAGE, (limit, offset))
+            counted = total.fetchone()
+            return rows.fetchall(), counted["total"] if counted else 0
 
         rows, total = self._read(page)
         return [_stored(row).product for row in rows], total

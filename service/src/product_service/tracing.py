@@ -25,6 +25,16 @@ def tracing_enabled(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name) for name in _ENDPOINT_VARIABLES)
 
 
+def import_tracing_modules() -> None:
+    """Import the exporter and the instrumentations ahead of time (gunicorn's master), so that workers
+    inherit them instead of importing them at each boot. Imports only: no thread, no socket."""
+    import opentelemetry.exporter.otlp.proto.http.trace_exporter
+    import opentelemetry.instrumentation.flask
+    import opentelemetry.instrumentation.psycopg
+    import opentelemetry.instrumentation.redis
+    import opentelemetry.sdk.trace.export  # noqa: F401
+
+
 def start_tracing(environ: Mapping[str, str]) -> TracerProvider | None:
     """Install a global tracer provider exporting over OTLP/HTTP; None when tracing is off.
 
