@@ -31,6 +31,9 @@ class RedisEndpoint:
     password: pulumi.Output[str]  # always a Pulumi secret (auth token / access key)
     tls: bool
     username: str | None = None  # set where the server wants an ACL user name with the password
+    # PEM of the private CA that signs the server's TLS certificate (Memorystore has one per
+    # instance); None where the certificate chains to a public root.
+    ca_certificate: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)

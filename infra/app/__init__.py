@@ -29,6 +29,7 @@ NAMESPACE = "products"
 HTTP_PORT = 8080
 # A mount path inside the container (the root filesystem is read-only), not a file here.
 SCRATCH_DIR = "/tmp"  # noqa: S108
+REDIS_CA_FILE = "/etc/platform/redis-ca/ca.crt"  # where pods find a private Redis CA, if there is one
 APP_UID = 10001  # the image's `app` user (see the Dockerfile)
 GITOPS_SECRET = f"{NAME}-credentials"
 GITOPS_CONFIG_MAP = f"{NAME}-settings"
@@ -106,12 +107,13 @@ class ProductService(pulumi.ComponentResource):
             opts=self._k8s(),
         )
         env = _environment(credentials.metadata["name"], settings.metadata["name"])
+        trust = self._redis_trust(foundation)
         self._network_policies(foundation)
 
         if gitops:
             self._argocd_application(cfg, addons)
         else:
-            self._workloads(cfg, env, account)
+            self._workloads(cfg, env, account, trust)
         service = k8s.core.v1.Service(
             "service",
             metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
@@ -169,7 +171,11 @@ class ProductService(pulumi.ComponentResource):
         self.register_outputs({"api_url": self.api_url})
 
     def _workloads(
-        self, cfg: PlatformConfig, env: dict[str, Any], account: k8s.core.v1.ServiceAccount
+        self,
+        cfg: PlatformConfig,
+        env: dict[str, Any],
+        account: k8s.core.v1.ServiceAccount,
+        trust: list[dict[str, Any]],
     ) -> None:
         """The migration Job, the Deployment that waits for it, its autoscaler and disruption budget."""
         migration = k8s.batch.v1.Job(
@@ -193,6 +199,7 @@ class ProductService(pulumi.ComponentResource):
                             resources=_resources("100m", "128Mi", "500m", "256Mi"),
                         ),
                         restart_policy="Never",
+                        trust=trust,
                     ),
                 },
             },
@@ -225,6 +232,7 @@ class ProductService(pulumi.ComponentResource):
                                 resources=_resources("100m", "256Mi", "1", "512Mi"),
                             ),
                             restart_policy="Always",
+                            trust=trust,
                         ),
                         "terminationGracePeriodSeconds": 30,
                         # Spread over zones and nodes; ScheduleAnyway so a lost zone degrades, not blocks.
@@ -286,6 +294,19 @@ class ProductService(pulumi.ComponentResource):
             },
             opts=self._k8s(depends_on=[addons.argocd]),
         )
+
+    def _redis_trust(self, foundation: Foundation) -> list[dict[str, Any]]:
+        """The volume carrying a private Redis CA (Memorystore's), mounted at REDIS_CA_FILE; none
+        where the server's certificate chains to a public root."""
+        if foundation.redis.ca_certificate is None:
+            return []
+        ca = k8s.core.v1.ConfigMap(
+            "redis-ca",
+            metadata={"namespace": NAMESPACE, "labels": LABELS},
+            data={"ca.crt": foundation.redis.ca_certificate},
+            opts=self._k8s(),
+        )
+        return [{"name": "redis-ca", "configMap": {"name": ca.metadata["name"]}}]
 
     def _k8s(self, **kwargs: Any) -> pulumi.ResourceOptions:
         depends_on = [*getattr(self, "_ready", []), *kwargs.pop("depends_on", [])]
@@ -364,8 +385,10 @@ def _credentials(cfg: PlatformConfig, foundation: Foundation, parent: pulumi.Res
     )
     scheme = "rediss" if redis.tls else "redis"
     user = quote(redis.username, safe="") if redis.username else ""
+    # redis-py passes URL query arguments to its connection: the client verifies a private CA.
+    trust = f"?ssl_ca_certs={REDIS_CA_FILE}" if redis.ca_certificate is not None else ""
     redis_url = pulumi.Output.all(redis.host, redis.port, redis.password).apply(
-        lambda v: f"{scheme}://{user}:{quote(v[2], safe='')}@{v[0]}:{v[1]}/0"
+        lambda v: f"{scheme}://{user}:{quote(v[2], safe='')}@{v[0]}:{v[1]}/0{trust}"
     )
     # Output.secret on top of the secret inputs: secret even if a Foundation forgot to mark one.
     return {
@@ -423,8 +446,16 @@ def _container(
 
 
 def _pod_spec(
-    cfg: PlatformConfig, service_account: pulumi.Input[str], container: dict[str, Any], restart_policy: str
+    cfg: PlatformConfig,
+    service_account: pulumi.Input[str],
+    container: dict[str, Any],
+    restart_policy: str,
+    trust: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    mounts = [
+        {"name": v["name"], "mountPath": REDIS_CA_FILE.rsplit("/", 1)[0], "readOnly": True} for v in trust
+    ]
+    container = {**container, "volumeMounts": [*container["volumeMounts"], *mounts]}
     return {
         "serviceAccountName": service_account,
         "automountServiceAccountToken": False,
@@ -438,7 +469,7 @@ def _pod_spec(
         },
         "containers": [container],
         # gunicorn's Prometheus multiprocess files and Python's temp files: the root fs is read-only.
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *trust],
     }
 
 

@@ -353,9 +353,8 @@ class GcpFoundation(pulumi.ComponentResource):
     def _redis(self, network: _Network) -> tuple[RedisEndpoint, pulumi.Output[str]]:
         """Memorystore generates the AUTH string and serves TLS with a per-instance Google CA.
 
-        The CA is not in public trust stores: a client verifying the server needs it (returned as
-        the component's `redis_ca_certificate`); with only `rediss://` a client must skip
-        verification. The Foundation's RedisEndpoint has no field for it yet.
+        The CA is not in public trust stores, so it travels with the endpoint: the service's pods
+        mount it and verify the server against it.
         """
         cfg = self._cfg
         redis = gcp.redis.Instance(
@@ -381,13 +380,15 @@ class GcpFoundation(pulumi.ComponentResource):
             labels=self._labels,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._apis, network.peering]),
         )
+        ca_certificate = redis.server_ca_certs.apply(lambda certs: certs[0].cert if certs else "")
         endpoint = RedisEndpoint(
             host=redis.host,
             port=redis.port,
             password=_secret(redis.auth_string),
             tls=True,
+            ca_certificate=ca_certificate,
         )
-        return endpoint, redis.server_ca_certs.apply(lambda certs: certs[0].cert if certs else "")
+        return endpoint, ca_certificate
 
 
 @dataclass

@@ -194,3 +194,27 @@ def test_project_apis_are_enabled_before_the_services_that_need_them(plan_for):
     assert all(a.inputs["disableOnDestroy"] is False for a in apis.values())
     for type_, api in ((GKE, "container"), (SQL, "sqladmin"), (REDIS, "redis")):
         assert apis[f"{api}.googleapis.com"].urn in only(plan, type_).dependencies
+
+
+def test_service_pods_verify_memorystore_tls_against_its_private_ca(plan_for):
+    plan = plan_for("gcp", "dev")
+    ca = next(c for c in plan.objects("ConfigMap", "products") if c.name == "redis-ca")
+    assert ca.inputs["data"]["ca.crt"] == only(plan, REDIS).outputs["serverCaCerts"][0]["cert"]
+    credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
+    assert credentials.inputs["stringData"]["REDIS_URL"].startswith("rediss://")
+    assert credentials.inputs["stringData"]["REDIS_URL"].endswith(
+        "?ssl_ca_certs=/etc/platform/redis-ca/ca.crt"
+    )
+    for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
+        pod = workload.inputs["spec"]["template"]["spec"]
+        assert {"name": "redis-ca", "configMap": {"name": ca.metadata["name"]}} in pod["volumes"]
+        mounts = pod["containers"][0]["volumeMounts"]
+        assert {"name": "redis-ca", "mountPath": "/etc/platform/redis-ca", "readOnly": True} in mounts
+
+
+@pytest.mark.parametrize("cloud", ["aws", "local"])
+def test_clouds_with_publicly_rooted_redis_certificates_mount_no_ca(plan_for, cloud):
+    plan = plan_for(cloud, "dev")
+    assert not [c for c in plan.objects("ConfigMap", "products") if c.name == "redis-ca"]
+    credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
+    assert "ssl_ca_certs" not in credentials.inputs["stringData"]["REDIS_URL"]
