@@ -350,3 +350,39 @@ def test_only_workers_connect_to_postgres_and_redis(gunicorn: Gunicorn, servers:
         10,
         "each worker's pool to hold a Postgres connection",
     )
+
+
+def test_recycled_workers_leave_no_live_gauges_behind(servers: DevServers, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    with running_gunicorn(
+        servers, tmp_path / "gunicorn.log", workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+    ) as server:
+        _, product = request(server.base_url, "POST", "/api/v1/products", {"name": "r", "price": 1})
+        first_workers = _children(server.process.pid)
+        # Recycle both workers by hand (what max_requests does): gunicorn replaces each one.
+        for pid in first_workers:
+            os.kill(pid, signal.SIGTERM)
+        wait_until(
+            lambda: len(_children(server.process.pid) - first_workers) == 2, 30, "two replacement workers"
+        )
+        for _ in range(20):
+            assert request(server.base_url, "GET", f"/api/v1/products/{product['id']}")[0] == 200
+
+        def only_live_gauge_files() -> bool:
+            pids = {int(path.stem.rpartition("_")[2]) for path in metrics_dir.glob("gauge_livesum_*.db")}
+            return pids <= _children(server.process.pid)
+
+        wait_until(only_live_gauge_files, 10, "child_exit to drop the dead workers' gauge files")
+        text = server.get("/metrics")[1].decode()
+    open_connections = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "product_db_pool_connections_open"
+    )
+    assert 1 <= open_connections <= 2 * 4  # live workers only, at most DB_POOL_MAX_SIZE each
+    assert any(path.name.startswith("counter_") for path in metrics_dir.iterdir())  # counters stay summed
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
