@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -309,13 +310,17 @@ def _aws_generic(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dic
     return {
         "arn": f"arn:aws:{service}:{site.aws_region}:123456789012:{name}",
         "tagsAll": inputs.get("tags", {}),
+        # Auto-naming: the engine names a resource that has no `name` before preview, and other
+        # resources read it (RDS reads its parameter and subnet groups' names).
+        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
     }
 
 
 def _gcp_generic(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
     return {
         "selfLink": f"https://example.invalid/gcp/{name}",
-        "project": inputs.get("project", "example-project"),
+        "project": inputs.get("project", site.gcp_project),
+        "name": inputs.get("name") or f"{name}-{suffix(urn)}",  # auto-naming, as on AWS
     }
 
 
@@ -412,7 +417,12 @@ COMPUTED: dict[str, ComputedFn] = {
         "sslPort": 6380,
         "port": 6379,
     },
+    "gcp:serviceaccount/account:Account": lambda name, urn, inputs, site: {
+        "email": f"{inputs['accountId']}@{inputs.get('project', site.gcp_project)}.iam.gserviceaccount.com",
+        "member": f"serviceAccount:{inputs['accountId']}@{inputs.get('project', site.gcp_project)}.iam.gserviceaccount.com",
+    },
     "azure-native:containerservice:ManagedCluster": lambda name, urn, inputs, site: {
+        "identity": {**(inputs.get("identity") or {}), "principalId": str(uuid.UUID(suffix(urn, 32)))},
         "fqdn": f"{name}-{suffix(urn, 8)}.hcp.{site.azure_location}.azmk8s.io",
         "oidcIssuerProfile": {
             "issuerURL": f"https://{site.azure_location}.oic.prod-aks.azure.com/{suffix(urn, 32)}/"

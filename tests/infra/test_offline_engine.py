@@ -65,3 +65,21 @@ def test_encrypted_stack_values_become_secret_placeholders(
     assert secret_keys == ["platform:jwtSecret"]
     assert config["platform:jwtSecret"] == plan_module.OFFLINE_SECRET
     assert config["platform:profile"] == "dev", "Pulumi.yaml defaults apply like the CLI applies them"
+
+
+@pytest.mark.parametrize(
+    ("cloud", "type_", "reference"),
+    [
+        ("aws", "aws:rds/instance:Instance", "parameterGroupName"),
+        ("aws", "aws:rds/instance:Instance", "dbSubnetGroupName"),
+        ("aws", "aws:elasticache/replicationGroup:ReplicationGroup", "subnetGroupName"),
+        ("gcp", "gcp:sql/databaseInstance:DatabaseInstance", "settings.ipConfiguration.allocatedIpRange"),
+        ("gcp", "gcp:container/nodePool:NodePool", "nodeConfig.serviceAccount"),
+    ],
+)
+def test_cloud_resources_without_a_name_get_the_engines_auto_name(plan_for, cloud, type_, reference):
+    """The engine names them before preview, so what refers to them sees a name, never a blank."""
+    value = plan_for(cloud, "prod").of_type(type_)[0].inputs
+    for key in reference.split("."):
+        value = value[key]
+    assert isinstance(value, str) and value
