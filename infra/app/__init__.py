@@ -442,6 +442,9 @@ def _container(
         container["livenessProbe"] = _http_probe("/health", period=10, failures=3)
         container["readinessProbe"] = _http_probe("/ready", period=5, failures=2)
         container["startupProbe"] = _http_probe("/health", period=2, failures=30)
+        # Endpoints drop a terminating pod asynchronously: keep serving a few seconds before gunicorn
+        # gets SIGTERM, so no request is routed to a closed socket.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": 5}}}
     return container
 
 

@@ -205,6 +205,13 @@ def test_the_service_has_probes_its_own_account_and_spreads_over_zones(plan: Pla
     assert "topology.kubernetes.io/zone" in keys
 
 
+def test_the_service_drains_before_sigterm_within_its_grace_period(plan: Plan) -> None:
+    pod = _pod_spec(plan.object("Deployment", "product-service"))
+    [container] = pod["containers"]
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < pause < pod["terminationGracePeriodSeconds"]
+
+
 def test_network_policies_deny_by_default_and_allow_only_what_the_service_needs(plan: Plan) -> None:
     policies = {p.metadata["name"]: p.inputs["spec"] for p in plan.objects("NetworkPolicy", "products")}
     deny = policies["default-deny"]
