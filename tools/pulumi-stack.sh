@@ -50,10 +50,14 @@ if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
   fi
 fi
 
+# The pack's prod-only rules read the environment from the stack's policy config (strict without one).
+policy=(--policy-pack policies)
+[ -f "policies/config/$stack.json" ] && policy+=(--policy-pack-config "policies/config/$stack.json")
+
 pulumi stack select --create "$stack" --secrets-provider passphrase >/dev/null
 case "$action" in
-  preview) pulumi preview --stack "$stack" --policy-pack policies --diff ;;
-  up) pulumi up --stack "$stack" --policy-pack policies ;;
+  preview) pulumi preview --stack "$stack" "${policy[@]}" --diff ;;
+  up) pulumi up --stack "$stack" "${policy[@]}" ;;
   destroy) pulumi destroy --stack "$stack" ;;
   *) fail "unknown action (preview, up or destroy)" ;;
 esac

@@ -1,0 +1,66 @@
+"""`make up|preview|destroy` check their prerequisites first and say what is missing and how to get it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "tools" / "pulumi-stack.sh"
+
+
+def run(tmp_path: Path, *args: str, fake_pulumi: bool, kubectl_context: str | None = None):
+    """The script with a PATH holding only the basics, plus stand-ins that record how they were called."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("bash", "sed", "ls", "grep", "paste", "dirname", "mkdir", "head", "base64", "cat"):
+        found = subprocess.run(
+            ["bash", "-c", f"command -v {tool}"], capture_output=True, text=True
+        ).stdout.strip()
+        (bin_dir / tool).symlink_to(found)
+    calls = tmp_path / "calls"
+    if fake_pulumi:
+        (bin_dir / "pulumi").write_text(f'#!/bin/bash\necho "$@" >> {calls}\n')
+        (bin_dir / "pulumi").chmod(0o755)
+    if kubectl_context is not None:
+        (bin_dir / "kubectl").write_text(f"#!/bin/bash\necho {kubectl_context}\n")
+        (bin_dir / "kubectl").chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PULUMI_BACKEND_URL": f"file://{tmp_path}/state"}
+    env["PULUMI_CONFIG_PASSPHRASE"] = "test-only"
+    result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, cwd=REPO)
+    return result, (calls.read_text() if calls.exists() else "")
+
+
+def test_without_the_pulumi_cli_it_says_where_to_get_it(tmp_path):
+    result, _ = run(tmp_path, "up", "dev", fake_pulumi=False)
+    assert result.returncode == 1
+    assert "the Pulumi CLI is not installed" in result.stderr and "pulumi.com" in result.stderr
+
+
+def test_an_unknown_stack_lists_the_committed_ones(tmp_path):
+    result, _ = run(tmp_path, "up", "nosuch", fake_pulumi=True)
+    assert result.returncode == 1
+    assert "no Pulumi.nosuch.yaml" in result.stderr and "dev prod" in result.stderr
+
+
+def test_a_local_stack_without_a_kubernetes_context_says_how_to_start_one(tmp_path):
+    result, calls = run(tmp_path, "up", "dev", fake_pulumi=True)
+    assert result.returncode == 1
+    assert "kind create cluster" in result.stderr
+    assert calls == ""  # nothing was deployed
+
+
+def test_a_cloud_stack_without_credentials_says_how_to_sign_in(tmp_path):
+    result, calls = run(tmp_path, "preview", "prod", fake_pulumi=True)
+    assert result.returncode == 1
+    assert "aws configure sso" in result.stderr
+    assert calls == ""
+
+
+def test_up_runs_the_policy_pack_with_the_stacks_own_policy_config(tmp_path):
+    result, calls = run(tmp_path, "up", "dev", fake_pulumi=True, kubectl_context="kind-platform")
+    assert result.returncode == 0, result.stderr
+    assert "stack select --create dev --secrets-provider passphrase" in calls
+    assert "up --stack dev --policy-pack policies --policy-pack-config policies/config/dev.json" in calls
+    assert os.path.exists(REPO / "policies" / "config" / "dev.json")
