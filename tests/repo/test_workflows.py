@@ -44,12 +44,13 @@ def test_preview_runs_the_policy_pack_only_where_credentials_are_configured():
     assert pulumi["with"]["policyPacks"] == "policies"
 
 
-def test_deploys_go_dev_then_prod_and_never_overlap_on_a_stack():
+def test_deploys_go_dev_then_staging_then_prod_and_never_overlap_on_a_stack():
     deploy = load("deploy.yml")
     assert deploy[True]["push"]["branches"] == ["main"]
     jobs = deploy["jobs"]
     assert jobs["dev"]["needs"] == "image"
-    assert "dev" in jobs["prod"]["needs"]
+    assert "dev" in jobs["staging"]["needs"]
+    assert "staging" in jobs["prod"]["needs"]
     up = load("pulumi-up.yml")["jobs"]["up"]
     assert up["environment"] == "${{ inputs.stack }}"
     assert up["concurrency"] == {"group": "pulumi-${{ inputs.stack }}", "cancel-in-progress": False}
