@@ -25,14 +25,6 @@ pulumi.export("jaeger_url", addons.jaeger_url)
 pulumi.export("argocd_url", addons.argocd_url)
 # Endpoints only: passwords stay in the Kubernetes Secret and Pulumi's encrypted state.
 pulumi.export(
-    "database_endpoint",
-    pulumi.Output.concat(
-        foundation.postgres.host, ":", pulumi.Output.from_input(foundation.postgres.port).apply(str)
-    ),
+    "database_endpoint", pulumi.Output.format("{0}:{1}", foundation.postgres.host, foundation.postgres.port)
 )
-pulumi.export(
-    "redis_endpoint",
-    pulumi.Output.concat(
-        foundation.redis.host, ":", pulumi.Output.from_input(foundation.redis.port).apply(str)
-    ),
-)
+pulumi.export("redis_endpoint", pulumi.Output.format("{0}:{1}", foundation.redis.host, foundation.redis.port))
