@@ -33,9 +33,10 @@ $(VENV)/.installed: $(REQUIREMENTS) constraints.txt service/pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e service
 	touch $@
 
-$(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt $(VENV)/.installed
+$(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt tools/checkov/constraints.txt $(VENV)/.installed
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(BIN)/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python -r tools/checkov/requirements.txt
+	$(BIN)/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python -c tools/checkov/constraints.txt \
+		-r tools/checkov/requirements.txt
 	touch $@
 
 # actionlint ships as a Go module; `go install` builds the pinned version.
@@ -90,9 +91,11 @@ destroy: $(VENV)/.installed ## pulumi destroy of STACK
 bench-service: $(VENV)/.installed ## load-test the service on loopback and print RPS, latency, RSS
 	$(BIN)/python service/bench/run.py
 
-lock: $(VENV)/.installed ## re-pin every transitive dependency into constraints.txt
+lock: $(VENV)/.installed ## re-pin every transitive dependency (constraints.txt, tools/checkov/constraints.txt)
 	$(BIN)/uv pip compile --quiet --python $(BIN)/python --universal --no-header \
 		$(REQUIREMENTS) -o constraints.txt
+	$(BIN)/uv pip compile --quiet --python $(BIN)/python --universal --no-header \
+		tools/checkov/requirements.txt -o tools/checkov/constraints.txt
 
 clean: ## remove virtual environments, tools and build output
 	rm -rf $(VENV) $(CHECKOV_VENV) .tools build .pytest_cache .mypy_cache .ruff_cache
