@@ -34,6 +34,22 @@ LIBRARIES = [
 ]
 
 
+# Leaf frames where a worker sits in a socket call. py-spy counts them as active, but the worker's kernel
+# time is small (about a tenth of its CPU time here): it is waiting for the peer (Valkey, Postgres, the
+# client's close), or for a CPU after waking that peer on two busy cores.
+WAITING = "waiting in socket calls (peer, or CPU after waking it)"
+WAITING_CALLS = (
+    "AbstractConnection.send_packed_command ",
+    "SocketBuffer._read_from_socket ",
+    "Connection.wait ",
+    "BasePipeline._communicate_gen ",
+    "write ",
+    "close_graceful ",
+    "SyncWorker.wait ",
+    "socket.accept ",
+)
+
+
 def py_spy() -> str | None:
     return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
 
@@ -67,7 +83,7 @@ def summarise(raw: Path) -> list[tuple[str, float]]:
         stack, _, count = line.rpartition(" ")
         all_frames = stack.split(";")
         frames = [f for f in all_frames if not f.startswith("process ")]
-        if len(all_frames) - len(frames) < 2:
+        if len(all_frames) - len(frames) < 2 or not frames:
             continue  # the master (a worker's samples start with the master's process, then its own)
         charged[charge(frames)] += int(count)
     total = sum(charged.values()) or 1
@@ -77,6 +93,8 @@ def summarise(raw: Path) -> list[tuple[str, float]]:
 def charge(frames: list[str]) -> str:
     if any("<frozen importlib._bootstrap>" in frame for frame in frames):
         return LIBRARIES[0][0]
+    if frames[-1].startswith(WAITING_CALLS):
+        return WAITING
     for frame in reversed(frames):
         for label, fragments in LIBRARIES:
             if any(fragment in frame for fragment in fragments):
