@@ -94,10 +94,13 @@ class AzureFoundation(pulumi.ComponentResource):
                 zones=[f"{self._location}-{zone}" for zone in self.zones],  # as nodes are labelled
                 storage_class=None,  # AKS's default `default` (Azure Disk CSI, StandardSSD)
                 needs_metrics_server=False,  # AKS ships metrics-server
-                # Azure's load balancer probes `/` over HTTP unless told otherwise; ingress-nginx
-                # answers its health on /healthz.
+                # Azure's load balancer probes a port over HTTP(S) at `/` when the Service port
+                # declares an HTTP appProtocol. The ingress controller answers `/` only for hosts it
+                # routes (404 otherwise) and has no health path on its traffic ports, so probe its
+                # Service ports (80 web, 443 websecure) over TCP: open port = serving.
                 load_balancer_annotations={
-                    "service.beta.kubernetes.io/azure-load-balancer-health-probe-request-path": "/healthz"
+                    f"service.beta.kubernetes.io/port_{port}_health-probe_protocol": "tcp"
+                    for port in (80, 443)
                 },
                 data_network_peers=[{"ipBlock": {"cidr": cidr}} for cidr in (POSTGRES_CIDR, ENDPOINT_CIDR)],
             ),

@@ -24,8 +24,16 @@ from cluster.charts import Chart
 MONITORING_NAMESPACE = "monitoring"
 TRACING_NAMESPACE = "tracing"
 ARGOCD_NAMESPACE = "argocd"
-INGRESS_NAMESPACE = "ingress-nginx"
-INGRESS_CLASS = "nginx"
+# "ingress", not the product's name: the namespace says what runs there (and the policy pack knows
+# the ingress controller's LoadBalancer Service by that word; Traefik names its Service `traefik`).
+INGRESS_NAMESPACE = "ingress"
+INGRESS_CLASS = "traefik"
+INGRESS_RELEASE = "traefik"
+# Traefik's container ports (the chart's defaults, set explicitly so the NetworkPolicy matches them):
+# its Service maps 80 -> web and 443 -> websecure; metrics stay inside the cluster.
+TRAEFIK_WEB_PORT = 8000
+TRAEFIK_WEBSECURE_PORT = 8443
+TRAEFIK_METRICS_PORT = 9100
 # Release names are fixed so the charts' Service names are known: `<release>-grafana`, `jaeger`.
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
 JAEGER_RELEASE = "jaeger"
@@ -37,7 +45,7 @@ DASHBOARD_LABEL = "grafana_dashboard"
 
 
 class ClusterAddons(pulumi.ComponentResource):
-    """kube-prometheus-stack, Jaeger, Argo CD, ingress-nginx and (where missing) metrics-server."""
+    """kube-prometheus-stack, Jaeger, Argo CD, Traefik (ingress) and (where missing) metrics-server."""
 
     otlp_endpoint: str
     grafana_url: str
@@ -72,11 +80,11 @@ class ClusterAddons(pulumi.ComponentResource):
         self.monitoring_crds = self._prometheus_stack(monitoring, f"grafana.{domain}")
         self._dashboard_and_alerts(monitoring, service_job)
         self._jaeger(tracing)
-        # Ingresses (Argo CD's, the service's) are created once the controller and its admission
-        # webhook serve: an Ingress sent to a webhook that is not up yet is rejected.
+        # Ingresses (Argo CD's, the service's) are created once the controller and its IngressClass
+        # exist, so they are served (and get the load balancer's address) as soon as they land.
         self.ingress_controller = self._ingress_controller(ingress_ns)
         self.argocd = self._argocd(argocd_ns, f"argocd.{domain}")
-        self._ingress_policies(tracing, argocd_ns, service_namespace)
+        self._ingress_policies(tracing, argocd_ns, ingress_ns, service_namespace)
         if foundation.cluster.needs_metrics_server:
             self._metrics_server()
 
@@ -204,22 +212,37 @@ class ClusterAddons(pulumi.ComponentResource):
         return self._release(charts.ARGO_CD, "argocd", namespace, values, [self.ingress_controller])
 
     def _ingress_controller(self, namespace: k8s.core.v1.Namespace) -> k8s.helm.v3.Release:
+        """Traefik serving standard `networking.k8s.io/v1` Ingresses of class INGRESS_CLASS."""
         local = self._foundation.cloud == "local"
+        prod = self._cfg.is_prod
+        web: dict[str, Any] = {"port": TRAEFIK_WEB_PORT}
+        if self._cfg.tls_secret_name:
+            # Every published host has TLS then: send plain HTTP to HTTPS, as clients expect.
+            web["redirections"] = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
         values = {
-            "controller": {
-                "replicaCount": 2 if self._cfg.is_prod else 1,
-                "service": {"annotations": self._foundation.cluster.load_balancer_annotations},
-                "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-                # Locally the release is not awaited (below), so nothing would wait for the webhook.
-                "admissionWebhooks": {"enabled": not local},
-            }
+            "deployment": {"replicas": 2 if prod else 1},
+            "podDisruptionBudget": {"enabled": True, "minAvailable": 1} if prod else {"enabled": False},
+            "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
+            "providers": {
+                # publishedService copies the load balancer's address into each Ingress's status.
+                "kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}},
+            },
+            "ports": {
+                "web": web,
+                "websecure": {"port": TRAEFIK_WEBSECURE_PORT},
+                "metrics": {"port": TRAEFIK_METRICS_PORT},
+            },
+            "service": {"annotations": self._foundation.cluster.load_balancer_annotations},
+            # The metrics port is not on the LoadBalancer Service: the ServiceMonitor scrapes a
+            # dedicated ClusterIP Service.
+            "metrics": {"prometheus": {"service": {"enabled": True}, "serviceMonitor": {"enabled": True}}},
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         }
         # Where nothing provisions load balancers (plain kind), the Service stays pending: do not
-        # hold `pulumi up` on it there.
+        # hold `pulumi up` on it there. The ServiceMonitor needs the monitoring CRDs first.
         return self._release(
-            charts.INGRESS_NGINX,
-            "ingress-nginx",
+            charts.TRAEFIK,
+            INGRESS_RELEASE,
             namespace,
             values,
             [self.monitoring_crds],
@@ -227,13 +250,19 @@ class ClusterAddons(pulumi.ComponentResource):
         )
 
     def _ingress_policies(
-        self, tracing: k8s.core.v1.Namespace, argocd: k8s.core.v1.Namespace, service_namespace: str
+        self,
+        tracing: k8s.core.v1.Namespace,
+        argocd: k8s.core.v1.Namespace,
+        ingress: k8s.core.v1.Namespace,
+        service_namespace: str,
     ) -> None:
         """Ingress allow-lists where every client is known: traces come from the service, the Argo CD
         UI through the ingress controller, metrics scrapes from Prometheus; components of one add-on
-        talk among themselves. (Egress stays open: Argo CD reaches Git, Jaeger keeps spans in memory.)
-        The monitoring and ingress-nginx namespaces get none: the API server calls their admission
-        webhooks from addresses outside the cluster's pod network, which differ per cloud."""
+        talk among themselves. The ingress controller is the edge: anyone may reach its web and
+        websecure ports, only Prometheus its metrics. (Egress stays open: Argo CD reaches Git, Jaeger
+        keeps spans in memory, Traefik reaches every backend.) The monitoring namespace gets none: the
+        API server calls the Prometheus operator's admission webhook from addresses outside the
+        cluster's pod network, which differ per cloud."""
         same: dict[str, Any] = {"podSelector": {}}
         allow: dict[str, tuple[k8s.core.v1.Namespace, list[dict[str, Any]]]] = {
             TRACING_NAMESPACE: (
@@ -255,6 +284,22 @@ class ClusterAddons(pulumi.ComponentResource):
                 [
                     {"from": [same]},
                     {"from": [_namespace_peer(INGRESS_NAMESPACE), _namespace_peer(MONITORING_NAMESPACE)]},
+                ],
+            ),
+            INGRESS_NAMESPACE: (
+                ingress,
+                [
+                    # No `from`: every source, in or outside the cluster.
+                    {
+                        "ports": [
+                            {"protocol": "TCP", "port": TRAEFIK_WEB_PORT},
+                            {"protocol": "TCP", "port": TRAEFIK_WEBSECURE_PORT},
+                        ]
+                    },
+                    {
+                        "from": [_namespace_peer(MONITORING_NAMESPACE)],
+                        "ports": [{"protocol": "TCP", "port": TRAEFIK_METRICS_PORT}],
+                    },
                 ],
             ),
         }

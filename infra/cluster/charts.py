@@ -18,8 +18,5 @@ KUBE_PROMETHEUS_STACK = Chart(
 JAEGER = Chart("jaeger", "4.1.0", "https://jaegertracing.github.io/helm-charts")
 ARGO_CD = Chart("argo-cd", "9.5.14", "https://argoproj.github.io/argo-helm")
 METRICS_SERVER = Chart("metrics-server", "3.13.0", "https://kubernetes-sigs.github.io/metrics-server/")
-# The Kubernetes ingress-nginx project was retired upstream in March 2026: this last release gets no
-# further security fixes. It stays because the platform is specified with it; the controller is one
-# method and two names in cluster/__init__.py (INGRESS_NAMESPACE, INGRESS_CLASS), so replacing it is
-# a contained change.
-INGRESS_NGINX = Chart("ingress-nginx", "4.13.3", "https://kubernetes.github.io/ingress-nginx")
+# Ingress controller for standard Ingress objects; maintained, unlike the retired ingress-nginx.
+TRAEFIK = Chart("traefik", "37.3.0", "https://traefik.github.io/charts")

@@ -6,6 +6,7 @@ plans are cached per session); `test_local.py` covers what only the local target
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,6 +38,13 @@ def _leaves(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tupl
         yield path, value
 
 
+def _ingress_controller(plan: Plan) -> PlannedResource:
+    [controller] = [
+        r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "traefik"
+    ]
+    return controller
+
+
 def _generated_secrets(plan: Plan) -> list[str]:
     return [r.outputs["result"] for r in plan.of_type("random:index/randomPassword:RandomPassword")]
 
@@ -47,7 +55,7 @@ def test_the_program_completes_with_the_service_and_its_add_ons(plan: Plan) -> N
         "kube-prometheus-stack",
         "jaeger",
         "argo-cd",
-        "ingress-nginx",
+        "traefik",
     }
     assert set(plan.outputs) >= {
         "kubeconfig",
@@ -223,7 +231,7 @@ def test_network_policies_deny_by_default_and_allow_only_what_the_service_needs(
         for rule in spec.get("ingress", [])
         for peer in rule["from"]
     ]
-    assert sorted(sources) == ["ingress-nginx", "monitoring"]
+    assert sorted(sources) == sorted([_ingress_controller(plan).inputs["namespace"], "monitoring"])
     egress = [rule for spec in policies.values() for rule in spec.get("egress", [])]
     ports = {port["port"] for rule in egress for port in rule["ports"]}
     assert {53, 4317, 4318} <= ports
@@ -321,15 +329,67 @@ def test_argocd_delivery_hands_the_workloads_to_an_application_pinned_to_the_ima
     assert plan.object("Ingress", "product-service") and plan.object("Service", "product-service")
 
 
-def test_ingresses_wait_for_the_ingress_controller_and_its_admission_webhook(plan: Plan) -> None:
+def test_ingresses_wait_for_the_ingress_controller(plan: Plan) -> None:
     releases = {r.name: r for r in plan.of_type("kubernetes:helm.sh/v3:Release")}
-    controller = releases["ingress-nginx"]
+    controller = _ingress_controller(plan)
     assert controller.urn in plan.object("Ingress", "product-service").dependencies
     assert controller.urn in releases["argocd"].dependencies
-    webhooks = controller.inputs["values"]["controller"]["admissionWebhooks"]["enabled"]
-    assert webhooks is (plan.cloud != "local") and controller.inputs.get("skipAwait", False) is (
-        plan.cloud == "local"
+    # Nothing provisions a load balancer on plain kind: the release is not awaited there.
+    assert controller.inputs.get("skipAwait", False) is (plan.cloud == "local")
+
+
+def test_the_ingress_controller_serves_standard_ingresses_of_its_class(plan: Plan) -> None:
+    controller = _ingress_controller(plan)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", controller.inputs["version"]), "an exact chart version"
+    values = controller.inputs["values"]
+    ingress_class = values["ingressClass"]
+    assert ingress_class["enabled"] is True and ingress_class["isDefaultClass"] is True
+    assert (
+        plan.object("Ingress", "product-service").inputs["spec"]["ingressClassName"] == ingress_class["name"]
     )
+    provider = values["providers"]["kubernetesIngress"]
+    assert provider["enabled"] is True and provider["publishedService"]["enabled"] is True
+    prometheus = values["metrics"]["prometheus"]
+    assert prometheus["serviceMonitor"]["enabled"] is True and prometheus["service"]["enabled"] is True
+    assert controller.inputs["values"]["resources"]["requests"]
+    prod = plan.config["platform:profile"] == "prod"
+    assert values["deployment"]["replicas"] == (2 if prod else 1)
+    assert values["podDisruptionBudget"]["enabled"] is prod
+    if prod:
+        assert values["podDisruptionBudget"]["minAvailable"] == 1
+
+
+def test_the_ingress_controller_is_reachable_from_anywhere_but_only_on_its_traffic_ports(plan: Plan) -> None:
+    controller = _ingress_controller(plan)
+    ports = controller.inputs["values"]["ports"]
+    [policy] = plan.objects("NetworkPolicy", controller.inputs["namespace"])
+    spec = policy.inputs["spec"]
+    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Ingress"]
+    open_rules = [rule for rule in spec["ingress"] if "from" not in rule]
+    assert [{p["port"] for p in rule["ports"]} for rule in open_rules] == [
+        {ports["web"]["port"], ports["websecure"]["port"]}
+    ]
+    [metrics] = [rule for rule in spec["ingress"] if "from" in rule]
+    assert metrics["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert {p["port"] for p in metrics["ports"]} == {ports["metrics"]["port"]}
+
+
+def test_plain_http_redirects_to_https_only_when_tls_is_configured(plan_for: PlanFor) -> None:
+    with_tls = _ingress_controller(plan_for("local", "dev", tlsSecretName="shop-tls"))
+    redirect = with_tls.inputs["values"]["ports"]["web"]["redirections"]["entryPoint"]
+    assert (redirect["to"], redirect["scheme"]) == ("websecure", "https")
+    without_tls = _ingress_controller(plan_for("local", "dev"))
+    assert "redirections" not in without_tls.inputs["values"]["ports"]["web"]
+
+
+def test_azure_probes_the_ingress_load_balancer_over_tcp(plan_for: PlanFor) -> None:
+    annotations = _ingress_controller(plan_for("azure", "prod")).inputs["values"]["service"]["annotations"]
+    assert annotations == {
+        "service.beta.kubernetes.io/port_80_health-probe_protocol": "tcp",
+        "service.beta.kubernetes.io/port_443_health-probe_protocol": "tcp",
+    }
 
 
 def test_tracing_and_argocd_admit_only_their_known_clients(plan: Plan) -> None:
@@ -346,4 +406,4 @@ def test_tracing_and_argocd_admit_only_their_known_clients(plan: Plan) -> None:
         for peer in rule["from"]
         if "namespaceSelector" in peer
     }
-    assert sources == {"ingress-nginx", "monitoring"}
+    assert sources == {_ingress_controller(plan).inputs["namespace"], "monitoring"}
