@@ -23,6 +23,7 @@ from cluster import (
 )
 from config import PlatformConfig
 from foundation import Foundation
+from kube import RESTRICTED_NAMESPACE_LABELS, container_security, namespace_peer, resources
 
 NAME = "product-service"  # also the Service name, hence the `job` label of its metrics
 NAMESPACE = "products"
@@ -54,10 +55,7 @@ class ProductService(pulumi.ComponentResource):
             "products",
             metadata={
                 "name": NAMESPACE,
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                },
+                "labels": RESTRICTED_NAMESPACE_LABELS,
             },
             opts=self._k8s(),
         )
@@ -196,7 +194,7 @@ class ProductService(pulumi.ComponentResource):
                             cfg,
                             env,
                             command=["python", "-m", "product_service", "migrate"],
-                            resources=_resources("100m", "128Mi", "500m", "256Mi"),
+                            resources=resources("100m", "128Mi", "500m", "256Mi"),
                         ),
                         restart_policy="Never",
                         trust=trust,
@@ -229,7 +227,7 @@ class ProductService(pulumi.ComponentResource):
                                 env,
                                 ports=[{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
                                 probes=True,
-                                resources=_resources("100m", "256Mi", "1", "512Mi"),
+                                resources=resources("100m", "256Mi", "1", "512Mi"),
                             ),
                             restart_policy="Always",
                             trust=trust,
@@ -321,7 +319,7 @@ class ProductService(pulumi.ComponentResource):
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
-                        "from": [_namespace_peer(INGRESS_NAMESPACE), _namespace_peer(MONITORING_NAMESPACE)],
+                        "from": [namespace_peer(INGRESS_NAMESPACE), namespace_peer(MONITORING_NAMESPACE)],
                         "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
                     }
                 ],
@@ -352,7 +350,7 @@ class ProductService(pulumi.ComponentResource):
                 "policyTypes": ["Egress"],
                 "egress": [
                     {
-                        "to": [_namespace_peer(TRACING_NAMESPACE)],
+                        "to": [namespace_peer(TRACING_NAMESPACE)],
                         "ports": [{"protocol": "TCP", "port": 4317}, {"protocol": "TCP", "port": 4318}],
                     }
                 ],
@@ -421,15 +419,7 @@ def _container(
         "image": cfg.image,
         **env,
         "resources": resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": APP_UID,
-            "runAsGroup": APP_UID,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security(runAsUser=APP_UID, runAsGroup=APP_UID),
         "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
     }
     if command:
@@ -485,10 +475,6 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
-
-
 def _spread(topology_key: str) -> dict[str, Any]:
     return {
         "maxSkew": 1,
@@ -503,7 +489,3 @@ def _utilization(resource: str, percent: int) -> dict[str, Any]:
         "type": "Resource",
         "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": percent}},
     }
-
-
-def _namespace_peer(namespace: str) -> dict[str, Any]:
-    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from config import PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from kube import RESTRICTED_NAMESPACE_LABELS, container_security, resources
 
 DATA_NAMESPACE = "platform-data"
 DATABASE = "products"
@@ -46,7 +47,7 @@ class LocalFoundation(pulumi.ComponentResource):
         self._k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
         namespace = k8s.core.v1.Namespace(
             "data",
-            metadata={"name": DATA_NAMESPACE, "labels": _restricted_namespace_labels()},
+            metadata={"name": DATA_NAMESPACE, "labels": RESTRICTED_NAMESPACE_LABELS},
             opts=self._k8s,
         )
         self._ns = namespace.metadata["name"]
@@ -146,8 +147,8 @@ class LocalFoundation(pulumi.ComponentResource):
             ],
             "readinessProbe": _exec_probe(["pg_isready", "-U", DATABASE_USER, "-d", DATABASE], period=5),
             "livenessProbe": _exec_probe(["pg_isready", "-U", DATABASE_USER, "-d", DATABASE], period=15),
-            "resources": _resources("250m", "512Mi", "1", "1Gi"),
-            "securityContext": _container_security(),
+            "resources": resources("250m", "512Mi", "1", "1Gi"),
+            "securityContext": container_security(),
             "volumeMounts": [
                 {"name": "data", "mountPath": "/var/lib/postgresql/data"},
                 {"name": "run", "mountPath": "/var/run/postgresql"},
@@ -170,8 +171,8 @@ class LocalFoundation(pulumi.ComponentResource):
             ],
             "readinessProbe": _exec_probe(["redis-cli", "ping"], period=5),
             "livenessProbe": _exec_probe(["redis-cli", "ping"], period=15),
-            "resources": _resources("100m", "128Mi", "500m", "512Mi"),
-            "securityContext": _container_security(),
+            "resources": resources("100m", "128Mi", "500m", "512Mi"),
+            "securityContext": container_security(),
             "volumeMounts": [
                 {"name": "data", "mountPath": "/data"},
                 {"name": "tmp", "mountPath": SCRATCH_DIR},
@@ -243,30 +244,9 @@ def _password(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     ).result
 
 
-def _restricted_namespace_labels() -> dict[str, str]:
-    return {
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-    }
-
-
 def _secret_env(name: str, secret_name: pulumi.Input[str], key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
 
 
 def _exec_probe(command: list[str], period: int) -> dict[str, Any]:
     return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": 6}
-
-
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
-
-
-def _container_security() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from config import PlatformConfig
 from foundation import Foundation
+from kube import container_security, namespace_peer, resources
 
 from cluster import charts, dashboards
 from cluster.charts import Chart
@@ -126,7 +127,7 @@ class ClusterAddons(pulumi.ComponentResource):
                     "ruleSelectorNilUsesHelmValues": False,
                     "retention": "15d" if self._cfg.is_prod else "3d",
                     "replicas": 2 if self._cfg.is_prod else 1,
-                    "resources": _resources("200m", "1Gi", "2", "4Gi"),
+                    "resources": resources("200m", "1Gi", "2", "4Gi"),
                 }
             },
             "alertmanager": {"alertmanagerSpec": {"replicas": 2 if self._cfg.is_prod else 1}},
@@ -181,13 +182,13 @@ class ClusterAddons(pulumi.ComponentResource):
             "storage": {"type": "memory"},
             "jaeger": {
                 "enabled": True,
-                "resources": _resources("100m", "256Mi", "1", "1Gi"),
+                "resources": resources("100m", "256Mi", "1", "1Gi"),
                 "podSecurityContext": {
                     "runAsNonRoot": True,
                     "runAsUser": 10001,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "securityContext": _container_security(),
+                "securityContext": container_security(),
             },
         }
         self._release(charts.JAEGER, JAEGER_RELEASE, namespace, values)
@@ -270,20 +271,20 @@ class ClusterAddons(pulumi.ComponentResource):
                 [
                     {"from": [same]},
                     {
-                        "from": [_namespace_peer(service_namespace)],
+                        "from": [namespace_peer(service_namespace)],
                         "ports": [
                             {"protocol": "TCP", "port": OTLP_GRPC_PORT},
                             {"protocol": "TCP", "port": OTLP_HTTP_PORT},
                         ],
                     },
-                    {"from": [_namespace_peer(MONITORING_NAMESPACE)]},
+                    {"from": [namespace_peer(MONITORING_NAMESPACE)]},
                 ],
             ),
             ARGOCD_NAMESPACE: (
                 argocd,
                 [
                     {"from": [same]},
-                    {"from": [_namespace_peer(INGRESS_NAMESPACE), _namespace_peer(MONITORING_NAMESPACE)]},
+                    {"from": [namespace_peer(INGRESS_NAMESPACE), namespace_peer(MONITORING_NAMESPACE)]},
                 ],
             ),
             INGRESS_NAMESPACE: (
@@ -297,7 +298,7 @@ class ClusterAddons(pulumi.ComponentResource):
                         ]
                     },
                     {
-                        "from": [_namespace_peer(MONITORING_NAMESPACE)],
+                        "from": [namespace_peer(MONITORING_NAMESPACE)],
                         "ports": [{"protocol": "TCP", "port": TRAEFIK_METRICS_PORT}],
                     },
                 ],
@@ -351,25 +352,7 @@ class ClusterAddons(pulumi.ComponentResource):
         return {"tls": [{"hosts": hosts, "secretName": self._cfg.tls_secret_name}]}
 
 
-def _namespace_peer(namespace: str) -> dict[str, Any]:
-    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-
-
 def _base_domain(host: str) -> str:
     """`api.example.com` -> `example.com`: the add-ons' UIs live next to the API's host."""
     first, _, rest = host.partition(".")
     return rest if first == "api" and rest else host
-
-
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
-
-
-def _container_security() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
