@@ -1,8 +1,8 @@
-"""Where a gunicorn worker's CPU goes under load: py-spy samples, summarised per library.
+"""Where a gunicorn worker's time goes under load: py-spy samples, summarised per library.
 
-py-spy samples master and workers from outside (no change to the service) and drops samples where a
-worker is blocked (on Postgres, Redis or the next connection), so the shares are of CPU time, which
-on two shared cores is what bounds throughput. Each sample is charged to the innermost frame of a known
+py-spy samples master and workers from outside (no change to the service). It drops most samples where
+a worker is idle, but counts a worker inside a socket call as active; those samples are charged to
+"waiting" below, the rest are the libraries' CPU time. Each sample is charged to the innermost frame of a known
 library; standard-library frames count for the library that called them (json.dumps called by Flask is
 Flask's time), and imports (a worker booting after max_requests) are counted apart.
 """

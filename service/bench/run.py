@@ -596,7 +596,7 @@ def print_report(report: dict) -> None:
     )
     print(f"spans exported to the loopback OTLP sink: {report['spans_exported']}")
     for name, shares in report["profiles"].items():
-        print(f"\nwhere the workers' CPU time goes, {name} (py-spy):")
+        print(f"\nwhere the workers' samples go, {name} (py-spy, by library):")
         for library, share in shares.items():
             if share >= 0.01:
                 print(f"  {share:>6.1%}  {library}")
