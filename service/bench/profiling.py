@@ -2,9 +2,9 @@
 
 py-spy samples master and workers from outside (no change to the service). It drops most samples where
 a worker is idle, but counts a worker inside a socket call as active; those samples are charged to
-"waiting" below, the rest are the libraries' CPU time. Each sample is charged to the innermost frame of a known
-library; standard-library frames count for the library that called them (json.dumps called by Flask is
-Flask's time), and imports (a worker booting after max_requests) are counted apart.
+"waiting" below, the rest are the libraries' CPU time. Each sample is charged to the innermost frame of
+a known library; standard-library frames count for the library that called them (json.dumps called by
+Flask is Flask's time), and imports (a worker booting after max_requests) are counted apart.
 """
 
 from __future__ import annotations
