@@ -33,6 +33,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "hpaMinReplicas": 1,
         "hpaMaxReplicas": 3,
         "logLevel": "INFO",
+        "traceSampleRatio": "1",
     },
     "prod": {
         "zoneCount": 3,
@@ -45,6 +46,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "hpaMinReplicas": 3,
         "hpaMaxReplicas": 10,
         "logLevel": "INFO",
+        # Tracing every request is the service's largest CPU cost under load (docs/performance.md).
+        "traceSampleRatio": "0.1",
     },
 }
 
@@ -81,6 +84,7 @@ class PlatformConfig:
     db_pool_min: int
     db_pool_max: int
     cache_ttl_seconds: int
+    trace_sample_ratio: float  # share of new traces recorded (parent-based: a sampled caller wins)
     jwt_secret: pulumi.Output[str] | None  # from `pulumi config set --secret`, else generated
     # delivery=argocd: where an Argo CD Application finds the service's manifests (a Kustomize dir)
     gitops_repo_url: str | None = None
@@ -151,6 +155,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         db_pool_min=pool_min,
         db_pool_max=_int(cfg, "dbPoolMax", pool_min, 100, 10),
         cache_ttl_seconds=_int(cfg, "cacheTtlSeconds", 1, 86400, 300),
+        trace_sample_ratio=_ratio(cfg, "traceSampleRatio", defaults["traceSampleRatio"]),
         jwt_secret=cfg.get_secret("jwtSecret"),
         gitops_repo_url=gitops_repo,
         gitops_path=cfg.get("gitopsPath") or "deploy/product-service",
@@ -185,6 +190,17 @@ def _bool(cfg: pulumi.Config, key: str, default: bool) -> bool:
     if raw.lower() not in ("true", "false"):
         raise ConfigError(f"platform:{key} must be true or false (got '{raw}')")
     return raw.lower() == "true"
+
+
+def _ratio(cfg: pulumi.Config, key: str, default: str) -> float:
+    raw = cfg.get(key, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"platform:{key} must be a number from 0 to 1 (got '{raw}')")
+    return value
 
 
 def _text(cfg: pulumi.Config, key: str, default: str, pattern: str, what: str) -> str:

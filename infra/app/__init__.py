@@ -86,6 +86,8 @@ class ProductService(pulumi.ComponentResource):
             data={
                 "OTEL_EXPORTER_OTLP_ENDPOINT": addons.otlp_endpoint,
                 "OTEL_SERVICE_NAME": NAME,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": str(cfg.trace_sample_ratio),
                 "LOG_LEVEL": cfg.log_level,
                 "DB_POOL_MIN_SIZE": str(cfg.db_pool_min),
                 "DB_POOL_MAX_SIZE": str(cfg.db_pool_max),

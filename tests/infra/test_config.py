@@ -33,6 +33,8 @@ def _error(target: str = "local", **overrides: Any) -> str:
         ),
         ({"nodeMinCount": "0"}, "platform:nodeMinCount must be a whole number from 1 to 100 (got '0')"),
         ({"highAvailability": "yes"}, "platform:highAvailability must be true or false (got 'yes')"),
+        ({"traceSampleRatio": "2"}, "platform:traceSampleRatio must be a number from 0 to 1 (got '2')"),
+        ({"traceSampleRatio": "all"}, "platform:traceSampleRatio must be a number from 0 to 1 (got 'all')"),
         (
             {"delivery": "argocd"},
             "platform:gitopsRepoUrl must be a Git repository URL (https://, ssh:// or git@)",

@@ -407,3 +407,13 @@ def test_tracing_and_argocd_admit_only_their_known_clients(plan: Plan) -> None:
         if "namespaceSelector" in peer
     }
     assert sources == {_ingress_controller(plan).inputs["namespace"], "monitoring"}
+
+
+@pytest.mark.parametrize(("profile", "ratio"), [("dev", "1.0"), ("prod", "0.1")])
+def test_the_service_samples_traces_per_profile_unless_a_caller_decided(
+    plan_for: PlanFor, profile: str, ratio: str
+) -> None:
+    settings = plan_for("local", profile).objects("ConfigMap", "products")
+    [data] = [c.inputs["data"] for c in settings if "OTEL_SERVICE_NAME" in c.inputs.get("data", {})]
+    assert data["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert data["OTEL_TRACES_SAMPLER_ARG"] == ratio
