@@ -262,23 +262,8 @@ class AzureFoundation(pulumi.ComponentResource):
         group = self._group.name
         opts = pulumi.ResourceOptions(parent=self)
         # Flexible Server wants a zone name ending in `.postgres.database.azure.com`.
-        zone = privatedns.PrivateZone(
-            "postgres",
-            resource_group_name=group,
-            private_zone_name=f"platform-{_dns_label(cfg.stack)}.private.postgres.database.azure.com",
-            location="global",
-            tags=self._tags,
-            opts=opts,
-        )
-        link = privatedns.VirtualNetworkLink(
-            "postgres",
-            resource_group_name=group,
-            private_zone_name=zone.name,
-            virtual_network=privatedns.SubResourceArgs(id=vnet.vnet.id),
-            registration_enabled=False,
-            location="global",
-            tags=self._tags,
-            opts=opts,
+        zone, link = self._private_zone(
+            "postgres", f"platform-{_dns_label(cfg.stack)}.private.postgres.database.azure.com", vnet
         )
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
         password = random.RandomPassword("postgres", length=40, special=False, opts=opts)
@@ -361,24 +346,7 @@ class AzureFoundation(pulumi.ComponentResource):
             opts=opts,
         )
         self._lock_against_deletion("redis", cache)
-        zone = privatedns.PrivateZone(
-            "redis",
-            resource_group_name=group,
-            private_zone_name=REDIS_PRIVATE_DNS_ZONE,
-            location="global",
-            tags=self._tags,
-            opts=opts,
-        )
-        privatedns.VirtualNetworkLink(
-            "redis",
-            resource_group_name=group,
-            private_zone_name=zone.name,
-            virtual_network=privatedns.SubResourceArgs(id=vnet.vnet.id),
-            registration_enabled=False,
-            location="global",
-            tags=self._tags,
-            opts=opts,
-        )
+        zone, _ = self._private_zone("redis", REDIS_PRIVATE_DNS_ZONE, vnet)
         endpoint = network.PrivateEndpoint(
             "redis",
             resource_group_name=group,
@@ -406,6 +374,31 @@ class AzureFoundation(pulumi.ComponentResource):
         return RedisEndpoint(
             host=cache.host_name, port=cache.ssl_port, password=_secret(keys.primary_key), tls=True
         )
+
+    def _private_zone(
+        self, name: str, zone_name: str, vnet: _Network
+    ) -> tuple[privatedns.PrivateZone, privatedns.VirtualNetworkLink]:
+        """A private DNS zone that resolves inside the VNet (and only there)."""
+        opts = pulumi.ResourceOptions(parent=self)
+        zone = privatedns.PrivateZone(
+            name,
+            resource_group_name=self._group.name,
+            private_zone_name=zone_name,
+            location="global",
+            tags=self._tags,
+            opts=opts,
+        )
+        link = privatedns.VirtualNetworkLink(
+            name,
+            resource_group_name=self._group.name,
+            private_zone_name=zone.name,
+            virtual_network=privatedns.SubResourceArgs(id=vnet.vnet.id),
+            registration_enabled=False,
+            location="global",
+            tags=self._tags,
+            opts=opts,
+        )
+        return zone, link
 
     def _lock_against_deletion(self, name: str, resource: pulumi.CustomResource) -> None:
         """Azure has no deletion-protection flag on these services; a CanNotDelete lock is its equivalent."""
