@@ -46,7 +46,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "hpaMinReplicas": 3,
         "hpaMaxReplicas": 10,
         "logLevel": "INFO",
-        # Tracing every request is the service's largest CPU cost under load (docs/performance.md).
+        # Every request traced would fill Jaeger's storage at production rates; 10% stays representative.
         "traceSampleRatio": "0.1",
     },
 }
