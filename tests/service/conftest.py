@@ -18,6 +18,9 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from product_service.app import close_app, open_app
 from product_service.auth import mint_token
 from product_service.devservers import DevServers, embedded_servers
@@ -62,6 +65,18 @@ def app(settings: Settings) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def traced(settings: Settings) -> Iterator[tuple[Flask, InMemorySpanExporter]]:
+    """An app of its own whose spans land in memory, for tests that read the traces."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = open_app(settings, tracer_provider=provider)
+    yield app, exporter
+    close_app(app)
+    provider.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from product_service.app import close_app, open_app
 from product_service.cache import CachedProductRepository, ProductCache
@@ -42,17 +41,6 @@ def spans_of(spans: tuple[ReadableSpan, ...], system: str) -> list[ReadableSpan]
         if (span.attributes or {}).get("db.system") == system
         or (span.attributes or {}).get("db.system.name") == system
     ]
-
-
-@pytest.fixture
-def traced(settings: Settings) -> Iterator[tuple[Flask, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = open_app(settings, tracer_provider=provider)
-    yield app, exporter
-    close_app(app)
-    provider.shutdown()
 
 
 def test_batch_get_is_one_mget_one_query_and_one_pipelined_backfill(

@@ -5,30 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from product_service.app import close_app, open_app
 from product_service.logs import JsonFormatter
-from product_service.settings import Settings
 from product_service.tracing import start_tracing, tracing_enabled
 from service_helpers import create_product
-
-
-@pytest.fixture
-def traced(settings: Settings) -> Iterator[tuple[Flask, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = open_app(settings, tracer_provider=provider)
-    yield app, exporter
-    close_app(app)
-    provider.shutdown()
 
 
 def test_a_request_traces_its_sql_and_redis_calls_as_children(
