@@ -50,6 +50,9 @@ class ClusterFacts:
     # NetworkPolicy egress peers (Kubernetes NetworkPolicyPeer dicts) where Postgres and Redis live:
     # ipBlocks of the data subnets on a cloud, a namespaceSelector in-cluster.
     data_network_peers: list[dict[str, Any]] = field(default_factory=list)
+    # Helm values for the Kubernetes cluster-autoscaler where the cloud's node groups do not resize
+    # themselves (EKS); None where the cloud autoscales nodes (GKE, AKS) or there is nothing to scale.
+    cluster_autoscaler_values: dict[str, Any] | None = None
     # Extra annotations for the service's ServiceAccount (workload identity binding, if any).
     service_account_annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     # Extra metrics-server arguments, e.g. --kubelet-insecure-tls where kubelets serve self-signed

@@ -35,6 +35,7 @@ MIN_ZONES = 2  # EKS and RDS subnet groups both refuse fewer than two zones
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 STORAGE_CLASS = "gp3"
 EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+AUTOSCALER_ACCOUNT = "cluster-autoscaler"  # in kube-system, installed by the cluster add-ons
 
 
 def build(cfg: PlatformConfig) -> Foundation:
@@ -76,6 +77,19 @@ class AwsFoundation(pulumi.ComponentResource):
                 storage_class=cluster.storage_class,
                 needs_metrics_server=True,  # EKS ships without metrics-server
                 load_balancer_annotations={"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+                cluster_autoscaler_values={
+                    "cloudProvider": "aws",
+                    "awsRegion": self._region,
+                    # Managed node groups tag their Auto Scaling groups for this auto-discovery.
+                    "autoDiscovery": {"clusterName": cluster.eks.name},
+                    "rbac": {
+                        "serviceAccount": {
+                            "name": AUTOSCALER_ACCOUNT,
+                            "annotations": {"eks.amazonaws.com/role-arn": cluster.autoscaler_role_arn},
+                        }
+                    },
+                    "extraArgs": {"balance-similar-node-groups": True},
+                },
                 data_network_peers=[{"ipBlock": {"cidr": cidr}} for cidr in network.data_cidrs],
             ),
         )
@@ -273,6 +287,20 @@ class AwsFoundation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes, *ebs_role.attachments]),
         )
 
+        autoscaler_role = self._role(
+            "cluster-autoscaler",
+            pulumi.Output.all(oidc.arn, issuer).apply(
+                lambda a: _irsa_trust(a[0], a[1], f"system:serviceaccount:kube-system:{AUTOSCALER_ACCOUNT}")
+            ),
+            [],
+        )
+        aws.iam.RolePolicy(
+            "cluster-autoscaler",
+            role=autoscaler_role.name,
+            policy=eks.name.apply(_autoscaler_policy),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
         kubeconfig = _secret(
             pulumi.Output.all(eks.name, eks.endpoint, eks.certificate_authority.data).apply(
                 lambda a: _kubeconfig(a[0], a[1], a[2], self._region)
@@ -299,6 +327,7 @@ class AwsFoundation(pulumi.ComponentResource):
             provider=provider,
             kubeconfig=kubeconfig,
             storage_class=STORAGE_CLASS,
+            autoscaler_role_arn=autoscaler_role.arn,
         )
 
     def _role(self, name: str, trust: pulumi.Input[str], managed_policies: list[str]) -> _Role:
@@ -314,7 +343,7 @@ class AwsFoundation(pulumi.ComponentResource):
             )
             for policy in managed_policies
         ]
-        return _Role(arn=role.arn, attachments=attachments)
+        return _Role(arn=role.arn, name=role.name, attachments=attachments)
 
     # --- data services -------------------------------------------------------------------------------
 
@@ -454,6 +483,7 @@ class _Network:
 @dataclass
 class _Role:
     arn: pulumi.Output[str]
+    name: pulumi.Output[str]
     attachments: list[pulumi.Resource]
 
 
@@ -464,6 +494,7 @@ class _Cluster:
     provider: k8s.Provider
     kubeconfig: pulumi.Output[str]
     storage_class: str
+    autoscaler_role_arn: pulumi.Output[str]
 
 
 def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -516,6 +547,44 @@ def _irsa_trust(provider_arn: str, issuer: str, service_account: str) -> str:
                         "StringEquals": {f"{host}:sub": service_account, f"{host}:aud": "sts.amazonaws.com"}
                     },
                 }
+            ],
+        }
+    )
+
+
+def _autoscaler_policy(cluster_name: str) -> str:
+    """Read every Auto Scaling group, resize only the ones tagged as this cluster's node groups."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:DescribeAutoScalingGroups",
+                        "autoscaling:DescribeAutoScalingInstances",
+                        "autoscaling:DescribeLaunchConfigurations",
+                        "autoscaling:DescribeScalingActivities",
+                        "autoscaling:DescribeTags",
+                        "ec2:DescribeImages",
+                        "ec2:DescribeInstanceTypes",
+                        "ec2:DescribeLaunchTemplateVersions",
+                        "ec2:GetInstanceTypesFromInstanceRequirements",
+                        "eks:DescribeNodegroup",
+                    ],
+                    "Resource": "*",
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:SetDesiredCapacity",
+                        "autoscaling:TerminateInstanceInAutoScalingGroup",
+                    ],
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
+                    },
+                },
             ],
         }
     )

@@ -88,6 +88,14 @@ class ClusterAddons(pulumi.ComponentResource):
         self._ingress_policies(tracing, argocd_ns, ingress_ns, service_namespace)
         if foundation.cluster.needs_metrics_server:
             self._metrics_server()
+        if foundation.cluster.cluster_autoscaler_values is not None:
+            # Without it the HPA's extra replicas stay Pending once the minimum node count is full.
+            self._release(
+                charts.CLUSTER_AUTOSCALER,
+                "cluster-autoscaler",
+                None,
+                foundation.cluster.cluster_autoscaler_values,
+            )
 
         self.otlp_endpoint = f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{OTLP_HTTP_PORT}"
         self.grafana_url = f"{scheme}://grafana.{domain}"

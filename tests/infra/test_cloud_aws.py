@@ -156,6 +156,32 @@ def test_oidc_provider_trusts_the_cluster_issuer_for_irsa(plan_for):
     )
 
 
+def test_the_cluster_autoscaler_resizes_only_this_clusters_node_groups_through_irsa(plan_for):
+    plan = plan_for("aws", "prod")
+    [release] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "cluster-autoscaler"]
+    values = release.inputs["values"]
+    cluster_name = only(plan, EKS).outputs["name"]
+    assert values["autoDiscovery"]["clusterName"] == cluster_name
+    assert values["awsRegion"] == "eu-west-1"
+    role = next(r for r in plan.of_type("aws:iam/role:Role") if r.name == "cluster-autoscaler")
+    account = values["rbac"]["serviceAccount"]
+    assert account["annotations"]["eks.amazonaws.com/role-arn"] == role.outputs["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+    assert any(v == f"system:serviceaccount:kube-system:{account['name']}" for v in trust.values())
+    [policy] = plan.of_type("aws:iam/rolePolicy:RolePolicy")
+    writes = next(s for s in json.loads(policy.inputs["policy"])["Statement"] if "Condition" in s)
+    assert "autoscaling:SetDesiredCapacity" in writes["Action"]
+    assert writes["Condition"]["StringEquals"] == {
+        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
+    }
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "azure", "local"])
+def test_clouds_that_autoscale_nodes_themselves_get_no_cluster_autoscaler(plan_for, cloud):
+    releases = {r.name for r in plan_for(cloud, "prod").of_type("kubernetes:helm.sh/v3:Release")}
+    assert "cluster-autoscaler" not in releases
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_postgres_is_private_encrypted_and_forces_tls(plan_for, profile):
     plan = plan_for("aws", profile)
