@@ -118,6 +118,13 @@ class Plan:
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
 
+    def one(self, type_: str, name: str | None = None) -> PlannedResource:
+        """The single resource of this type (and logical name, if given); fails if there is not exactly one."""
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"expected one {type_} {name or ''}, found {len(found)}")
+        return found[0]
+
     def kubernetes_objects(self) -> list[PlannedResource]:
         return [r for r in self.resources if r.is_kubernetes_object]
 

@@ -19,12 +19,6 @@ SUBNET = "aws:ec2/subnet:Subnet"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 
 
-def only(plan: Plan, type_: str) -> PlannedResource:
-    found = plan.of_type(type_)
-    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
-    return found[0]
-
-
 def subnets(plan: Plan, role: str) -> list[PlannedResource]:
     return [s for s in plan.of_type(SUBNET) if s.name.startswith(f"{role}-")]
 
@@ -36,7 +30,7 @@ def urns(resources: list[PlannedResource]) -> set[str]:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_program_builds_eks_rds_and_elasticache_inside_one_component(plan_for, profile):
     plan = plan_for("aws", profile)
-    component = only(plan, "platform:aws:Foundation")
+    component = plan.one("platform:aws:Foundation")
     for type_ in (
         EKS,
         NODE_GROUP,
@@ -45,7 +39,7 @@ def test_program_builds_eks_rds_and_elasticache_inside_one_component(plan_for, p
         "aws:ec2/vpc:Vpc",
         "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
     ):
-        assert only(plan, type_).parent == component.urn
+        assert plan.one(type_).parent == component.urn
 
 
 @pytest.mark.parametrize(("profile", "zones"), [("dev", 2), ("prod", 3)])
@@ -64,10 +58,10 @@ def test_nat_gateway_per_zone_only_when_highly_available(plan_for):
 def test_cluster_nodes_and_databases_use_private_subnets_only(plan_for, profile):
     plan = plan_for("aws", profile)
     subnet_urns = urns(plan.of_type(SUBNET))
-    node_group_subnets = set(only(plan, NODE_GROUP).dependencies) & subnet_urns
+    node_group_subnets = set(plan.one(NODE_GROUP).dependencies) & subnet_urns
     assert node_group_subnets == urns(subnets(plan, "nodes"))
     for group in ("aws:rds/subnetGroup:SubnetGroup", "aws:elasticache/subnetGroup:SubnetGroup"):
-        assert set(only(plan, group).dependencies) & subnet_urns == urns(subnets(plan, "data"))
+        assert set(plan.one(group).dependencies) & subnet_urns == urns(subnets(plan, "data"))
     assert not any(s.inputs.get("mapPublicIpOnLaunch") for s in plan.of_type(SUBNET))
 
 
@@ -92,7 +86,7 @@ def test_private_subnets_reach_the_internet_only_through_nat(plan_for, profile):
 
 def test_eks_api_endpoint_is_limited_to_the_configured_cidrs(plan_for):
     cidrs = ["198.51.100.0/24", "192.0.2.16/28"]
-    vpc_config = only(plan_for("aws", "prod", apiAllowedCidrs=cidrs), EKS).inputs["vpcConfig"]
+    vpc_config = plan_for("aws", "prod", apiAllowedCidrs=cidrs).one(EKS).inputs["vpcConfig"]
     assert vpc_config["publicAccessCidrs"] == cidrs
     assert vpc_config["endpointPrivateAccess"] is True
 
@@ -100,7 +94,7 @@ def test_eks_api_endpoint_is_limited_to_the_configured_cidrs(plan_for):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_eks_encrypts_secrets_with_a_rotating_key_and_logs_the_control_plane(plan_for, profile):
     plan = plan_for("aws", profile)
-    cluster = only(plan, EKS)
+    cluster = plan.one(EKS)
     encryption = cluster.inputs["encryptionConfig"]
     assert encryption["resources"] == ["secrets"]
     key = next(k for k in plan.of_type("aws:kms/key:Key") if k.urn in cluster.dependencies)
@@ -118,11 +112,11 @@ def test_vpc_cni_enforces_network_policies(plan_for, profile):
 
 
 def test_eks_runs_the_configured_kubernetes_version(plan_for):
-    assert only(plan_for("aws", "dev", kubernetesVersion="1.33"), EKS).inputs["version"] == "1.33"
+    assert plan_for("aws", "dev", kubernetesVersion="1.33").one(EKS).inputs["version"] == "1.33"
 
 
 def test_eks_uses_access_entries_and_deletion_protection_only_in_prod(plan_for):
-    dev, prod = only(plan_for("aws", "dev"), EKS), only(plan_for("aws", "prod"), EKS)
+    dev, prod = plan_for("aws", "dev").one(EKS), plan_for("aws", "prod").one(EKS)
     assert prod.inputs["accessConfig"]["authenticationMode"] == "API"
     assert prod.inputs["deletionProtection"] is True
     assert dev.inputs["deletionProtection"] is False
@@ -130,22 +124,22 @@ def test_eks_uses_access_entries_and_deletion_protection_only_in_prod(plan_for):
 
 def test_node_group_size_and_bounds_come_from_config(plan_for):
     plan = plan_for("aws", "dev", nodeMinCount=2, nodeMaxCount=5, nodeSize="m7i.large")
-    group = only(plan, NODE_GROUP).inputs
+    group = plan.one(NODE_GROUP).inputs
     assert group["scalingConfig"] == {"minSize": 2, "maxSize": 5, "desiredSize": 2}
     assert group["instanceTypes"] == ["m7i.large"]
 
 
 @pytest.mark.parametrize(("profile", "size"), [("dev", "t3.large"), ("prod", "m6i.xlarge")])
 def test_node_group_defaults_follow_the_profile(plan_for, profile, size):
-    group = only(plan_for("aws", profile), NODE_GROUP).inputs
+    group = plan_for("aws", profile).one(NODE_GROUP).inputs
     assert group["instanceTypes"] == [size]
     assert group["scalingConfig"]["minSize"] <= group["scalingConfig"]["maxSize"]
 
 
 def test_oidc_provider_trusts_the_cluster_issuer_for_irsa(plan_for):
     plan = plan_for("aws", "prod")
-    issuer = only(plan, EKS).outputs["identities"][0]["oidcs"][0]["issuer"]
-    provider = only(plan, "aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
+    issuer = plan.one(EKS).outputs["identities"][0]["oidcs"][0]["issuer"]
+    provider = plan.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
     assert provider["url"] == issuer
     assert provider["clientIdLists"] == ["sts.amazonaws.com"]
     ebs_role = next(r for r in plan.of_type("aws:iam/role:Role") if r.name == "ebs-csi")
@@ -160,7 +154,7 @@ def test_the_cluster_autoscaler_resizes_only_this_clusters_node_groups_through_i
     plan = plan_for("aws", "prod")
     [release] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "cluster-autoscaler"]
     values = release.inputs["values"]
-    cluster_name = only(plan, EKS).outputs["name"]
+    cluster_name = plan.one(EKS).outputs["name"]
     assert values["autoDiscovery"]["clusterName"] == cluster_name
     assert values["awsRegion"] == "eu-west-1"
     role = next(r for r in plan.of_type("aws:iam/role:Role") if r.name == "cluster-autoscaler")
@@ -185,11 +179,11 @@ def test_clouds_that_autoscale_nodes_themselves_get_no_cluster_autoscaler(plan_f
 @pytest.mark.parametrize("profile", PROFILES)
 def test_postgres_is_private_encrypted_and_forces_tls(plan_for, profile):
     plan = plan_for("aws", profile)
-    db = only(plan, RDS).inputs
+    db = plan.one(RDS).inputs
     assert db["publiclyAccessible"] is False
     assert db["storageEncrypted"] is True and db["kmsKeyId"].startswith("arn:aws:kms:")
     assert db["engine"] == "postgres" and int(db["engineVersion"].split(".")[0]) >= 16
-    parameters = only(plan, "aws:rds/parameterGroup:ParameterGroup").inputs
+    parameters = plan.one("aws:rds/parameterGroup:ParameterGroup").inputs
     assert parameters["family"] == f"postgres{db['engineVersion'].split('.')[0]}"
     assert {"name": "rds.force_ssl", "value": "1"}.items() <= parameters["parameters"][0].items()
 
@@ -199,7 +193,7 @@ def test_postgres_is_private_encrypted_and_forces_tls(plan_for, profile):
     [("dev", False), ("prod", True)],
 )
 def test_postgres_multi_az_deletion_protection_and_final_snapshot_only_in_prod(plan_for, profile, protected):
-    db = only(plan_for("aws", profile), RDS).inputs
+    db = plan_for("aws", profile).one(RDS).inputs
     assert db["multiAz"] is protected
     assert db["deletionProtection"] is protected
     assert db["skipFinalSnapshot"] is not protected
@@ -209,18 +203,18 @@ def test_postgres_multi_az_deletion_protection_and_final_snapshot_only_in_prod(p
 @pytest.mark.parametrize(("profile", "days"), [("dev", 7), ("prod", 30)])
 def test_backup_retention_follows_the_profile(plan_for, profile, days):
     plan = plan_for("aws", profile)
-    assert only(plan, RDS).inputs["backupRetentionPeriod"] == days
-    assert only(plan, REDIS).inputs["snapshotRetentionLimit"] == days
+    assert plan.one(RDS).inputs["backupRetentionPeriod"] == days
+    assert plan.one(REDIS).inputs["snapshotRetentionLimit"] == days
 
 
 def test_backup_retention_can_be_overridden(plan_for):
-    assert only(plan_for("aws", "prod", backupRetentionDays=35), RDS).inputs["backupRetentionPeriod"] == 35
+    assert plan_for("aws", "prod", backupRetentionDays=35).one(RDS).inputs["backupRetentionPeriod"] == 35
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_data_services_admit_only_the_cluster_security_group(plan_for, profile):
     plan = plan_for("aws", profile)
-    cluster_group = only(plan, EKS).outputs["vpcConfig"]["clusterSecurityGroupId"]
+    cluster_group = plan.one(EKS).outputs["vpcConfig"]["clusterSecurityGroupId"]
     rules = plan.of_type(INGRESS_RULE)
     assert sorted(r.inputs["fromPort"] for r in rules) == [5432, 6379]
     for rule in rules:
@@ -233,7 +227,7 @@ def test_data_services_admit_only_the_cluster_security_group(plan_for, profile):
 
 @pytest.mark.parametrize(("profile", "ha"), [("dev", False), ("prod", True)])
 def test_redis_requires_tls_and_auth_and_fails_over_only_in_prod(plan_for, profile, ha):
-    redis = only(plan_for("aws", profile), REDIS)
+    redis = plan_for("aws", profile).one(REDIS)
     assert redis.inputs["transitEncryptionEnabled"] is True
     assert redis.inputs["atRestEncryptionEnabled"] is True
     assert len(redis.inputs["authToken"]) >= 16 and redis.inputs["authToken"].isalnum()
@@ -245,9 +239,9 @@ def test_redis_requires_tls_and_auth_and_fails_over_only_in_prod(plan_for, profi
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_password_and_kubeconfig_input_is_secret(plan_for, profile):
     plan = plan_for("aws", profile)
-    assert only(plan, RDS).is_secret(("password",))
-    assert only(plan, REDIS).is_secret(("authToken",))
-    assert only(plan, "pulumi:providers:kubernetes").is_secret(("kubeconfig",))
+    assert plan.one(RDS).is_secret(("password",))
+    assert plan.one(REDIS).is_secret(("authToken",))
+    assert plan.one("pulumi:providers:kubernetes").is_secret(("kubeconfig",))
     for resource in plan.resources:
         for path in _paths(resource.inputs):
             if str(path[-1]).lower() in {"password", "authtoken", "masterpassword"}:
@@ -256,8 +250,8 @@ def test_every_password_and_kubeconfig_input_is_secret(plan_for, profile):
 
 def test_kubeconfig_gets_short_lived_tokens_from_the_aws_cli(plan_for):
     plan = plan_for("aws", "prod")
-    cluster = only(plan, EKS)
-    kubeconfig = json.loads(only(plan, "pulumi:providers:kubernetes").inputs["kubeconfig"])
+    cluster = plan.one(EKS)
+    kubeconfig = json.loads(plan.one("pulumi:providers:kubernetes").inputs["kubeconfig"])
     (user,) = kubeconfig["users"]
     assert "token" not in user["user"]
     exec_ = user["user"]["exec"]

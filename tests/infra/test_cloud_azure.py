@@ -7,7 +7,7 @@ import base64
 import pytest
 import yaml
 from clouds.azure import _azure_cli_login
-from plan import Plan, PlannedResource, run_plan
+from plan import run_plan
 
 PROFILES = ("dev", "prod")
 
@@ -20,23 +20,17 @@ ZONE_LINK = "azure-native:privatedns:VirtualNetworkLink"
 LOCK = "azure-native:authorization:ManagementLockByScope"
 
 
-def only(plan: Plan, type_: str, name: str | None = None) -> PlannedResource:
-    found = [r for r in plan.of_type(type_) if name is None or r.name == name]
-    assert len(found) == 1, f"expected one {type_} {name or ''}, found {len(found)}"
-    return found[0]
-
-
 @pytest.mark.parametrize("profile", PROFILES)
 def test_program_builds_aks_postgres_and_redis_inside_one_component(plan_for, profile):
     plan = plan_for("azure", profile)
-    component = only(plan, "platform:azure:Foundation")
+    component = plan.one("platform:azure:Foundation")
     for type_ in (AKS, POSTGRES, REDIS, "azure-native:resources:ResourceGroup"):
-        assert only(plan, type_).parent == component.urn
+        assert plan.one(type_).parent == component.urn
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_aks_uses_managed_identity_azure_cni_and_network_policy(plan_for, profile):
-    cluster = only(plan_for("azure", profile), AKS).inputs
+    cluster = plan_for("azure", profile).one(AKS).inputs
     assert cluster["identity"]["type"] == "SystemAssigned"
     assert cluster["networkProfile"]["networkPlugin"] == "azure"
     assert cluster["networkProfile"]["networkPolicy"] in {"azure", "calico", "cilium"}
@@ -44,7 +38,7 @@ def test_aks_uses_managed_identity_azure_cni_and_network_policy(plan_for, profil
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_aks_signs_in_only_through_entra_id_with_workload_identity(plan_for, profile):
-    cluster = only(plan_for("azure", profile), AKS).inputs
+    cluster = plan_for("azure", profile).one(AKS).inputs
     assert cluster["disableLocalAccounts"] is True
     assert cluster["aadProfile"] == {"managed": True, "enableAzureRBAC": True}
     assert cluster["oidcIssuerProfile"]["enabled"] is True
@@ -53,63 +47,63 @@ def test_aks_signs_in_only_through_entra_id_with_workload_identity(plan_for, pro
 
 def test_aks_api_server_accepts_only_the_configured_cidrs(plan_for):
     cidrs = ["198.51.100.0/24", "192.0.2.16/28"]
-    cluster = only(plan_for("azure", "prod", apiAllowedCidrs=cidrs), AKS).inputs
+    cluster = plan_for("azure", "prod", apiAllowedCidrs=cidrs).one(AKS).inputs
     assert cluster["apiServerAccessProfile"]["authorizedIPRanges"] == cidrs
 
 
 def test_aks_autoscaler_bounds_and_vm_size_come_from_config(plan_for):
     plan = plan_for("azure", "dev", nodeMinCount=2, nodeMaxCount=6, nodeSize="Standard_D8s_v5")
-    (pool,) = only(plan, AKS).inputs["agentPoolProfiles"]
+    (pool,) = plan.one(AKS).inputs["agentPoolProfiles"]
     assert pool["enableAutoScaling"] is True
     assert (pool["minCount"], pool["maxCount"], pool["count"]) == (2, 6, 2)
     assert pool["vmSize"] == "Standard_D8s_v5"
-    assert only(plan, SUBNET, "nodes").urn in only(plan, AKS).dependencies
+    assert plan.one(SUBNET, "nodes").urn in plan.one(AKS).dependencies
 
 
 @pytest.mark.parametrize(("profile", "zones"), [("dev", None), ("prod", ["1", "2", "3"])])
 def test_aks_nodes_spread_over_zones_only_in_prod(plan_for, profile, zones):
-    (pool,) = only(plan_for("azure", profile), AKS).inputs["agentPoolProfiles"]
+    (pool,) = plan_for("azure", profile).one(AKS).inputs["agentPoolProfiles"]
     assert pool.get("availabilityZones") == zones
 
 
 def test_deployer_gets_kubernetes_rbac_admin_on_the_cluster(plan_for):
     plan = plan_for("azure", "prod")
-    assignment = only(plan, "azure-native:authorization:RoleAssignment", "aks-deployer-admin")
+    assignment = plan.one("azure-native:authorization:RoleAssignment", "aks-deployer-admin")
     assert assignment.inputs["roleDefinitionId"].endswith(
         "/roleDefinitions/b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
     )
-    assert only(plan, AKS).urn in assignment.dependencies
+    assert plan.one(AKS).urn in assignment.dependencies
     # The provider for the Kubernetes objects waits for the role, or its first calls are refused.
-    assert assignment.urn in only(plan, "pulumi:providers:kubernetes").dependencies
+    assert assignment.urn in plan.one("pulumi:providers:kubernetes").dependencies
     assert assignment.inputs["principalType"] == "User"  # the offline run signs in as no service principal
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_postgres_lives_in_a_delegated_subnet_behind_private_dns_with_no_public_access(plan_for, profile):
     plan = plan_for("azure", profile)
-    server = only(plan, POSTGRES)
+    server = plan.one(POSTGRES)
     assert server.inputs["network"]["publicNetworkAccess"] == "Disabled"
-    subnet = only(plan, SUBNET, "postgres")
+    subnet = plan.one(SUBNET, "postgres")
     assert subnet.urn in server.dependencies
     assert [d["serviceName"] for d in subnet.inputs["delegations"]] == [
         "Microsoft.DBforPostgreSQL/flexibleServers"
     ]
-    zone = only(plan, PRIVATE_ZONE, "postgres")
+    zone = plan.one(PRIVATE_ZONE, "postgres")
     assert zone.inputs["privateZoneName"].endswith(".private.postgres.database.azure.com")
     assert zone.urn in server.dependencies
-    assert only(plan, ZONE_LINK, "postgres").urn in server.dependencies
+    assert plan.one(ZONE_LINK, "postgres").urn in server.dependencies
     assert int(server.inputs["version"]) >= 16
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_postgres_requires_tls_and_its_password_is_generated_and_secret(plan_for, profile):
     plan = plan_for("azure", profile)
-    server = only(plan, POSTGRES)
+    server = plan.one(POSTGRES)
     assert server.is_secret(("administratorLoginPassword",))
     assert len(server.inputs["administratorLoginPassword"]) >= 32
-    setting = only(plan, "azure-native:dbforpostgresql:Configuration").inputs
+    setting = plan.one("azure-native:dbforpostgresql:Configuration").inputs
     assert (setting["configurationName"], setting["value"]) == ("require_secure_transport", "on")
-    assert only(plan, "azure-native:dbforpostgresql:Database").inputs["databaseName"] == "products"
+    assert plan.one("azure-native:dbforpostgresql:Database").inputs["databaseName"] == "products"
 
 
 @pytest.mark.parametrize(
@@ -117,13 +111,13 @@ def test_postgres_requires_tls_and_its_password_is_generated_and_secret(plan_for
     [("dev", "Disabled", "Disabled", 7), ("prod", "ZoneRedundant", "Enabled", 30)],
 )
 def test_postgres_ha_and_geo_redundant_backups_only_in_prod(plan_for, profile, ha, geo, days):
-    server = only(plan_for("azure", profile), POSTGRES).inputs
+    server = plan_for("azure", profile).one(POSTGRES).inputs
     assert server["highAvailability"]["mode"] == ha
     assert server["backup"] == {"backupRetentionDays": days, "geoRedundantBackup": geo}
 
 
 def test_postgres_disk_rounds_up_to_a_size_flexible_server_offers(plan_for):
-    assert only(plan_for("azure", "dev", dbStorageGb=100), POSTGRES).inputs["storage"]["storageSizeGB"] == 128
+    assert plan_for("azure", "dev", dbStorageGb=100).one(POSTGRES).inputs["storage"]["storageSizeGB"] == 128
 
 
 def test_backup_retention_below_what_flexible_server_accepts_is_refused():
@@ -142,7 +136,7 @@ def test_data_services_are_locked_against_deletion_only_in_prod(plan_for, profil
 @pytest.mark.parametrize(("profile", "sku"), [("dev", "Basic"), ("prod", "Premium")])
 def test_redis_is_tls_only_and_private(plan_for, profile, sku):
     plan = plan_for("azure", profile)
-    redis = only(plan, REDIS).inputs
+    redis = plan.one(REDIS).inputs
     assert redis["enableNonSslPort"] is False
     assert redis["minimumTlsVersion"] == "1.2"
     assert redis["publicNetworkAccess"] == "Disabled"
@@ -152,18 +146,18 @@ def test_redis_is_tls_only_and_private(plan_for, profile, sku):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_redis_is_reached_through_a_private_endpoint_and_private_dns(plan_for, profile):
     plan = plan_for("azure", profile)
-    endpoint = only(plan, "azure-native:network:PrivateEndpoint")
+    endpoint = plan.one("azure-native:network:PrivateEndpoint")
     (connection,) = endpoint.inputs["privateLinkServiceConnections"]
     assert connection["groupIds"] == ["redisCache"]
-    assert only(plan, REDIS).urn in endpoint.dependencies
-    zone = only(plan, PRIVATE_ZONE, "redis")
+    assert plan.one(REDIS).urn in endpoint.dependencies
+    zone = plan.one(PRIVATE_ZONE, "redis")
     assert zone.inputs["privateZoneName"] == "privatelink.redis.cache.windows.net"
-    group = only(plan, "azure-native:network:PrivateDnsZoneGroup")
+    group = plan.one("azure-native:network:PrivateDnsZoneGroup")
     assert zone.urn in group.dependencies
 
 
 def test_redis_size_comes_from_config(plan_for):
-    sku = only(plan_for("azure", "dev", redisSize="Standard_C2"), REDIS).inputs["sku"]
+    sku = plan_for("azure", "dev", redisSize="Standard_C2").one(REDIS).inputs["sku"]
     assert sku == {"name": "Standard", "family": "C", "capacity": 2}
 
 
@@ -180,7 +174,7 @@ def test_burstable_postgres_is_refused_when_highly_available():
 
 
 def test_kubeconfig_comes_from_the_cluster_user_credentials_and_is_secret(plan_for):
-    provider = only(plan_for("azure", "prod"), "pulumi:providers:kubernetes")
+    provider = plan_for("azure", "prod").one("pulumi:providers:kubernetes")
     assert provider.is_secret(("kubeconfig",))
     assert yaml.safe_load(provider.inputs["kubeconfig"])["clusters"][0]["cluster"]["server"]
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from clouds.gcp import _dns_label
-from plan import Plan, PlannedResource, run_plan
+from plan import run_plan
 
 PROFILES = ("dev", "prod")
 
@@ -17,36 +17,30 @@ SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 REDIS = "gcp:redis/instance:Instance"
 
 
-def only(plan: Plan, type_: str) -> PlannedResource:
-    found = plan.of_type(type_)
-    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
-    return found[0]
-
-
 @pytest.mark.parametrize("profile", PROFILES)
 def test_program_builds_gke_cloud_sql_and_memorystore_inside_one_component(plan_for, profile):
     plan = plan_for("gcp", profile)
-    component = only(plan, "platform:gcp:Foundation")
+    component = plan.one("platform:gcp:Foundation")
     for type_ in (GKE, NODE_POOL, SQL, REDIS, "gcp:compute/network:Network"):
-        assert only(plan, type_).parent == component.urn
+        assert plan.one(type_).parent == component.urn
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_network_is_vpc_native_with_pod_and_service_ranges_and_nat_egress(plan_for, profile):
     plan = plan_for("gcp", profile)
-    assert only(plan, "gcp:compute/network:Network").inputs["autoCreateSubnetworks"] is False
-    subnet = only(plan, "gcp:compute/subnetwork:Subnetwork").inputs
+    assert plan.one("gcp:compute/network:Network").inputs["autoCreateSubnetworks"] is False
+    subnet = plan.one("gcp:compute/subnetwork:Subnetwork").inputs
     assert subnet["privateIpGoogleAccess"] is True
     assert {r["rangeName"] for r in subnet["secondaryIpRanges"]} == {"pods", "services"}
-    policy = only(plan, GKE).inputs["ipAllocationPolicy"]
+    policy = plan.one(GKE).inputs["ipAllocationPolicy"]
     assert (policy["clusterSecondaryRangeName"], policy["servicesSecondaryRangeName"]) == ("pods", "services")
-    nat = only(plan, "gcp:compute/routerNat:RouterNat").inputs
+    nat = plan.one("gcp:compute/routerNat:RouterNat").inputs
     assert nat["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_gke_nodes_are_private_and_hardened(plan_for, profile):
-    cluster = only(plan_for("gcp", profile), GKE).inputs
+    cluster = plan_for("gcp", profile).one(GKE).inputs
     assert cluster["privateClusterConfig"]["enablePrivateNodes"] is True
     assert cluster["enableShieldedNodes"] is True
     assert cluster["enableLegacyAbac"] is False
@@ -60,9 +54,7 @@ def test_gke_nodes_are_private_and_hardened(plan_for, profile):
 
 def test_gke_api_accepts_only_the_configured_cidrs(plan_for):
     cidrs = ["198.51.100.0/24", "192.0.2.16/28"]
-    config = only(plan_for("gcp", "prod", apiAllowedCidrs=cidrs), GKE).inputs[
-        "masterAuthorizedNetworksConfig"
-    ]
+    config = plan_for("gcp", "prod", apiAllowedCidrs=cidrs).one(GKE).inputs["masterAuthorizedNetworksConfig"]
     assert [block["cidrBlock"] for block in config["cidrBlocks"]] == cidrs
     assert config.get("gcpPublicCidrsAccessEnabled") is False
 
@@ -70,18 +62,18 @@ def test_gke_api_accepts_only_the_configured_cidrs(plan_for):
 @pytest.mark.parametrize(("profile", "location"), [("dev", "europe-west1-b"), ("prod", "europe-west1")])
 def test_gke_is_regional_in_prod_and_zonal_in_dev(plan_for, profile, location):
     plan = plan_for("gcp", profile)
-    assert only(plan, GKE).inputs["location"] == location
-    assert only(plan, NODE_POOL).inputs["location"] == location
+    assert plan.one(GKE).inputs["location"] == location
+    assert plan.one(NODE_POOL).inputs["location"] == location
 
 
 @pytest.mark.parametrize(("profile", "protected"), [("dev", False), ("prod", True)])
 def test_gke_deletion_protection_only_in_prod(plan_for, profile, protected):
-    assert only(plan_for("gcp", profile), GKE).inputs["deletionProtection"] is protected
+    assert plan_for("gcp", profile).one(GKE).inputs["deletionProtection"] is protected
 
 
 def test_node_pool_autoscales_between_configured_totals(plan_for):
     plan = plan_for("gcp", "prod", nodeMinCount=4, nodeMaxCount=12, nodeSize="n2-standard-8")
-    pool = only(plan, NODE_POOL).inputs
+    pool = plan.one(NODE_POOL).inputs
     assert pool["autoscaling"]["totalMinNodeCount"] == 4
     assert pool["autoscaling"]["totalMaxNodeCount"] == 12
     assert pool["nodeConfig"]["machineType"] == "n2-standard-8"
@@ -89,7 +81,7 @@ def test_node_pool_autoscales_between_configured_totals(plan_for):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_node_pool_uses_shielded_vms_and_the_gke_metadata_server(plan_for, profile):
-    node_config = only(plan_for("gcp", profile), NODE_POOL).inputs["nodeConfig"]
+    node_config = plan_for("gcp", profile).one(NODE_POOL).inputs["nodeConfig"]
     assert node_config["shieldedInstanceConfig"] == {
         "enableSecureBoot": True,
         "enableIntegrityMonitoring": True,
@@ -100,15 +92,15 @@ def test_node_pool_uses_shielded_vms_and_the_gke_metadata_server(plan_for, profi
 @pytest.mark.parametrize("profile", PROFILES)
 def test_cloud_sql_has_only_a_private_address_and_requires_tls(plan_for, profile):
     plan = plan_for("gcp", profile)
-    instance = only(plan, SQL)
+    instance = plan.one(SQL)
     ip = instance.inputs["settings"]["ipConfiguration"]
     assert ip["ipv4Enabled"] is False
-    assert ip["privateNetwork"] and only(plan, "gcp:compute/network:Network").urn in instance.dependencies
+    assert ip["privateNetwork"] and plan.one("gcp:compute/network:Network").urn in instance.dependencies
     assert not ip.get("authorizedNetworks")
     assert ip["sslMode"] in {"ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"}
     assert re.fullmatch(r"POSTGRES_(1[6-9])", instance.inputs["databaseVersion"])
     # Cloud SQL's private address comes from the peered service networking range.
-    connection = only(plan, "gcp:servicenetworking/connection:Connection")
+    connection = plan.one("gcp:servicenetworking/connection:Connection")
     assert connection.urn in instance.dependencies
     assert connection.inputs["service"] == "servicenetworking.googleapis.com"
 
@@ -120,7 +112,7 @@ def test_cloud_sql_has_only_a_private_address_and_requires_tls(plan_for, profile
 def test_cloud_sql_ha_pitr_and_deletion_protection_only_in_prod(
     plan_for, profile, availability, pitr, protected
 ):
-    instance = only(plan_for("gcp", profile), SQL).inputs
+    instance = plan_for("gcp", profile).one(SQL).inputs
     settings = instance["settings"]
     assert settings["availabilityType"] == availability
     assert settings["backupConfiguration"]["enabled"] is True
@@ -131,23 +123,23 @@ def test_cloud_sql_ha_pitr_and_deletion_protection_only_in_prod(
 
 @pytest.mark.parametrize(("profile", "backups"), [("dev", 7), ("prod", 30)])
 def test_cloud_sql_keeps_backups_per_profile(plan_for, profile, backups):
-    retention = only(plan_for("gcp", profile), SQL).inputs["settings"]["backupConfiguration"]
+    retention = plan_for("gcp", profile).one(SQL).inputs["settings"]["backupConfiguration"]
     assert retention["backupRetentionSettings"] == {"retainedBackups": backups, "retentionUnit": "COUNT"}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_database_user_password_is_generated_and_secret(plan_for, profile):
     plan = plan_for("gcp", profile)
-    user = only(plan, "gcp:sql/user:User")
+    user = plan.one("gcp:sql/user:User")
     assert user.is_secret(("password",))
     assert len(user.inputs["password"]) >= 32
-    assert only(plan, "gcp:sql/database:Database").inputs["name"] == "products"
-    assert only(plan, "pulumi:providers:kubernetes").is_secret(("kubeconfig",))
+    assert plan.one("gcp:sql/database:Database").inputs["name"] == "products"
+    assert plan.one("pulumi:providers:kubernetes").is_secret(("kubeconfig",))
 
 
 @pytest.mark.parametrize(("profile", "tier"), [("dev", "BASIC"), ("prod", "STANDARD_HA")])
 def test_memorystore_requires_auth_and_tls_and_is_ha_only_in_prod(plan_for, profile, tier):
-    redis = only(plan_for("gcp", profile), REDIS).inputs
+    redis = plan_for("gcp", profile).one(REDIS).inputs
     assert redis["authEnabled"] is True
     assert redis["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
     assert redis["connectMode"] == "PRIVATE_SERVICE_ACCESS"
@@ -156,7 +148,7 @@ def test_memorystore_requires_auth_and_tls_and_is_ha_only_in_prod(plan_for, prof
 
 
 def test_memorystore_size_comes_from_config(plan_for):
-    assert only(plan_for("gcp", "dev", redisSize="3"), REDIS).inputs["memorySizeGb"] == 3
+    assert plan_for("gcp", "dev", redisSize="3").one(REDIS).inputs["memorySizeGb"] == 3
 
 
 def test_memorystore_size_must_be_whole_gigabytes():
@@ -166,11 +158,11 @@ def test_memorystore_size_must_be_whole_gigabytes():
 
 def test_kubeconfig_uses_the_gke_auth_plugin_not_a_stored_credential(plan_for):
     plan = plan_for("gcp", "prod")
-    kubeconfig = json.loads(only(plan, "pulumi:providers:kubernetes").inputs["kubeconfig"])
+    kubeconfig = json.loads(plan.one("pulumi:providers:kubernetes").inputs["kubeconfig"])
     (user,) = kubeconfig["users"]
     assert set(user["user"]) == {"exec"}
     assert user["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{only(plan, GKE).outputs['endpoint']}"
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{plan.one(GKE).outputs['endpoint']}"
 
 
 def test_missing_project_stops_the_program_naming_the_key():
@@ -182,9 +174,9 @@ def test_missing_project_stops_the_program_naming_the_key():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_nodes_run_as_their_own_service_account_with_a_valid_id(plan_for, profile):
     plan = plan_for("gcp", profile)
-    account = only(plan, "gcp:serviceaccount/account:Account")
+    account = plan.one("gcp:serviceaccount/account:Account")
     assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account.inputs["accountId"])
-    assert account.urn in only(plan, NODE_POOL).dependencies
+    assert account.urn in plan.one(NODE_POOL).dependencies
     assert _dns_label("Very_Long.Stack") == "very-long-stack"
 
 
@@ -193,13 +185,13 @@ def test_project_apis_are_enabled_before_the_services_that_need_them(plan_for):
     apis = {a.inputs["service"]: a for a in plan.of_type("gcp:projects/service:Service")}
     assert all(a.inputs["disableOnDestroy"] is False for a in apis.values())
     for type_, api in ((GKE, "container"), (SQL, "sqladmin"), (REDIS, "redis")):
-        assert apis[f"{api}.googleapis.com"].urn in only(plan, type_).dependencies
+        assert apis[f"{api}.googleapis.com"].urn in plan.one(type_).dependencies
 
 
 def test_service_pods_verify_memorystore_tls_against_its_private_ca(plan_for):
     plan = plan_for("gcp", "dev")
     ca = next(c for c in plan.objects("ConfigMap", "products") if c.name == "redis-ca")
-    assert ca.inputs["data"]["ca.crt"] == only(plan, REDIS).outputs["serverCaCerts"][0]["cert"]
+    assert ca.inputs["data"]["ca.crt"] == plan.one(REDIS).outputs["serverCaCerts"][0]["cert"]
     credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
     assert credentials.inputs["stringData"]["REDIS_URL"].startswith("rediss://")
     assert credentials.inputs["stringData"]["REDIS_URL"].endswith(
