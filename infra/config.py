@@ -18,6 +18,14 @@ CLOUDS = ("aws", "gcp", "azure", "local")
 PROFILES = ("dev", "prod")
 DELIVERY_MODES = ("direct", "argocd")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Passwords a stack may supply as config secrets instead of having them generated (infra/passwords.py),
+# with their minimum length.
+SUPPLIABLE_SECRETS = {
+    "jwtSecret": 32,
+    "postgresPassword": 16,
+    "redisPassword": 16,
+    "grafanaAdminPassword": 16,
+}
 
 # Profile defaults: sizes and safety. Cloud-specific sizes (machine types, database tiers) default
 # inside each cloud module, per profile, and are overridden by `nodeSize`, `dbSize`, `redisSize`.
@@ -85,7 +93,8 @@ class PlatformConfig:
     db_pool_max: int
     cache_ttl_seconds: int
     trace_sample_ratio: float  # share of new traces recorded (parent-based: a sampled caller wins)
-    jwt_secret: pulumi.Output[str] | None  # from `pulumi config set --secret`, else generated
+    # secrets the stack supplies with `pulumi config set --secret` (infra/secrets.py); others are generated
+    supplied_secrets: dict[str, pulumi.Output[str]]
     # delivery=argocd: where an Argo CD Application finds the service's manifests (a Kustomize dir)
     gitops_repo_url: str | None = None
     gitops_path: str = "deploy/product-service"
@@ -156,7 +165,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         db_pool_max=_int(cfg, "dbPoolMax", pool_min, 100, 10),
         cache_ttl_seconds=_int(cfg, "cacheTtlSeconds", 1, 86400, 300),
         trace_sample_ratio=_ratio(cfg, "traceSampleRatio", defaults["traceSampleRatio"]),
-        jwt_secret=cfg.get_secret("jwtSecret"),
+        supplied_secrets=_supplied_secrets(cfg),
         gitops_repo_url=gitops_repo,
         gitops_path=cfg.get("gitopsPath") or "deploy/product-service",
         gitops_revision=cfg.get("gitopsRevision") or "HEAD",
@@ -208,6 +217,20 @@ def _text(cfg: pulumi.Config, key: str, default: str, pattern: str, what: str) -
     if not re.fullmatch(pattern, value):
         raise ConfigError(f"platform:{key} must be {what} (got '{value}')")
     return value
+
+
+def _supplied_secrets(cfg: pulumi.Config) -> dict[str, pulumi.Output[str]]:
+    """The SUPPLIABLE_SECRETS this stack sets, their shape checked without the value leaving the secret."""
+    supplied = {}
+    for key, minimum in SUPPLIABLE_SECRETS.items():
+        value = cfg.get_secret(key)
+        if value is None:
+            continue
+        plain = pulumi.runtime.get_config(f"platform:{key}") or ""
+        if not re.fullmatch(rf"[A-Za-z0-9]{{{minimum},}}", plain):
+            raise ConfigError(f"platform:{key} must be {minimum} or more letters and digits")
+        supplied[key] = value
+    return supplied
 
 
 def _image(cfg: pulumi.Config, key: str, default: str) -> str:

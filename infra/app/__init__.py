@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 from cluster import (
     ARGOCD_NAMESPACE,
     INGRESS_CLASS,
@@ -24,6 +23,7 @@ from cluster import (
 from config import PlatformConfig
 from foundation import Foundation
 from kube import RESTRICTED_NAMESPACE_LABELS, container_security, namespace_peer, resources
+from passwords import supplied_or_generated
 
 NAME = "product-service"  # also the Service name, hence the `job` label of its metrics
 NAMESPACE = "products"
@@ -371,11 +371,8 @@ def _credentials(cfg: PlatformConfig, foundation: Foundation, parent: pulumi.Res
     """DATABASE_URL, REDIS_URL, JWT_SECRET: each built from secret outputs, each itself a secret."""
     pg = foundation.postgres
     redis = foundation.redis
-    jwt_secret = (
-        cfg.jwt_secret
-        or random.RandomPassword(
-            "jwt-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=parent)
-        ).result
+    jwt_secret = supplied_or_generated(
+        cfg, "jwtSecret", "jwt-secret", 48, pulumi.ResourceOptions(parent=parent)
     )
     database_url = pulumi.Output.all(pg.host, pg.port, pg.password).apply(
         lambda v: (

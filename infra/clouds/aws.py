@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 from config import ConfigError, PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from passwords import supplied_or_generated
 
 # Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` override them.
 NODE_SIZES = {"dev": "t3.large", "prod": "m6i.xlarge"}
@@ -363,7 +363,7 @@ class AwsFoundation(pulumi.ComponentResource):
             opts=opts,
         )
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
-        password = random.RandomPassword("postgres", length=40, special=False, opts=opts)
+        password = supplied_or_generated(cfg, "postgresPassword", "postgres", 40, opts)
         db = aws.rds.Instance(
             "postgres",
             engine="postgres",
@@ -377,7 +377,7 @@ class AwsFoundation(pulumi.ComponentResource):
             kms_key_id=key.arn,
             db_name=DATABASE,
             username=DATABASE_USER,
-            password=password.result,
+            password=password,
             port=POSTGRES_PORT,
             db_subnet_group_name=subnets.name,
             vpc_security_group_ids=[group.id],
@@ -402,7 +402,7 @@ class AwsFoundation(pulumi.ComponentResource):
             port=POSTGRES_PORT,
             database=DATABASE,
             user=DATABASE_USER,
-            password=_secret(password.result),
+            password=_secret(password),
             sslmode="require",
         )
 
@@ -418,7 +418,7 @@ class AwsFoundation(pulumi.ComponentResource):
             opts=opts,
         )
         # ElastiCache accepts only a few punctuation characters in an AUTH token; use none.
-        token = random.RandomPassword("redis", length=64, special=False, opts=opts)
+        token = supplied_or_generated(cfg, "redisPassword", "redis", 64, opts)
         redis = aws.elasticache.ReplicationGroup(
             "redis",
             description=f"Platform Redis ({cfg.stack})",
@@ -433,7 +433,7 @@ class AwsFoundation(pulumi.ComponentResource):
             transit_encryption_enabled=True,
             at_rest_encryption_enabled=True,
             kms_key_id=key.arn,
-            auth_token=token.result,
+            auth_token=token,
             subnet_group_name=subnets.name,
             security_group_ids=[group.id],
             snapshot_retention_limit=cfg.backup_retention_days,
@@ -444,7 +444,7 @@ class AwsFoundation(pulumi.ComponentResource):
         return RedisEndpoint(
             host=redis.primary_endpoint_address,
             port=REDIS_PORT,
-            password=_secret(token.result),
+            password=_secret(token),
             tls=True,
         )
 

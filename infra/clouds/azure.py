@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 import yaml
 from config import ConfigError, PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from passwords import supplied_or_generated
 from pulumi_azure_native import (
     authorization,
     containerservice,
@@ -266,7 +266,7 @@ class AzureFoundation(pulumi.ComponentResource):
             "postgres", f"platform-{_dns_label(cfg.stack)}.private.postgres.database.azure.com", vnet
         )
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
-        password = random.RandomPassword("postgres", length=40, special=False, opts=opts)
+        password = supplied_or_generated(cfg, "postgresPassword", "postgres", 40, opts)
         server = dbforpostgresql.Server(
             "postgres",
             resource_group_name=group,
@@ -277,7 +277,7 @@ class AzureFoundation(pulumi.ComponentResource):
                 storage_size_gb=_postgres_disk_gb(cfg.db_storage_gb), auto_grow="Enabled"
             ),
             administrator_login=DATABASE_USER,
-            administrator_login_password=password.result,
+            administrator_login_password=password,
             auth_config=dbforpostgresql.AuthConfigArgs(
                 password_auth="Enabled",  # noqa: S106 (a switch, not a password)
                 active_directory_auth="Disabled",
@@ -322,7 +322,7 @@ class AzureFoundation(pulumi.ComponentResource):
             port=POSTGRES_PORT,
             database=DATABASE,
             user=DATABASE_USER,
-            password=_secret(password.result),
+            password=_secret(password),
             sslmode="require",
         )
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 from config import ConfigError, PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from passwords import supplied_or_generated
 
 # Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` (memory in GB) override them.
 NODE_SIZES = {"dev": "e2-standard-4", "prod": "n2-standard-4"}
@@ -328,14 +328,14 @@ class GcpFoundation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
-        password = random.RandomPassword(
-            "postgres", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        password = supplied_or_generated(
+            cfg, "postgresPassword", "postgres", 40, pulumi.ResourceOptions(parent=self)
         )
         gcp.sql.User(
             "platform",
             name=DATABASE_USER,
             instance=instance.name,
-            password=password.result,
+            password=password,
             project=self._project,
             # Postgres refuses to drop a role that owns objects; deleting the instance removes it anyway.
             deletion_policy="ABANDON",
@@ -346,7 +346,7 @@ class GcpFoundation(pulumi.ComponentResource):
             port=5432,
             database=DATABASE,
             user=DATABASE_USER,
-            password=_secret(password.result),
+            password=_secret(password),
             sslmode="require",
         )
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 from config import PlatformConfig
 from foundation import Foundation
 from kube import container_security, namespace_peer, resources
+from passwords import supplied_or_generated
 
 from cluster import charts, dashboards
 from cluster.charts import Chart
@@ -114,8 +114,8 @@ class ClusterAddons(pulumi.ComponentResource):
     # --- the add-ons, one method each ------------------------------------------------------------
 
     def _prometheus_stack(self, namespace: k8s.core.v1.Namespace, grafana_host: str) -> k8s.helm.v3.Release:
-        admin_password = random.RandomPassword(
-            "grafana-admin", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        admin_password = supplied_or_generated(
+            self._cfg, "grafanaAdminPassword", "grafana-admin", 32, pulumi.ResourceOptions(parent=self)
         )
         # Grafana reads its admin credentials from this Secret: the password never enters chart
         # values, which Helm stores in the release (readable by anyone who can read Secrets there).
@@ -123,7 +123,7 @@ class ClusterAddons(pulumi.ComponentResource):
             "grafana-admin",
             metadata={"name": "grafana-admin", "namespace": MONITORING_NAMESPACE},
             type="Opaque",
-            string_data={"admin-user": "admin", "admin-password": admin_password.result},
+            string_data={"admin-user": "admin", "admin-password": admin_password},
             opts=self._k8s(depends_on=[namespace]),
         )
         values = {
