@@ -755,7 +755,7 @@ def test_a_credential_in_a_custom_resources_spec_is_a_violation(engine: Engine) 
         engine.analyze(application, with_repo("https://deploy:hunter2@git.example.com/x.git")),
         "k8s-no-secret-literals",
     )
-    assert "spec.source.repoURL holds a URL with a password" in violation
+    assert "spec.source.repoURL holds a URL with a password" in violation.message
     assert (
         of(engine.analyze(application, with_repo("https://git.example.com/x.git")), "k8s-no-secret-literals")
         == []
