@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ def run(
     kubectl_context: str | None = None,
     tools: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    script: Path = SCRIPT,
 ):
     """The script with a PATH holding only the basics, plus stand-ins that record how they were called
     (and, for `tools`, stand-ins that only exist)."""
@@ -47,7 +49,7 @@ def run(
     environment["PULUMI_CONFIG_PASSPHRASE"] = "test-only"
     environment.update(env or {})
     result = subprocess.run(
-        ["bash", str(SCRIPT), *args], env=environment, capture_output=True, text=True, cwd=REPO
+        ["bash", str(script), *args], env=environment, capture_output=True, text=True, cwd=REPO
     )
     return result, (calls.read_text() if calls.exists() else "")
 
@@ -86,7 +88,8 @@ def test_up_runs_the_policy_pack_with_the_stacks_own_policy_config(tmp_path):
     assert os.path.exists(REPO / "policies" / "config" / "dev.json")
 
 
-# Committed stacks: prod targets aws, staging gcp; an azure stack file lives only as long as its test.
+# Committed stacks: prod targets aws, staging gcp; none targets azure, so that one runs the script
+# from a copy of the repository holding only an azure stack file.
 CLOUD_SIGN_IN = {
     "aws": {"AWS_PROFILE": "platform"},
     "gcp": {"GOOGLE_APPLICATION_CREDENTIALS": "/dev/null"},
@@ -94,21 +97,14 @@ CLOUD_SIGN_IN = {
 }
 
 
-@pytest.fixture
-def stack_of():
-    written: list[Path] = []
-
-    def stack(cloud: str) -> str:
-        if cloud != "azure":
-            return {"aws": "prod", "gcp": "staging"}[cloud]
-        path = REPO / "Pulumi.pytest-azure.yaml"
-        path.write_text("config:\n  platform:cloud: azure\n")
-        written.append(path)
-        return "pytest-azure"
-
-    yield stack
-    for path in written:
-        path.unlink(missing_ok=True)
+def _stack_and_script(tmp_path: Path, cloud: str) -> tuple[str, Path]:
+    if cloud != "azure":
+        return {"aws": "prod", "gcp": "staging"}[cloud], SCRIPT
+    repo = tmp_path / "repo"
+    (repo / "tools").mkdir(parents=True)
+    shutil.copy(SCRIPT, repo / "tools" / SCRIPT.name)
+    (repo / "Pulumi.az.yaml").write_text("config:\n  platform:cloud: azure\n")
+    return "az", repo / "tools" / SCRIPT.name
 
 
 @pytest.mark.parametrize(
@@ -119,10 +115,9 @@ def stack_of():
         ("azure", "kubelogin", "az aks install-cli"),
     ],
 )
-def test_a_cloud_stack_without_its_kubeconfig_exec_plugin_says_how_to_get_it(
-    tmp_path, stack_of, cloud, tool, how
-):
-    result, calls = run(tmp_path, "preview", stack_of(cloud), fake_pulumi=True, env=CLOUD_SIGN_IN[cloud])
+def test_a_cloud_stack_without_its_kubeconfig_exec_plugin_says_how_to_get_it(tmp_path, cloud, tool, how):
+    stack, script = _stack_and_script(tmp_path, cloud)
+    result, calls = run(tmp_path, "preview", stack, fake_pulumi=True, env=CLOUD_SIGN_IN[cloud], script=script)
     assert result.returncode == 1
     assert f"runs '{tool}', which is not installed" in result.stderr and how in result.stderr
     assert calls == ""
@@ -131,8 +126,10 @@ def test_a_cloud_stack_without_its_kubeconfig_exec_plugin_says_how_to_get_it(
 @pytest.mark.parametrize(
     ("cloud", "tool"), [("aws", "aws"), ("gcp", "gke-gcloud-auth-plugin"), ("azure", "kubelogin")]
 )
-def test_a_cloud_stack_with_its_exec_plugin_goes_ahead(tmp_path, stack_of, cloud, tool):
-    stack = stack_of(cloud)
-    result, calls = run(tmp_path, "preview", stack, fake_pulumi=True, tools=(tool,), env=CLOUD_SIGN_IN[cloud])
+def test_a_cloud_stack_with_its_exec_plugin_goes_ahead(tmp_path, cloud, tool):
+    stack, script = _stack_and_script(tmp_path, cloud)
+    result, calls = run(
+        tmp_path, "preview", stack, fake_pulumi=True, tools=(tool,), env=CLOUD_SIGN_IN[cloud], script=script
+    )
     assert result.returncode == 0, result.stderr
     assert f"preview --stack {stack} --policy-pack policies" in calls
