@@ -480,7 +480,12 @@ def _memory_gb(size: str) -> int:
 
 
 def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
-    """A kubeconfig that asks gke-gcloud-auth-plugin for a short-lived token; no credential is stored."""
+    """A kubeconfig that asks gke-gcloud-auth-plugin for a short-lived token; no credential is stored.
+
+    The GCP provider signs in with Application Default Credentials; the plugin would otherwise use
+    gcloud's own account (`gcloud auth login`), which may be another identity. With
+    --use_application_default_credentials both are the same (GOOGLE_APPLICATION_CREDENTIALS, or
+    `gcloud auth application-default login`)."""
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -498,6 +503,7 @@ def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
                         "exec": {
                             "apiVersion": "client.authentication.k8s.io/v1beta1",
                             "command": "gke-gcloud-auth-plugin",
+                            "args": ["--use_application_default_credentials"],
                             "provideClusterInfo": True,
                             "interactiveMode": "Never",
                         }

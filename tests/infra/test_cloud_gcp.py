@@ -165,6 +165,8 @@ def test_kubeconfig_uses_the_gke_auth_plugin_not_a_stored_credential(plan_for):
     (user,) = kubeconfig["users"]
     assert set(user["user"]) == {"exec"}
     assert user["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
+    # The same identity as the GCP provider: Application Default Credentials, not gcloud's account.
+    assert user["user"]["exec"]["args"] == ["--use_application_default_credentials"]
     assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{plan.one(GKE).outputs['endpoint']}"
 
 
