@@ -366,7 +366,9 @@ class GcpFoundation(pulumi.ComponentResource):
             user=DATABASE_USER,
             password=_secret(password),
             sslmode="verify-full",
-            ca_certificate=instance.server_ca_certs.apply(_pem_bundle),
+            # pulumi-gcp marks serverCaCerts secret as a whole; the CA certificates in it are public
+            # (every client needs them), and they go to the pods in a ConfigMap.
+            ca_certificate=pulumi.Output.unsecret(instance.server_ca_certs.apply(_pem_bundle)),
         )
 
     def _redis(self, network: _Network) -> tuple[RedisEndpoint, pulumi.Output[str]]:
