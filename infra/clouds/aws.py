@@ -25,8 +25,8 @@ REDIS_SIZES = {"dev": "cache.t4g.small", "prod": "cache.r7g.large"}
 
 POSTGRES_VERSION = "17"  # a major version: RDS picks the newest minor and upgrades it in place
 POSTGRES_PARAMETER_FAMILY = "postgres17"
-# ElastiCache's Valkey: the Redis OSS fork it develops and prices below Redis OSS, wire-compatible
-# with the service's client. Valkey 8.0 is the newest engine pulumi-aws 7 and ElastiCache both take.
+# Valkey, the Redis OSS fork ElastiCache prices below Redis OSS: the same protocol, so the
+# service's client and the replication group's settings (TLS, AUTH token) stay as they were.
 CACHE_ENGINE = "valkey"
 CACHE_ENGINE_VERSION = "8.0"
 DATABASE = "products"

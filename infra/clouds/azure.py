@@ -56,7 +56,7 @@ SERVICE_CIDR = "10.41.0.0/16"
 DNS_SERVICE_IP = "10.41.0.10"
 
 # Azure Managed Redis behind a private endpoint: its zone, the endpoint's sub-resource, and the
-# database's TLS port (learn.microsoft.com/azure/redis/private-link).
+# database's TLS port (learn.microsoft.com/azure/azure-cache-for-redis/managed-redis/managed-redis-private-link).
 REDIS_PRIVATE_DNS_ZONE = "privatelink.redis.azure.net"
 REDIS_PRIVATE_LINK_GROUP = "redisEnterprise"
 REDIS_PORT = 10000
@@ -173,7 +173,7 @@ class AzureFoundation(pulumi.ComponentResource):
         # With Azure RBAC, whoever runs `pulumi up` needs a role to create Kubernetes objects, and a
         # new assignment takes minutes to reach the cluster's authorizer (the first call is then
         # Forbidden). Granted on the stack's resource group before the cluster exists, it
-        # propagates while AKS is created (5-10 minutes) and covers the cluster from its first call.
+        # propagates while AKS is created (minutes) and covers the cluster from its first call.
         deployer = authorization.RoleAssignment(
             "aks-deployer-admin",
             principal_id=self._client.object_id,
