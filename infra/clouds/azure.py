@@ -506,6 +506,7 @@ class _ProviderLogin:
     tenant_id: str | None
     client_secret: bool
     msi: bool
+    federated_token: bool  # OpenID Connect with a token file (a pod's Azure workload identity)
 
     @property
     def service_principal(self) -> bool:
@@ -519,6 +520,10 @@ def _provider_login() -> _ProviderLogin:
         tenant_id=provider.get("tenantId") or os.environ.get("ARM_TENANT_ID"),
         client_secret=bool(provider.get("clientSecret") or os.environ.get("ARM_CLIENT_SECRET")),
         msi=bool(provider.get_bool("useMsi")) or os.environ.get("ARM_USE_MSI", "").lower() == "true",
+        federated_token=(
+            bool(provider.get_bool("useOidc")) or os.environ.get("ARM_USE_OIDC", "").lower() == "true"
+        )
+        and bool(os.environ.get("AZURE_FEDERATED_TOKEN_FILE")),
     )
 
 
@@ -534,6 +539,8 @@ def _kubelogin_login() -> list[str]:
     - a service principal with a secret: `spn`; kubelogin reads the secret from
       AAD_SERVICE_PRINCIPAL_CLIENT_SECRET or AZURE_CLIENT_SECRET, never from the kubeconfig;
     - a managed identity: `msi` (with its client id when it is user-assigned);
+    - OpenID Connect with a federated token file (AZURE_FEDERATED_TOKEN_FILE, as Azure workload
+      identity mounts it in a pod): `workloadidentity`, which reads that file;
     - otherwise the Azure CLI's account: a person after `az login`, or CI after `azure/login`
       (OpenID Connect), which signs the CLI in as the deploying principal."""
     login = _provider_login()
@@ -541,6 +548,13 @@ def _kubelogin_login() -> list[str]:
         return ["--login", "spn", "--client-id", login.client_id, *_flag("--tenant-id", login.tenant_id)]
     if login.msi:
         return ["--login", "msi", *_flag("--client-id", login.client_id)]
+    if login.federated_token:
+        return [
+            "--login",
+            "workloadidentity",
+            *_flag("--client-id", login.client_id),
+            *_flag("--tenant-id", login.tenant_id),
+        ]
     return ["--login", "azurecli"]
 
 

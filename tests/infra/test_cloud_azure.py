@@ -270,3 +270,25 @@ def test_service_verifies_flexible_server_against_azures_roots(plan_for, profile
     url = credentials.inputs["stringData"]["DATABASE_URL"]
     assert url.endswith("?sslmode=verify-full&sslrootcert=/etc/platform/postgres-ca/ca.crt")
     assert f"@{plan.one(POSTGRES).outputs['fullyQualifiedDomainName']}:5432/" in url
+
+
+def test_kubelogin_uses_the_federated_token_file_the_provider_signs_in_with(monkeypatch):
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token")
+    plan = run_plan(
+        "dev",
+        cloud="azure",
+        overrides={
+            "azure-native:useOidc": "true",
+            "azure-native:clientId": "4444",
+            "azure-native:tenantId": "5555",
+        },
+    )
+    assert _kubelogin_args(plan)[:7] == [
+        "get-token",
+        "--login",
+        "workloadidentity",
+        "--client-id",
+        "4444",
+        "--tenant-id",
+        "5555",
+    ]
