@@ -15,9 +15,14 @@ from typing import Any
 import pulumi
 
 CLOUDS = ("aws", "gcp", "azure", "local")
+# In standard support on EKS, GKE and AKS (docs/clouds.md, "Kubernetes version"); the EKS
+# cluster-autoscaler chart follows this minor.
+KUBERNETES_VERSION = "1.36"
 PROFILES = ("dev", "prod")
 DELIVERY_MODES = ("direct", "argocd")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 # Passwords a stack may supply as config secrets instead of having them generated (infra/passwords.py),
 # with their minimum length.
 SUPPLIABLE_SECRETS = {
@@ -42,6 +47,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "hpaMaxReplicas": 3,
         "logLevel": "INFO",
         "traceSampleRatio": "1",
+        "logRetentionDays": 30,
     },
     "prod": {
         "zoneCount": 3,
@@ -56,6 +62,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "logLevel": "INFO",
         # Every request traced would fill Jaeger's storage at production rates; 10% stays representative.
         "traceSampleRatio": "0.1",
+        # A year of control-plane audit and database logs: what incident reviews and audits ask for.
+        "logRetentionDays": 365,
     },
 }
 
@@ -77,6 +85,7 @@ class PlatformConfig:
     high_availability: bool
     deletion_protection: bool
     backup_retention_days: int
+    log_retention_days: int  # cloud log groups of the cluster's control plane and the database
     db_size: str | None  # None: the cloud module's default for the profile
     db_storage_gb: int
     redis_size: str | None  # None: the cloud module's default for the profile
@@ -141,7 +150,13 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         stack=stack,
         cloud=cloud,
         profile=profile,
-        kubernetes_version=_text(cfg, "kubernetesVersion", "1.34", r"1\.\d{2}", "a minor version like 1.34"),
+        kubernetes_version=_text(
+            cfg,
+            "kubernetesVersion",
+            KUBERNETES_VERSION,
+            r"1\.\d{2}",
+            f"a minor version like {KUBERNETES_VERSION}",
+        ),
         zone_count=number("zoneCount", 1, 3),
         node_size=cfg.get("nodeSize"),
         node_min_count=node_min,
@@ -149,6 +164,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         high_availability=flag("highAvailability"),
         deletion_protection=flag("deletionProtection"),
         backup_retention_days=number("backupRetentionDays", 1, 35),
+        log_retention_days=_log_retention(cfg, "logRetentionDays", defaults["logRetentionDays"]),
         db_size=cfg.get("dbSize"),
         db_storage_gb=number("dbStorageGb", 20, 16384),
         redis_size=cfg.get("redisSize"),
@@ -189,6 +205,16 @@ def _int(cfg: pulumi.Config, key: str, minimum: int, maximum: int, default: int)
         return default
     if not re.fullmatch(r"\d+", raw.strip()) or not minimum <= int(raw) <= maximum:
         raise ConfigError(f"platform:{key} must be a whole number from {minimum} to {maximum} (got '{raw}')")
+    return int(raw)
+
+
+def _log_retention(cfg: pulumi.Config, key: str, default: int) -> int:
+    raw = cfg.get(key)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or int(raw) not in LOG_RETENTION_DAYS:
+        allowed = ", ".join(str(days) for days in LOG_RETENTION_DAYS)
+        raise ConfigError(f"platform:{key} must be one of {allowed} (got '{raw}')")
     return int(raw)
 
 

@@ -18,6 +18,19 @@ cd "$repo"
 
 fail() { echo "make $action: $*" >&2; exit 1; }
 
+# The cluster's kubeconfig signs in through the cloud's exec plugin, which the Kubernetes provider
+# runs on this machine: without it every Kubernetes step of the stack fails.
+require_cloud_tool() {
+  local tool how
+  case "$1" in
+    aws) tool=aws how="install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html" ;;
+    gcp) tool=gke-gcloud-auth-plugin how="run 'gcloud components install gke-gcloud-auth-plugin' (or apt-get install google-cloud-cli-gke-gcloud-auth-plugin): https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl" ;;
+    azure) tool=kubelogin how="run 'az aks install-cli' (or brew install Azure/kubelogin/kubelogin): https://azure.github.io/kubelogin/install.html" ;;
+    *) return 0 ;;
+  esac
+  command -v "$tool" >/dev/null || fail "stack $stack targets $1 and its kubeconfig runs '$tool', which is not installed: $how"
+}
+
 [ -f "Pulumi.$stack.yaml" ] || fail "there is no Pulumi.$stack.yaml; committed stacks: $(ls Pulumi.*.yaml | sed -E 's/Pulumi\.(.*)\.yaml/\1/' | grep -v '^yaml$' | paste -sd' ')"
 command -v pulumi >/dev/null ||
   fail "the Pulumi CLI is not installed. Get it from https://www.pulumi.com/docs/iac/download-install/ (macOS: brew install pulumi/tap/pulumi; Linux: curl -fsSL https://get.pulumi.com | sh), then run this again."
@@ -39,6 +52,7 @@ case "$cloud" in
     fail "stack $stack targets azure and no Azure credentials were found: run 'az login'." ;;
   *) fail "Pulumi.$stack.yaml has no valid platform:cloud (aws, gcp, azure or local)." ;;
 esac
+require_cloud_tool "$cloud"
 
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
   mkdir -p .pulumi-state

@@ -30,7 +30,11 @@ NAMESPACE = "products"
 HTTP_PORT = 8080
 # A mount path inside the container (the root filesystem is read-only), not a file here.
 SCRATCH_DIR = "/tmp"  # noqa: S108
-REDIS_CA_FILE = "/etc/platform/redis-ca/ca.crt"  # where pods find a private Redis CA, if there is one
+# Where pods find the CAs that Postgres's and Redis's certificates chain to, if a cloud names them:
+# each trust ConfigMap is mounted at TRUST_DIR/<its volume name>.
+TRUST_DIR = "/etc/platform"
+POSTGRES_CA_FILE = f"{TRUST_DIR}/postgres-ca/ca.crt"
+REDIS_CA_FILE = f"{TRUST_DIR}/redis-ca/ca.crt"
 APP_UID = 10001  # the image's `app` user (see the Dockerfile)
 GITOPS_SECRET = f"{NAME}-credentials"
 GITOPS_CONFIG_MAP = f"{NAME}-settings"
@@ -107,7 +111,7 @@ class ProductService(pulumi.ComponentResource):
             opts=self._k8s(),
         )
         env = _environment(credentials.metadata["name"], settings.metadata["name"])
-        trust = self._redis_trust(foundation)
+        trust = self._trust(foundation)
         self._network_policies(foundation)
 
         if gitops:
@@ -295,18 +299,24 @@ class ProductService(pulumi.ComponentResource):
             opts=self._k8s(depends_on=[addons.argocd]),
         )
 
-    def _redis_trust(self, foundation: Foundation) -> list[dict[str, Any]]:
-        """The volume carrying a private Redis CA (Memorystore's), mounted at REDIS_CA_FILE; none
-        where the server's certificate chains to a public root."""
-        if foundation.redis.ca_certificate is None:
-            return []
-        ca = k8s.core.v1.ConfigMap(
-            "redis-ca",
-            metadata={"namespace": NAMESPACE, "labels": LABELS},
-            data={"ca.crt": foundation.redis.ca_certificate},
-            opts=self._k8s(),
-        )
-        return [{"name": "redis-ca", "configMap": {"name": ca.metadata["name"]}}]
+    def _trust(self, foundation: Foundation) -> list[dict[str, Any]]:
+        """Volumes carrying the CAs the Foundation names for Postgres and Redis, mounted at
+        POSTGRES_CA_FILE and REDIS_CA_FILE; none for a server whose certificate needs no CA here."""
+        volumes = []
+        for name, certificate in (
+            ("postgres-ca", foundation.postgres.ca_certificate),
+            ("redis-ca", foundation.redis.ca_certificate),
+        ):
+            if certificate is None:
+                continue
+            ca = k8s.core.v1.ConfigMap(
+                name,
+                metadata={"namespace": NAMESPACE, "labels": LABELS},
+                data={"ca.crt": certificate},
+                opts=self._k8s(),
+            )
+            volumes.append({"name": name, "configMap": {"name": ca.metadata["name"]}})
+        return volumes
 
     def _k8s(self, **kwargs: Any) -> pulumi.ResourceOptions:
         depends_on = [*getattr(self, "_ready", []), *kwargs.pop("depends_on", [])]
@@ -374,16 +384,23 @@ def _credentials(cfg: PlatformConfig, foundation: Foundation, parent: pulumi.Res
     jwt_secret = supplied_or_generated(
         cfg, "jwtSecret", "jwt-secret", 48, pulumi.ResourceOptions(parent=parent)
     )
+    # libpq verifies the server against the mounted CAs (sslmode verify-full checks its name too).
+    pg_trust = f"&sslrootcert={POSTGRES_CA_FILE}" if pg.ca_certificate is not None else ""
     database_url = pulumi.Output.all(pg.host, pg.port, pg.password).apply(
         lambda v: (
             f"postgresql://{quote(pg.user, safe='')}:{quote(v[2], safe='')}@{v[0]}:{v[1]}/{pg.database}"
-            f"?sslmode={pg.sslmode}"
+            f"?sslmode={pg.sslmode}{pg_trust}"
         )
     )
     scheme = "rediss" if redis.tls else "redis"
     user = quote(redis.username, safe="") if redis.username else ""
-    # redis-py passes URL query arguments to its connection: the client verifies a private CA.
-    trust = f"?ssl_ca_certs={REDIS_CA_FILE}" if redis.ca_certificate is not None else ""
+    # redis-py passes URL query arguments to its connection: the client verifies a private CA, and
+    # skips only the name check where the Foundation says the certificate cannot carry the name.
+    arguments = [
+        *([f"ssl_ca_certs={REDIS_CA_FILE}"] if redis.ca_certificate is not None else []),
+        *(["ssl_check_hostname=false"] if not redis.verify_hostname else []),
+    ]
+    trust = f"?{'&'.join(arguments)}" if arguments else ""
     redis_url = pulumi.Output.all(redis.host, redis.port, redis.password).apply(
         lambda v: f"{scheme}://{user}:{quote(v[2], safe='')}@{v[0]}:{v[1]}/0{trust}"
     )
@@ -444,9 +461,7 @@ def _pod_spec(
     restart_policy: str,
     trust: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    mounts = [
-        {"name": v["name"], "mountPath": REDIS_CA_FILE.rsplit("/", 1)[0], "readOnly": True} for v in trust
-    ]
+    mounts = [{"name": v["name"], "mountPath": f"{TRUST_DIR}/{v['name']}", "readOnly": True} for v in trust]
     container = {**container, "volumeMounts": [*container["volumeMounts"], *mounts]}
     return {
         "serviceAccountName": service_account,

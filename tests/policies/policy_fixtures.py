@@ -31,12 +31,15 @@ SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 KMS_KEY = "aws:kms/key:Key"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 GKE = "gcp:container/cluster:Cluster"
 CLOUD_SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 MEMORYSTORE = "gcp:redis/instance:Instance"
+SERVICE_NETWORKING = "gcp:servicenetworking/connection:Connection"
 AKS = "azure-native:containerservice:ManagedCluster"
 FLEXIBLE_SERVER = "azure-native:dbforpostgresql:Server"
-AZURE_REDIS = "azure-native:redis:Redis"
+AZURE_REDIS = "azure-native:redisenterprise:RedisEnterprise"
+AZURE_REDIS_DATABASE = "azure-native:redisenterprise:Database"
 
 POD_PATH = {
     DEPLOYMENT: "spec.template.spec",
@@ -169,8 +172,10 @@ def network_policy(namespace: str = "shop") -> dict[str, Any]:
 
 def eks() -> dict[str, Any]:
     return {
-        "version": "1.34",
+        "name": "platform-prod",
+        "version": "1.36",
         "roleArn": "arn:aws:iam::123456789012:role/eks",
+        "upgradePolicy": {"supportType": "STANDARD"},
         "vpcConfig": {
             "subnetIds": ["subnet-1", "subnet-2"],
             "endpointPrivateAccess": True,
@@ -266,6 +271,10 @@ def ingress_rule() -> dict[str, Any]:
     }
 
 
+def log_group(name: str = "/aws/eks/platform-prod/cluster") -> dict[str, Any]:
+    return {"name": name, "retentionInDays": 365}
+
+
 def kms_key() -> dict[str, Any]:
     return {"description": "EKS secrets", "enableKeyRotation": True, "deletionWindowInDays": 30}
 
@@ -300,10 +309,12 @@ def cloud_sql() -> dict[str, Any]:
                 "ipv4Enabled": False,
                 "privateNetwork": "projects/p/global/networks/n",
                 "sslMode": "ENCRYPTED_ONLY",
+                "serverCaMode": "GOOGLE_MANAGED_CAS_CA",
             },
             "backupConfiguration": {
                 "enabled": True,
                 "pointInTimeRecoveryEnabled": True,
+                "transactionLogRetentionDays": 7,
                 "backupRetentionSettings": {"retainedBackups": 30},
             },
         },
@@ -316,6 +327,15 @@ def memorystore() -> dict[str, Any]:
         "tier": "STANDARD_HA",
         "authEnabled": True,
         "transitEncryptionMode": "SERVER_AUTHENTICATION",
+    }
+
+
+def service_networking() -> dict[str, Any]:
+    return {
+        "network": "projects/p/global/networks/n",
+        "service": "servicenetworking.googleapis.com",
+        "reservedPeeringRanges": ["private-services"],
+        "deletionPolicy": "ABANDON",
     }
 
 
@@ -351,8 +371,19 @@ def flexible_server() -> dict[str, Any]:
 def azure_redis() -> dict[str, Any]:
     return {
         "resourceGroupName": "rg",
-        "sku": {"name": "Premium", "family": "P", "capacity": 1},
-        "enableNonSslPort": False,
+        "sku": {"name": "Balanced_B1"},
         "minimumTlsVersion": "1.2",
         "publicNetworkAccess": "Disabled",
+        "highAvailability": "Enabled",
+    }
+
+
+def azure_redis_database() -> dict[str, Any]:
+    return {
+        "resourceGroupName": "rg",
+        "clusterName": "redis1a2b3c4d",
+        "databaseName": "default",
+        "clientProtocol": "Encrypted",
+        "port": 10000,
+        "clusteringPolicy": "EnterpriseCluster",
     }

@@ -276,6 +276,22 @@ CASES = [
         "enabledClusterLogTypes",
     ),
     Case(
+        "aws-eks-standard-support",
+        fx.EKS,
+        fx.eks,
+        (("upgradePolicy", DELETE),),
+        "supportType is EXTENDED; use STANDARD",
+        "upgradePolicy.supportType",
+    ),
+    Case(
+        "aws-log-group-retention",
+        fx.LOG_GROUP,
+        fx.log_group,
+        (("retentionInDays", DELETE),),
+        "retentionInDays is unset",
+        "retentionInDays",
+    ),
+    Case(
         "aws-rds-not-public",
         fx.RDS,
         fx.rds,
@@ -542,6 +558,30 @@ CASES = [
         "settings.backupConfiguration.backupRetentionSettings",
     ),
     Case(
+        "gcp-sql-backups-outlast-transaction-logs",
+        fx.CLOUD_SQL,
+        fx.cloud_sql,
+        (("settings.backupConfiguration.backupRetentionSettings.retainedBackups", 7),),
+        "retainedBackups (7) is not more than transactionLogRetentionDays (7)",
+        "settings.backupConfiguration.transactionLogRetentionDays",
+    ),
+    Case(
+        "gcp-sql-verifiable-server-certificate",
+        fx.CLOUD_SQL,
+        fx.cloud_sql,
+        (("settings.ipConfiguration.serverCaMode", DELETE),),
+        "serverCaMode is GOOGLE_MANAGED_INTERNAL_CA",
+        "settings.ipConfiguration.serverCaMode",
+    ),
+    Case(
+        "gcp-service-networking-abandon",
+        fx.SERVICE_NETWORKING,
+        fx.service_networking,
+        (("deletionPolicy", DELETE),),
+        "deletionPolicy is not ABANDON",
+        "deletionPolicy",
+    ),
+    Case(
         "gcp-sql-regional-ha",
         fx.CLOUD_SQL,
         fx.cloud_sql,
@@ -659,11 +699,11 @@ CASES = [
     ),
     Case(
         "azure-redis-tls-only",
-        fx.AZURE_REDIS,
-        fx.azure_redis,
-        (("enableNonSslPort", True),),
-        "enableNonSslPort is true",
-        "enableNonSslPort",
+        fx.AZURE_REDIS_DATABASE,
+        fx.azure_redis_database,
+        (("clientProtocol", "Plaintext"),),
+        "clientProtocol is Plaintext; use Encrypted",
+        "clientProtocol",
     ),
     Case(
         "azure-redis-tls-only",
@@ -678,7 +718,7 @@ CASES = [
         fx.AZURE_REDIS,
         fx.azure_redis,
         (("publicNetworkAccess", "Enabled"),),
-        "publicNetworkAccess is not Disabled",
+        "publicNetworkAccess is Enabled",
         "publicNetworkAccess",
     ),
 ]
@@ -827,5 +867,15 @@ def test_dev_still_needs_a_week_of_backups(dev_engine: Engine) -> None:
 
 
 def test_versioned_azure_types_are_covered(engine: Engine) -> None:
-    props = changed(fx.azure_redis(), ("enableNonSslPort", True))
-    assert of(engine.analyze("azure-native:redis/v20240301:Redis", props), "azure-redis-tls-only")
+    props = changed(fx.azure_redis(), ("minimumTlsVersion", "1.0"))
+    versioned = "azure-native:redisenterprise/v20250701:RedisEnterprise"
+    assert of(engine.analyze(versioned, props), "azure-redis-tls-only")
+
+
+def test_a_cloud_sql_instance_without_backups_has_no_transaction_log_to_outlast(engine: Engine) -> None:
+    props = changed(fx.cloud_sql(), ("settings.backupConfiguration.enabled", False))
+    assert of(engine.analyze(fx.CLOUD_SQL, props), "gcp-sql-backups-outlast-transaction-logs") == []
+
+
+def test_the_retired_azure_cache_for_redis_type_has_no_rules_left(engine: Engine) -> None:
+    assert engine.analyze("azure-native:redis:Redis", {"enableNonSslPort": True}) == []
