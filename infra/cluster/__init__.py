@@ -102,6 +102,8 @@ class ClusterAddons(pulumi.ComponentResource):
         # Ingresses (Argo CD's, the service's) are created once the controller and its IngressClass
         # exist, so they are served (and get the load balancer's address) as soon as they land.
         self.ingress_controller = self._ingress_controller(ingress_ns)
+        if self._published:
+            self._admin_allowlists({MONITORING_NAMESPACE: monitoring, ARGOCD_NAMESPACE: argocd_ns})
         self.argocd = self._argocd(argocd_ns, f"argocd.{domain}")
         self._ingress_policies(tracing, argocd_ns, ingress_ns, service_namespace)
         if foundation.cluster.needs_metrics_server:
@@ -365,21 +367,19 @@ class ClusterAddons(pulumi.ComponentResource):
             [self.monitoring_crds],
             skip_await=not self._foundation.cluster.load_balancer_addresses,
         )
-        if self._published:
-            self._admin_allowlists(controller)
         return controller
 
-    def _admin_allowlists(self, controller: k8s.helm.v3.Release) -> None:
+    def _admin_allowlists(self, namespaces: dict[str, k8s.core.v1.Namespace]) -> None:
         """The Middleware each admin UI's Ingress names: only platform:adminAllowedCidrs get through.
         Its CRD (traefik.io/v1alpha1) comes with the Traefik chart."""
-        for namespace in (MONITORING_NAMESPACE, ARGOCD_NAMESPACE):
+        for name, namespace in namespaces.items():
             k8s.apiextensions.CustomResource(
-                f"{namespace}-{ADMIN_ALLOWLIST}",
+                f"{name}-{ADMIN_ALLOWLIST}",
                 api_version="traefik.io/v1alpha1",
                 kind="Middleware",
-                metadata={"name": ADMIN_ALLOWLIST, "namespace": namespace},
+                metadata={"name": ADMIN_ALLOWLIST, "namespace": name},
                 spec={"ipAllowList": {"sourceRange": self._cfg.admin_allowed_cidrs}},
-                opts=self._k8s(depends_on=[controller]),
+                opts=self._k8s(depends_on=[namespace, self.ingress_controller]),
             )
 
     def _ingress_policies(

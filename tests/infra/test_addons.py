@@ -216,6 +216,10 @@ def test_allowed_cidrs_publish_them_behind_an_allow_list_of_exactly_those_ranges
     middlewares = {m.metadata["namespace"]: m.inputs for m in plan.of_type(MIDDLEWARE)}
     assert set(middlewares) == {"monitoring", "argocd"}
     assert all(m["spec"] == {"ipAllowList": {"sourceRange": cidrs}} for m in middlewares.values())
+    # Their CRD comes with the Traefik chart, and their namespaces must exist first.
+    for middleware in plan.of_type(MIDDLEWARE):
+        namespace = plan.object("Namespace", middleware.metadata["namespace"])
+        assert {_release(plan, "traefik").urn, namespace.urn} <= set(middleware.dependencies)
     grafana = _values(plan, "kube-prometheus-stack")["grafana"]["ingress"]
     argocd = _values(plan, "argo-cd")["server"]["ingress"]
     key = "traefik.ingress.kubernetes.io/router.middlewares"
