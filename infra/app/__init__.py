@@ -262,9 +262,10 @@ class ProductService(pulumi.ComponentResource):
                 "minReplicas": cfg.hpa_min_replicas,
                 "maxReplicas": cfg.hpa_max_replicas,
                 # CPU only. A Python worker's memory does not fall when load does (the heap keeps its
-                # arenas), and under load the pod already holds ~86% of its 256Mi request (220 MiB
-                # summed RSS, docs/performance.md): a memory target of 80% would add replicas that
-                # never leave. CPU follows requests up and down.
+                # arenas): over four load runs of `make bench-service` (2 workers) the pod's RSS went
+                # 211 -> 219 MiB and its PSS 104 -> 154 MiB, and neither came down between runs or
+                # after the last. Against the 256Mi request that is 60-86% at rest, so a memory target
+                # of 80% would add replicas that never leave. CPU follows the load down as well as up.
                 "metrics": [_utilization("cpu", 70)],
             },
             opts=self._k8s(),
