@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -23,6 +23,7 @@ DELIVERY_MODES = ("direct", "argocd")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+ALERT_RECEIVERS = ("webhook", "slack")
 # Passwords a stack may supply as config secrets instead of having them generated (infra/passwords.py),
 # with their minimum length.
 SUPPLIABLE_SECRETS = {
@@ -108,6 +109,14 @@ class PlatformConfig:
     gitops_repo_url: str | None = None
     gitops_path: str = "deploy/product-service"
     gitops_revision: str = "HEAD"
+    # One Helm repository (https://) or OCI registry (oci://) serving every chart under its upstream
+    # name and version (a company mirror, an air-gapped cluster); None: each chart's own repository.
+    chart_repository: str | None = None
+    # Who may open Grafana and Argo CD through the ingress; empty: not published (port-forward).
+    admin_allowed_cidrs: list[str] = field(default_factory=list)
+    # Where Alertmanager sends alerts: a webhook URL (a Pulumi secret); None keeps the null receiver.
+    alert_receiver: str = "webhook"
+    alert_webhook_url: pulumi.Output[str] | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -185,6 +194,10 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         gitops_repo_url=gitops_repo,
         gitops_path=cfg.get("gitopsPath") or "deploy/product-service",
         gitops_revision=cfg.get("gitopsRevision") or "HEAD",
+        chart_repository=_chart_repository(cfg, "chartRepository"),
+        admin_allowed_cidrs=_cidrs(cfg, "adminAllowedCidrs"),
+        alert_receiver=_choice(cfg, "alertReceiver", ALERT_RECEIVERS, default="webhook"),
+        alert_webhook_url=_secret_url(cfg, "alertWebhookUrl"),
     )
 
 
@@ -257,6 +270,29 @@ def _supplied_secrets(cfg: pulumi.Config) -> dict[str, pulumi.Output[str]]:
             raise ConfigError(f"platform:{key} must be {minimum} or more letters and digits")
         supplied[key] = value
     return supplied
+
+
+def _chart_repository(cfg: pulumi.Config, key: str) -> str | None:
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not re.fullmatch(r"(https?|oci)://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~-]+)*/?", value):
+        raise ConfigError(
+            f"platform:{key} must be a Helm repository URL (https:// or http://) or an OCI registry "
+            f"(oci://host/path) serving every chart the platform installs (got '{value}')"
+        )
+    return value.rstrip("/")
+
+
+def _secret_url(cfg: pulumi.Config, key: str) -> pulumi.Output[str] | None:
+    """An https URL held as a secret; its shape is checked without the value entering the message."""
+    value = cfg.get_secret(key)
+    if value is None:
+        return None
+    plain = pulumi.runtime.get_config(f"platform:{key}") or ""
+    if not re.fullmatch(r"https://[^\s/]+(/\S*)?", plain):
+        raise ConfigError(f"platform:{key} must be an https:// URL, set with pulumi config set --secret")
+    return value
 
 
 def _image(cfg: pulumi.Config, key: str, default: str) -> str:

@@ -64,6 +64,12 @@ class ClusterFacts:
     # Extra metrics-server arguments, e.g. --kubelet-insecure-tls where kubelets serve self-signed
     # certificates (kind, Docker Desktop); managed clusters need none.
     metrics_server_args: list[str] = field(default_factory=list)
+    # Whether something gives LoadBalancer Services an address (a cloud's controller). Where nothing
+    # does (kind, minikube), nothing waits for one: an Ingress never gets `status.loadBalancer`.
+    load_balancer_addresses: bool = True
+    # Whether Prometheus can scrape the control plane (kube-controller-manager, kube-scheduler, etcd,
+    # kube-proxy's metrics port). Managed control planes (EKS, GKE, AKS) expose none of them.
+    control_plane_metrics: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Workload rules look at the pod template of every controller the program declares
 StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) and at bare Pods. Helm releases of third-party
 charts are opaque here: their rendered pods never reach the engine, so pod-level rules cannot see
 them. For a release the pack checks what it can see: a pinned chart version, no secret literals in
-its values, and (advisory) a NetworkPolicy in its namespace.
+its values, and (advisory) a NetworkPolicy in its namespace here; bounds and security contexts of
+each chart's components, through its values keys, in `helm.py`.
 """
 
 from __future__ import annotations

@@ -127,6 +127,57 @@ def helm_release() -> dict[str, Any]:
     }
 
 
+def bounded_release() -> dict[str, Any]:
+    """A Traefik release whose one component is bounded and hardened through the chart's own keys."""
+    return {
+        "chart": "traefik",
+        "version": "37.3.0",
+        "namespace": "ingress",
+        "values": {
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "1", "memory": "256Mi"},
+            },
+            "podSecurityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        },
+    }
+
+
+def monitoring_release() -> dict[str, Any]:
+    """kube-prometheus-stack with volumes for its data and a receiver that notifies someone."""
+    claim = {"volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": "50Gi"}}}}}
+    return {
+        "chart": "kube-prometheus-stack",
+        "version": "82.9.0",
+        "namespace": "monitoring",
+        "values": {
+            "prometheus": {"prometheusSpec": {"storageSpec": claim}},
+            "alertmanager": {
+                "alertmanagerSpec": {"storage": claim},
+                "config": {
+                    "receivers": [
+                        {"name": "null"},
+                        {
+                            "name": "platform",
+                            "webhook_configs": [{"url_file": "/etc/alertmanager/secrets/a/url"}],
+                        },
+                    ]
+                },
+            },
+            "grafana": {"persistence": {"enabled": True}},
+        },
+    }
+
+
 def service(type_: str = "ClusterIP", name: str = "api", namespace: str = "shop") -> dict[str, Any]:
     return {
         "apiVersion": "v1",

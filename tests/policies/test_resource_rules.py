@@ -23,6 +23,7 @@ class Case:
     bad: tuple[tuple[str, Any], ...]  # changes that break the rule
     says: str  # a fragment of the violation message
     unknown: str  # a path the rule must read, set to the preview sentinel
+    environment: str = "prod"  # the --policy-pack-config the case runs under
 
     @property
     def id(self) -> str:
@@ -225,6 +226,55 @@ CASES = [
         (("version", "^77.0.0"),),
         "'^77.0.0' is not an exact version",
         "version",
+    ),
+    Case(
+        "k8s-helm-release-bounded",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("values.resources.limits.memory", DELETE),),
+        "traefik component 'traefik': resources sets no limits.memory",
+        "values.resources",
+    ),
+    Case(
+        "k8s-helm-release-bounded",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("values.securityContext.capabilities.drop", ["NET_RAW"]),),
+        "does not set capabilities.drop [ALL]",
+        "values.securityContext.capabilities",
+    ),
+    Case(
+        "k8s-helm-release-bounded",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("version", "38.0.0"),),
+        "re-read its values.yaml at 38.0.0",
+        "version",
+    ),
+    Case(
+        "k8s-helm-release-bounded-dev",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("values.podSecurityContext.runAsNonRoot", DELETE),),
+        "does not set runAsNonRoot: true",
+        "values.podSecurityContext",
+        environment="dev",
+    ),
+    Case(
+        "k8s-helm-monitoring-volumes",
+        fx.HELM_RELEASE,
+        fx.monitoring_release,
+        (("values.alertmanager.alertmanagerSpec.storage", DELETE),),
+        "alertmanager.alertmanagerSpec.storage has no volumeClaimTemplate",
+        "values.grafana.persistence.enabled",
+    ),
+    Case(
+        "k8s-helm-alertmanager-receiver",
+        fx.HELM_RELEASE,
+        fx.monitoring_release,
+        (("values.alertmanager.config.receivers", [{"name": "null"}]),),
+        "has no receiver but `null`",
+        "values.alertmanager.config.receivers",
     ),
     Case(
         "k8s-hpa-min-replicas",
@@ -727,19 +777,26 @@ LEVELS = {p.name: (p.enforcement_level.value if p.enforcement_level else "adviso
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_compliant_input_passes(engine: Engine, case: Case) -> None:
+def test_compliant_input_passes(engine: Engine, dev_engine: Engine, case: Case) -> None:
+    engine = dev_engine if case.environment == "dev" else engine
     assert of(engine.analyze(case.type, case.build()), case.policy) == []
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_non_compliant_input_fails_with_the_rules_message(engine: Engine, case: Case) -> None:
+def test_non_compliant_input_fails_with_the_rules_message(
+    engine: Engine, dev_engine: Engine, case: Case
+) -> None:
+    engine = dev_engine if case.environment == "dev" else engine
     found = of(engine.analyze(case.type, changed(case.build(), *case.bad)), case.policy)
     assert [d for d in found if case.says in d.message], found
     assert {d.level for d in found} == {LEVELS[case.policy]}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_unknown_value_is_reported_as_unverifiable_during_preview(engine: Engine, case: Case) -> None:
+def test_unknown_value_is_reported_as_unverifiable_during_preview(
+    engine: Engine, dev_engine: Engine, case: Case
+) -> None:
+    engine = dev_engine if case.environment == "dev" else engine
     found = of(engine.analyze(case.type, changed(case.build(), (case.unknown, UNKNOWN))), case.policy)
     assert [d for d in found if d.unverifiable], f"unknown {case.unknown} passed silently: {found}"
 
