@@ -19,6 +19,8 @@ from product_service.grpc.deadlines import RpcDeadline
 
 log = logging.getLogger(__name__)
 
+_HEALTH_SERVICE = "grpc.health.v1.Health"
+
 # From half a millisecond (a cached GetProduct) to the seconds a deadline may allow.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,6 +62,8 @@ class ObservedRpcs(grpc.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler  # unknown methods, and the streaming health Watch and reflection
         service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        # Probes check health every few seconds: at INFO their lines would bury the RPCs.
+        level = logging.DEBUG if service == _HEALTH_SERVICE else logging.INFO
         behaviour = handler.unary_unary
 
         def observed(request: Any, context: grpc.ServicerContext) -> Any:
@@ -80,7 +84,8 @@ class ObservedRpcs(grpc.ServerInterceptor):
                     code = grpc.StatusCode.DEADLINE_EXCEEDED if context.time_remaining() <= 0 else code
                 elapsed = time.perf_counter() - started
                 self._metrics.observe(service, method, code, elapsed)
-                log.info(
+                log.log(
+                    level,
                     "rpc",
                     extra={
                         "fields": {
