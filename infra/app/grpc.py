@@ -92,6 +92,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         ]
         return {
             **template,
+            "name": NAME,
             "command": COMMAND,
             "env": env,
             "ports": [
