@@ -32,6 +32,8 @@ from product_service.migrate import run_migrations
 from service_helpers import create_product, wait_until
 from test_product_cache import metric_total, spans_of
 
+SERVICE = "product.v1.ProductService"
+
 
 @pytest.fixture(scope="module")
 def grpc_server(servers: DevServers) -> Iterator[GrpcServer]:
@@ -250,10 +252,14 @@ def own_postgres(server_dir: Path) -> Iterator[EmbeddedPostgres]:
     postgres.stop()
 
 
-def test_postgres_down_is_unavailable_except_for_cached_reads(
+def test_postgres_down_is_unavailable_except_for_cached_reads_and_not_ready(
     servers: DevServers, own_postgres: EmbeddedPostgres, write_token: str
 ) -> None:
-    settings = grpc_settings(DevServers(own_postgres.url, servers.redis_url), DB_POOL_TIMEOUT_SECONDS="1")
+    settings = grpc_settings(
+        DevServers(own_postgres.url, servers.redis_url),
+        DB_POOL_TIMEOUT_SECONDS="1",
+        GRPC_READINESS_INTERVAL_SECONDS="0.2",
+    )
     with serving(settings) as server:
         cached = create(server.stub, write_token)
         server.stub.GetProduct(pb.GetProductRequest(id=cached.id), timeout=5)
@@ -274,10 +280,21 @@ def test_postgres_down_is_unavailable_except_for_cached_reads(
             assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
             assert raised.value.details() == "postgres is unavailable, retry later"
         assert server.stub.GetProduct(pb.GetProductRequest(id=cached.id), timeout=5) == cached
+        wait_until(
+            lambda: health_status(server.channel, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING,
+            10,
+            "readiness to turn NOT_SERVING",
+        )
+        assert health_status(server.channel) == health_pb2.HealthCheckResponse.SERVING  # still alive
 
         own_postgres.start()
 
         wait_until(lambda: _lists(server), 30, "ListProducts once Postgres is back")
+        wait_until(
+            lambda: health_status(server.channel, SERVICE) == health_pb2.HealthCheckResponse.SERVING,
+            10,
+            "readiness to turn SERVING again",
+        )
 
 
 def _lists(server: GrpcServer) -> bool:
@@ -314,7 +331,7 @@ def test_redis_down_never_fails_an_rpc(servers: DevServers, tmp_path: Path, writ
 def test_sigterm_turns_health_not_serving_first_and_lets_in_flight_rpcs_finish(
     servers: DevServers, server_dir: Path, write_token: str, row_lock: RowLock, db: psycopg.Connection[Any]
 ) -> None:
-    with grpc_process(servers, server_dir / "grpc.log", GRPC_DRAIN_SECONDS="2") as started:
+    with grpc_process(servers, server_dir / "grpc.log", GRPC_DRAIN_SECONDS="5") as started:
         channel = grpc.insecure_channel(f"127.0.0.1:{started.port}")
         stub = pb_grpc.ProductServiceStub(channel)
         product = create(stub, write_token, name="before")
@@ -322,13 +339,13 @@ def test_sigterm_turns_health_not_serving_first_and_lets_in_flight_rpcs_finish(
         in_flight = stub.UpdateProduct.future(
             rename(product.id, "after"), metadata=bearer(write_token), timeout=30
         )
-        wait_until(lambda: lock_waiters(db) == 1, 10, "the in-flight UPDATE to wait on the row lock")
+        wait_until(lambda: lock_waiters(db) == 1, 30, "the in-flight UPDATE to wait on the row lock")
 
         started.process.send_signal(signal.SIGTERM)
 
         wait_until(
             lambda: health_status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING,
-            5,
+            30,
             "health to turn NOT_SERVING",
         )
         assert not in_flight.done()

@@ -4,6 +4,11 @@ Beside `product.v1.ProductService` it serves `grpc.health.v1.Health` (what the K
 ask) and server reflection (what grpcurl and Postman use to discover the API), and Prometheus metrics
 over HTTP on GRPC_METRICS_PORT.
 
+Health, like REST's /health and /ready: "" (the server) is SERVING while the process serves (liveness);
+`product.v1.ProductService` is SERVING only while Postgres and Redis answer, checked every
+GRPC_READINESS_INTERVAL_SECONDS (readiness), so a data outage takes pods out of the Service without
+restarting them.
+
 Shutdown on SIGTERM: health turns NOT_SERVING at once, so readiness probes and health-checking
 clients stop sending; after GRPC_DRAIN_SECONDS the server stops accepting RPCs and gives those in
 flight up to GRPC_GRACE_SECONDS to finish.
@@ -15,6 +20,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
@@ -41,6 +47,8 @@ from product_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+READY_TIMEOUT_SECONDS = 1.0  # as REST's /ready
+
 
 class GrpcSettings(Settings):
     """The REST settings plus the gRPC process's own. Field aliases are the environment variables."""
@@ -52,6 +60,9 @@ class GrpcSettings(Settings):
     grpc_max_workers: Annotated[int, Field(alias="GRPC_MAX_WORKERS", ge=1, le=256)] = 16
     grpc_drain_seconds: Annotated[float, Field(alias="GRPC_DRAIN_SECONDS", ge=0, le=60)] = 5.0
     grpc_grace_seconds: Annotated[float, Field(alias="GRPC_GRACE_SECONDS", ge=0, le=120)] = 20.0
+    grpc_readiness_interval_seconds: Annotated[
+        float, Field(alias="GRPC_READINESS_INTERVAL_SECONDS", gt=0, le=60)
+    ] = 2.0
 
 
 @dataclass
@@ -64,10 +75,12 @@ class ProductGrpcServer:
     registry: CollectorRegistry
     pool: ConnectionPool
     redis: redis.Redis
+    readiness: ReadinessWatch
 
     def shutdown(self, drain_seconds: float, grace_seconds: float) -> None:
         """NOT_SERVING first, then stop accepting, then let in-flight RPCs finish."""
         self.health.enter_graceful_shutdown()
+        self.readiness.stop()
         log.info("shutting down: health is NOT_SERVING, draining for %s s", drain_seconds)
         time.sleep(drain_seconds)
         self.server.stop(grace_seconds).wait()
@@ -100,9 +113,9 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         RedisInstrumentor.instrument_client(redis_client, tracer_provider=tracer_provider)
-    products = CachedProductRepository(
-        ProductRepository(pool, metrics), ProductCache(redis_client, settings.cache_ttl_seconds), metrics
-    )
+    repository = ProductRepository(pool, metrics)
+    cache = ProductCache(redis_client, settings.cache_ttl_seconds)
+    products = CachedProductRepository(repository, cache, metrics)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="grpc"),
         interceptors=[*_tracing(tracer_provider), ObservedRpcs(RpcMetrics(registry))],
@@ -115,9 +128,45 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     server.start()
-    for service in ("", SERVICE_NAME):  # "" is the server as a whole, what a probe without `service` asks
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return ProductGrpcServer(server, port, health_servicer, registry, pool, redis_client)
+    # "" is the server as a whole, what a probe without `service` asks.
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS), cache.ping]
+    readiness = ReadinessWatch(health_servicer, checks, settings.grpc_readiness_interval_seconds)
+    return ProductGrpcServer(server, port, health_servicer, registry, pool, redis_client, readiness)
+
+
+class ReadinessWatch:
+    """Sets the product service's health from `checks` (each returns, or raises when its dependency is
+    unreachable) now and then every `interval` seconds, on a thread of its own, until `stop`."""
+
+    def __init__(
+        self, health_servicer: health.HealthServicer, checks: list[Callable[[], object]], interval: float
+    ):
+        self._health = health_servicer
+        self._checks = checks
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._check()
+        self._thread = threading.Thread(target=self._watch, name="grpc-readiness", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self._check()
+
+    def _check(self) -> None:
+        try:
+            for check in self._checks:
+                check()
+        except Exception as error:
+            log.warning("not ready: %s", error)
+            self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        else:
+            self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
 
 
 def serve(settings: GrpcSettings, tracer_provider: TracerProvider | None = None) -> int:
