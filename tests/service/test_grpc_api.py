@@ -260,3 +260,10 @@ def test_batch_get_rejects_no_ids_too_many_or_a_malformed_one(stub, ids, field) 
 
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert list(field_violations(error)) == [field]
+
+
+def test_calls_without_a_deadline_are_served(stub, write_token) -> None:
+    created = create(stub, write_token)
+
+    assert stub.GetProduct(pb.GetProductRequest(id=created.id)) == created
+    assert stub.ListProducts(pb.ListProductsRequest(page_size=1)).total_size >= 1

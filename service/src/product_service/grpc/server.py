@@ -30,6 +30,7 @@ import grpc
 import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, start_http_server
 from psycopg_pool import ConnectionPool
@@ -67,7 +68,7 @@ class GrpcSettings(Settings):
 
 @dataclass
 class ProductGrpcServer:
-    """A started server and what it holds open; `stop` releases everything."""
+    """A started server and what it holds open; `shutdown` releases everything."""
 
     server: grpc.Server
     port: int
@@ -160,8 +161,10 @@ class ReadinessWatch:
 
     def _check(self) -> None:
         try:
-            for check in self._checks:
-                check()
+            # Pings every few seconds would fill Jaeger with root spans of `SELECT 1` and PING.
+            with suppress_instrumentation():
+                for check in self._checks:
+                    check()
         except Exception as error:
             log.warning("not ready: %s", error)
             self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
