@@ -198,6 +198,25 @@ def test_rpcs_are_traced_and_logged_as_json_with_the_trace_id(
     assert line["trace_id"] == format(rpc_span.context.trace_id, "032x")
 
 
+def test_a_callers_traceparent_continues_its_trace_into_the_rpc(
+    traced_grpc: tuple[GrpcServer, InMemorySpanExporter], write_token: str
+) -> None:
+    server, exporter = traced_grpc
+    product = create(server.stub, write_token)
+    exporter.clear()
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+    server.stub.GetProduct(
+        pb.GetProductRequest(id=product.id),
+        metadata=[("traceparent", f"00-{trace_id}-{parent_id}-01")],
+        timeout=5,
+    )
+
+    [rpc_span] = [s for s in exporter.get_finished_spans() if s.name.endswith("/GetProduct")]
+    assert format(rpc_span.context.trace_id, "032x") == trace_id
+    assert rpc_span.parent is not None and format(rpc_span.parent.span_id, "016x") == parent_id
+
+
 def test_batch_get_is_one_mget_and_at_most_one_sql_query(
     traced_grpc: tuple[GrpcServer, InMemorySpanExporter], write_token: str, redis_client: redis.Redis
 ) -> None:
