@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make preview|up|destroy STACK=...`: the real Pulumi engine with this repository's defaults.
+# `make preview|up|destroy STACK=... [ARGS=...]`: the real Pulumi engine with this repository's defaults.
+# ARGS go to pulumi as they are (e.g. ARGS=--yes to approve without a prompt, as CI must).
 #
 # - State: $PULUMI_BACKEND_URL if set (Pulumi Cloud, s3://, gs://, azblob://), otherwise a file
 #   backend in .pulumi-state/ (git-ignored), so no Pulumi Cloud account is needed.
@@ -9,8 +10,9 @@
 # - Prerequisites are checked first, and what is missing is said with how to get it.
 set -euo pipefail
 
-action=${1:?usage: pulumi-stack.sh preview|up|destroy STACK}
-stack=${2:?usage: pulumi-stack.sh preview|up|destroy STACK}
+action=${1:?usage: pulumi-stack.sh preview|up|destroy STACK [PULUMI ARGS...]}
+stack=${2:?usage: pulumi-stack.sh preview|up|destroy STACK [PULUMI ARGS...]}
+shift 2
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
@@ -56,8 +58,8 @@ policy=(--policy-pack policies)
 
 pulumi stack select --create "$stack" --secrets-provider passphrase >/dev/null
 case "$action" in
-  preview) pulumi preview --stack "$stack" "${policy[@]}" --diff ;;
-  up) pulumi up --stack "$stack" "${policy[@]}" ;;
-  destroy) pulumi destroy --stack "$stack" ;;
+  preview) pulumi preview --stack "$stack" "${policy[@]}" --diff "$@" ;;
+  up) pulumi up --stack "$stack" "${policy[@]}" "$@" ;;
+  destroy) pulumi destroy --stack "$stack" "$@" ;;
   *) fail "unknown action (preview, up or destroy)" ;;
 esac

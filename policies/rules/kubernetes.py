@@ -321,6 +321,16 @@ def no_secret_literals(subject: Subject, findings: Findings) -> None:
             for path, value in walk(dig(subject.props, "values", default={})):
                 last = next((str(p) for p in reversed(path) if isinstance(p, str)), "")
                 _check_literal(findings, f"Helm value {dotted(path)}", last, value)
+    else:
+        # Any other object's spec (an Argo CD Application's repoURL, ...): its field names follow no
+        # common convention, so only a value's shape is judged there.
+        with findings.verifying():
+            for path, value in walk(dig(subject.props, "spec", default={})):
+                shape = secret_shaped(value) if isinstance(value, str) else None
+                if shape:
+                    findings.violation(
+                        f"spec.{dotted(path)} holds {shape} in plain text; reference a Secret instead"
+                    )
 
 
 def _check_literal(findings: Findings, where: str, key: str, value: Any) -> None:

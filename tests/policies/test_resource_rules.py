@@ -742,6 +742,26 @@ def test_secret_references_in_env_and_helm_values_are_fine(engine: Engine) -> No
     assert of(engine.analyze(fx.HELM_RELEASE, fx.helm_release()), "k8s-no-secret-literals") == []
 
 
+def test_a_credential_in_a_custom_resources_spec_is_a_violation(engine: Engine) -> None:
+    application = "kubernetes:argoproj.io/v1alpha1:Application"
+
+    def with_repo(url: str) -> dict[str, object]:
+        return {
+            "metadata": {"name": "product-service"},
+            "spec": {"source": {"repoURL": url, "path": "deploy"}},
+        }
+
+    [violation] = of(
+        engine.analyze(application, with_repo("https://deploy:hunter2@git.example.com/x.git")),
+        "k8s-no-secret-literals",
+    )
+    assert "spec.source.repoURL holds a URL with a password" in violation
+    assert (
+        of(engine.analyze(application, with_repo("https://git.example.com/x.git")), "k8s-no-secret-literals")
+        == []
+    )
+
+
 def test_a_load_balancer_for_the_ingress_controller_is_fine(engine: Engine) -> None:
     # Traefik's chart names its Service after the release; the namespace says what it is.
     props = fx.service("LoadBalancer", name="traefik", namespace="ingress")
