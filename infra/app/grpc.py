@@ -102,7 +102,7 @@ class ProductGrpcService(pulumi.ComponentResource):
             # Native gRPC probes ask grpc.health.v1.Health: liveness the server as a whole (""),
             # readiness the product service; both turn NOT_SERVING at SIGTERM.
             "livenessProbe": _grpc_probe("", period=10, failures=3),
-            "readinessProbe": _grpc_probe("product.v1.ProductService", period=5, failures=1),
+            "readinessProbe": _grpc_probe("product.v1.ProductService", period=5, failures=2),
             "startupProbe": _grpc_probe("", period=2, failures=30),
         }
 
