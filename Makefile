@@ -18,14 +18,16 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 REQUIREMENTS := requirements.txt service/requirements.txt policies/requirements.txt requirements-dev.txt
+PROTOS := $(shell find proto -name '*.proto')
+GENERATED := service/src/product_service/grpc/generated/.stamp
 
-.PHONY: help setup test lint fmt test-service test-infra test-policies test-repo run plan policy \
+.PHONY: help setup generate test lint fmt test-service test-infra test-policies test-repo run plan policy \
         preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(TOOLS)/actionlint ## create the virtual environments and install every pinned dependency
+setup: $(VENV)/.installed $(GENERATED) $(CHECKOV_VENV)/.installed $(TOOLS)/actionlint $(TOOLS)/buf ## create the virtual environments and install every pinned dependency
 
 # One environment for the Pulumi program, the service, the policy pack and the dev tools: they share
 # pins (constraints.txt), so what the tests import is exactly what Pulumi and the image run.
@@ -46,6 +48,19 @@ $(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt tools/checkov/constra
 $(TOOLS)/actionlint:
 	@command -v go >/dev/null || { echo "actionlint is built with Go: install Go 1.22+ (https://go.dev/dl/)"; exit 1; }
 	GOBIN=$(CURDIR)/$(TOOLS) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+# The gRPC code is generated from proto/ with the pinned grpcio-tools, never committed (git-ignored).
+generate: $(GENERATED) ## generate the gRPC Python code from proto/ (make does it when a .proto changes)
+
+$(GENERATED): $(PROTOS) service/generate_grpc.py $(VENV)/.installed
+	$(BIN)/python service/generate_grpc.py
+	touch $@
+
+# buf (proto lint, breaking-change check) is built from the pinned module in tools/go/buf, again
+# whenever its go.mod or go.sum changes.
+$(TOOLS)/buf: tools/go/buf/go.mod tools/go/buf/go.sum
+	@command -v go >/dev/null || { echo "buf is built with Go: install Go 1.26+ (https://go.dev/dl/)"; exit 1; }
+	go -C tools/go/buf build -trimpath -o $(CURDIR)/$@ github.com/bufbuild/buf/cmd/buf
 
 # --- the e2e tier's tools, each built from a pinned Go module (tools/go/<tool>/go.mod + go.sum) -------
 # A tool is rebuilt only when its pins change; Go's module and build caches make a rebuild cheap.
@@ -109,7 +124,8 @@ cluster: $(VENV)/.installed tools ## the e2e control plane on loopback, on its o
 cluster-down: ## stop everything `make cluster` started
 	$(PYTHON) tools/e2e/control_plane.py down
 
-lint: $(VENV)/.installed ## ruff (lint + format check) and mypy on infra/, service/, policies/
+lint: $(VENV)/.installed $(GENERATED) $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check) and mypy
+	$(TOOLS)/buf lint proto
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy infra
@@ -132,7 +148,7 @@ test-policies: setup ## only the policy pack's tests
 test-repo: setup ## only the repository checks (workflows, Dockerfile, README)
 	$(BIN)/pytest tests/repo $(PYTEST_ARGS)
 
-run: $(VENV)/.installed ## the product service on http://127.0.0.1:8080 (PORT overrides)
+run: $(VENV)/.installed $(GENERATED) ## the service on http://127.0.0.1:8080 and gRPC on 127.0.0.1:50051 (PORT, GRPC_PORT override)
 	$(BIN)/python -m product_service dev
 
 plan: $(VENV)/.installed ## offline plan of STACK (CLOUD overrides its cloud) into build/plan/
@@ -150,7 +166,7 @@ up: $(VENV)/.installed ## pulumi up of STACK (default dev: your local Kubernetes
 destroy: $(VENV)/.installed ## pulumi destroy of STACK
 	tools/pulumi-stack.sh destroy $(STACK) $(ARGS)
 
-bench-service: $(VENV)/.installed ## load-test the service on loopback and print RPS, latency, RSS
+bench-service: $(VENV)/.installed $(GENERATED) ## load-test the service on loopback and print RPS, latency, RSS
 	$(BIN)/python service/bench/run.py
 
 lock: $(VENV)/.installed ## re-pin every transitive dependency (constraints.txt, tools/checkov/constraints.txt)

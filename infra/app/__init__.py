@@ -25,6 +25,8 @@ from foundation import Foundation
 from kube import RESTRICTED_NAMESPACE_LABELS, container_security, namespace_peer, resources
 from passwords import supplied_or_generated
 
+from app.grpc import ProductGrpcService, grpc_labels
+
 NAME = "product-service"  # also the Service name, hence the `job` label of its metrics
 NAMESPACE = "products"
 HTTP_PORT = 8080
@@ -114,10 +116,26 @@ class ProductService(pulumi.ComponentResource):
         trust = self._trust(foundation)
         self._network_policies(foundation)
 
+        migration = None
         if gitops:
             self._argocd_application(cfg, addons)
         else:
-            self._workloads(cfg, env, account, trust)
+            migration = self._workloads(cfg, env, account, trust)
+        ProductGrpcService(
+            "grpc",
+            cfg,
+            NAMESPACE,
+            grpc_labels(LABELS["app.kubernetes.io/part-of"]),
+            addons,
+            pod_spec=lambda container: _pod_spec(
+                cfg, account.metadata["name"], container, restart_policy="Always", trust=trust
+            ),
+            container=_container(cfg, env, resources=resources("100m", "256Mi", "1", "512Mi")),
+            migration=migration,
+            provider=self._provider,
+            depends_on=self._ready,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         service = k8s.core.v1.Service(
             "service",
             metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
@@ -185,7 +203,7 @@ class ProductService(pulumi.ComponentResource):
         env: dict[str, Any],
         account: k8s.core.v1.ServiceAccount,
         trust: list[dict[str, Any]],
-    ) -> None:
+    ) -> k8s.batch.v1.Job:
         """The migration Job, the Deployment that waits for it, its autoscaler and disruption budget."""
         migration = k8s.batch.v1.Job(
             "migrate",
@@ -281,6 +299,7 @@ class ProductService(pulumi.ComponentResource):
             spec={"maxUnavailable": 1, "selector": {"matchLabels": LABELS}},
             opts=self._k8s(),
         )
+        return migration
 
     def _argocd_application(self, cfg: PlatformConfig, addons: ClusterAddons) -> None:
         """Argo CD syncs the workloads (migration Job, Deployment, HPA, PDB) from a Kustomize directory

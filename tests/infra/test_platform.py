@@ -232,7 +232,8 @@ def test_network_policies_deny_by_default_and_allow_only_what_the_service_needs(
         for rule in spec.get("ingress", [])
         for peer in rule["from"]
     ]
-    assert sorted(sources) == sorted([_ingress_controller(plan).inputs["namespace"], "monitoring"])
+    # REST and gRPC pods each admit exactly these two namespaces.
+    assert set(sources) == {_ingress_controller(plan).inputs["namespace"], "monitoring"}
     egress = [rule for spec in policies.values() for rule in spec.get("egress", [])]
     ports = {port["port"] for rule in egress for port in rule["ports"]}
     assert {53, 4317, 4318} <= ports
@@ -247,7 +248,7 @@ def test_network_policies_deny_by_default_and_allow_only_what_the_service_needs(
 
 
 def test_prometheus_scrapes_the_service_and_alerts_on_errors_and_latency(plan: Plan) -> None:
-    [monitor] = plan.objects("ServiceMonitor", "products")
+    monitor = plan.object("ServiceMonitor", "product-service")
     assert monitor.inputs["spec"]["endpoints"][0]["path"] == "/metrics"
     release = next(
         r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kube-prometheus-stack"

@@ -1,4 +1,4 @@
-"""`make run` (python -m product_service dev): one command serves the API on embedded servers."""
+"""`make run` (python -m product_service dev): one command serves the API, REST and gRPC, on embedded servers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from product_service.devservers import free_port
+from product_service.grpc.generated.product.v1 import product_pb2 as pb
+from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from service_helpers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -22,7 +25,7 @@ pytestmark = pytest.mark.slow
 def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everything(
     tmp_path: Path, server_dir: Path
 ) -> None:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -33,7 +36,12 @@ def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everythi
         # Its own process group, like a terminal's foreground job: Ctrl-C reaches the whole group.
         dev = subprocess.Popen(
             [sys.executable, "-m", "product_service", "dev", "--data-dir", str(server_dir / "data")],
-            env={**env, "PORT": str(port)},
+            env={
+                **env,
+                "PORT": str(port),
+                "GRPC_PORT": str(grpc_port),
+                "GRPC_METRICS_PORT": str(free_port()),
+            },
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -48,6 +56,10 @@ def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everythi
         servers = re.findall(r"127\.0\.0\.1:(\d+)", text)
         created = _post(port, token.group(1), {"name": "Tea", "price": "3.50"})
         assert created["price"] == "3.50"
+        assert f"grpcurl -plaintext 127.0.0.1:{grpc_port} list" in text
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = pb_grpc.ProductServiceStub(channel)
+            wait_until(lambda: _grpc_serves(stub, created["id"]), 30, "gRPC on the dev server")
 
         os.killpg(dev.pid, signal.SIGINT)
 
@@ -60,6 +72,13 @@ def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everythi
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", server_port), timeout=1).close()
     assert (server_dir / "data" / "postgres" / "PG_VERSION").exists()  # data kept for the next run
+
+
+def _grpc_serves(stub: pb_grpc.ProductServiceStub, product_id: str) -> bool:
+    try:
+        return bool(stub.GetProduct(pb.GetProductRequest(id=product_id), timeout=2).price_decimal == "3.50")
+    except grpc.RpcError:
+        return False
 
 
 def _ready(port: int) -> bool:

@@ -64,9 +64,13 @@ def open_pool(
     max_size: int,
     timeout: float,
     configure: Callable[[psycopg.Connection[Any]], None] | None = None,
+    pool_class: type[ConnectionPool] = ConnectionPool,
 ) -> ConnectionPool:
-    """A connection pool for this process. Call it after gunicorn forks: sockets must not be shared."""
-    return ConnectionPool(
+    """A connection pool for this process. Call it after gunicorn forks: sockets must not be shared.
+
+    `pool_class` lets the gRPC server bound each checkout by its RPC's deadline (grpc/deadlines.py).
+    """
+    return pool_class(
         database_url,
         min_size=min_size,
         max_size=max_size,

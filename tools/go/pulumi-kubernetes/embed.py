@@ -1,6 +1,6 @@
 """Write the two files the provider's main embeds, as its release build does (cmd/.../generate.go).
 
-    python embed.py <provider cmd dir> <version> <output dir>
+python embed.py <provider cmd dir> <version> <output dir>
 """
 
 import json
