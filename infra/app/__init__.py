@@ -22,7 +22,14 @@ from cluster import (
 )
 from config import PlatformConfig
 from foundation import Foundation
-from kube import RESTRICTED_NAMESPACE_LABELS, container_security, namespace_peer, resources
+from kube import (
+    RESTRICTED_NAMESPACE_LABELS,
+    container_security,
+    ingress_await,
+    namespace_peer,
+    resources,
+    utilization,
+)
 from passwords import supplied_or_generated
 
 from app.grpc import ProductGrpcService, grpc_labels
@@ -132,6 +139,7 @@ class ProductService(pulumi.ComponentResource):
             ),
             container=_container(cfg, env, resources=resources("100m", "256Mi", "1", "512Mi")),
             migration=migration,
+            load_balancer_addresses=foundation.cluster.load_balancer_addresses,
             provider=self._provider,
             depends_on=self._ready,
             opts=pulumi.ResourceOptions(parent=self),
@@ -163,7 +171,7 @@ class ProductService(pulumi.ComponentResource):
                 "name": NAME,
                 "namespace": NAMESPACE,
                 "labels": LABELS,
-                **_ingress_await(foundation),
+                **ingress_await(foundation.cluster.load_balancer_addresses),
             },
             spec={
                 "ingressClassName": INGRESS_CLASS,
@@ -288,7 +296,7 @@ class ProductService(pulumi.ComponentResource):
                 # 211 -> 219 MiB and its PSS 104 -> 154 MiB, and neither came down between runs or
                 # after the last. Against the 256Mi request that is 60-86% at rest, so a memory target
                 # of 80% would add replicas that never leave. CPU follows the load down as well as up.
-                "metrics": [_utilization("cpu", 70)],
+                "metrics": [utilization("cpu", 70)],
             },
             opts=self._k8s(),
         )
@@ -509,15 +517,6 @@ def _pod_spec(
     }
 
 
-def _ingress_await(foundation: Foundation) -> dict[str, Any]:
-    """Where nothing gives the ingress controller's Service an address (kind, minikube), the Ingress
-    never gets `status.loadBalancer` and pulumi-kubernetes would wait for it until it times out
-    (pulumi/pulumi-kubernetes#1812); its `pulumi.com/skipAwait` annotation ends the wait at creation."""
-    if foundation.cluster.load_balancer_addresses:
-        return {}
-    return {"annotations": {"pulumi.com/skipAwait": "true"}}
-
-
 def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
@@ -533,11 +532,4 @@ def _spread(topology_key: str) -> dict[str, Any]:
         "topologyKey": topology_key,
         "whenUnsatisfiable": "ScheduleAnyway",
         "labelSelector": {"matchLabels": LABELS},
-    }
-
-
-def _utilization(resource: str, percent: int) -> dict[str, Any]:
-    return {
-        "type": "Resource",
-        "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": percent}},
     }

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, TRACING_NAMESPACE, ClusterAddons
 from config import PlatformConfig
-from kube import namespace_peer
+from kube import ingress_await, namespace_peer, utilization
 
 NAME = "product-service-grpc"
 GRPC_PORT = 50051
@@ -53,6 +53,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         pod_spec: Callable[[dict[str, Any]], dict[str, Any]],
         container: dict[str, Any],
         migration: pulumi.Resource | None,
+        load_balancer_addresses: bool,
         provider: pulumi.ProviderResource,
         depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
@@ -60,6 +61,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         super().__init__("platform:app:ProductGrpcService", name, None, opts)
         self._namespace = namespace
         self._labels = labels
+        self._load_balancer_addresses = load_balancer_addresses
         self._provider = provider
         self._depends_on = depends_on
         if migration is not None:
@@ -143,7 +145,9 @@ class ProductGrpcService(pulumi.ComponentResource):
                 },
                 "minReplicas": cfg.hpa_min_replicas,
                 "maxReplicas": cfg.hpa_max_replicas,
-                "metrics": [_utilization("cpu", 70), _utilization("memory", 80)],
+                # CPU only, as the REST autoscaler and for its reason: a Python process's memory does
+                # not fall when load does.
+                "metrics": [utilization("cpu", 70)],
             },
             opts=self._opts(),
         )
@@ -219,7 +223,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         backend = {"service": {"name": service.metadata["name"], "port": {"name": "grpc"}}}
         k8s.networking.v1.Ingress(
             "grpc-ingress",
-            metadata=self._metadata(),
+            metadata={**self._metadata(), **ingress_await(self._load_balancer_addresses)},
             spec={
                 "ingressClassName": INGRESS_CLASS,
                 "rules": [
@@ -259,11 +263,4 @@ def _grpc_probe(service: str, period: int, failures: int) -> dict[str, Any]:
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
-    }
-
-
-def _utilization(resource: str, percent: int) -> dict[str, Any]:
-    return {
-        "type": "Resource",
-        "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": percent}},
     }
