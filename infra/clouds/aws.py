@@ -104,6 +104,9 @@ class AwsFoundation(pulumi.ComponentResource):
                         }
                     },
                     "extraArgs": {"balance-similar-node-groups": True},
+                    # The autoscaler supports only its own Kubernetes minor, so its image follows the
+                    # cluster's version (the chart's `image.tag` value) rather than the chart's default.
+                    "image": {"tag": f"v{cfg.kubernetes_version}.0"},
                 },
                 data_network_peers=[{"ipBlock": {"cidr": cidr}} for cidr in network.data_cidrs],
             ),

@@ -38,7 +38,8 @@ JAEGER = Chart("jaeger", "4.4.8", "https://jaegertracing.github.io/helm-charts")
 # 9.6.0 gives the copyutil init containers their own resources (repoServer.copyutil.resources,
 # dex.initImage.resources) instead of inheriting the main container's.
 ARGO_CD = Chart("argo-cd", "9.6.0", "https://argoproj.github.io/argo-helm")
-# Chart 9.53 ships cluster-autoscaler 1.34, the default kubernetesVersion: the two move together.
+# The chart's default image is cluster-autoscaler 1.34; the EKS foundation sets `image.tag` to the
+# cluster's own minor (infra/clouds/aws.py), since the autoscaler supports only its matching minor.
 CLUSTER_AUTOSCALER = Chart("cluster-autoscaler", "9.53.0", "https://kubernetes.github.io/autoscaler")
 METRICS_SERVER = Chart("metrics-server", "3.13.0", "https://kubernetes-sigs.github.io/metrics-server/")
 # Ingress controller for standard Ingress objects; maintained, unlike the retired ingress-nginx.
