@@ -38,6 +38,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
+from config import KUBERNETES_VERSION
 from offline_engine import Path, RecordingMonitor, Registration
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as runtime_settings
@@ -407,7 +408,8 @@ def _kubernetes_version(plan: Plan) -> str:
         for r in plan.of_type(type_):
             return str(r.inputs.get(key) or r.inputs.get("releaseChannel") or "provider default")
     return (
-        plan.config.get("platform:kubernetesVersion", "1.34") + " (the context's cluster; validated against)"
+        plan.config.get("platform:kubernetesVersion", KUBERNETES_VERSION)
+        + " (the context's cluster; validated against)"
     )
 
 
@@ -470,17 +472,8 @@ def _cloud_facts(plan: Plan) -> list[tuple[str, str]]:
     add("Redis", "gcp:redis/instance:Instance", lambda i: f"{i.get('tier')}, {i.get('memorySizeGb')} GB")
     add(
         "Redis",
-        "azure-native:redis:Redis",
-        lambda i: (
-            f"{(i.get('sku') or {}).get('name')} {(i.get('sku') or {}).get('family')}{(i.get('sku') or {}).get('capacity')}"
-        ),
-    )
-    add(
-        "Redis",
-        "azure-native:cache:Redis",
-        lambda i: (
-            f"{(i.get('sku') or {}).get('name')} {(i.get('sku') or {}).get('family')}{(i.get('sku') or {}).get('capacity')}"
-        ),
+        "azure-native:redisenterprise:RedisEnterprise",
+        lambda i: f"Azure Managed Redis {(i.get('sku') or {}).get('name')}, HA {i.get('highAvailability')}",
     )
     for sts in plan.objects("StatefulSet"):
         spec = sts.inputs.get("spec", {})

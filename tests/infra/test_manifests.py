@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from config import KUBERNETES_VERSION
 from plan import Plan, write_artefacts
 
 TARGETS = [(cloud, profile) for cloud in ("aws", "gcp", "azure", "local") for profile in ("dev", "prod")]
@@ -29,7 +30,7 @@ def test_manifests_validate_strictly_for_the_kubernetes_version(
     objects = [m for m in manifests if m.name != "helm-releases.yaml"]
     builtin = [m for m in objects if yaml.safe_load(m.read_text())["kind"] not in CUSTOM_KINDS]
     assert len(builtin) == len([r for r in plan.kubernetes_objects() if r.kind not in CUSTOM_KINDS])
-    version = plan.config.get("platform:kubernetesVersion", "1.34") + ".0"
+    version = plan.config.get("platform:kubernetesVersion", KUBERNETES_VERSION) + ".0"
     result = subprocess.run(
         [str(VALIDATOR), "--strict", "--quiet", "-k", version, *map(str, builtin)],
         capture_output=True,
