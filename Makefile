@@ -25,7 +25,7 @@ GENERATED := service/src/product_service/grpc/generated/.stamp
         preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(VENV)/.installed $(GENERATED) $(CHECKOV_VENV)/.installed $(TOOLS)/actionlint $(TOOLS)/buf ## create the virtual environments and install every pinned dependency
 
@@ -65,8 +65,10 @@ $(TOOLS)/buf: tools/go/buf/go.mod tools/go/buf/go.sum
 # --- the e2e tier's tools, each built from a pinned Go module (tools/go/<tool>/go.mod + go.sum) -------
 # A tool is rebuilt only when its pins change; Go's module and build caches make a rebuild cheap.
 go_build = go -C tools/go/$(1) build -trimpath
-PULUMI_VERSION := $(shell awk '$$1 == "github.com/pulumi/pulumi/pkg/v3" {print $$2}' tools/go/pulumi/go.mod)
-KUBERNETES_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" {print $$2}' tools/go/kubernetes/go.mod)
+# The version a go.mod requires of a module, whether on a `require` line or inside a require block.
+required = $(shell awk '$$1 == "$(2)" {print $$2} $$1 == "require" && $$2 == "$(2)" {print $$3}' tools/go/$(1)/go.mod)
+PULUMI_VERSION := $(call required,pulumi,github.com/pulumi/pulumi/pkg/v3)
+KUBERNETES_VERSION := $(call required,kubernetes,k8s.io/kubernetes)
 KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl)
 E2E_TOOLS := $(TOOLS)/pulumi $(TOOLS)/pulumi-language-python $(TOOLS)/pulumi-language-python-exec \
 	$(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok
