@@ -1,0 +1,114 @@
+"""The e2e tier: the real Pulumi engine deploys the dev stack onto a real Kubernetes API server.
+
+Fixtures, from the outside in:
+- `cluster`: etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
+  (tools/e2e/control_plane.py), stopped by PID when the session ends, however it ends;
+- `chart_repository`: a Helm repository of PLACEHOLDER charts (real names and versions, no
+  contents) served on 127.0.0.1, because the charts' own repositories cannot be reached here;
+- `checkout`: a copy of this repository, where the test acts as a user: it sets the stack's
+  secrets with `pulumi config set --secret` and runs `make up STACK=dev`, exactly as the README says.
+
+What this tier cannot see: container behaviour (kwok runs none), what the real charts render,
+and the cloud providers (none can be run here).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import control_plane
+import pytest
+from e2e_stack import REPO, SUPPLIED_SECRETS, TOOLS, Checkout
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [
+        tool
+        for tool in (
+            *control_plane.COMPONENTS,
+            "kubectl",
+            "pulumi",
+            "pulumi-language-python",
+            "pulumi-resource-kubernetes",
+        )
+        if not (TOOLS / tool).exists()
+    ]
+    if missing:
+        # A clear error, never a skip: the tier is part of `make test`.
+        raise pytest.UsageError(
+            f"tests/e2e needs {', '.join(missing)} in .tools/bin: run `make tools` (it builds them with Go 1.26+)"
+        )
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_plane.Cluster]:
+    with control_plane.Cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def chart_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("charts")
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "e2e" / "placeholder_charts.py"), str(root)], check=True
+    )
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def checkout(
+    tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str
+) -> Checkout:
+    root = tmp_path_factory.mktemp("checkout")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    # The environments `make setup` built, shared rather than rebuilt.
+    for prepared in (".venv", ".venv-checkov", ".tools"):
+        (root / prepared).symlink_to(REPO / prepared)
+    home = tmp_path_factory.mktemp("pulumi-home")
+    env = {
+        **cluster.env,
+        "PATH": f"{TOOLS}{os.pathsep}{os.environ['PATH']}",
+        "PULUMI_HOME": str(home),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_CONFIG_PASSPHRASE": "e2e-passphrase",
+        "PULUMI_BACKEND_URL": f"file://{root / '.pulumi-state'}",
+    }
+    env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+    (root / ".pulumi-state").mkdir()
+    user = Checkout(root, env)
+    user.pulumi("stack", "init", "--secrets-provider", "passphrase")
+    user.pulumi("config", "set", "platform:chartRepository", chart_repository)
+    for key, value in SUPPLIED_SECRETS.items():
+        user.pulumi("config", "set", "--secret", f"platform:{key}", value)
+    return user

@@ -1,0 +1,63 @@
+"""What the e2e tests share: the cluster's tools, the user's checkout, reading the API server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / ".tools" / "bin"
+
+from control_plane import Cluster  # noqa: E402 (tools/e2e, on pytest's pythonpath)
+
+STACK = "dev"
+# The passwords the dev stack would generate with pulumi_random, whose provider no registry serves:
+# the e2e supplies them as the stack's secrets instead (infra/passwords.py).
+SUPPLIED_SECRETS = {
+    "postgresPassword": "E2ePostgresPassword0123456789",
+    "redisPassword": "E2eRedisPassword0123456789",
+    "grafanaAdminPassword": "E2eGrafanaPassword0123456789",
+    "jwtSecret": "E2eJwtSecretThatIsLongEnough0123456789",
+}
+PLATFORM_NAMESPACES = ("products", "platform-data", "monitoring", "tracing", "argocd", "ingress")
+
+
+@dataclass
+class Checkout:
+    """A user's copy of the repository, pointed at the e2e cluster."""
+
+    root: Path
+    env: dict[str, str]
+
+    def make(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run(["make", "--no-print-directory", *args], check)
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run([str(TOOLS / "pulumi"), *args, "--stack", STACK, "--non-interactive"], check)
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.pulumi("stack", "export").stdout)
+
+    def _run(self, command: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600
+        )
+        # Everything the engine says, warnings about plugin versions included, goes to the test log.
+        print(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}")
+        if check and result.returncode:
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+
+def get(cluster: Cluster, *what: str) -> Any:
+    """`kubectl get ... -o json`, parsed."""
+    return json.loads(cluster.kubectl("get", *what, "-o", "json").stdout)
+
+
+def namespaces(cluster: Cluster) -> set[str]:
+    return {ns["metadata"]["name"] for ns in get(cluster, "namespaces")["items"]}

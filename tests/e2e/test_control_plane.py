@@ -1,0 +1,108 @@
+"""The e2e control plane itself: a real API server, and every process it starts stops by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from config import KUBERNETES_VERSION
+from control_plane import CONTEXT, Cluster
+from e2e_stack import REPO, get
+
+LAUNCHER = REPO / "tools" / "e2e" / "control_plane.py"
+
+
+def test_the_api_server_is_real_it_rejects_an_invalid_object(cluster: Cluster) -> None:
+    invalid = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_DNS_Name"}}
+    refused = subprocess.run(
+        [str(REPO / ".tools" / "bin" / "kubectl"), "apply", "-f", "-"],
+        input=json.dumps(invalid),
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "Invalid value" in refused.stderr
+
+
+def test_the_cluster_runs_the_pinned_kubernetes_minor_that_the_program_defaults_to(cluster: Cluster) -> None:
+    server = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert f"{server['major']}.{server['minor']}" == KUBERNETES_VERSION
+
+
+def test_two_fake_nodes_are_ready_and_named_as_fakes(cluster: Cluster) -> None:
+    nodes = get(cluster, "nodes")["items"]
+    assert [n["metadata"]["annotations"]["kwok.x-k8s.io/node"] for n in nodes] == ["fake", "fake"]
+    assert json.loads(cluster.kubeconfig.read_text())["current-context"] == CONTEXT
+
+
+def test_make_cluster_down_stops_every_process_make_cluster_started(tmp_path: Path) -> None:
+    state = tmp_path / "cluster"
+    subprocess.run([sys.executable, str(LAUNCHER), "up", "--state", str(state)], check=True, timeout=180)
+    pids = [int(p.read_text()) for p in (state / "pids").glob("*.pid")]
+    assert len(pids) == 5 and all(_alive(pid) for pid in pids)
+    subprocess.run([sys.executable, str(LAUNCHER), "down", "--state", str(state)], check=True, timeout=120)
+    assert not any(_alive(pid) for pid in pids)
+    assert not state.exists()
+
+
+def test_a_killed_test_run_takes_its_control_plane_with_it(tmp_path: Path) -> None:
+    state = tmp_path / "cluster"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_CLUSTER, str(LAUNCHER.parent), str(state)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        pids = [int(p.read_text()) for p in (state / "pids").glob("*.pid")]
+        assert len(pids) == 5
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        _wait_until(lambda: not any(_alive(pid) for pid in pids), "the components to die with their parent")
+    finally:
+        holder.kill()
+        for pid in [int(p.read_text()) for p in (state / "pids").glob("*.pid")] if state.exists() else []:
+            _kill(pid)
+
+
+# A stand-in for a test run: starts a cluster, says so, and waits to be killed.
+_HOLD_A_CLUSTER = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from control_plane import Cluster
+cluster = Cluster(Path(sys.argv[2]))
+cluster.start(detached=False)
+print("ready", flush=True)
+threading.Event().wait(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent's wait is missing.
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _kill(pid: int) -> None:
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -1,0 +1,153 @@
+"""`make up STACK=dev` for real: the engine, the Kubernetes provider, the policy pack, an API server.
+
+The tests run in file order as one user's session: a refused up, the up, what it made, a no-op
+preview, a one-value change, and the destroy. Everything is read from the API server and from
+Pulumi's own state, never from the program's records.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from control_plane import Cluster
+from e2e_stack import PLATFORM_NAMESPACES, SUPPLIED_SECRETS, Checkout, get, namespaces
+
+UP = ("up", "STACK=dev", "ARGS=--yes")
+
+
+def resources_in_state(checkout: Checkout) -> list[dict[str, Any]]:
+    deployment = checkout.state()["deployment"]
+    return [r for r in deployment.get("resources") or [] if r["type"] != "pulumi:pulumi:Stack"]
+
+
+def test_an_unsafe_value_is_refused_by_the_policy_pack_inside_the_engine_and_nothing_is_created(
+    checkout: Checkout, cluster: Cluster
+) -> None:
+    # A Git URL with a credential in it would sit in plain text in the Argo CD Application.
+    checkout.pulumi("config", "set", "platform:delivery", "argocd")
+    checkout.pulumi(
+        "config", "set", "platform:gitopsRepoUrl", "https://deploy:hunter2hunter2@git.example.com/x.git"
+    )
+    refused = checkout.make(*UP, check=False)
+    checkout.pulumi("config", "rm", "platform:delivery")
+    checkout.pulumi("config", "rm", "platform:gitopsRepoUrl")
+
+    assert refused.returncode != 0
+    assert "k8s-no-secret-literals" in refused.stdout + refused.stderr
+    assert "a URL with a password" in refused.stdout + refused.stderr
+    assert resources_in_state(checkout) == []
+    assert not namespaces(cluster) & set(PLATFORM_NAMESPACES)
+
+
+@pytest.fixture(scope="module")
+def deployed(checkout: Checkout, request: pytest.FixtureRequest) -> str:
+    up = checkout.make(*UP)
+    # The engine's warnings (plugins taken from PATH, versions) belong in the test output.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    warnings = dict.fromkeys(
+        line.strip() for line in (up.stdout + up.stderr).splitlines() if "warning:" in line
+    )
+    for line in warnings if reporter is not None else ():
+        reporter.write_line(f"[pulumi up] {line}")
+    return up.stdout
+
+
+def test_make_up_deploys_every_workload_and_each_becomes_ready(deployed: str, cluster: Cluster) -> None:
+    deployments = get(cluster, "deployments", "--all-namespaces")["items"]
+    assert {d["metadata"]["name"] for d in deployments} >= {"product-service"}
+    for d in deployments:
+        conditions = {c["type"]: c["status"] for c in d["status"].get("conditions", [])}
+        assert conditions.get("Available") == "True", d["metadata"]["name"]
+    statefulsets = get(cluster, "statefulsets", "--namespace", "platform-data")["items"]
+    assert {s["metadata"]["name"] for s in statefulsets} == {"postgres", "redis"}
+    for s in statefulsets:
+        assert s["status"].get("readyReplicas") == s["spec"]["replicas"], s["metadata"]["name"]
+    claims = get(cluster, "persistentvolumeclaims", "--namespace", "platform-data")["items"]
+    assert claims and all(c["status"]["phase"] == "Bound" for c in claims)
+
+
+def test_the_migration_job_completed_before_the_service_pods_were_created(
+    deployed: str, cluster: Cluster
+) -> None:
+    [job] = [
+        j
+        for j in get(cluster, "jobs", "--namespace", "products")["items"]
+        if j["metadata"]["name"].startswith("migrate-")
+    ]
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"])
+    pods = get(
+        cluster, "pods", "--namespace", "products", "--selector", "app.kubernetes.io/name=product-service"
+    )["items"]
+    service_pods = [p for p in pods if "job-name" not in p["metadata"].get("labels", {})]
+    assert service_pods
+    completed = _time(job["status"]["completionTime"])
+    assert all(completed <= _time(p["metadata"]["creationTimestamp"]) for p in service_pods)
+
+
+def test_the_service_reads_its_credentials_from_a_secret_that_pulumi_state_never_shows(
+    deployed: str, cluster: Cluster, checkout: Checkout
+) -> None:
+    [deployment] = [
+        d
+        for d in get(cluster, "deployments", "--namespace", "products")["items"]
+        if d["metadata"]["name"] == "product-service"
+    ]
+    [container] = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "product-service"
+    ]
+    from_secret = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert {"DATABASE_URL", "REDIS_URL", "JWT_SECRET"} <= from_secret.keys()
+    [secret_name] = {from_secret[k] for k in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")}
+    secret = get(cluster, "secret", secret_name, "--namespace", "products")
+    values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert SUPPLIED_SECRETS["postgresPassword"] in values["DATABASE_URL"]
+    assert values["JWT_SECRET"] == SUPPLIED_SECRETS["jwtSecret"]
+
+    exported = json.dumps(checkout.state())
+    for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET"):
+        assert values[key] not in exported, f"{key} is in plain text in pulumi stack export"
+    for supplied in SUPPLIED_SECRETS.values():
+        assert supplied not in exported
+
+
+def test_a_preview_right_after_the_up_has_no_changes(deployed: str, checkout: Checkout) -> None:
+    checkout.make("preview", "STACK=dev", "ARGS=--expect-no-changes")
+
+
+def test_changing_hpa_max_replicas_updates_the_autoscalers_and_nothing_else(
+    deployed: str, checkout: Checkout, cluster: Cluster
+) -> None:
+    checkout.pulumi("config", "set", "platform:hpaMaxReplicas", "5")
+    preview = json.loads(checkout.pulumi("preview", "--json").stdout)
+    changed = [step for step in preview["steps"] if step["op"] != "same"]
+    # hpaMaxReplicas bounds both Deployments of the service: REST and gRPC.
+    assert {(step["op"], step["urn"].rsplit("::", 1)[1]) for step in changed} == {
+        ("update", "autoscaler"),
+        ("update", "grpc-autoscaler"),
+    }
+    assert all("HorizontalPodAutoscaler" in step["urn"] for step in changed)
+
+    checkout.make(*UP)
+    for name in ("product-service", "product-service-grpc"):
+        hpa = get(cluster, "horizontalpodautoscaler", name, "--namespace", "products")
+        assert hpa["spec"]["maxReplicas"] == 5
+
+
+def test_make_destroy_leaves_none_of_the_platform_namespaces(
+    deployed: str, checkout: Checkout, cluster: Cluster
+) -> None:
+    checkout.make("destroy", "STACK=dev", "ARGS=--yes")
+    assert not namespaces(cluster) & set(PLATFORM_NAMESPACES)
+    assert resources_in_state(checkout) == []
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))

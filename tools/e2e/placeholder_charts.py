@@ -1,0 +1,110 @@
+"""A Helm repository of PLACEHOLDER charts: the real names and versions, none of the real contents.
+
+    python tools/e2e/placeholder_charts.py OUT_DIR    # writes OUT_DIR/index.yaml and one .tgz per chart
+
+The e2e tier cannot reach the charts' repositories, and the Kubernetes provider downloads every
+chart during preview. So it serves this repository on 127.0.0.1 through `platform:chartRepository`
+(the setting that air-gapped clusters and company mirrors use). Each placeholder has a Chart.yaml and
+no templates, so a Release installs nothing but itself; the kube-prometheus-stack placeholder carries
+the ServiceMonitor and PrometheusRule CRDs in its crds/ (with open schemas), because the program's
+own monitoring objects need those kinds to exist. What the real charts render is not seen here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "infra"))
+
+from cluster import charts  # noqa: E402 (the program's own pins)
+
+PLACEHOLDER_NOTE = "PLACEHOLDER for the e2e tier: the real chart's name and version, none of its contents."
+# The kinds the program declares whose CRDs ship in kube-prometheus-stack's crds/.
+MONITORING_CRDS = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for chart in charts.ALL:
+        archive = out / f"{chart.name}-{chart.version}.tgz"
+        archive.write_bytes(placeholder(chart))
+        entries[chart.name] = [
+            {
+                "apiVersion": "v2",
+                "name": chart.name,
+                "version": chart.version,
+                "description": PLACEHOLDER_NOTE,
+                "urls": [archive.name],
+                "digest": hashlib.sha256(archive.read_bytes()).hexdigest(),
+                "created": "2026-01-01T00:00:00Z",
+            }
+        ]
+    # JSON is YAML: Helm reads this index as it reads any.
+    (out / "index.yaml").write_text(json.dumps({"apiVersion": "v1", "entries": entries}, indent=2))
+
+
+def placeholder(chart: charts.Chart) -> bytes:
+    files = {
+        "Chart.yaml": json.dumps(
+            {
+                "apiVersion": "v2",
+                "name": chart.name,
+                "version": chart.version,
+                "description": PLACEHOLDER_NOTE,
+                "type": "application",
+            }
+        )
+    }
+    if chart.name == charts.KUBE_PROMETHEUS_STACK.name:
+        files |= {
+            f"crds/{plural}.yaml": json.dumps(_open_crd(kind, plural))
+            for kind, plural in MONITORING_CRDS.items()
+        }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"{chart.name}/{name}")
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _open_crd(kind: str, plural: str) -> dict[str, object]:
+    """The CRD's name, group and version as the operator's; any spec is accepted."""
+    group = "monitoring.coreos.com"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{group}",
+            "annotations": {"platform.example/placeholder": PLACEHOLDER_NOTE},
+        },
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+if __name__ == "__main__":
+    main()
