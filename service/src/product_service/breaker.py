@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ Probe = Callable[[], None]  # returns when the service answers, raises otherwise
 StateListener = Callable[[str, bool], None]  # (service name, available)
 
 DEFAULT_PROBE_INTERVAL_SECONDS = 0.5
+PROBE_REUSE_SECONDS = 0.1
 
 
 class CircuitOpen(Exception):
@@ -46,6 +48,7 @@ class CircuitBreaker:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._open = False
+        self._answered_at = -float("inf")
         self._stopped = threading.Event()
         if on_change is not None:
             on_change(service, True)
@@ -87,10 +90,14 @@ class CircuitBreaker:
                 return
 
     def _answers(self) -> bool:
+        # Many threads may report failures at once (a saturated pool): a probe that just succeeded stands.
+        if time.monotonic() - self._answered_at < PROBE_REUSE_SECONDS:
+            return True
         try:
             self._probe()
         except Exception:
             return False
+        self._answered_at = time.monotonic()
         return True
 
     def _notify(self, available: bool) -> None:

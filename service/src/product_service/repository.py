@@ -56,6 +56,7 @@ _UPDATE = """
 Result = TypeVar("Result")
 
 RECONNECT_TIMEOUT_SECONDS = 1.0
+POOL_WAIT_SLICE_SECONDS = 0.25
 PROBE_CONNECT_TIMEOUT_SECONDS = 2  # libpq's minimum
 
 
@@ -190,20 +191,34 @@ class ProductRepository:
             raise ServiceUnavailable("postgres") from error
         started = time.perf_counter()
         try:
-            with self._pool.connection(timeout=timeout) as conn:
+            conn = self._checkout(self._pool.timeout if timeout is None else timeout)
+            try:
                 self._metrics.db_connection_acquired(time.perf_counter() - started, self._pool.get_stats())
-                try:
+                with conn:  # commit, or roll back on an exception, like ConnectionPool.connection()
                     yield conn
-                finally:
-                    self._metrics.db_connection_released()
+            finally:
+                self._metrics.db_connection_released()
+                self._pool.putconn(conn)
         except PoolTimeout as error:
-            self.breaker.record_failure()
             raise ServiceUnavailable("postgres") from error
         except psycopg.OperationalError as error:
             # The server went away (restart, failover): its other idle connections are dead too.
             self._pool.check()
             self.breaker.record_failure()
             raise ServiceUnavailable("postgres") from error
+
+    def _checkout(self, timeout: float) -> psycopg.Connection[Any]:
+        """A pool connection, waited for in slices: a request that queued before the breaker opened
+        (or while nobody noticed that Postgres is gone) must not wait out the whole pool timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return self._pool.getconn(timeout=max(min(POOL_WAIT_SLICE_SECONDS, remaining), 0.001))
+            except PoolTimeout:
+                self.breaker.record_failure()
+                if self.breaker.is_open or time.monotonic() >= deadline:
+                    raise
 
     def _connects(self) -> None:
         """The breaker's probe: a connection of its own, outside the pool and its backoff."""
