@@ -4,7 +4,7 @@ dev      the service on http://127.0.0.1:$PORT (8080) with embedded Postgres and
          DATABASE_URL / REDIS_URL are set; what `make run` runs
 serve    gunicorn with the production configuration (what the image runs)
 migrate  apply the schema migrations to DATABASE_URL (the Kubernetes migration Job); idempotent
-token    print a write token signed with JWT_SECRET
+token    print a write token signed with JWT_SECRET (for JWT_AUDIENCE / JWT_ISSUER when set)
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, WSGI_APP])  # noqa: S606
         if args.command == "migrate":
             return run_migrate()
-        print(mint_token(_jwt_secret_from_env(), args.subject, args.ttl, args.scope))
+        audience, issuer = os.environ.get("JWT_AUDIENCE") or None, os.environ.get("JWT_ISSUER") or None
+        print(mint_token(_jwt_secret_from_env(), args.subject, args.ttl, args.scope, audience, issuer))
         return 0
     except SettingsError as error:
         print(error, file=sys.stderr)
@@ -63,57 +64,109 @@ def run_migrate() -> int:
 
 
 def run_dev(data_dir: Path, workers: int) -> int:
-    """Embedded servers when needed, migrations, then gunicorn on 127.0.0.1 until Ctrl-C."""
-    from product_service.devservers import EmbeddedPostgres, EmbeddedValkey
+    """Embedded servers when needed, migrations, then gunicorn on 127.0.0.1 until a signal.
+
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop gunicorn, then the servers. A `kill -9` cannot be
+    caught: gunicorn and Postgres then get a signal of their own from the kernel (they die with this
+    process), and the next run stops whatever is left, recorded in `<data-dir>/dev-processes.json`.
+    """
+    from product_service.devservers import (
+        EmbeddedPostgres,
+        EmbeddedValkey,
+        ProcessRecord,
+        die_with_parent,
+        set_parent_death_signal,
+    )
     from product_service.migrate import run_migrations
 
+    for stop_signal in _STOP_SIGNALS:
+        signal.signal(stop_signal, _stop)
+    # When `make` (or the shell) goes away, whatever the signal, so does this run.
+    set_parent_death_signal(signal.SIGTERM)
     env = dict(os.environ)
     port = env.setdefault("PORT", "8080")
-    with ExitStack() as servers:
-        if not env.get("DATABASE_URL"):
-            data_dir.mkdir(parents=True, exist_ok=True)
-            env["DATABASE_URL"] = servers.enter_context(EmbeddedPostgres(data_dir / "postgres")).url
-            print(f"embedded Postgres: {env['DATABASE_URL']} (data in {data_dir / 'postgres'})")
-        if not env.get("REDIS_URL"):
-            env["REDIS_URL"] = servers.enter_context(EmbeddedValkey(data_dir / "valkey")).url
-            print(f"embedded Valkey:   {env['REDIS_URL']}")
-        if not env.get("JWT_SECRET"):
-            env["JWT_SECRET"] = secrets.token_urlsafe(32)
-            print(f"generated a development JWT_SECRET: export JWT_SECRET={env['JWT_SECRET']}")
-        load_settings(env)
-        run_migrations(env["DATABASE_URL"])
-        token = mint_token(env["JWT_SECRET"], "local-developer", 12 * 3600)
-        print(
-            f"\nproduct service on http://127.0.0.1:{port}  (API docs: http://127.0.0.1:{port}/openapi.json)\n"
-            f"a write token valid for 12 hours:\n  export TOKEN={token}\n"
-            f"mint another: JWT_SECRET=... python -m product_service token\n"
-            f"try: curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
-            f'-d \'{{"name": "Tea", "price": "3.50"}}\' http://127.0.0.1:{port}/api/v1/products\n'
-            "Ctrl-C stops the service and the servers it started.\n",
-            flush=True,
-        )
-        gunicorn = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                GUNICORN_CONFIG,
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                WSGI_APP,
-            ],
-            env=env,
-        )
-        try:
-            return gunicorn.wait()
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to gunicorn too; let it finish, then the servers stop.
-            gunicorn.send_signal(signal.SIGTERM)
-            gunicorn.wait()
-            return 0
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record = ProcessRecord(data_dir / "dev-processes.json")
+    started: dict[str, int | None] = {}
+    try:
+        record.stop_leftovers()
+        with ExitStack() as servers:
+            if not env.get("DATABASE_URL"):
+                postgres = servers.enter_context(EmbeddedPostgres(data_dir / "postgres"))
+                started["postgres"] = postgres.pid
+                record.write(started)
+                env["DATABASE_URL"] = postgres.url
+                print(f"embedded Postgres: {env['DATABASE_URL']} (data in {data_dir / 'postgres'})")
+            if not env.get("REDIS_URL"):
+                valkey = servers.enter_context(EmbeddedValkey(data_dir / "valkey"))
+                started["valkey"] = valkey.pid
+                record.write(started)
+                env["REDIS_URL"] = valkey.url
+                print(f"embedded Valkey:   {env['REDIS_URL']}")
+            if not env.get("JWT_SECRET"):
+                env["JWT_SECRET"] = secrets.token_urlsafe(32)
+                print(f"generated a development JWT_SECRET: export JWT_SECRET={env['JWT_SECRET']}")
+            settings = load_settings(env)
+            run_migrations(env["DATABASE_URL"])
+            token = mint_token(
+                env["JWT_SECRET"],
+                "local-developer",
+                12 * 3600,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+            gunicorn = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    GUNICORN_CONFIG,
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    str(workers),
+                    WSGI_APP,
+                ],
+                env=env,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+            started["gunicorn"] = gunicorn.pid
+            record.write(started)
+            print(
+                f"\nproduct service on http://127.0.0.1:{port}  (API docs: http://127.0.0.1:{port}/openapi.json)\n"
+                f"a write token valid for 12 hours:\n  export TOKEN={token}\n"
+                f"mint another: JWT_SECRET=... python -m product_service token\n"
+                f"try: curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                f'-d \'{{"name": "Tea", "price": "3.50"}}\' http://127.0.0.1:{port}/api/v1/products\n'
+                "Ctrl-C stops the service and the servers it started.\n",
+                flush=True,
+            )
+            try:
+                return gunicorn.wait()
+            except _Stopped:
+                # On Ctrl-C the terminal sent SIGINT to gunicorn too; either way, let it finish first.
+                gunicorn.send_signal(signal.SIGTERM)
+                gunicorn.wait()
+                return 0
+    except _Stopped:  # stopped while the servers were starting: the ExitStack stopped those already up
+        return 0
+    finally:
+        record.remove()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stopped(Exception):
+    """A stop signal arrived."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    # Only once: the cleanup that follows must not be interrupted by a second Ctrl-C.
+    for stop_signal in _STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    raise _Stopped
 
 
 def _jwt_secret_from_env() -> str:
