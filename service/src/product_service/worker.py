@@ -5,8 +5,9 @@ request and stop sending (slowloris) stalled both workers of a pod, `/health` in
 30 s worker timeout. gunicorn's threaded worker already parks a connection that sends nothing for 5 s
 in its poller instead of a thread; this one also gives every read from a client `CLIENT_READ_TIMEOUT`
 seconds, so a client that stops in the middle of its headers or body loses its connection instead of
-holding a thread. Stalling a pod now takes `workers x threads` connections that each keep sending a
-byte every few seconds, and the ingress in front of the pods buffers requests before they reach it.
+holding a thread, and such connections are closed in their own thread, not on the worker's main loop.
+Stalling a pod now takes `workers x threads` connections that each keep sending a byte every few
+seconds, and the ingress in front of the pods buffers requests before they reach it.
 
 Errors that gunicorn answers itself (a malformed request line or header, a bad Content-Length,
 headers too large, an unsupported transfer coding) get the service's JSON error shape instead of
@@ -16,7 +17,7 @@ gunicorn's HTML page.
 from __future__ import annotations
 
 import socket
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from gunicorn.http import errors as http_errors
@@ -106,7 +107,7 @@ class ProductServiceWorker(ThreadWorker):
         response = Response(req, client, self.cfg)
         response.status = f"{status} {reason}"
         response.status_code = status
-        self.log.access(response, req, environ, datetime.now() - datetime.now())
+        self.log.access(response, req, environ, timedelta(0))  # answered before any handling
 
 
 class _DeadlineConnection(TConn):
