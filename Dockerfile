@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The product service's image: gunicorn serving product_service on port 8080.
+# The product service's image: gunicorn serving product_service on port 8080; the gRPC Deployment runs
+# `python -m product_service grpc` (port 50051) from the same image.
 #
 # The base is pinned to an exact Python patch release on Debian bookworm. It is not pinned by digest
 # because no digest could be checked against the registry from where this file was written; pin one
@@ -18,9 +19,16 @@ WORKDIR /src
 COPY constraints.txt ./
 COPY service/requirements.txt service/requirements.txt
 RUN pip install --no-cache-dir -c constraints.txt -r service/requirements.txt
+# The gRPC code is generated here from proto/, with the pinned grpcio-tools in a virtual environment of
+# its own that the final stage never sees.
+COPY proto proto
+COPY service/generate_grpc.py service/generate_grpc.py
+RUN python -m venv /opt/codegen \
+    && /opt/codegen/bin/pip install --no-cache-dir -c constraints.txt grpcio-tools
 COPY service/pyproject.toml service/pyproject.toml
 COPY service/src service/src
-RUN pip install --no-cache-dir --no-deps ./service \
+RUN /opt/codegen/bin/python service/generate_grpc.py --proto proto --out service/src \
+    && pip install --no-cache-dir --no-deps ./service \
     && python -m compileall -q /opt/venv
 
 # Final stage: the interpreter, the virtual environment and the gunicorn configuration; no compilers,
@@ -40,7 +48,7 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=build /opt/venv /opt/venv
 COPY service/gunicorn.conf.py /etc/product-service/gunicorn.conf.py
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 50051
 # Kubernetes uses the Deployment's probes and ignores this; it serves `docker run` and Compose users.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/health', timeout=2)"]

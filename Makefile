@@ -10,19 +10,24 @@ CHECKOV_VENV := .venv-checkov
 TOOLS := .tools/bin
 UV_VERSION := 0.13.8
 ACTIONLINT_VERSION := v1.7.7
+# The Kubernetes provider's Go module is served only at the commit of this release (tools/go/pulumi-kubernetes).
+PULUMI_KUBERNETES_VERSION := 4.25.0
 STACK ?= dev
 CLOUD ?=
 PYTEST_ARGS ?=
+ARGS ?=
 
 REQUIREMENTS := requirements.txt service/requirements.txt policies/requirements.txt requirements-dev.txt
+PROTOS := $(shell find proto -name '*.proto')
+GENERATED := service/src/product_service/grpc/generated/.stamp
 
-.PHONY: help setup test lint fmt test-service test-infra test-policies test-repo run plan policy \
-        preview up destroy bench-service lock clean
+.PHONY: help setup generate test lint fmt test-service test-infra test-policies test-repo run plan policy \
+        preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(TOOLS)/actionlint ## create the virtual environments and install every pinned dependency
+setup: $(VENV)/.installed $(GENERATED) $(CHECKOV_VENV)/.installed $(TOOLS)/actionlint $(TOOLS)/buf ## create the virtual environments and install every pinned dependency
 
 # One environment for the Pulumi program, the service, the policy pack and the dev tools: they share
 # pins (constraints.txt), so what the tests import is exactly what Pulumi and the image run.
@@ -44,10 +49,83 @@ $(TOOLS)/actionlint:
 	@command -v go >/dev/null || { echo "actionlint is built with Go: install Go 1.22+ (https://go.dev/dl/)"; exit 1; }
 	GOBIN=$(CURDIR)/$(TOOLS) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
-test: setup lint ## install everything, lint, run the whole test suite
+# The gRPC code is generated from proto/ with the pinned grpcio-tools, never committed (git-ignored).
+generate: $(GENERATED) ## generate the gRPC Python code from proto/ (make does it when a .proto changes)
+
+$(GENERATED): $(PROTOS) service/generate_grpc.py $(VENV)/.installed
+	$(BIN)/python service/generate_grpc.py
+	touch $@
+
+# buf (proto lint, breaking-change check) is built from the pinned module in tools/go/buf, again
+# whenever its go.mod or go.sum changes.
+$(TOOLS)/buf: tools/go/buf/go.mod tools/go/buf/go.sum
+	@command -v go >/dev/null || { echo "buf is built with Go: install Go 1.26+ (https://go.dev/dl/)"; exit 1; }
+	go -C tools/go/buf build -trimpath -o $(CURDIR)/$@ github.com/bufbuild/buf/cmd/buf
+
+# --- the e2e tier's tools, each built from a pinned Go module (tools/go/<tool>/go.mod + go.sum) -------
+# A tool is rebuilt only when its pins change; Go's module and build caches make a rebuild cheap.
+go_build = go -C tools/go/$(1) build -trimpath
+PULUMI_VERSION := $(shell awk '$$1 == "github.com/pulumi/pulumi/pkg/v3" {print $$2}' tools/go/pulumi/go.mod)
+KUBERNETES_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" {print $$2}' tools/go/kubernetes/go.mod)
+KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl)
+E2E_TOOLS := $(TOOLS)/pulumi $(TOOLS)/pulumi-language-python $(TOOLS)/pulumi-language-python-exec \
+	$(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok
+# Kubernetes reports the version it was built as; without these it says v0.0.0 and clients misjudge it.
+KUBE_VERSION_FLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) -X $(pkg).gitMajor=1 \
+	-X $(pkg).gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION))))
+
+tools: $(E2E_TOOLS) ## build the e2e tier's tools into .tools/bin (Pulumi CLI, Kubernetes, etcd, kwok)
+
+need-go:
+	@command -v go >/dev/null || { echo "The e2e tools are built with Go 1.26+: install it (https://go.dev/dl/) and run make again"; exit 1; }
+
+$(TOOLS)/pulumi: tools/go/pulumi/go.mod tools/go/pulumi/go.sum | need-go
+	$(call go_build,pulumi) -o $(CURDIR)/$@ \
+		-ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$(PULUMI_VERSION)" \
+		github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+
+$(TOOLS)/pulumi-language-python: $(wildcard tools/go/pulumi-language-python/*) | need-go
+	$(call go_build,pulumi-language-python) -o $(CURDIR)/$@ .
+
+# The SDK's shim that the language host runs the program through, from the same sdk/v3 module.
+$(TOOLS)/pulumi-language-python-exec: tools/go/pulumi-language-python/go.sum | need-go
+	go -C tools/go/pulumi-language-python mod download github.com/pulumi/pulumi/sdk/v3
+	install -m 0755 "$$(go -C tools/go/pulumi-language-python list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec" $@
+
+# The provider's cmd/ embeds its schema with the version set; write that (and the mapping) from the module.
+$(TOOLS)/pulumi-resource-kubernetes: $(wildcard tools/go/pulumi-kubernetes/*.go tools/go/pulumi-kubernetes/go.*) | need-go
+	go -C tools/go/pulumi-kubernetes mod download github.com/pulumi/pulumi-kubernetes/provider/v4
+	$(PYTHON) tools/go/pulumi-kubernetes/embed.py \
+		"$$(go -C tools/go/pulumi-kubernetes list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes" \
+		$(PULUMI_KUBERNETES_VERSION) tools/go/pulumi-kubernetes
+	$(call go_build,pulumi-kubernetes) -o $(CURDIR)/$@ \
+		-ldflags "-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$(PULUMI_KUBERNETES_VERSION)" .
+
+$(KUBE_TOOLS) &: tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum | need-go
+	$(call go_build,kubernetes) -o $(CURDIR)/$(TOOLS)/ -ldflags "$(KUBE_VERSION_FLAGS)" \
+		$(addprefix k8s.io/kubernetes/cmd/,$(notdir $(KUBE_TOOLS)))
+
+$(TOOLS)/etcd: tools/go/etcd/go.mod tools/go/etcd/go.sum | need-go
+	$(call go_build,etcd) -o $(CURDIR)/$@ go.etcd.io/etcd/server/v3
+
+$(TOOLS)/kwok: tools/go/kwok/go.mod tools/go/kwok/go.sum | need-go
+	$(call go_build,kwok) -o $(CURDIR)/$@ sigs.k8s.io/kwok/cmd/kwok
+
+test: setup lint tools ## install everything, lint, run the whole test suite (the e2e tier too)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## ruff (lint + format check) and mypy on infra/, service/, policies/
+e2e: setup tools ## tier 3: `make up STACK=dev` with the real engine on a local control plane (kwok nodes)
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+cluster: $(VENV)/.installed tools ## the e2e control plane on loopback, on its own (kubeconfig in build/cluster/)
+	$(BIN)/python tools/e2e/control_plane.py up
+
+cluster-down: ## stop everything `make cluster` started
+	$(PYTHON) tools/e2e/control_plane.py down
+
+lint: $(VENV)/.installed $(GENERATED) $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check) and mypy
+	$(TOOLS)/buf lint proto
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy infra
@@ -70,7 +148,7 @@ test-policies: setup ## only the policy pack's tests
 test-repo: setup ## only the repository checks (workflows, Dockerfile, README)
 	$(BIN)/pytest tests/repo $(PYTEST_ARGS)
 
-run: $(VENV)/.installed ## the product service on http://127.0.0.1:8080 (PORT overrides)
+run: $(VENV)/.installed $(GENERATED) ## the service on http://127.0.0.1:8080 and gRPC on 127.0.0.1:50051 (PORT, GRPC_PORT override)
 	$(BIN)/python -m product_service dev
 
 plan: $(VENV)/.installed ## offline plan of STACK (CLOUD overrides its cloud) into build/plan/
@@ -80,15 +158,15 @@ policy: $(VENV)/.installed ## the offline policy gate for every committed stack 
 	$(BIN)/python infra/plan.py --all
 
 preview: $(VENV)/.installed ## pulumi preview of STACK with the policy pack (needs the Pulumi CLI)
-	tools/pulumi-stack.sh preview $(STACK)
+	tools/pulumi-stack.sh preview $(STACK) $(ARGS)
 
 up: $(VENV)/.installed ## pulumi up of STACK (default dev: your local Kubernetes context)
-	tools/pulumi-stack.sh up $(STACK)
+	tools/pulumi-stack.sh up $(STACK) $(ARGS)
 
 destroy: $(VENV)/.installed ## pulumi destroy of STACK
-	tools/pulumi-stack.sh destroy $(STACK)
+	tools/pulumi-stack.sh destroy $(STACK) $(ARGS)
 
-bench-service: $(VENV)/.installed ## load-test the service on loopback and print RPS, latency, RSS
+bench-service: $(VENV)/.installed $(GENERATED) ## load-test the service on loopback and print RPS, latency, RSS
 	$(BIN)/python service/bench/run.py
 
 lock: $(VENV)/.installed ## re-pin every transitive dependency (constraints.txt, tools/checkov/constraints.txt)

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
 CLOUDS = ("aws", "gcp", "azure", "local")
+# In standard support on EKS, GKE and AKS (docs/clouds.md, "Kubernetes version"); the EKS
+# cluster-autoscaler chart follows this minor.
+KUBERNETES_VERSION = "1.36"
 PROFILES = ("dev", "prod")
 DELIVERY_MODES = ("direct", "argocd")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+ALERT_RECEIVERS = ("webhook", "slack")
 # Passwords a stack may supply as config secrets instead of having them generated (infra/passwords.py),
 # with their minimum length.
 SUPPLIABLE_SECRETS = {
@@ -42,6 +48,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "hpaMaxReplicas": 3,
         "logLevel": "INFO",
         "traceSampleRatio": "1",
+        "logRetentionDays": 30,
     },
     "prod": {
         "zoneCount": 3,
@@ -56,6 +63,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "logLevel": "INFO",
         # Every request traced would fill Jaeger's storage at production rates; 10% stays representative.
         "traceSampleRatio": "0.1",
+        # A year of control-plane audit and database logs: what incident reviews and audits ask for.
+        "logRetentionDays": 365,
     },
 }
 
@@ -77,6 +86,7 @@ class PlatformConfig:
     high_availability: bool
     deletion_protection: bool
     backup_retention_days: int
+    log_retention_days: int  # cloud log groups of the cluster's control plane and the database
     db_size: str | None  # None: the cloud module's default for the profile
     db_storage_gb: int
     redis_size: str | None  # None: the cloud module's default for the profile
@@ -99,6 +109,14 @@ class PlatformConfig:
     gitops_repo_url: str | None = None
     gitops_path: str = "deploy/product-service"
     gitops_revision: str = "HEAD"
+    # One Helm repository (https://) or OCI registry (oci://) serving every chart under its upstream
+    # name and version (a company mirror, an air-gapped cluster); None: each chart's own repository.
+    chart_repository: str | None = None
+    # Who may open Grafana and Argo CD through the ingress; empty: not published (port-forward).
+    admin_allowed_cidrs: list[str] = field(default_factory=list)
+    # Where Alertmanager sends alerts: a webhook URL (a Pulumi secret); None keeps the null receiver.
+    alert_receiver: str = "webhook"
+    alert_webhook_url: pulumi.Output[str] | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -141,7 +159,13 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         stack=stack,
         cloud=cloud,
         profile=profile,
-        kubernetes_version=_text(cfg, "kubernetesVersion", "1.34", r"1\.\d{2}", "a minor version like 1.34"),
+        kubernetes_version=_text(
+            cfg,
+            "kubernetesVersion",
+            KUBERNETES_VERSION,
+            r"1\.\d{2}",
+            f"a minor version like {KUBERNETES_VERSION}",
+        ),
         zone_count=number("zoneCount", 1, 3),
         node_size=cfg.get("nodeSize"),
         node_min_count=node_min,
@@ -149,6 +173,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         high_availability=flag("highAvailability"),
         deletion_protection=flag("deletionProtection"),
         backup_retention_days=number("backupRetentionDays", 1, 35),
+        log_retention_days=_log_retention(cfg, "logRetentionDays", defaults["logRetentionDays"]),
         db_size=cfg.get("dbSize"),
         db_storage_gb=number("dbStorageGb", 20, 16384),
         redis_size=cfg.get("redisSize"),
@@ -169,6 +194,10 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         gitops_repo_url=gitops_repo,
         gitops_path=cfg.get("gitopsPath") or "deploy/product-service",
         gitops_revision=cfg.get("gitopsRevision") or "HEAD",
+        chart_repository=_chart_repository(cfg, "chartRepository"),
+        admin_allowed_cidrs=_cidrs(cfg, "adminAllowedCidrs"),
+        alert_receiver=_choice(cfg, "alertReceiver", ALERT_RECEIVERS, default="webhook"),
+        alert_webhook_url=_secret_url(cfg, "alertWebhookUrl"),
     )
 
 
@@ -189,6 +218,16 @@ def _int(cfg: pulumi.Config, key: str, minimum: int, maximum: int, default: int)
         return default
     if not re.fullmatch(r"\d+", raw.strip()) or not minimum <= int(raw) <= maximum:
         raise ConfigError(f"platform:{key} must be a whole number from {minimum} to {maximum} (got '{raw}')")
+    return int(raw)
+
+
+def _log_retention(cfg: pulumi.Config, key: str, default: int) -> int:
+    raw = cfg.get(key)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or int(raw) not in LOG_RETENTION_DAYS:
+        allowed = ", ".join(str(days) for days in LOG_RETENTION_DAYS)
+        raise ConfigError(f"platform:{key} must be one of {allowed} (got '{raw}')")
     return int(raw)
 
 
@@ -231,6 +270,29 @@ def _supplied_secrets(cfg: pulumi.Config) -> dict[str, pulumi.Output[str]]:
             raise ConfigError(f"platform:{key} must be {minimum} or more letters and digits")
         supplied[key] = value
     return supplied
+
+
+def _chart_repository(cfg: pulumi.Config, key: str) -> str | None:
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not re.fullmatch(r"(https?|oci)://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~-]+)*/?", value):
+        raise ConfigError(
+            f"platform:{key} must be a Helm repository URL (https:// or http://) or an OCI registry "
+            f"(oci://host/path) serving every chart the platform installs (got '{value}')"
+        )
+    return value.rstrip("/")
+
+
+def _secret_url(cfg: pulumi.Config, key: str) -> pulumi.Output[str] | None:
+    """An https URL held as a secret; its shape is checked without the value entering the message."""
+    value = cfg.get_secret(key)
+    if value is None:
+        return None
+    plain = pulumi.runtime.get_config(f"platform:{key}") or ""
+    if not re.fullmatch(r"https://[^\s/]+(/\S*)?", plain):
+        raise ConfigError(f"platform:{key} must be an https:// URL, set with pulumi config set --secret")
+    return value
 
 
 def _image(cfg: pulumi.Config, key: str, default: str) -> str:

@@ -21,7 +21,10 @@ class PostgresEndpoint:
     database: str
     user: str
     password: pulumi.Output[str]  # always a Pulumi secret
-    sslmode: str  # libpq sslmode the service must use: "require" or "verify-full" on clouds
+    sslmode: str  # libpq sslmode the service must use: "verify-full" on clouds, "disable" in-cluster
+    # PEM of the CAs the server's certificate chains to, which the pods verify it against (libpq
+    # sslrootcert); None where nothing is verified.
+    ca_certificate: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,12 @@ class RedisEndpoint:
     password: pulumi.Output[str]  # always a Pulumi secret (auth token / access key)
     tls: bool
     username: str | None = None  # set where the server wants an ACL user name with the password
-    # PEM of the private CA that signs the server's TLS certificate (Memorystore has one per
-    # instance); None where the certificate chains to a public root.
+    # PEM of the private CAs that sign the server's TLS certificate (Memorystore has one per
+    # instance, two while it rotates); None where the certificate chains to a public root.
     ca_certificate: pulumi.Input[str] | None = None
+    # False where the certificate cannot name the address clients use, so only its chain to
+    # `ca_certificate` (a CA of this one server) is verified.
+    verify_hostname: bool = True
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class ClusterFacts:
     """What the layers above need to know about the cluster, and nothing about the cloud."""
 
     kubernetes_version: str
-    zones: list[str]
+    zones: pulumi.Input[list[str]]  # GCP learns its zones only once the Compute API is enabled
     storage_class: str | None = None  # None: the cluster's default StorageClass
     # Installed by the add-ons when the platform does not ship them (the HPA needs metrics).
     needs_metrics_server: bool = True
@@ -58,6 +64,12 @@ class ClusterFacts:
     # Extra metrics-server arguments, e.g. --kubelet-insecure-tls where kubelets serve self-signed
     # certificates (kind, Docker Desktop); managed clusters need none.
     metrics_server_args: list[str] = field(default_factory=list)
+    # Whether something gives LoadBalancer Services an address (a cloud's controller). Where nothing
+    # does (kind, minikube), nothing waits for one: an Ingress never gets `status.loadBalancer`.
+    load_balancer_addresses: bool = True
+    # Whether Prometheus can scrape the control plane (kube-controller-manager, kube-scheduler, etcd,
+    # kube-proxy's metrics port). Managed control planes (EKS, GKE, AKS) expose none of them.
+    control_plane_metrics: bool = False
 
 
 @dataclass(frozen=True)

@@ -112,9 +112,22 @@ class RecordingMonitor(MockMonitor):
     def Invoke(self, request: Any) -> Any:
         args, _ = unwrap(_struct_to_python(request.args))
         self.invokes.append(request.tok)
+        api = GCP_INVOKE_APIS.get(request.tok)
+        if api and not self._enabled(api):
+            # A fresh project has only billing: Google refuses a data source whose API is still off.
+            raise RuntimeError(
+                f"googleapi: Error 403: {api} has not been used in this project, accessNotConfigured"
+            )
         result = invoke_result(request.tok, {**args, "__config": self.config})
-        fields = {"return": _python_to_struct(result)}  # `return` is a Python keyword
+        marked = _mark_secrets(result, INVOKE_SECRETS.get(request.tok, set()), [])
+        fields = {"return": _python_to_struct(marked)}  # `return` is a Python keyword
         return resource_pb2.ResourceInvokeResponse(**fields)
+
+    def _enabled(self, api: str) -> bool:
+        return any(
+            r.type == "gcp:projects/service:Service" and r.inputs.get("service") == api
+            for r in self.registrations
+        )
 
     def ReadResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
@@ -337,7 +350,8 @@ def _azure_name_key(inputs: dict[str, Any]) -> str:
     return keys[0] if len(keys) == 1 else "name"
 
 
-_FAKE_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\noffline\n-----END CERTIFICATE-----\n").decode()
+_FAKE_CA_PEM = "-----BEGIN CERTIFICATE-----\noffline\n-----END CERTIFICATE-----\n"
+_FAKE_CA = base64.b64encode(_FAKE_CA_PEM.encode()).decode()  # kubeconfig certificate-authority-data
 
 _GENERIC: dict[str, tuple[ComputedFn, ...]] = {
     "kubernetes": (_kubernetes_object,),
@@ -367,11 +381,11 @@ COMPUTED: dict[str, ComputedFn] = {
             }
         ],
         "vpcConfig": {**(inputs.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-{suffix(urn, 17)}"},
-        "version": inputs.get("version", "1.34"),
+        "version": inputs.get("version"),
     },
     "aws:rds/instance:Instance": lambda name, urn, inputs, site: {
-        "address": f"{name}.{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com",
-        "endpoint": f"{name}.{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com:5432",
+        "address": f"{inputs.get('identifier') or name}.{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com",
+        "endpoint": f"{inputs.get('identifier') or name}.{suffix(urn, 12)}.{site.aws_region}.rds.amazonaws.com:5432",
         "port": inputs.get("port", 5432),
     },
     "aws:rds/cluster:Cluster": lambda name, urn, inputs, site: {
@@ -396,26 +410,25 @@ COMPUTED: dict[str, ComputedFn] = {
         "privateIpAddress": "10.10.0.3",
         "publicIpAddress": None,
         "connectionName": f"{site.gcp_project}:{site.gcp_region}:{name}",
-        "serverCaCerts": [{"cert": _FAKE_CA}],
+        "serverCaCerts": [{"cert": _FAKE_CA_PEM}],
     },
     "gcp:redis/instance:Instance": lambda name, urn, inputs, site: {
         "host": "10.20.0.4",
         "port": 6378 if inputs.get("transitEncryptionMode") == "SERVER_AUTHENTICATION" else 6379,
         "authString": _random_text(urn, 36, _ALNUM),
-        "serverCaCerts": [{"cert": _FAKE_CA}],
+        # Memorystore lists two CAs while it rotates its server certificate's CA.
+        "serverCaCerts": [{"cert": _FAKE_CA_PEM.replace("offline", "current")}, {"cert": _FAKE_CA_PEM}],
     },
     "azure-native:dbforpostgresql:Server": lambda name, urn, inputs, site: {
         "fullyQualifiedDomainName": f"{inputs.get('serverName') or name + suffix(urn, 8)}.postgres.database.azure.com",
     },
-    "azure-native:redis:Redis": lambda name, urn, inputs, site: {
-        "hostName": f"{inputs.get('name') or name + suffix(urn, 8)}.redis.cache.windows.net",
-        "sslPort": 6380,
-        "port": 6379,
+    # Azure Managed Redis names a cluster's endpoint `<cluster>.<region>.redis.azure.net`; its
+    # database listens where asked (10000 by default).
+    "azure-native:redisenterprise:RedisEnterprise": lambda name, urn, inputs, site: {
+        "hostName": f"{inputs.get('clusterName') or name + suffix(urn, 8)}.{site.azure_location}.redis.azure.net",
     },
-    "azure-native:cache:Redis": lambda name, urn, inputs, site: {
-        "hostName": f"{inputs.get('name') or name + suffix(urn, 8)}.redis.cache.windows.net",
-        "sslPort": 6380,
-        "port": 6379,
+    "azure-native:redisenterprise:Database": lambda name, urn, inputs, site: {
+        "port": inputs.get("port", 10000),
     },
     "gcp:serviceaccount/account:Account": lambda name, urn, inputs, site: {
         "email": f"{inputs['accountId']}@{inputs.get('project', site.gcp_project)}.iam.gserviceaccount.com",
@@ -442,6 +455,37 @@ def _kubeconfig(server: str) -> str:
             "users": [{"name": "offline", "user": {"token": "offline"}}],
         }
     )
+
+
+def _aks_user_kubeconfig(args: dict[str, Any]) -> str:
+    """AKS with Entra ID: format=exec answers with a kubelogin device-code exec block (the server id
+    is the AKS Entra server application, the same in every tenant)."""
+    if args.get("format") != "exec":
+        return _kubeconfig("https://aks.invalid")
+    kubeconfig = json.loads(_kubeconfig("https://aks.invalid"))
+    kubeconfig["users"] = [
+        {
+            "name": "clusterUser",
+            "user": {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": "kubelogin",
+                    "args": [
+                        "get-token",
+                        "--login",
+                        "devicecode",
+                        "--server-id",
+                        "6dae42f8-4368-4678-94ff-3960e28e3630",
+                        "--client-id",
+                        "80faf920-1908-4b52-b5ef-a8e7bedfc67a",
+                        "--environment",
+                        "AzurePublicCloud",
+                    ],
+                }
+            },
+        }
+    ]
+    return json.dumps(kubeconfig)
 
 
 # Data sources (invokes) by token. Unknown tokens answer {}: the program then sees None values.
@@ -488,7 +532,7 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "kubeconfigs": [
             {
                 "name": "clusterUser",
-                "value": base64.b64encode(_kubeconfig("https://aks.invalid").encode()).decode(),
+                "value": base64.b64encode(_aks_user_kubeconfig(args).encode()).decode(),
             }
         ]
     },
@@ -500,14 +544,23 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             }
         ]
     },
-    "azure-native:redis:listRedisKeys": lambda args: {
-        "primaryKey": "offline-primary-key",
-        "secondaryKey": "x",
+    "azure-native:redisenterprise:listDatabaseKeys": lambda args: {
+        "primaryKey": "offline-primary-key-"
+        + hashlib.sha256(str(args.get("clusterName")).encode()).hexdigest()[:24],
+        "secondaryKey": "offline-secondary-key-"
+        + hashlib.sha256(str(args.get("clusterName")).encode()).hexdigest()[:24],
     },
-    "azure-native:cache:listRedisKeys": lambda args: {
-        "primaryKey": "offline-primary-key",
-        "secondaryKey": "x",
-    },
+}
+
+
+# GCP data sources and the API each needs enabled in the project (the program enables them itself).
+GCP_INVOKE_APIS: dict[str, str] = {
+    "gcp:compute/getZones:getZones": "compute.googleapis.com",
+}
+
+# Data sources whose answers are credentials: the provider returns these properties as secrets.
+INVOKE_SECRETS: dict[str, set[str]] = {
+    "azure-native:redisenterprise:listDatabaseKeys": {"primaryKey", "secondaryKey"},
 }
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make preview|up|destroy STACK=...`: the real Pulumi engine with this repository's defaults.
+# `make preview|up|destroy STACK=... [ARGS=...]`: the real Pulumi engine with this repository's defaults.
+# ARGS go to pulumi as they are (e.g. ARGS=--yes to approve without a prompt, as CI must).
 #
 # - State: $PULUMI_BACKEND_URL if set (Pulumi Cloud, s3://, gs://, azblob://), otherwise a file
 #   backend in .pulumi-state/ (git-ignored), so no Pulumi Cloud account is needed.
@@ -9,12 +10,26 @@
 # - Prerequisites are checked first, and what is missing is said with how to get it.
 set -euo pipefail
 
-action=${1:?usage: pulumi-stack.sh preview|up|destroy STACK}
-stack=${2:?usage: pulumi-stack.sh preview|up|destroy STACK}
+action=${1:?usage: pulumi-stack.sh preview|up|destroy STACK [PULUMI ARGS...]}
+stack=${2:?usage: pulumi-stack.sh preview|up|destroy STACK [PULUMI ARGS...]}
+shift 2
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 fail() { echo "make $action: $*" >&2; exit 1; }
+
+# The cluster's kubeconfig signs in through the cloud's exec plugin, which the Kubernetes provider
+# runs on this machine: without it every Kubernetes step of the stack fails.
+require_cloud_tool() {
+  local tool how
+  case "$1" in
+    aws) tool=aws how="install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html" ;;
+    gcp) tool=gke-gcloud-auth-plugin how="run 'gcloud components install gke-gcloud-auth-plugin' (or apt-get install google-cloud-cli-gke-gcloud-auth-plugin): https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl" ;;
+    azure) tool=kubelogin how="run 'az aks install-cli' (or brew install Azure/kubelogin/kubelogin): https://azure.github.io/kubelogin/install.html" ;;
+    *) return 0 ;;
+  esac
+  command -v "$tool" >/dev/null || fail "stack $stack targets $1 and its kubeconfig runs '$tool', which is not installed: $how"
+}
 
 [ -f "Pulumi.$stack.yaml" ] || fail "there is no Pulumi.$stack.yaml; committed stacks: $(ls Pulumi.*.yaml | sed -E 's/Pulumi\.(.*)\.yaml/\1/' | grep -v '^yaml$' | paste -sd' ')"
 command -v pulumi >/dev/null ||
@@ -37,6 +52,7 @@ case "$cloud" in
     fail "stack $stack targets azure and no Azure credentials were found: run 'az login'." ;;
   *) fail "Pulumi.$stack.yaml has no valid platform:cloud (aws, gcp, azure or local)." ;;
 esac
+require_cloud_tool "$cloud"
 
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
   mkdir -p .pulumi-state
@@ -56,8 +72,8 @@ policy=(--policy-pack policies)
 
 pulumi stack select --create "$stack" --secrets-provider passphrase >/dev/null
 case "$action" in
-  preview) pulumi preview --stack "$stack" "${policy[@]}" --diff ;;
-  up) pulumi up --stack "$stack" "${policy[@]}" ;;
-  destroy) pulumi destroy --stack "$stack" ;;
+  preview) pulumi preview --stack "$stack" "${policy[@]}" --diff "$@" ;;
+  up) pulumi up --stack "$stack" "${policy[@]}" "$@" ;;
+  destroy) pulumi destroy --stack "$stack" "$@" ;;
   *) fail "unknown action (preview, up or destroy)" ;;
 esac

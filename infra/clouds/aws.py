@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -24,15 +25,24 @@ REDIS_SIZES = {"dev": "cache.t4g.small", "prod": "cache.r7g.large"}
 
 POSTGRES_VERSION = "17"  # a major version: RDS picks the newest minor and upgrades it in place
 POSTGRES_PARAMETER_FAMILY = "postgres17"
-REDIS_VERSION = "7.1"
+# Valkey, the Redis OSS fork ElastiCache prices below Redis OSS: the same protocol, so the
+# service's client and the replication group's settings (TLS, AUTH token) stay as they were.
+CACHE_ENGINE = "valkey"
+CACHE_ENGINE_VERSION = "8.0"
 DATABASE = "products"
 DATABASE_USER = "platform"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 
+# The server certificate's CA; the pods trust every current RDS root of the region, so a CA rotation
+# (rds-ca-rsa4096-g1, rds-ca-ecc384-g1) needs no new image or manifest.
+RDS_CA = "rds-ca-rsa2048-g1"
+RDS_CA_ROOTS = Path(__file__).parent / "certs" / "rds-ca-roots.pem"
+
 VPC_CIDR = "10.0.0.0/16"
 MIN_ZONES = 2  # EKS and RDS subnet groups both refuse fewer than two zones
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+RDS_LOG_EXPORTS = ["postgresql", "upgrade"]
 STORAGE_CLASS = "gp3"
 EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
 AUTOSCALER_ACCOUNT = "cluster-autoscaler"  # in kube-system, installed by the cluster add-ons
@@ -47,9 +57,14 @@ class AwsFoundation(pulumi.ComponentResource):
 
     def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         region = _region()  # checked before the first resource
+        token_identity = _token_identity()
+        rds_ca_roots = _rds_ca_roots(region)
         super().__init__("platform:aws:Foundation", name, None, opts)
+        self._rds_ca_roots = rds_ca_roots
         self._cfg = cfg
         self._region = region
+        self._token_identity = token_identity
+        self._names = f"platform-{_dns_label(cfg.stack)}"
         self._tags = {"platform:stack": cfg.stack}
         self.zones = _zones(self._region, max(MIN_ZONES, cfg.zone_count))
 
@@ -197,9 +212,17 @@ class AwsFoundation(pulumi.ComponentResource):
         cluster_role = self._role(
             "eks-cluster", _service_trust("eks.amazonaws.com"), ["AmazonEKSClusterPolicy"]
         )
+        # EKS writes control-plane logs to this group and creates it, without expiry, if it is missing:
+        # it must exist, with its retention, before the cluster (the name EKS uses is fixed).
+        cluster_name = self._names
+        control_plane_logs = self._log_group("eks-control-plane", f"/aws/eks/{cluster_name}/cluster")
         eks = aws.eks.Cluster(
             "eks",
+            name=cluster_name,
             version=cfg.kubernetes_version,
+            # Standard support only: at its end EKS upgrades the cluster instead of billing
+            # extended support, which is the default when the policy is unset.
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
             role_arn=cluster_role.arn,
             vpc_config=aws.eks.ClusterVpcConfigArgs(
                 subnet_ids=network.node_subnet_ids,
@@ -220,7 +243,9 @@ class AwsFoundation(pulumi.ComponentResource):
             deletion_protection=cfg.deletion_protection,
             tags=self._tags,
             # A role is usable only once its policies are attached; EKS checks at creation.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=cluster_role.attachments),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*cluster_role.attachments, control_plane_logs]
+            ),
         )
 
         node_role = self._role(
@@ -303,7 +328,7 @@ class AwsFoundation(pulumi.ComponentResource):
 
         kubeconfig = _secret(
             pulumi.Output.all(eks.name, eks.endpoint, eks.certificate_authority.data).apply(
-                lambda a: _kubeconfig(a[0], a[1], a[2], self._region)
+                lambda a: _kubeconfig(a[0], a[1], a[2], self._region, self._token_identity)
             )
         )
         provider = k8s.Provider(
@@ -328,6 +353,15 @@ class AwsFoundation(pulumi.ComponentResource):
             kubeconfig=kubeconfig,
             storage_class=STORAGE_CLASS,
             autoscaler_role_arn=autoscaler_role.arn,
+        )
+
+    def _log_group(self, name: str, path: str) -> aws.cloudwatch.LogGroup:
+        return aws.cloudwatch.LogGroup(
+            name,
+            name=path,
+            retention_in_days=self._cfg.log_retention_days,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _role(self, name: str, trust: pulumi.Input[str], managed_policies: list[str]) -> _Role:
@@ -364,8 +398,15 @@ class AwsFoundation(pulumi.ComponentResource):
         )
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
         password = supplied_or_generated(cfg, "postgresPassword", "postgres", 40, opts)
+        # RDS exports each log type to a group named after the instance, created without expiry
+        # unless it already exists.
+        identifier = f"{self._names}-postgres"
+        log_groups = [
+            self._log_group(f"rds-{log}", f"/aws/rds/instance/{identifier}/{log}") for log in RDS_LOG_EXPORTS
+        ]
         db = aws.rds.Instance(
             "postgres",
+            identifier=identifier,
             engine="postgres",
             engine_version=POSTGRES_VERSION,
             auto_minor_version_upgrade=True,
@@ -382,6 +423,7 @@ class AwsFoundation(pulumi.ComponentResource):
             db_subnet_group_name=subnets.name,
             vpc_security_group_ids=[group.id],
             parameter_group_name=parameters.name,
+            ca_cert_identifier=RDS_CA,
             publicly_accessible=False,
             multi_az=cfg.high_availability,
             deletion_protection=cfg.deletion_protection,
@@ -391,11 +433,11 @@ class AwsFoundation(pulumi.ComponentResource):
             final_snapshot_identifier=f"platform-{_dns_label(cfg.stack)}-postgres-final"
             if cfg.is_prod
             else None,
-            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            enabled_cloudwatch_logs_exports=RDS_LOG_EXPORTS,
             performance_insights_enabled=True,
             performance_insights_kms_key_id=key.arn,
             tags=self._tags,
-            opts=opts,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=log_groups),
         )
         return PostgresEndpoint(
             host=db.address,
@@ -403,7 +445,9 @@ class AwsFoundation(pulumi.ComponentResource):
             database=DATABASE,
             user=DATABASE_USER,
             password=_secret(password),
-            sslmode="require",
+            # The certificate names the instance's endpoint, so libpq verifies chain and name.
+            sslmode="verify-full",
+            ca_certificate=self._rds_ca_roots,
         )
 
     def _redis(self, network: _Network, cluster: _Cluster, key: aws.kms.Key) -> RedisEndpoint:
@@ -422,8 +466,8 @@ class AwsFoundation(pulumi.ComponentResource):
         redis = aws.elasticache.ReplicationGroup(
             "redis",
             description=f"Platform Redis ({cfg.stack})",
-            engine="redis",
-            engine_version=REDIS_VERSION,
+            engine=CACHE_ENGINE,
+            engine_version=CACHE_ENGINE_VERSION,
             node_type=cfg.redis_size or REDIS_SIZES[cfg.profile],
             port=REDIS_PORT,
             # A replica in another zone is what automatic failover fails over to.
@@ -590,8 +634,56 @@ def _autoscaler_policy(cluster_name: str) -> str:
     )
 
 
-def _kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
-    """A kubeconfig that asks the AWS CLI for a short-lived token; no credential is stored in it."""
+@dataclass(frozen=True)
+class _TokenIdentity:
+    """Who `aws eks get-token` must sign in as: the identity the AWS provider deploys with, which
+    EKS made cluster admin (bootstrapClusterCreatorAdminPermissions)."""
+
+    profile: str | None
+    role_arn: str | None
+
+    @property
+    def args(self) -> list[str]:
+        return [
+            *(["--profile", self.profile] if self.profile else []),
+            *(["--role-arn", self.role_arn] if self.role_arn else []),
+        ]
+
+
+def _rds_ca_roots(region: str) -> str:
+    """The region's RDS root certificates from the bundled RDS_CA_ROOTS (each follows a `# <CN>` line)."""
+    blocks = RDS_CA_ROOTS.read_text().split("\n# ")[1:]
+    roots = [block.split("\n", 1)[1] for block in blocks if block.startswith(f"Amazon RDS {region} Root CA ")]
+    if not roots:
+        raise ConfigError(
+            f"aws:region '{region}' has no Amazon RDS root CA in {RDS_CA_ROOTS.name}: add the region's "
+            "certificates from AWS's RDS certificate bundle (global-bundle.pem) to it"
+        )
+    return "".join(roots)
+
+
+def _token_identity() -> _TokenIdentity:
+    """The provider's `aws:profile` and `aws:assumeRoles`, which `aws eks get-token` would otherwise
+    ignore and sign in as whoever the environment names (then the cluster answers Unauthorized)."""
+    provider = pulumi.Config("aws")
+    roles = provider.get_object("assumeRoles") or []
+    if (
+        not isinstance(roles, list)
+        or len(roles) > 1
+        or any(not isinstance(role, dict) or role.get("externalId") for role in roles)
+    ):
+        raise ConfigError(
+            "aws:assumeRoles must name at most one role, without externalId, on cloud 'aws': "
+            "`aws eks get-token` assumes a single role; chain roles in an AWS profile (aws:profile) instead"
+        )
+    return _TokenIdentity(
+        profile=provider.get("profile"), role_arn=roles[0].get("roleArn") if roles else None
+    )
+
+
+def _kubeconfig(name: str, endpoint: str, ca_data: str, region: str, identity: _TokenIdentity) -> str:
+    """A kubeconfig that asks the AWS CLI for a short-lived token as the provider's own identity;
+    no credential is stored in it."""
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -606,7 +698,15 @@ def _kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
                         "exec": {
                             "apiVersion": "client.authentication.k8s.io/v1beta1",
                             "command": "aws",
-                            "args": ["eks", "get-token", "--cluster-name", name, "--region", region],
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                name,
+                                "--region",
+                                region,
+                                *identity.args,
+                            ],
                             "interactiveMode": "Never",
                         }
                     },

@@ -1,12 +1,12 @@
-"""Azure foundation: a VNet, AKS, PostgreSQL Flexible Server and Azure Cache for Redis.
+"""Azure foundation: a VNet, AKS, PostgreSQL Flexible Server and Azure Managed Redis.
 
 AKS authenticates through Microsoft Entra ID only (local accounts off, Azure RBAC for
 Kubernetes). Postgres sits in a delegated subnet and Redis behind a private endpoint; both are
 resolved through private DNS zones linked to the VNet and refuse public traffic.
 
-Azure Cache for Redis (Basic/Standard/Premium) retires on 2028-09-30 and Microsoft steers new
-tenants to its successor, Azure Managed Redis (`redisenterprise`); moving to it changes the
-resource types, the private DNS zone and the port, not the Foundation.
+Redis is Azure Managed Redis (`Microsoft.Cache/redisEnterprise`: a cluster and its one database),
+not Azure Cache for Redis: since 2026-04-01 a tenant without an Azure Cache for Redis cannot
+create one, and its Basic/Standard/Premium tiers retire on 2028-09-30.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import base64
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -28,15 +29,16 @@ from pulumi_azure_native import (
     dbforpostgresql,
     network,
     privatedns,
-    redis,
+    redisenterprise,
     resources,
 )
 
-# Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` override them. A Redis size is
-# `<sku>_<family><capacity>`, e.g. Standard_C1 or Premium_P1.
+# Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` override them. A Redis size is an
+# Azure Managed Redis SKU, `<family>_<size>`: Balanced_B0 (0.5 GB) ... MemoryOptimized_M10 ...
 NODE_SIZES = {"dev": "Standard_D2s_v5", "prod": "Standard_D4s_v5"}
 DB_SIZES = {"dev": "Standard_B2s", "prod": "Standard_D4ds_v5"}
-REDIS_SIZES = {"dev": "Basic_C1", "prod": "Premium_P1"}
+REDIS_SIZES = {"dev": "Balanced_B0", "prod": "Balanced_B1"}
+REDIS_FAMILIES = ("Balanced_B", "MemoryOptimized_M", "ComputeOptimized_X", "FlashOptimized_A")
 
 POSTGRES_VERSION = "17"
 DATABASE = "products"
@@ -53,7 +55,13 @@ POD_CIDR = "192.168.0.0/16"  # Azure CNI overlay: pod addresses never consume VN
 SERVICE_CIDR = "10.41.0.0/16"
 DNS_SERVICE_IP = "10.41.0.10"
 
-REDIS_PRIVATE_DNS_ZONE = "privatelink.redis.cache.windows.net"
+# Azure Managed Redis behind a private endpoint: its zone, the endpoint's sub-resource, and the
+# database's TLS port (learn.microsoft.com/azure/azure-cache-for-redis/managed-redis/managed-redis-private-link).
+REDIS_PRIVATE_DNS_ZONE = "privatelink.redis.azure.net"
+REDIS_PRIVATE_LINK_GROUP = "redisEnterprise"
+REDIS_PORT = 10000
+# The roots Flexible Server's certificates chain to; pods verify the server against them.
+POSTGRES_CA_ROOTS = Path(__file__).parent / "certs" / "azure-postgres-roots.pem"
 # Built-in role ids, the same in every tenant.
 AKS_RBAC_CLUSTER_ADMIN_ROLE = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
@@ -162,6 +170,18 @@ class AzureFoundation(pulumi.ComponentResource):
     def _cluster(self, vnet: _Network) -> _Cluster:
         cfg = self._cfg
         group = self._group.name
+        # With Azure RBAC, whoever runs `pulumi up` needs a role to create Kubernetes objects, and a
+        # new assignment takes minutes to reach the cluster's authorizer (the first call is then
+        # Forbidden). Granted on the stack's resource group before the cluster exists, it
+        # propagates while AKS is created (minutes) and covers the cluster from its first call.
+        deployer = authorization.RoleAssignment(
+            "aks-deployer-admin",
+            principal_id=self._client.object_id,
+            principal_type=_deployer_principal_type(),
+            role_definition_id=self._role(AKS_RBAC_CLUSTER_ADMIN_ROLE),
+            scope=self._group.id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         aks = containerservice.ManagedCluster(
             "aks",
             resource_group_name=group,
@@ -218,7 +238,9 @@ class AzureFoundation(pulumi.ComponentResource):
             ),
             tags=self._tags,
             # The cluster autoscaler owns the current node count between the bounds.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["agentPoolProfiles[0].count"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[deployer], ignore_changes=["agentPoolProfiles[0].count"]
+            ),
         )
         # The cluster's identity manages load balancers and routes in the VNet it was given.
         authorization.RoleAssignment(
@@ -229,21 +251,13 @@ class AzureFoundation(pulumi.ComponentResource):
             scope=vnet.vnet.id,
             opts=pulumi.ResourceOptions(parent=aks),
         )
-        # With Azure RBAC, whoever runs `pulumi up` needs a role to create Kubernetes objects.
-        deployer = authorization.RoleAssignment(
-            "aks-deployer-admin",
-            principal_id=self._client.object_id,
-            principal_type=_deployer_principal_type(),
-            role_definition_id=self._role(AKS_RBAC_CLUSTER_ADMIN_ROLE),
-            scope=aks.id,
-            opts=pulumi.ResourceOptions(parent=aks),
-        )
 
+        login = _kubelogin_login()
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group, resource_name=aks.name, format="exec"
         )
         kubeconfig = _secret(
-            credentials.kubeconfigs.apply(lambda configs: _azure_cli_login(configs[0].value))
+            credentials.kubeconfigs.apply(lambda configs: _kubelogin_as_deployer(configs[0].value, login))
         )
         provider = k8s.Provider(
             "aks", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self, depends_on=[deployer])
@@ -323,29 +337,42 @@ class AzureFoundation(pulumi.ComponentResource):
             database=DATABASE,
             user=DATABASE_USER,
             password=_secret(password),
-            sslmode="require",
+            # The certificate names the server's FQDN, which the pods resolve through the private zone.
+            sslmode="verify-full",
+            ca_certificate=POSTGRES_CA_ROOTS.read_text(),
         )
 
     def _redis(self, vnet: _Network) -> RedisEndpoint:
         cfg = self._cfg
         group = self._group.name
         opts = pulumi.ResourceOptions(parent=self)
-        sku = self._settings.redis_sku
-        cache = redis.Redis(
+        cluster = redisenterprise.RedisEnterprise(
             "redis",
             resource_group_name=group,
             location=self._location,
-            sku=sku,
-            enable_non_ssl_port=False,
+            sku=redisenterprise.SkuArgs(name=self._settings.redis_sku),
             minimum_tls_version="1.2",
             public_network_access="Disabled",
-            redis_version="6",
-            # Premium spreads the primary and its replica over zones; other tiers have no zones.
-            zonal_allocation_policy="Automatic" if sku.name == "Premium" and cfg.high_availability else None,
+            # A replica in another zone (where the region has zones); off, the data set has one copy.
+            high_availability="Enabled" if cfg.high_availability else "Disabled",
             tags=self._tags,
             opts=opts,
         )
-        self._lock_against_deletion("redis", cache)
+        self._lock_against_deletion("redis", cluster)
+        database = redisenterprise.Database(
+            "redis",
+            resource_group_name=group,
+            cluster_name=cluster.name,
+            database_name="default",  # the one database a cluster holds is always `default`
+            client_protocol="Encrypted",
+            port=REDIS_PORT,
+            # One endpoint that proxies every command, for clients that are not cluster-aware (the
+            # service's); OSSCluster would redirect them to shards.
+            clustering_policy="EnterpriseCluster",
+            eviction_policy="VolatileLRU",  # a cache: the service sets a TTL on every entry
+            access_keys_authentication="Enabled",
+            opts=pulumi.ResourceOptions(parent=cluster),
+        )
         zone, _ = self._private_zone("redis", REDIS_PRIVATE_DNS_ZONE, vnet)
         endpoint = network.PrivateEndpoint(
             "redis",
@@ -354,13 +381,13 @@ class AzureFoundation(pulumi.ComponentResource):
             subnet=network.SubnetArgs(id=vnet.endpoints.id),
             private_link_service_connections=[
                 network.PrivateLinkServiceConnectionArgs(
-                    name="redis", private_link_service_id=cache.id, group_ids=["redisCache"]
+                    name="redis", private_link_service_id=cluster.id, group_ids=[REDIS_PRIVATE_LINK_GROUP]
                 )
             ],
             tags=self._tags,
             opts=opts,
         )
-        # The zone group keeps the A record for the cache in the private zone up to date.
+        # The zone group keeps the A record for the cluster in the private zone up to date.
         network.PrivateDnsZoneGroup(
             "redis",
             resource_group_name=group,
@@ -370,9 +397,12 @@ class AzureFoundation(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=endpoint),
         )
-        keys = redis.list_redis_keys_output(resource_group_name=group, name=cache.name)
+        keys = redisenterprise.list_database_keys_output(
+            resource_group_name=group, cluster_name=cluster.name, database_name=database.name
+        )
+        # The certificate names the cluster's host (a public root signs it), so nothing to mount.
         return RedisEndpoint(
-            host=cache.host_name, port=cache.ssl_port, password=_secret(keys.primary_key), tls=True
+            host=cluster.host_name, port=database.port, password=_secret(keys.primary_key), tls=True
         )
 
     def _private_zone(
@@ -435,7 +465,7 @@ def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
 class _Settings:
     location: str
     postgres_sku: dbforpostgresql.SkuArgs
-    redis_sku: redis.SkuArgs
+    redis_sku: str
 
 
 def _settings(cfg: PlatformConfig) -> _Settings:
@@ -452,17 +482,10 @@ def _settings(cfg: PlatformConfig) -> _Settings:
             "platform:dbSize must be a General Purpose or Memory Optimized size (Standard_D…, "
             f"Standard_E…) when highAvailability is true: Burstable has no standby (got '{db_size}')"
         )
-    redis_size = cfg.redis_size or REDIS_SIZES[cfg.profile]
-    redis_sku = _redis_sku(redis_size)
-    if cfg.high_availability and redis_sku.name == "Basic":
-        raise ConfigError(
-            "platform:redisSize must be a Standard_ or Premium_ size when highAvailability is true: "
-            f"Basic has no replica (got '{redis_size}')"
-        )
     return _Settings(
         location=_location(),
         postgres_sku=dbforpostgresql.SkuArgs(name=db_size, tier=db_tier),
-        redis_sku=redis_sku,
+        redis_sku=_redis_sku(cfg.redis_size or REDIS_SIZES[cfg.profile]),
     )
 
 
@@ -475,18 +498,68 @@ def _location() -> str:
     return location
 
 
-def _deployer_principal_type() -> str:
-    """Azure checks a role assignment's principal type. A service principal or managed identity
-    signs in through the provider's client id or MSI settings (config or ARM_* variables); a person
-    through the Azure CLI, with neither."""
+@dataclass(frozen=True)
+class _ProviderLogin:
+    """How the azure-native provider signs in (its config, else its ARM_* variables)."""
+
+    client_id: str | None
+    tenant_id: str | None
+    client_secret: bool
+    msi: bool
+    federated_token: bool  # OpenID Connect with a token file (a pod's Azure workload identity)
+
+    @property
+    def service_principal(self) -> bool:
+        return bool(self.client_id or self.msi)
+
+
+def _provider_login() -> _ProviderLogin:
     provider = pulumi.Config("azure-native")
-    service_principal = (
-        provider.get("clientId")
-        or provider.get_bool("useMsi")
-        or os.environ.get("ARM_CLIENT_ID")
-        or os.environ.get("ARM_USE_MSI", "").lower() == "true"
+    return _ProviderLogin(
+        client_id=provider.get("clientId") or os.environ.get("ARM_CLIENT_ID"),
+        tenant_id=provider.get("tenantId") or os.environ.get("ARM_TENANT_ID"),
+        client_secret=bool(provider.get("clientSecret") or os.environ.get("ARM_CLIENT_SECRET")),
+        msi=bool(provider.get_bool("useMsi")) or os.environ.get("ARM_USE_MSI", "").lower() == "true",
+        federated_token=(
+            bool(provider.get_bool("useOidc")) or os.environ.get("ARM_USE_OIDC", "").lower() == "true"
+        )
+        and bool(os.environ.get("AZURE_FEDERATED_TOKEN_FILE")),
     )
-    return "ServicePrincipal" if service_principal else "User"
+
+
+def _deployer_principal_type() -> str:
+    """Azure checks a role assignment's principal type: a service principal or managed identity
+    signs in with a client id or MSI; a person through the Azure CLI, with neither."""
+    return "ServicePrincipal" if _provider_login().service_principal else "User"
+
+
+def _kubelogin_login() -> list[str]:
+    """kubelogin's login flags for the identity the provider deploys as, which holds the cluster
+    role; another identity gets Forbidden (azure.github.io/kubelogin/cli/get-token.html):
+    - a service principal with a secret: `spn`; kubelogin reads the secret from
+      AAD_SERVICE_PRINCIPAL_CLIENT_SECRET or AZURE_CLIENT_SECRET, never from the kubeconfig;
+    - a managed identity: `msi` (with its client id when it is user-assigned);
+    - OpenID Connect with a federated token file (AZURE_FEDERATED_TOKEN_FILE, as Azure workload
+      identity mounts it in a pod): `workloadidentity`, which reads that file;
+    - otherwise the Azure CLI's account: a person after `az login`, or CI after `azure/login`
+      (OpenID Connect), which signs the CLI in as the deploying principal."""
+    login = _provider_login()
+    if login.client_id and login.client_secret:
+        return ["--login", "spn", "--client-id", login.client_id, *_flag("--tenant-id", login.tenant_id)]
+    if login.msi:
+        return ["--login", "msi", *_flag("--client-id", login.client_id)]
+    if login.federated_token:
+        return [
+            "--login",
+            "workloadidentity",
+            *_flag("--client-id", login.client_id),
+            *_flag("--tenant-id", login.tenant_id),
+        ]
+    return ["--login", "azurecli"]
+
+
+def _flag(name: str, value: str | None) -> list[str]:
+    return [name, value] if value else []
 
 
 def _postgres_tier(size: str) -> str:
@@ -499,28 +572,26 @@ def _postgres_disk_gb(requested: int) -> int:
     return next((size for size in POSTGRES_DISK_SIZES_GB if size >= requested), POSTGRES_DISK_SIZES_GB[-1])
 
 
-def _redis_sku(size: str) -> redis.SkuArgs:
-    tier, _, family_capacity = size.partition("_")
-    family, capacity = family_capacity[:1], family_capacity[1:]
-    valid = {"Basic": "C", "Standard": "C", "Premium": "P"}
-    if valid.get(tier) != family or not capacity.isdigit():
+def _redis_sku(size: str) -> str:
+    family = next((f for f in REDIS_FAMILIES if size.startswith(f)), None)
+    if family is None or not size.removeprefix(family).isdigit():
         raise ConfigError(
-            "platform:redisSize must be an Azure Cache for Redis size like Basic_C1, Standard_C1 or "
-            f"Premium_P1 on azure (got '{size}')"
+            "platform:redisSize must be an Azure Managed Redis size like Balanced_B0, Balanced_B5 or "
+            f"MemoryOptimized_M10 on azure (got '{size}')"
         )
-    return redis.SkuArgs(name=tier, family=family, capacity=int(capacity))
+    return size
 
 
-def _azure_cli_login(kubeconfig_b64: str) -> str:
+def _kubelogin_as_deployer(kubeconfig_b64: str, login: list[str]) -> str:
     """The user kubeconfig in exec format runs kubelogin with device-code login, which cannot work
-    unattended; the Azure CLI login makes kubelogin use whoever runs `pulumi` (a person or CI)."""
+    unattended; `login` (from _kubelogin_login) makes kubelogin sign in as the provider does."""
     kubeconfig = yaml.safe_load(base64.b64decode(kubeconfig_b64))
     for user in kubeconfig.get("users", []):
         exec_ = user.get("user", {}).get("exec") or {}
         args = exec_.get("args") or []
         if "--server-id" in args:
             server_id = args[args.index("--server-id") + 1]
-            exec_["args"] = ["get-token", "--login", "azurecli", "--server-id", server_id]
+            exec_["args"] = ["get-token", *login, "--server-id", server_id]
     return yaml.safe_dump(kubeconfig)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -38,6 +40,9 @@ CONTROL_PLANE_CIDR = "172.16.0.0/28"
 SERVICES_RANGE_ADDRESS = "10.30.0.0"
 SERVICES_RANGE_PREFIX = 16
 
+# Cloud SQL ENTERPRISE keeps 1-7 days of transaction log, and refuses fewer retained backups than
+# that plus one ("backup retention should be > transaction log retention").
+MAX_TRANSACTION_LOG_DAYS = 7
 APIS = ["compute", "container", "iam", "cloudresourcemanager", "sqladmin", "redis", "servicenetworking"]
 NODE_ROLES = [
     "roles/logging.logWriter",
@@ -60,13 +65,13 @@ class GcpFoundation(pulumi.ComponentResource):
         project = _required_gcp_config("project", "my-project-id")
         region = _required_gcp_config("region", "europe-west1")
         redis_memory_gb = _memory_gb(cfg.redis_size or REDIS_SIZES[cfg.profile])
+        _check_backup_retention(cfg.backup_retention_days)
         super().__init__("platform:gcp:Foundation", name, None, opts)
         self._cfg = cfg
         self._redis_memory_gb = redis_memory_gb
         self._project = project
         self._region = region
         self._labels = {"platform-stack": _dns_label(cfg.stack)}
-        self.zones = _zones(self._region, cfg.zone_count)
 
         apis = [
             gcp.projects.Service(
@@ -79,6 +84,9 @@ class GcpFoundation(pulumi.ComponentResource):
         ]
         self._apis: list[pulumi.Resource] = list(apis)
         self._after_apis = pulumi.ResourceOptions(parent=self, depends_on=self._apis)
+        # Asked only once the Compute API is on: on a fresh project, asking while the program is
+        # evaluated fails with 403 accessNotConfigured before the program could enable it.
+        self.zones = _zones(self._region, cfg.zone_count, after=apis[APIS.index("compute")])
 
         network = self._network()
         cluster = self._cluster(network)
@@ -159,6 +167,10 @@ class GcpFoundation(pulumi.ComponentResource):
             network=vpc.id,
             service="servicenetworking.googleapis.com",
             reserved_peering_ranges=[services_range.name],
+            # Deleting the peering fails while Cloud SQL and Memorystore still hold addresses in it
+            # (they are released only days later); abandoning it lets `destroy` finish, and the
+            # peering goes with the network.
+            deletion_policy="ABANDON",
             opts=opts,
         )
         return _Network(vpc=vpc, subnet=subnet, services_range=services_range, peering=peering)
@@ -186,13 +198,15 @@ class GcpFoundation(pulumi.ComponentResource):
             )
 
         # Regional: a control plane replica in every zone of the region; zonal costs less for dev.
-        location = self._region if cfg.high_availability else self.zones[0]
+        location = self._region if cfg.high_availability else self.zones.apply(lambda zones: zones[0])
         # A zonal cluster lists only its extra zones; a regional one lists all that it uses.
-        node_locations = self.zones if cfg.high_availability else self.zones[1:]
+        node_locations = self.zones.apply(
+            lambda zones: (zones if cfg.high_availability else zones[1:]) or None
+        )
         gke = gcp.container.Cluster(
             "gke",
             location=location,
-            node_locations=node_locations or None,
+            node_locations=node_locations,
             project=self._project,
             min_master_version=cfg.kubernetes_version,
             release_channel=gcp.container.ClusterReleaseChannelArgs(channel=RELEASE_CHANNEL),
@@ -239,7 +253,7 @@ class GcpFoundation(pulumi.ComponentResource):
             cluster=gke.id,
             location=location,
             project=self._project,
-            initial_node_count=max(1, math.ceil(cfg.node_min_count / len(self.zones))),
+            initial_node_count=max(1, math.ceil(cfg.node_min_count / cfg.zone_count)),
             # Totals across all zones, not per zone, so the bounds mean what the config says.
             autoscaling=gcp.container.NodePoolAutoscalingArgs(
                 total_min_node_count=cfg.node_min_count,
@@ -303,12 +317,16 @@ class GcpFoundation(pulumi.ComponentResource):
                     private_network=network.vpc.id,
                     allocated_ip_range=network.services_range.name,
                     ssl_mode="ENCRYPTED_ONLY",
+                    # The shared CA signs server certificates that name the instance's IP addresses, so
+                    # clients can verify chain and name (verify-full); the per-instance CA's do not
+                    # (cloud.google.com/sql/docs/postgres/authorize-ssl, "CA hierarchies").
+                    server_ca_mode="GOOGLE_MANAGED_CAS_CA",
                 ),
                 backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
                     enabled=True,
                     start_time="02:00",
                     point_in_time_recovery_enabled=cfg.is_prod,
-                    transaction_log_retention_days=7,
+                    transaction_log_retention_days=_transaction_log_days(cfg.backup_retention_days),
                     backup_retention_settings=gcp.sql.DatabaseInstanceSettingsBackupConfigurationBackupRetentionSettingsArgs(
                         retained_backups=cfg.backup_retention_days, retention_unit="COUNT"
                     ),
@@ -347,14 +365,18 @@ class GcpFoundation(pulumi.ComponentResource):
             database=DATABASE,
             user=DATABASE_USER,
             password=_secret(password),
-            sslmode="require",
+            sslmode="verify-full",
+            # pulumi-gcp marks serverCaCerts secret as a whole; the CA certificates in it are public
+            # (every client needs them), and they go to the pods in a ConfigMap.
+            ca_certificate=pulumi.Output.unsecret(instance.server_ca_certs.apply(_pem_bundle)),
         )
 
     def _redis(self, network: _Network) -> tuple[RedisEndpoint, pulumi.Output[str]]:
         """Memorystore generates the AUTH string and serves TLS with a per-instance Google CA.
 
         The CA is not in public trust stores, so it travels with the endpoint: the service's pods
-        mount it and verify the server against it.
+        mount it and verify the server against it. During a rotation the instance lists the old and
+        the new CA; the bundle carries every one, so pods trust the server on both sides of it.
         """
         cfg = self._cfg
         redis = gcp.redis.Instance(
@@ -364,8 +386,10 @@ class GcpFoundation(pulumi.ComponentResource):
             tier="STANDARD_HA" if cfg.high_availability else "BASIC",
             memory_size_gb=self._redis_memory_gb,
             redis_version=REDIS_VERSION,
-            location_id=self.zones[0],
-            alternative_location_id=self.zones[1] if cfg.high_availability and len(self.zones) > 1 else None,
+            location_id=self.zones.apply(lambda zones: zones[0]),
+            alternative_location_id=self.zones.apply(lambda zones: zones[1])
+            if cfg.high_availability and cfg.zone_count > 1
+            else None,
             authorized_network=network.vpc.id,
             connect_mode="PRIVATE_SERVICE_ACCESS",
             reserved_ip_range=network.services_range.name,
@@ -380,13 +404,17 @@ class GcpFoundation(pulumi.ComponentResource):
             labels=self._labels,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._apis, network.peering]),
         )
-        ca_certificate = redis.server_ca_certs.apply(lambda certs: certs[0].cert if certs else "")
+        ca_certificate = redis.server_ca_certs.apply(_pem_bundle)
         endpoint = RedisEndpoint(
             host=redis.host,
             port=redis.port,
             password=_secret(redis.auth_string),
             tls=True,
             ca_certificate=ca_certificate,
+            # The server certificate names the instance's IP in its CN only, with no IP SAN, and TLS
+            # clients match an IP only against SANs (envoyproxy/ratelimit#409, redis/redis-py#3629).
+            # The chain is still verified, against CAs that sign this instance's certificate alone.
+            verify_hostname=False,
         )
         return endpoint, ca_certificate
 
@@ -419,14 +447,30 @@ def _required_gcp_config(key: str, example: str) -> str:
     return value
 
 
-def _zones(region: str, count: int) -> list[str]:
-    """The first `count` zones of the region that are up."""
-    available = gcp.compute.get_zones(region=region, status="UP")
-    names = sorted(available.names or [])
-    # An offline run (no project to ask) gets the zone letters most regions have.
-    if len(names) < count:
-        names = [f"{region}-{letter}" for letter in "bcd"]
-    return names[:count]
+def _zones(region: str, count: int, after: pulumi.Resource) -> pulumi.Output[list[str]]:
+    """The first `count` zones of the region that are up, asked once `after` (the Compute API) exists."""
+    available = gcp.compute.get_zones_output(
+        region=region, status="UP", opts=pulumi.InvokeOutputOptions(depends_on=[after])
+    )
+    return available.names.apply(lambda names: sorted(names or [])[:count])
+
+
+def _pem_bundle(certificates: Sequence[Any] | None) -> str:
+    """Every CA an instance lists (its `server_ca_certs`), as one PEM file: two while a CA rotates."""
+    pems = [c.cert for c in certificates or [] if c.cert]
+    return "".join(pem if pem.endswith("\n") else pem + "\n" for pem in pems)
+
+
+def _check_backup_retention(days: int) -> None:
+    if days < 2:
+        raise ConfigError(
+            "platform:backupRetentionDays must be from 2 to 35 on gcp: Cloud SQL keeps more backups than "
+            f"days of transaction log, and at least one day of log (got '{days}')"
+        )
+
+
+def _transaction_log_days(retained_backups: int) -> int:
+    return min(MAX_TRANSACTION_LOG_DAYS, retained_backups - 1)
 
 
 def _memory_gb(size: str) -> int:
@@ -438,7 +482,12 @@ def _memory_gb(size: str) -> int:
 
 
 def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
-    """A kubeconfig that asks gke-gcloud-auth-plugin for a short-lived token; no credential is stored."""
+    """A kubeconfig that asks gke-gcloud-auth-plugin for a short-lived token; no credential is stored.
+
+    The GCP provider signs in with Application Default Credentials; the plugin would otherwise use
+    gcloud's own account (`gcloud auth login`), which may be another identity. With
+    --use_application_default_credentials both are the same (GOOGLE_APPLICATION_CREDENTIALS, or
+    `gcloud auth application-default login`)."""
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -456,6 +505,7 @@ def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
                         "exec": {
                             "apiVersion": "client.authentication.k8s.io/v1beta1",
                             "command": "gke-gcloud-auth-plugin",
+                            "args": ["--use_application_default_credentials"],
                             "provideClusterInfo": True,
                             "interactiveMode": "Never",
                         }

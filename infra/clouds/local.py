@@ -96,6 +96,10 @@ class LocalFoundation(pulumi.ComponentResource):
                 needs_metrics_server=True,
                 # Their kubelets serve self-signed certificates.
                 metrics_server_args=["--kubelet-insecure-tls"],
+                # kind and minikube give no LoadBalancer Service an address (k3d and Docker Desktop do).
+                load_balancer_addresses=False,
+                # The control plane runs as pods of this cluster, which Prometheus can reach.
+                control_plane_metrics=True,
                 data_network_peers=[
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA_NAMESPACE}}}
                 ],

@@ -16,10 +16,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
 from foundation import Foundation
-from kube import container_security, namespace_peer, resources
+from kube import namespace_peer
 from passwords import supplied_or_generated
 
-from cluster import charts, dashboards
+from cluster import bounds, charts, dashboards
 from cluster.charts import Chart
 
 MONITORING_NAMESPACE = "monitoring"
@@ -35,14 +35,31 @@ INGRESS_RELEASE = "traefik"
 TRAEFIK_WEB_PORT = 8000
 TRAEFIK_WEBSECURE_PORT = 8443
 TRAEFIK_METRICS_PORT = 9100
-# Release names are fixed so the charts' Service names are known: `<release>-grafana`, `jaeger`.
+# Release names are fixed so the charts' Service names are known: `<release>-grafana`, `argocd-server`,
+# and Jaeger's one Service, named after its release (charts.JAEGER).
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
 JAEGER_RELEASE = "jaeger"
+ARGOCD_RELEASE = "argocd"
+GRAFANA_SERVICE = f"{PROMETHEUS_RELEASE}-grafana"
+ARGOCD_SERVICE = f"{ARGOCD_RELEASE}-server"
 OTLP_HTTP_PORT = 4318
 OTLP_GRPC_PORT = 4317
 JAEGER_QUERY_PORT = 16686
 # The label Grafana's dashboard sidecar watches for (the chart's default), in every namespace.
 DASHBOARD_LABEL = "grafana_dashboard"
+# Persistent volumes, (dev, prod): Prometheus keeps 3 / 15 days, stopped early by RETENTION_SIZE so the
+# volume never fills; Alertmanager its silences and notification log; Grafana its users and settings.
+VOLUME_SIZES = {"prometheus": ("10Gi", "50Gi"), "alertmanager": ("1Gi", "5Gi"), "grafana": ("1Gi", "10Gi")}
+RETENTION_SIZE = ("8GiB", "40GiB")
+# Alertmanager mounts each Secret listed in alertmanagerSpec.secrets at /etc/alertmanager/secrets/<name>/.
+ALERT_RECEIVER_SECRET = "alertmanager-receiver"  # noqa: S105 (a Secret's name, not a credential)
+ALERT_RECEIVER_URL_FILE = f"/etc/alertmanager/secrets/{ALERT_RECEIVER_SECRET}/url"
+# The Traefik Middleware (one per namespace: Traefik refuses cross-namespace references) that admits
+# only platform:adminAllowedCidrs to Grafana and Argo CD.
+ADMIN_ALLOWLIST = "admin-allowlist"
+# The busybox that unpacks the CRDs in kube-prometheus-stack's CRD upgrade Job (the chart's default tag
+# is `latest`).
+BUSYBOX_TAG = "1.37.0"
 
 
 class ClusterAddons(pulumi.ComponentResource):
@@ -72,6 +89,7 @@ class ClusterAddons(pulumi.ComponentResource):
         self._provider = foundation.provider
         scheme = "https" if cfg.tls_secret_name else "http"
         domain = _base_domain(cfg.host)
+        self._published = bool(cfg.admin_allowed_cidrs)
 
         monitoring = self._namespace(MONITORING_NAMESPACE)
         tracing = self._namespace(TRACING_NAMESPACE)
@@ -84,6 +102,8 @@ class ClusterAddons(pulumi.ComponentResource):
         # Ingresses (Argo CD's, the service's) are created once the controller and its IngressClass
         # exist, so they are served (and get the load balancer's address) as soon as they land.
         self.ingress_controller = self._ingress_controller(ingress_ns)
+        if self._published:
+            self._admin_allowlists({MONITORING_NAMESPACE: monitoring, ARGOCD_NAMESPACE: argocd_ns})
         self.argocd = self._argocd(argocd_ns, f"argocd.{domain}")
         self._ingress_policies(tracing, argocd_ns, ingress_ns, service_namespace)
         if foundation.cluster.needs_metrics_server:
@@ -94,14 +114,20 @@ class ClusterAddons(pulumi.ComponentResource):
                 charts.CLUSTER_AUTOSCALER,
                 "cluster-autoscaler",
                 None,
-                foundation.cluster.cluster_autoscaler_values,
+                bounds.merged(
+                    foundation.cluster.cluster_autoscaler_values, bounds.cluster_autoscaler(cfg.is_prod)
+                ),
             )
 
-        self.otlp_endpoint = f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{OTLP_HTTP_PORT}"
-        self.grafana_url = f"{scheme}://grafana.{domain}"
-        self.argocd_url = f"{scheme}://argocd.{domain}"
-        # The Jaeger UI has no login of its own, so it is not published: port-forward to reach it.
-        self.jaeger_url = f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{JAEGER_QUERY_PORT}"
+        self.otlp_endpoint = _jaeger_url(OTLP_HTTP_PORT)
+        # The Jaeger UI has no login of its own, so it is never published: port-forward to reach it.
+        self.jaeger_url = _jaeger_url(JAEGER_QUERY_PORT)
+        if self._published:
+            self.grafana_url = f"{scheme}://grafana.{domain}"
+            self.argocd_url = f"{scheme}://argocd.{domain}"
+        else:
+            self.grafana_url = _port_forward(MONITORING_NAMESPACE, GRAFANA_SERVICE, 3000)
+            self.argocd_url = _port_forward(ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080)
         self.register_outputs(
             {
                 "otlp_endpoint": self.otlp_endpoint,
@@ -114,6 +140,7 @@ class ClusterAddons(pulumi.ComponentResource):
     # --- the add-ons, one method each ------------------------------------------------------------
 
     def _prometheus_stack(self, namespace: k8s.core.v1.Namespace, grafana_host: str) -> k8s.helm.v3.Release:
+        prod = self._cfg.is_prod
         admin_password = supplied_or_generated(
             self._cfg, "grafanaAdminPassword", "grafana-admin", 32, pulumi.ResourceOptions(parent=self)
         )
@@ -126,25 +153,47 @@ class ClusterAddons(pulumi.ComponentResource):
             string_data={"admin-user": "admin", "admin-password": admin_password},
             opts=self._k8s(depends_on=[namespace]),
         )
+        alerting, receiver = self._alert_receiver(namespace)
         values = {
+            # Helm installs a chart's crds/ only once and never upgrades them; the chart's upgrade Job
+            # (a pre-install/pre-upgrade hook) server-side applies the CRDs of the pinned version, so a
+            # chart bump upgrades ServiceMonitor, PrometheusRule and the rest with it.
+            "crds": {"upgradeJob": {"enabled": True, "image": {"busybox": {"tag": BUSYBOX_TAG}}}},
             "prometheus": {
                 "prometheusSpec": {
                     # Select ServiceMonitors and rules from every namespace, not just this release's.
                     "serviceMonitorSelectorNilUsesHelmValues": False,
                     "podMonitorSelectorNilUsesHelmValues": False,
                     "ruleSelectorNilUsesHelmValues": False,
-                    "retention": "15d" if self._cfg.is_prod else "3d",
-                    "replicas": 2 if self._cfg.is_prod else 1,
-                    "resources": resources("200m", "1Gi", "2", "4Gi"),
+                    "retention": "15d" if prod else "3d",
+                    "retentionSize": RETENTION_SIZE[prod],
+                    "replicas": 2 if prod else 1,
+                    "storageSpec": {"volumeClaimTemplate": {"spec": self._volume("prometheus")}},
                 }
             },
-            "alertmanager": {"alertmanagerSpec": {"replicas": 2 if self._cfg.is_prod else 1}},
+            "alertmanager": {
+                **alerting,
+                "alertmanagerSpec": {
+                    "replicas": 2 if prod else 1,
+                    "secrets": [receiver.metadata["name"]] if receiver else [],
+                    "storage": {"volumeClaimTemplate": {"spec": self._volume("alertmanager")}},
+                },
+            },
             "grafana": {
                 "admin": {
                     "existingSecret": admin.metadata["name"],
                     "userKey": "admin-user",
                     "passwordKey": "admin-password",
                 },
+                "persistence": {
+                    "enabled": True,
+                    "type": "pvc",
+                    "accessModes": ["ReadWriteOnce"],
+                    "size": VOLUME_SIZES["grafana"][prod],
+                    **self._storage_class("storageClassName"),
+                },
+                # A ReadWriteOnce volume attaches to one node: the old pod must go before the new starts.
+                "deploymentStrategy": {"type": "Recreate"},
                 "sidecar": {
                     "dashboards": {
                         "enabled": True,
@@ -153,15 +202,75 @@ class ClusterAddons(pulumi.ComponentResource):
                         "searchNamespace": "ALL",
                     }
                 },
-                "ingress": {
-                    "enabled": True,
-                    "ingressClassName": INGRESS_CLASS,
-                    "hosts": [grafana_host],
-                    **self._tls([grafana_host]),
-                },
+                "ingress": self._admin_ingress(MONITORING_NAMESPACE, grafana_host),
+            },
+            **self._control_plane_monitors(),
+        }
+        return self._release(
+            charts.KUBE_PROMETHEUS_STACK,
+            PROMETHEUS_RELEASE,
+            namespace,
+            bounds.merged(values, bounds.kube_prometheus_stack(prod)),
+            [admin, *([receiver] if receiver else [])],
+        )
+
+    def _alert_receiver(
+        self, namespace: k8s.core.v1.Namespace
+    ) -> tuple[dict[str, Any], k8s.core.v1.Secret | None]:
+        """Alertmanager's receiver and the Secret holding its URL: the stack's webhook, read from the
+        mounted Secret (`url_file`, so the URL stays out of the chart values), or the chart's `null`
+        receiver, with a warning at `up`."""
+        url = self._cfg.alert_webhook_url
+        if url is None:
+            pulumi.log.warn(
+                "platform:alertWebhookUrl is not set: Alertmanager sends every alert to its null receiver "
+                "and no alert reaches anyone; set it with `pulumi config set --secret platform:alertWebhookUrl "
+                "https://...` (platform:alertReceiver: webhook or slack)"
+            )
+            return {}, None
+        secret = k8s.core.v1.Secret(
+            ALERT_RECEIVER_SECRET,
+            metadata={"name": ALERT_RECEIVER_SECRET, "namespace": MONITORING_NAMESPACE},
+            type="Opaque",
+            string_data={"url": url},
+            opts=self._k8s(depends_on=[namespace]),
+        )
+        # Alertmanager's configuration reference: webhook_config `url_file`, slack_config `api_url_file`.
+        if self._cfg.alert_receiver == "slack":
+            receiver = {"slack_configs": [{"api_url_file": ALERT_RECEIVER_URL_FILE, "send_resolved": True}]}
+        else:
+            receiver = {"webhook_configs": [{"url_file": ALERT_RECEIVER_URL_FILE, "send_resolved": True}]}
+        # Helm merges maps and replaces lists: the chart's routes (Watchdog to `null`) and inhibit rules
+        # stay, the default route and the receiver list are ours.
+        config = {
+            "route": {"receiver": "platform"},
+            "receivers": [{"name": "null"}, {"name": "platform", **receiver}],
+        }
+        return {"config": config}, secret
+
+    def _control_plane_monitors(self) -> dict[str, Any]:
+        """Managed control planes answer no scrape of kube-controller-manager, kube-scheduler or etcd,
+        and kube-proxy serves its metrics on the node's loopback only: without this their Services and
+        ServiceMonitors exist for nothing and KubeSchedulerDown, KubeControllerManagerDown and TargetDown
+        fire forever."""
+        if self._foundation.cluster.control_plane_metrics:
+            return {}
+        off = {"enabled": False}
+        return {
+            "kubeControllerManager": off,
+            "kubeScheduler": off,
+            "kubeEtcd": off,
+            "kubeProxy": off,
+            "defaultRules": {
+                "rules": {
+                    "etcd": False,
+                    "kubeControllerManager": False,
+                    "kubeSchedulerAlerting": False,
+                    "kubeSchedulerRecording": False,
+                    "kubeProxy": False,
+                }
             },
         }
-        return self._release(charts.KUBE_PROMETHEUS_STACK, PROMETHEUS_RELEASE, namespace, values, [admin])
 
     def _dashboard_and_alerts(self, namespace: k8s.core.v1.Namespace, job: str) -> None:
         k8s.core.v1.ConfigMap(
@@ -184,50 +293,52 @@ class ClusterAddons(pulumi.ComponentResource):
         )
 
     def _jaeger(self, namespace: k8s.core.v1.Namespace) -> None:
-        # All-in-one Jaeger v2 with in-memory storage: traces for debugging, kept while the pod lives.
-        values = {
-            "provisionDataStore": {"cassandra": False, "elasticsearch": False, "kafka": False},
-            "storage": {"type": "memory"},
-            "jaeger": {
-                "enabled": True,
-                "resources": resources("100m", "256Mi", "1", "1Gi"),
-                "podSecurityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 10001,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "securityContext": container_security(),
-            },
-        }
-        self._release(charts.JAEGER, JAEGER_RELEASE, namespace, values)
+        # All-in-one Jaeger v2: with no user config the image's own serves OTLP and keeps traces in
+        # memory, for debugging, while the pod lives. It calls no Kubernetes API.
+        values = {"jaeger": {"enabled": True, "serviceAccount": {"automountServiceAccountToken": False}}}
+        self._release(
+            charts.JAEGER, JAEGER_RELEASE, namespace, bounds.merged(values, bounds.jaeger(self._cfg.is_prod))
+        )
 
     def _argocd(self, namespace: k8s.core.v1.Namespace, host: str) -> k8s.helm.v3.Release:
+        ingress: dict[str, Any] = {"enabled": False}
+        if self._published:
+            ingress = {
+                "enabled": True,
+                "ingressClassName": INGRESS_CLASS,
+                "annotations": _allowlisted(ARGOCD_NAMESPACE),
+                **(
+                    {"extraTls": [{"hosts": [host], "secretName": self._cfg.tls_secret_name}]}
+                    if self._cfg.tls_secret_name
+                    else {}
+                ),
+            }
         values = {
             "global": {"domain": host},
             # TLS ends at the ingress controller; the server speaks plain HTTP behind it.
             "configs": {"params": {"server.insecure": True}},
-            "server": {
-                "ingress": {
-                    "enabled": True,
-                    "ingressClassName": INGRESS_CLASS,
-                    **(
-                        {"extraTls": [{"hosts": [host], "secretName": self._cfg.tls_secret_name}]}
-                        if self._cfg.tls_secret_name
-                        else {}
-                    ),
-                }
-            },
+            "server": {"ingress": ingress},
         }
-        return self._release(charts.ARGO_CD, "argocd", namespace, values, [self.ingress_controller])
+        return self._release(
+            charts.ARGO_CD,
+            ARGOCD_RELEASE,
+            namespace,
+            bounds.merged(values, bounds.argo_cd(self._cfg.is_prod)),
+            [self.ingress_controller],
+        )
 
     def _ingress_controller(self, namespace: k8s.core.v1.Namespace) -> k8s.helm.v3.Release:
         """Traefik serving standard `networking.k8s.io/v1` Ingresses of class INGRESS_CLASS."""
-        local = self._foundation.cloud == "local"
         prod = self._cfg.is_prod
         web: dict[str, Any] = {"port": TRAEFIK_WEB_PORT}
         if self._cfg.tls_secret_name:
             # Every published host has TLS then: send plain HTTP to HTTPS, as clients expect.
             web["redirections"] = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
+        service: dict[str, Any] = {"annotations": self._foundation.cluster.load_balancer_annotations}
+        if self._published:
+            # The allow-list matches the client address Traefik sees; `Local` keeps the load balancer
+            # from replacing it with a node's address.
+            service["spec"] = {"externalTrafficPolicy": "Local"}
         values = {
             "deployment": {"replicas": 2 if prod else 1},
             "podDisruptionBudget": {"enabled": True, "minAvailable": 1} if prod else {"enabled": False},
@@ -241,22 +352,35 @@ class ClusterAddons(pulumi.ComponentResource):
                 "websecure": {"port": TRAEFIK_WEBSECURE_PORT},
                 "metrics": {"port": TRAEFIK_METRICS_PORT},
             },
-            "service": {"annotations": self._foundation.cluster.load_balancer_annotations},
+            "service": service,
             # The metrics port is not on the LoadBalancer Service: the ServiceMonitor scrapes a
             # dedicated ClusterIP Service.
             "metrics": {"prometheus": {"service": {"enabled": True}, "serviceMonitor": {"enabled": True}}},
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         }
-        # Where nothing provisions load balancers (plain kind), the Service stays pending: do not
+        # Where nothing provisions load balancers (kind, minikube), the Service stays pending: do not
         # hold `pulumi up` on it there. The ServiceMonitor needs the monitoring CRDs first.
-        return self._release(
+        controller = self._release(
             charts.TRAEFIK,
             INGRESS_RELEASE,
             namespace,
-            values,
+            bounds.merged(values, bounds.traefik(prod)),
             [self.monitoring_crds],
-            skip_await=local,
+            skip_await=not self._foundation.cluster.load_balancer_addresses,
         )
+        return controller
+
+    def _admin_allowlists(self, namespaces: dict[str, k8s.core.v1.Namespace]) -> None:
+        """The Middleware each admin UI's Ingress names: only platform:adminAllowedCidrs get through.
+        Its CRD (traefik.io/v1alpha1) comes with the Traefik chart."""
+        for name, namespace in namespaces.items():
+            k8s.apiextensions.CustomResource(
+                f"{name}-{ADMIN_ALLOWLIST}",
+                api_version="traefik.io/v1alpha1",
+                kind="Middleware",
+                metadata={"name": ADMIN_ALLOWLIST, "namespace": name},
+                spec={"ipAllowList": {"sourceRange": self._cfg.admin_allowed_cidrs}},
+                opts=self._k8s(depends_on=[namespace, self.ingress_controller]),
+            )
 
     def _ingress_policies(
         self,
@@ -322,7 +446,12 @@ class ClusterAddons(pulumi.ComponentResource):
 
     def _metrics_server(self) -> None:
         values = {"args": self._foundation.cluster.metrics_server_args}
-        self._release(charts.METRICS_SERVER, "metrics-server", None, values)
+        self._release(
+            charts.METRICS_SERVER,
+            "metrics-server",
+            None,
+            bounds.merged(values, bounds.metrics_server(self._cfg.is_prod)),
+        )
 
     # --- helpers ------------------------------------------------------------------------------------
 
@@ -341,12 +470,13 @@ class ClusterAddons(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource] | None = None,
         skip_await: bool = False,
     ) -> k8s.helm.v3.Release:
+        reference, repository = charts.source(chart, self._cfg.chart_repository)
         return k8s.helm.v3.Release(
             release,
             name=release,
-            chart=chart.name,
+            chart=reference,
             version=chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repository) if repository else None,
             namespace=namespace.metadata["name"] if namespace else "kube-system",
             values=values,
             timeout=900,
@@ -354,10 +484,51 @@ class ClusterAddons(pulumi.ComponentResource):
             opts=self._k8s(depends_on=[*([namespace] if namespace else []), *(depends_on or [])]),
         )
 
+    def _volume(self, component: str) -> dict[str, Any]:
+        """A PersistentVolumeClaim spec on the cluster's storage class (its default when None)."""
+        return {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": VOLUME_SIZES[component][self._cfg.is_prod]}},
+            **self._storage_class("storageClassName"),
+        }
+
+    def _storage_class(self, key: str) -> dict[str, Any]:
+        storage_class = self._foundation.cluster.storage_class
+        return {key: storage_class} if storage_class else {}
+
+    def _admin_ingress(self, namespace: str, host: str) -> dict[str, Any]:
+        """Grafana's Ingress: only with platform:adminAllowedCidrs, and then only for them."""
+        if not self._published:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "ingressClassName": INGRESS_CLASS,
+            "annotations": _allowlisted(namespace),
+            "hosts": [host],
+            **self._tls([host]),
+        }
+
     def _tls(self, hosts: list[str]) -> dict[str, Any]:
         if not self._cfg.tls_secret_name:
             return {}
         return {"tls": [{"hosts": hosts, "secretName": self._cfg.tls_secret_name}]}
+
+
+def _jaeger_url(port: int) -> str:
+    """Jaeger's one Service (named after its release) at `port`: the only place its address is built."""
+    return f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{port}"
+
+
+def _port_forward(namespace: str, service: str, local_port: int) -> str:
+    """How to reach an admin UI that is not published through the ingress."""
+    return f"http://127.0.0.1:{local_port} after `kubectl -n {namespace} port-forward svc/{service} {local_port}:80`"
+
+
+def _allowlisted(namespace: str) -> dict[str, str]:
+    """The Traefik annotation that puts an Ingress behind the namespace's ADMIN_ALLOWLIST Middleware."""
+    return {
+        "traefik.ingress.kubernetes.io/router.middlewares": f"{namespace}-{ADMIN_ALLOWLIST}@kubernetescrd"
+    }
 
 
 def _base_domain(host: str) -> str:

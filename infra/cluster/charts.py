@@ -1,4 +1,9 @@
-"""Every Helm chart the platform installs, pinned: bump a version here, in one reviewed change."""
+"""Every Helm chart the platform installs, pinned: bump a version here, in one reviewed change.
+
+A bump also means re-reading the chart's values.yaml at the new version: the values the program
+passes (infra/cluster/) and the policy pack's map of where each component's resources and
+securityContext live (policies/rules/helm.py) name keys of the pinned version.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,31 @@ class Chart:
     repo: str
 
 
+def source(chart: Chart, mirror: str | None) -> tuple[str, str | None]:
+    """The Release's (chart, repository): the chart's own repository, or the one mirror
+    (`platform:chartRepository`) that serves every chart under the same name and version. An OCI
+    registry names the chart in the reference itself and takes no repository (pulumi-kubernetes
+    #1892: `chart: oci://host/path/name`)."""
+    if mirror is None:
+        return chart.name, chart.repo
+    if mirror.startswith("oci://"):
+        return f"{mirror}/{chart.name}", None
+    return chart.name, mirror
+
+
 KUBE_PROMETHEUS_STACK = Chart(
     "kube-prometheus-stack", "82.9.0", "https://prometheus-community.github.io/helm-charts"
 )
-JAEGER = Chart("jaeger", "4.1.0", "https://jaegertracing.github.io/helm-charts")
-ARGO_CD = Chart("argo-cd", "9.5.14", "https://argoproj.github.io/argo-helm")
+# 4.2+ renamed `allInOne:` to `jaeger:` and serves one Service named after the release (`jaeger`)
+# with otlp-grpc 4317, otlp-http 4318 and http-query 16686 (templates/jaeger/jaeger-service.yaml).
+JAEGER = Chart("jaeger", "4.4.8", "https://jaegertracing.github.io/helm-charts")
+# 9.6.0 gives the copyutil init containers their own resources (repoServer.copyutil.resources,
+# dex.initImage.resources) instead of inheriting the main container's.
+ARGO_CD = Chart("argo-cd", "9.6.0", "https://argoproj.github.io/argo-helm")
 # Chart 9.53 ships cluster-autoscaler 1.34, the default kubernetesVersion: the two move together.
 CLUSTER_AUTOSCALER = Chart("cluster-autoscaler", "9.53.0", "https://kubernetes.github.io/autoscaler")
 METRICS_SERVER = Chart("metrics-server", "3.13.0", "https://kubernetes-sigs.github.io/metrics-server/")
 # Ingress controller for standard Ingress objects; maintained, unlike the retired ingress-nginx.
 TRAEFIK = Chart("traefik", "37.3.0", "https://traefik.github.io/charts")
+
+ALL = (KUBE_PROMETHEUS_STACK, JAEGER, ARGO_CD, CLUSTER_AUTOSCALER, METRICS_SERVER, TRAEFIK)

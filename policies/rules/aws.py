@@ -24,6 +24,7 @@ SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 KMS_KEY = "aws:kms/key:Key"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 # The log types an incident responder needs: who called the API, who authenticated, what changed.
 REQUIRED_EKS_LOGS = ("api", "audit", "authenticator")
 WEB_PORTS = frozenset({80, 443})
@@ -78,6 +79,19 @@ def eks_control_plane_logs(subject: Subject, findings: Findings) -> None:
     missing = [t for t in REQUIRED_EKS_LOGS if t not in enabled]
     if missing:
         findings.violation(f"enabledClusterLogTypes lacks {', '.join(missing)}")
+
+
+# why: with the upgrade policy unset EKS moves a cluster past standard support into paid extended support.
+@resource_rule(
+    "aws-eks-standard-support",
+    "EKS clusters set upgradePolicy.supportType STANDARD: unset, EKS enrols them in extended support "
+    "and bills every cluster hour past standard support instead of upgrading them.",
+    (EKS_CLUSTER,),
+)
+def eks_standard_support(subject: Subject, findings: Findings) -> None:
+    support = dig(subject.props, "upgradePolicy", "supportType", default="EXTENDED")  # the EKS default
+    if support != "STANDARD":
+        findings.violation(f"upgradePolicy.supportType is {support}; use STANDARD")
 
 
 # --- RDS ----------------------------------------------------------------------------------------------
@@ -286,6 +300,19 @@ def _as_list(value: Any) -> list[Any]:
     return items(value) if not isinstance(value, str) else [value]
 
 
+# why: a log group without retention keeps (and bills) every line forever.
+@resource_rule(
+    "aws-log-group-retention",
+    "CloudWatch log groups expire their events (retentionInDays): the default keeps control-plane and "
+    "database logs, and their cost, forever.",
+    (LOG_GROUP,),
+)
+def log_group_retention(subject: Subject, findings: Findings) -> None:
+    days = number(dig(subject.props, "retentionInDays"))
+    if not days:
+        findings.violation("retentionInDays is unset: the group never expires")
+
+
 # why: a rotated key limits how much data one leaked key version can decrypt.
 @resource_rule(
     "aws-kms-key-rotation",
@@ -303,6 +330,7 @@ POLICIES = [
     eks_endpoint_restricted,
     eks_secrets_encryption,
     eks_control_plane_logs,
+    eks_standard_support,
     rds_not_public,
     rds_storage_encrypted,
     rds_backup_retention,
@@ -313,5 +341,6 @@ POLICIES = [
     elasticache_auth_token,
     elasticache_failover,
     security_group_no_public_ingress,
+    log_group_retention,
     kms_key_rotation,
 ]

@@ -1,7 +1,9 @@
-"""Azure guardrails: AKS, Azure Database for PostgreSQL Flexible Server and Azure Cache for Redis.
+"""Azure guardrails: AKS, Azure Database for PostgreSQL Flexible Server and Azure Managed Redis.
 
 Property names are the azure-native (v3) inputs in camelCase; type tokens with an explicit API
-version (`azure-native:redis/v20240301:Redis`) are covered by the default module's rule.
+version (`azure-native:redisenterprise/v20250701:RedisEnterprise`) are covered by the default
+module's rule. The program declares no Azure Cache for Redis (`azure-native:redis:Redis`), which new
+tenants can no longer create, so no rule covers it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from ..framework import OPEN_CIDRS, Findings, Subject, dig, items, number, resou
 
 AKS_CLUSTER = "azure-native:containerservice:ManagedCluster"
 POSTGRES_SERVER = "azure-native:dbforpostgresql:Server"
-REDIS_TYPES = ("azure-native:redis:Redis", "azure-native:cache:Redis")
+REDIS_CLUSTER = "azure-native:redisenterprise:RedisEnterprise"
+REDIS_DATABASE = "azure-native:redisenterprise:Database"
 ENFORCING_NETWORK_POLICIES = frozenset({"azure", "calico", "cilium"})
 HA_MODES = frozenset({"ZoneRedundant", "SameZone"})
 
@@ -124,37 +127,39 @@ def postgres_high_availability(subject: Subject, findings: Findings) -> None:
         findings.violation("highAvailability.mode is not ZoneRedundant in prod")
 
 
-# --- Azure Cache for Redis ----------------------------------------------------------------------------
+# --- Azure Managed Redis -----------------------------------------------------------------------------
 
 
-# why: the non-TLS port and old TLS versions expose the access key and data on the wire.
+# why: plaintext or old TLS versions expose the access key and cached data on the wire.
 @resource_rule(
     "azure-redis-tls-only",
-    "Azure Cache for Redis keeps the non-TLS port closed and requires TLS 1.2 or later, so the access "
-    "key and cached data never cross the network in the clear.",
-    REDIS_TYPES,
+    "Azure Managed Redis requires TLS 1.2 or later on the cluster and the Encrypted client protocol "
+    "on its database, so the access key and cached data never cross the network in the clear.",
+    (REDIS_CLUSTER, REDIS_DATABASE),
 )
 def redis_tls_only(subject: Subject, findings: Findings) -> None:
-    with findings.verifying():
-        if dig(subject.props, "enableNonSslPort") is True:
-            findings.violation("enableNonSslPort is true")
-    with findings.verifying():
-        version = number(dig(subject.props, "minimumTlsVersion"))
-        if version is None or version < 1.2:
-            findings.violation(
-                f"minimumTlsVersion is {dig(subject.props, 'minimumTlsVersion') or 'unset'}; use 1.2"
-            )
+    if subject.type == REDIS_DATABASE:
+        protocol = dig(subject.props, "clientProtocol", default="Encrypted")  # the API's default
+        if protocol != "Encrypted":
+            findings.violation(f"clientProtocol is {protocol}; use Encrypted")
+        return
+    version = number(dig(subject.props, "minimumTlsVersion"))
+    if version is None or version < 1.2:
+        findings.violation(
+            f"minimumTlsVersion is {dig(subject.props, 'minimumTlsVersion') or 'unset'}; use 1.2"
+        )
 
 
 # why: a public cache endpoint plus one leaked access key is the whole cache.
 @resource_rule(
     "azure-redis-no-public-access",
-    "Azure Cache for Redis has public network access disabled (private endpoint or VNet only).",
-    REDIS_TYPES,
+    "Azure Managed Redis has public network access disabled and is reached through a private "
+    "endpoint only: a public endpoint plus one leaked access key is the whole cache.",
+    (REDIS_CLUSTER,),
 )
 def redis_no_public_access(subject: Subject, findings: Findings) -> None:
-    if dig(subject.props, "publicNetworkAccess") != "Disabled" and not dig(subject.props, "subnetId"):
-        findings.violation("publicNetworkAccess is not Disabled")
+    if dig(subject.props, "publicNetworkAccess") != "Disabled":
+        findings.violation(f"publicNetworkAccess is {dig(subject.props, 'publicNetworkAccess') or 'unset'}")
 
 
 POLICIES = [

@@ -11,6 +11,7 @@ from ..framework import ADVISORY, OPEN_CIDRS, Findings, Subject, dig, items, num
 GKE_CLUSTER = "gcp:container/cluster:Cluster"
 SQL_INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
 REDIS_INSTANCE = "gcp:redis/instance:Instance"
+SERVICE_NETWORKING_CONNECTION = "gcp:servicenetworking/connection:Connection"
 SSL_ONLY_MODES = frozenset({"ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"})
 
 
@@ -166,6 +167,42 @@ def sql_backups(subject: Subject, findings: Findings) -> None:
         findings.violation(f"retainedBackups is {kept if kept is None else int(kept)}; needs >= {needed}")
 
 
+# why: Cloud SQL refuses the whole instance when it would keep fewer backups than days of log.
+@resource_rule(
+    "gcp-sql-backups-outlast-transaction-logs",
+    "Cloud SQL keeps more backups than days of transaction log (retainedBackups > "
+    "transactionLogRetentionDays, which defaults to 7): otherwise the API refuses the instance with "
+    "'backup retention should be > transaction log retention'.",
+    (SQL_INSTANCE,),
+)
+def sql_backups_outlast_transaction_logs(subject: Subject, findings: Findings) -> None:
+    backups = dig(subject.props, "settings", "backupConfiguration", default={})
+    if dig(backups, "enabled") is not True:
+        return
+    kept = number(dig(backups, "backupRetentionSettings", "retainedBackups", default=7))
+    log_days = number(dig(backups, "transactionLogRetentionDays", default=7))
+    if kept is not None and log_days is not None and kept <= log_days:
+        findings.violation(
+            f"retainedBackups ({int(kept)}) is not more than transactionLogRetentionDays ({int(log_days)})"
+        )
+
+
+# why: with the per-instance CA the server certificate does not name the instance's address.
+@resource_rule(
+    "gcp-sql-verifiable-server-certificate",
+    "Cloud SQL certificates come from a CA hierarchy (serverCaMode GOOGLE_MANAGED_CAS_CA or "
+    "CUSTOMER_MANAGED_CAS_CA) that names the instance's addresses, so clients can verify the server "
+    "(sslmode verify-full); the per-instance CA's certificates do not.",
+    (SQL_INSTANCE,),
+)
+def sql_verifiable_server_certificate(subject: Subject, findings: Findings) -> None:
+    mode = dig(
+        subject.props, "settings", "ipConfiguration", "serverCaMode", default="GOOGLE_MANAGED_INTERNAL_CA"
+    )
+    if mode not in ("GOOGLE_MANAGED_CAS_CA", "CUSTOMER_MANAGED_CAS_CA"):
+        findings.violation(f"settings.ipConfiguration.serverCaMode is {mode}; use GOOGLE_MANAGED_CAS_CA")
+
+
 # why: a zonal prod database loses its service with its zone.
 @resource_rule(
     "gcp-sql-regional-ha",
@@ -196,6 +233,20 @@ def sql_deletion_protection(subject: Subject, findings: Findings) -> None:
     with findings.verifying():
         if dig(subject.props, "settings", "deletionProtectionEnabled") is not True:
             findings.violation("settings.deletionProtectionEnabled is not true in prod")
+
+
+# why: the peering cannot be deleted while Cloud SQL or Memorystore addresses linger in it.
+@resource_rule(
+    "gcp-service-networking-abandon",
+    "The private services peering is abandoned on destroy (deletionPolicy ABANDON): Google keeps the "
+    "producers' addresses for days after their instances go, and deleting the peering meanwhile fails "
+    "the whole destroy (advisory).",
+    (SERVICE_NETWORKING_CONNECTION,),
+    level=ADVISORY,
+)
+def service_networking_abandon(subject: Subject, findings: Findings) -> None:
+    if dig(subject.props, "deletionPolicy") != "ABANDON":
+        findings.violation("deletionPolicy is not ABANDON: destroy fails while addresses are held")
 
 
 # --- Memorystore --------------------------------------------------------------------------------------
@@ -242,8 +293,11 @@ POLICIES = [
     sql_no_public_ip,
     sql_ssl_required,
     sql_backups,
+    sql_backups_outlast_transaction_logs,
+    sql_verifiable_server_certificate,
     sql_regional_ha,
     sql_deletion_protection,
+    service_networking_abandon,
     redis_auth_tls,
     redis_standard_ha,
 ]

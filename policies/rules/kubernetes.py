@@ -4,7 +4,8 @@ Workload rules look at the pod template of every controller the program declares
 StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) and at bare Pods. Helm releases of third-party
 charts are opaque here: their rendered pods never reach the engine, so pod-level rules cannot see
 them. For a release the pack checks what it can see: a pinned chart version, no secret literals in
-its values, and (advisory) a NetworkPolicy in its namespace.
+its values, and (advisory) a NetworkPolicy in its namespace here; bounds and security contexts of
+each chart's components, through its values keys, in `helm.py`.
 """
 
 from __future__ import annotations
@@ -321,6 +322,16 @@ def no_secret_literals(subject: Subject, findings: Findings) -> None:
             for path, value in walk(dig(subject.props, "values", default={})):
                 last = next((str(p) for p in reversed(path) if isinstance(p, str)), "")
                 _check_literal(findings, f"Helm value {dotted(path)}", last, value)
+    else:
+        # Any other object's spec (an Argo CD Application's repoURL, ...): its field names follow no
+        # common convention, so only a value's shape is judged there.
+        with findings.verifying():
+            for path, value in walk(dig(subject.props, "spec", default={})):
+                shape = secret_shaped(value) if isinstance(value, str) else None
+                if shape:
+                    findings.violation(
+                        f"spec.{dotted(path)} holds {shape} in plain text; reference a Secret instead"
+                    )
 
 
 def _check_literal(findings: Findings, where: str, key: str, value: Any) -> None:

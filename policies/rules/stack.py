@@ -1,4 +1,5 @@
-"""The stack-wide secrets rule: a secret value appears only where secrets are kept.
+"""Stack-wide rules: secrets appear only where secrets are kept, and clients verify the managed
+data services they talk to.
 
 A policy cannot see which values are Pulumi secrets: the engine hands analyzers every property
 with secrets unwrapped, and the offline gate does the same. So the rule reasons about *where*
@@ -15,6 +16,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ..framework import Findings, dig, dotted, stack_rule, walk
 from ..secrets import looks_like_secret_key
@@ -29,7 +31,6 @@ SECRET_HOLDERS: dict[str, frozenset[str]] = {
     "gcp:sql/user:User": frozenset({"password", "passwordWo"}),
     "gcp:redis/instance:Instance": frozenset({"authString"}),
     "azure-native:dbforpostgresql:Server": frozenset({"administratorLoginPassword"}),
-    "azure-native:redis:Redis": frozenset({"accessKeys"}),
 }
 # Shorter values collide with ordinary words and ids; generated credentials are longer.
 MIN_SECRET_LENGTH = 12
@@ -101,4 +102,79 @@ def _b64decode(value: str) -> str:
         return value
 
 
-POLICIES = [no_plaintext_secrets]
+# Managed Postgres and Redis: reached over networks the stack does not own, so clients must
+# authenticate the server, not only encrypt.
+MANAGED_POSTGRES = frozenset(
+    {
+        "aws:rds/instance:Instance",
+        "aws:rds/cluster:Cluster",
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        "azure-native:dbforpostgresql:Server",
+    }
+)
+MANAGED_REDIS = frozenset(
+    {
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        "gcp:redis/instance:Instance",
+        "azure-native:redisenterprise:RedisEnterprise",
+    }
+)
+VERIFYING_SSLMODES = frozenset({"verify-full"})
+
+
+# why: TLS without verifying the server encrypts the password straight to whoever answers.
+@stack_rule(
+    "data-clients-verify-tls",
+    "Where the stack runs managed Postgres or Redis, the connection URLs it hands its workloads "
+    "verify the server: Postgres with sslmode=verify-full, Redis over rediss:// without "
+    "ssl_cert_reqs=none. Encryption alone (sslmode=require) sends the password to whoever answers.",
+)
+def data_clients_verify_tls(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
+    types = {str(r.resource_type) for r in resources}
+    postgres, redis = bool(types & MANAGED_POSTGRES), bool(types & MANAGED_REDIS)
+    if not (postgres or redis):
+        return
+    for r in resources:
+        if r.resource_type != "kubernetes:core/v1:Secret":
+            continue
+        with findings.verifying():
+            for key, url in _secret_entries(r.props):
+                scheme = urlsplit(url).scheme
+                problem = None
+                if postgres and scheme in ("postgres", "postgresql"):
+                    problem = _postgres_problem(url)
+                elif redis and scheme in ("redis", "rediss"):
+                    problem = _redis_problem(url)
+                if problem:
+                    findings.violation(f"{r.name}: {key} {problem}", r.urn)
+
+
+def _postgres_problem(url: str) -> str | None:
+    query = parse_qs(urlsplit(url).query)
+    mode = (query.get("sslmode") or ["prefer"])[-1]
+    if mode not in VERIFYING_SSLMODES:
+        return f"connects with sslmode={mode}; use verify-full"
+    return None
+
+
+def _redis_problem(url: str) -> str | None:
+    if urlsplit(url).scheme != "rediss":
+        return "connects without TLS; use rediss://"
+    if (parse_qs(urlsplit(url).query).get("ssl_cert_reqs") or ["required"])[-1].lower() == "none":
+        return "turns certificate verification off (ssl_cert_reqs=none)"
+    return None
+
+
+def _secret_entries(props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    entries = []
+    for field, decode in (("stringData", False), ("data", True)):
+        data = dig(props, field)
+        if isinstance(data, Mapping):
+            for key in data:
+                value = data[key]
+                if isinstance(value, str):
+                    entries.append((str(key), _b64decode(value) if decode else value))
+    return entries
+
+
+POLICIES = [no_plaintext_secrets, data_clients_verify_tls]

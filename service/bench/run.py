@@ -3,8 +3,10 @@
 It starts embedded Postgres and Valkey, migrates, seeds products through the API, then serves the
 service with the production gunicorn config (2 threaded workers, Prometheus multiprocess metrics, tracing
 exported over OTLP to a loopback sink) next to a bare Flask app with the same gunicorn settings, and
-drives both from a loopback load generator at 32 connections. It prints RPS, p50/p99 latency, the ratio
-to bare Flask and the resident memory of gunicorn master + workers, and writes build/bench/results.json.
+drives both from a loopback load generator at 32 connections. Beside them, the gRPC server
+(`python -m product_service grpc`, same settings) answers GetProduct from the same cache, driven at 32
+concurrent calls. It prints RPS, p50/p99 latency, the ratio to bare Flask (and gRPC's to REST's cached
+GET) and the resident memory of gunicorn master + workers, and writes build/bench/results.json.
 Everything listens on 127.0.0.1 and every load run is bounded in time.
 """
 
@@ -30,8 +32,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import jwt
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_load import drive_get_product
 from load import HOST, Request, Result, choose_generator, drive, generator_name
 from otlp_sink import OtlpSink
 from product_service.devservers import embedded_servers
@@ -51,6 +56,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RATIO_TARGETS = {"cached GET by id": 0.5, "uncached GET by id": 0.4, "batch get 50 ids": 0.35}
 P99_TARGET_MS = 20.0
 RSS_TARGET_MIB = 128.0
+GRPC_SCENARIO = "gRPC GetProduct (cached)"
 # Which ids, offsets and batches the runs use: seeded, so two runs send the same requests.
 SHUFFLE = random.Random()  # noqa: S311 (load shapes, not secrets)
 
@@ -77,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         bare = stack.enter_context(
             Gunicorn("bare-flask", "bare_app:app", bare_config, bare_env, "/bare", BENCH)
         )
+        grpc_server = stack.enter_context(GrpcServer(service_env))
         cache = redis.Redis.from_url(servers.redis_url)
         ids = seed(service.port, args.products, secret, cache)
-        report = measure(service, bare, cache, ids, args.seconds, args.repeat, args.profile)
+        report = measure(service, bare, grpc_server, cache, ids, args.seconds, args.repeat, args.profile)
         report["spans_exported"] = sink.spans
         report["overrides"] = {"environment": args.set, "gunicorn_options": args.option}
     print_report(report)
@@ -130,6 +137,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(
     service: Gunicorn,
     bare: Gunicorn,
+    grpc_server: GrpcServer,
     cache: redis.Redis,
     ids: list[str],
     seconds: float,
@@ -137,7 +145,7 @@ def measure(
     profile: bool,
 ) -> dict:
     load_at_start = os.getloadavg()[0]
-    meter = CpuMeter(service, bare)
+    meter = CpuMeter(service, bare, grpc_server)
     bare_requests = [Request("GET", "/bare")]
     gets = [Request("GET", f"/api/v1/products/{i}") for i in ids]
 
@@ -154,17 +162,27 @@ def measure(
     def warm_cache() -> None:
         warm(service.port, ids)
 
+    def grpc_gets() -> tuple[Result, dict]:
+        def run() -> Result:
+            order = SHUFFLE.sample(ids, len(ids))
+            return drive_get_product(grpc_server.port, order, connections=CONNECTIONS, seconds=seconds)
+
+        result, cpu = meter.during(run)
+        return result, {"cpu_ms_per_request": cpu}
+
     uncached = UncachedGets(service.port, cache, gets, seconds, meter)
     scenarios = [
         Scenario("cached GET by id", warm_cache, on_service(shuffled(gets))),
         Scenario("uncached GET by id", uncached.prepare, uncached.measure),
         Scenario("list 20 (offset < 1000)", lambda: None, on_service(list_requests())),
         Scenario("batch get 50 ids", warm_cache, on_service(batch_requests(ids))),
+        Scenario(GRPC_SCENARIO, warm_cache, grpc_gets),
     ]
     progress(f"warming up both servers ({generator_name()} load generator)")
     drive(bare.port, bare_requests, connections=CONNECTIONS, seconds=2)
     warm_cache()
     drive(service.port, gets, connections=CONNECTIONS, seconds=2)
+    drive_get_product(grpc_server.port, ids, connections=CONNECTIONS, seconds=2)
 
     rows = []
     for scenario in scenarios:
@@ -186,7 +204,9 @@ def measure(
                 }
             )
         rows.append({"scenario": scenario.name, **medians(pairs), "runs": pairs})
-    memory = {"service": service.memory(), "bare": bare.memory()}
+    memory = {"service": service.memory(), "bare": bare.memory(), "grpc": grpc_server.memory()}
+    by_name = {row["scenario"]: row for row in rows}
+    rest, over_grpc = by_name["cached GET by id"]["service"], by_name[GRPC_SCENARIO]["service"]
     profiles = (
         {scenario.name: profiled(service, scenario, seconds) for scenario in scenarios} if profile else {}
     )
@@ -202,6 +222,11 @@ def measure(
         "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": os.getloadavg()[0],
         "scenarios": rows,
+        "grpc_vs_rest_cached_get": {
+            "grpc_rps": over_grpc["rps"],
+            "rest_rps": rest["rps"],
+            "ratio": over_grpc["rps"] / rest["rps"] if rest["rps"] else 0.0,
+        },
         "bare": medians([run for row in rows for run in row["runs"]])["bare"],
         "memory_mib": memory,
         "peak_service_rss_mib": max(run["service_memory_mib"]["rss"] for row in rows for run in row["runs"]),
@@ -469,6 +494,60 @@ class Gunicorn:
         raise SystemExit(f"{self.name} was not ready within 60 s: see {OUT}/{self.name}.log")
 
 
+class GrpcServer:
+    """`python -m product_service grpc` on a free loopback port, from `with` until the block ends (SIGTERM)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        self.env = env | {
+            "GRPC_HOST": HOST,
+            "GRPC_PORT": str(self.port),
+            "GRPC_METRICS_PORT": str(self.metrics_port),
+            "GRPC_DRAIN_SECONDS": "0",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> GrpcServer:
+        log = (OUT / "product-service-grpc.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "product_service", "grpc"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        with grpc.insecure_channel(f"{HOST}:{self.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise SystemExit(f"the gRPC server exited with {self.process.returncode}: see {log.name}")
+                try:
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    return self
+                except grpc.RpcError:
+                    time.sleep(0.2)
+        raise SystemExit(f"the gRPC server was not serving within 60 s: see {log.name}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def memory(self) -> dict[str, Any]:
+        return {"rss": proc_kib(f"/proc/{self.pid}/status", "VmRSS:") / 1024}
+
+
 def children(parent: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -485,13 +564,14 @@ class CpuMeter:
     """CPU time per request of each process group while a load run lasts: a figure that, unlike RPS,
     does not depend on what else the machine is running."""
 
-    def __init__(self, service: Gunicorn, bare: Gunicorn) -> None:
+    def __init__(self, service: Gunicorn, bare: Gunicorn, grpc_server: GrpcServer) -> None:
         servers = {
             pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children(os.getpid())
         }
         self._groups = {
             "workers": service.pid,
             "bare workers": bare.pid,
+            "grpc server": grpc_server.pid,
             "postgres": next((pid for pid, argv in servers.items() if b"-D" in argv), None),
             "valkey": next((pid for pid, argv in servers.items() if b"valkey" in argv[0]), None),
         }
@@ -575,7 +655,7 @@ def print_report(report: dict) -> None:
     print(
         f"{'bare Flask':<26}{bare['rps']:>8.0f}{bare['p50_ms']:>9.1f}{bare['p99_ms']:>9.1f}{bare['errors']:>8}"
     )
-    groups = ["workers", "postgres", "valkey", "wrk", "bench process"]
+    groups = ["workers", "grpc server", "postgres", "valkey", "wrk", "bench process"]
     print(f"\n{'CPU ms per request':<26}" + "".join(f"{g:>14}" for g in groups) + f"{'total':>8}")
     bare_cpu = report["bare"]["cpu_ms_per_request"]
     bare_cpu = bare_cpu | {"workers": bare_cpu["bare workers"]}
@@ -587,6 +667,12 @@ def print_report(report: dict) -> None:
             + "".join(f"{cpu[g]:>14.2f}" for g in groups)
             + f"{sum(cpu[g] for g in groups):>8.2f}"
         )
+    versus = report["grpc_vs_rest_cached_get"]
+    print(
+        f"\ngRPC GetProduct vs REST GET by id, both cached, same run: {versus['grpc_rps']:.0f} vs "
+        f"{versus['rest_rps']:.0f} RPS, ratio {versus['ratio']:.2f} (one gRPC process vs {report['workers']} "
+        f"gunicorn workers)"
+    )
     peak = report["peak_service_rss_mib"]
     memory = report["memory_mib"]
     print(
@@ -594,6 +680,7 @@ def print_report(report: dict) -> None:
         f"(RSS <= {RSS_TARGET_MIB:.0f}: {'met' if peak <= RSS_TARGET_MIB else 'MISSED'}), "
         f"PSS {memory['service']['pss']:.0f} MiB at the end; bare Flask: RSS {memory['bare']['rss']:.0f} MiB"
     )
+    print(f"gRPC server: RSS {memory['grpc']['rss']:.0f} MiB at the end")
     print(f"spans exported to the loopback OTLP sink: {report['spans_exported']}")
     for name, shares in report["profiles"].items():
         print(f"\nwhere the workers' samples go, {name} (py-spy, by library):")

@@ -284,3 +284,75 @@ def _paths(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int
 
 def test_stack_names_become_valid_resource_name_parts():
     assert _dns_label("Team_A.prod--2") == "team-a-prod-2"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_eks_stays_in_standard_support_instead_of_paid_extended_support(plan_for, profile):
+    cluster = plan_for("aws", profile).one(EKS).inputs
+    assert cluster["upgradePolicy"] == {"supportType": "STANDARD"}
+    assert cluster["version"] == "1.36"
+
+
+@pytest.mark.parametrize(("profile", "days"), [("dev", 30), ("prod", 365)])
+def test_control_plane_and_database_logs_go_to_groups_that_expire(plan_for, profile, days):
+    plan = plan_for("aws", profile)
+    cluster, db = plan.one(EKS), plan.one(RDS)
+    groups = {g.inputs["name"]: g for g in plan.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    control_plane = groups[f"/aws/eks/{cluster.inputs['name']}/cluster"]
+    assert control_plane.urn in cluster.dependencies  # exists before EKS would create it unexpiring
+    for log in db.inputs["enabledCloudwatchLogsExports"]:
+        group = groups[f"/aws/rds/instance/{db.inputs['identifier']}/{log}"]
+        assert group.urn in db.dependencies
+    assert {g.inputs["retentionInDays"] for g in groups.values()} == {days}
+
+
+def test_log_retention_comes_from_config_and_must_be_a_cloudwatch_period(plan_for):
+    groups = plan_for("aws", "dev", logRetentionDays="90").of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert {g.inputs["retentionInDays"] for g in groups} == {90}
+    with pytest.raises(Exception, match=r"^platform:logRetentionDays must be one of 1, 3, 5, 7, 14, 30"):
+        run_plan("dev", cloud="aws", overrides={"logRetentionDays": "10"})
+
+
+def test_redis_runs_the_valkey_engine(plan_for):
+    redis = plan_for("aws", "prod").one(REDIS).inputs
+    assert (redis["engine"], redis["engineVersion"]) == ("valkey", "8.0")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_service_verifies_rds_against_the_regions_rds_roots(plan_for, profile):
+    plan = plan_for("aws", profile)
+    assert plan.one(RDS).inputs["caCertIdentifier"] == "rds-ca-rsa2048-g1"
+    ca = next(c for c in plan.objects("ConfigMap", "products") if c.name == "postgres-ca")
+    bundle = ca.inputs["data"]["ca.crt"]
+    assert bundle.count("-----BEGIN CERTIFICATE-----") == 3  # RSA2048, RSA4096 and ECC384 G1 roots
+    credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
+    url = credentials.inputs["stringData"]["DATABASE_URL"]
+    assert url.endswith("?sslmode=verify-full&sslrootcert=/etc/platform/postgres-ca/ca.crt")
+    assert f"@{plan.one(RDS).outputs['address']}:5432/" in url
+
+
+def test_a_region_without_bundled_rds_roots_is_refused():
+    with pytest.raises(Exception, match=r"^aws:region 'xx-nowhere-1' has no Amazon RDS root CA"):
+        run_plan("dev", cloud="aws", overrides={"aws:region": "xx-nowhere-1"})
+
+
+def test_get_token_signs_in_as_the_providers_profile_and_role(plan_for):
+    role = "arn:aws:iam::123456789012:role/deployer"
+    plan = plan_for("aws", "dev", **{"aws:profile": "platform", "aws:assumeRoles": [{"roleArn": role}]})
+    (user,) = json.loads(plan.one("pulumi:providers:kubernetes").inputs["kubeconfig"])["users"]
+    assert user["user"]["exec"]["args"][-4:] == ["--profile", "platform", "--role-arn", role]
+
+
+def test_get_token_without_provider_identity_settings_uses_the_environments(plan_for):
+    (user,) = json.loads(plan_for("aws", "prod").one("pulumi:providers:kubernetes").inputs["kubeconfig"])[
+        "users"
+    ]
+    assert (
+        "--profile" not in user["user"]["exec"]["args"] and "--role-arn" not in user["user"]["exec"]["args"]
+    )
+
+
+def test_a_role_chain_get_token_cannot_follow_is_refused():
+    roles = [{"roleArn": "arn:aws:iam::1:role/a"}, {"roleArn": "arn:aws:iam::1:role/b"}]
+    with pytest.raises(Exception, match=r"^aws:assumeRoles must name at most one role"):
+        run_plan("dev", cloud="aws", overrides={"aws:assumeRoles": json.dumps(roles)})

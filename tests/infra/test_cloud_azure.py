@@ -6,14 +6,15 @@ import base64
 
 import pytest
 import yaml
-from clouds.azure import _azure_cli_login
+from clouds.azure import _kubelogin_as_deployer
 from plan import run_plan
 
 PROFILES = ("dev", "prod")
 
 AKS = "azure-native:containerservice:ManagedCluster"
 POSTGRES = "azure-native:dbforpostgresql:Server"
-REDIS = "azure-native:redis:Redis"
+REDIS = "azure-native:redisenterprise:RedisEnterprise"
+REDIS_DATABASE = "azure-native:redisenterprise:Database"
 SUBNET = "azure-native:network:Subnet"
 PRIVATE_ZONE = "azure-native:privatedns:PrivateZone"
 ZONE_LINK = "azure-native:privatedns:VirtualNetworkLink"
@@ -66,14 +67,17 @@ def test_aks_nodes_spread_over_zones_only_in_prod(plan_for, profile, zones):
     assert pool.get("availabilityZones") == zones
 
 
-def test_deployer_gets_kubernetes_rbac_admin_on_the_cluster(plan_for):
+def test_deployer_gets_kubernetes_rbac_admin_before_the_cluster_exists(plan_for):
     plan = plan_for("azure", "prod")
     assignment = plan.one("azure-native:authorization:RoleAssignment", "aks-deployer-admin")
     assert assignment.inputs["roleDefinitionId"].endswith(
         "/roleDefinitions/b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
     )
-    assert plan.one(AKS).urn in assignment.dependencies
-    # The provider for the Kubernetes objects waits for the role, or its first calls are refused.
+    # Granted on the stack's resource group, before AKS is created: the assignment propagates to
+    # the cluster's authorizer during the cluster's creation, so the first Kubernetes call is allowed.
+    group = plan.one("azure-native:resources:ResourceGroup")
+    assert group.urn in assignment.dependencies and plan.one(AKS).urn not in assignment.dependencies
+    assert assignment.urn in plan.one(AKS).dependencies
     assert assignment.urn in plan.one("pulumi:providers:kubernetes").dependencies
     assert assignment.inputs["principalType"] == "User"  # the offline run signs in as no service principal
 
@@ -133,14 +137,23 @@ def test_data_services_are_locked_against_deletion_only_in_prod(plan_for, profil
     assert {plan.by_urn(lock.parent).name for lock in locks} == locked
 
 
-@pytest.mark.parametrize(("profile", "sku"), [("dev", "Basic"), ("prod", "Premium")])
-def test_redis_is_tls_only_and_private(plan_for, profile, sku):
+@pytest.mark.parametrize(
+    ("profile", "sku", "ha"), [("dev", "Balanced_B0", "Disabled"), ("prod", "Balanced_B1", "Enabled")]
+)
+def test_redis_is_azure_managed_redis_tls_only_private_and_replicated_in_prod(plan_for, profile, sku, ha):
     plan = plan_for("azure", profile)
-    redis = plan.one(REDIS).inputs
-    assert redis["enableNonSslPort"] is False
-    assert redis["minimumTlsVersion"] == "1.2"
-    assert redis["publicNetworkAccess"] == "Disabled"
-    assert redis["sku"]["name"] == sku
+    cluster = plan.one(REDIS).inputs
+    assert cluster["minimumTlsVersion"] == "1.2"
+    assert cluster["publicNetworkAccess"] == "Disabled"
+    assert cluster["sku"] == {"name": sku}
+    assert cluster["highAvailability"] == ha
+    database = plan.one(REDIS_DATABASE)
+    assert database.parent == plan.one(REDIS).urn
+    assert database.inputs["databaseName"] == "default"
+    assert (database.inputs["clientProtocol"], database.inputs["port"]) == ("Encrypted", 10000)
+    # A single proxied endpoint: the service's client is not cluster-aware.
+    assert database.inputs["clusteringPolicy"] == "EnterpriseCluster"
+    assert not plan.of_type("azure-native:redis:Redis")
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -148,22 +161,36 @@ def test_redis_is_reached_through_a_private_endpoint_and_private_dns(plan_for, p
     plan = plan_for("azure", profile)
     endpoint = plan.one("azure-native:network:PrivateEndpoint")
     (connection,) = endpoint.inputs["privateLinkServiceConnections"]
-    assert connection["groupIds"] == ["redisCache"]
+    assert connection["groupIds"] == ["redisEnterprise"]
     assert plan.one(REDIS).urn in endpoint.dependencies
     zone = plan.one(PRIVATE_ZONE, "redis")
-    assert zone.inputs["privateZoneName"] == "privatelink.redis.cache.windows.net"
+    assert zone.inputs["privateZoneName"] == "privatelink.redis.azure.net"
     group = plan.one("azure-native:network:PrivateDnsZoneGroup")
     assert zone.urn in group.dependencies
 
 
 def test_redis_size_comes_from_config(plan_for):
-    sku = plan_for("azure", "dev", redisSize="Standard_C2").one(REDIS).inputs["sku"]
-    assert sku == {"name": "Standard", "family": "C", "capacity": 2}
+    assert plan_for("azure", "dev", redisSize="MemoryOptimized_M10").one(REDIS).inputs["sku"] == {
+        "name": "MemoryOptimized_M10"
+    }
 
 
-def test_redis_without_a_replica_is_refused_when_highly_available():
-    with pytest.raises(Exception, match=r"^platform:redisSize must be a Standard_ or Premium_ size"):
-        run_plan("dev", cloud="azure", overrides={"highAvailability": True, "dbSize": "Standard_D2ds_v5"})
+@pytest.mark.parametrize("size", ["Premium_P1", "Balanced", "Balanced_Bx"])
+def test_a_size_that_is_not_azure_managed_redis_is_refused(size):
+    with pytest.raises(Exception, match=r"^platform:redisSize must be an Azure Managed Redis size"):
+        run_plan("dev", cloud="azure", overrides={"redisSize": size})
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_service_reaches_redis_on_its_tls_port_with_a_secret_access_key(plan_for, profile):
+    plan = plan_for("azure", profile)
+    host = plan.one(REDIS).outputs["hostName"]
+    assert host.endswith(".westeurope.redis.azure.net")
+    credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
+    assert credentials.is_secret(("stringData", "REDIS_URL"))
+    url = credentials.inputs["stringData"]["REDIS_URL"]
+    assert url.startswith("rediss://:offline-primary-key-") and url.endswith(f"@{host}:10000/0")
+    assert plan.outputs["redis_endpoint"] == f"{host}:10000"
 
 
 def test_burstable_postgres_is_refused_when_highly_available():
@@ -179,7 +206,12 @@ def test_kubeconfig_comes_from_the_cluster_user_credentials_and_is_secret(plan_f
     assert yaml.safe_load(provider.inputs["kubeconfig"])["clusters"][0]["cluster"]["server"]
 
 
-def test_user_kubeconfig_login_is_switched_from_device_code_to_the_azure_cli():
+def _kubelogin_args(plan) -> list[str]:
+    (user,) = yaml.safe_load(plan.one("pulumi:providers:kubernetes").inputs["kubeconfig"])["users"]
+    return user["user"]["exec"]["args"]
+
+
+def test_user_kubeconfig_login_is_switched_from_device_code_to_the_given_login():
     exec_user = {
         "exec": {
             "command": "kubelogin",
@@ -188,7 +220,9 @@ def test_user_kubeconfig_login_is_switched_from_device_code_to_the_azure_cli():
     }
     kubeconfig = {"users": [{"name": "clusterUser", "user": exec_user}]}
     converted = yaml.safe_load(
-        _azure_cli_login(base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode())
+        _kubelogin_as_deployer(
+            base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode(), ["--login", "azurecli"]
+        )
     )
     assert converted["users"][0]["user"]["exec"]["args"] == [
         "get-token",
@@ -196,4 +230,65 @@ def test_user_kubeconfig_login_is_switched_from_device_code_to_the_azure_cli():
         "azurecli",
         "--server-id",
         "6dae42f8",
+    ]
+
+
+def test_kubelogin_uses_the_azure_cli_account_when_the_provider_does(plan_for):
+    assert _kubelogin_args(plan_for("azure", "prod"))[:3] == ["get-token", "--login", "azurecli"]
+
+
+def test_kubelogin_signs_in_as_the_providers_service_principal_without_its_secret(plan_for):
+    plan = plan_for(
+        "azure",
+        "dev",
+        **{
+            "azure-native:clientId": "1111",
+            "azure-native:tenantId": "2222",
+            "azure-native:clientSecret": "s3cr3t",
+        },
+    )
+    args = _kubelogin_args(plan)
+    assert args[:7] == ["get-token", "--login", "spn", "--client-id", "1111", "--tenant-id", "2222"]
+    assert "s3cr3t" not in plan.one("pulumi:providers:kubernetes").inputs["kubeconfig"]
+    assignment = plan.one("azure-native:authorization:RoleAssignment", "aks-deployer-admin")
+    assert assignment.inputs["principalType"] == "ServicePrincipal"
+
+
+def test_kubelogin_uses_the_managed_identity_the_provider_uses(plan_for):
+    plan = plan_for("azure", "dev", **{"azure-native:useMsi": "true", "azure-native:clientId": "3333"})
+    assert _kubelogin_args(plan)[:5] == ["get-token", "--login", "msi", "--client-id", "3333"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_service_verifies_flexible_server_against_azures_roots(plan_for, profile):
+    plan = plan_for("azure", profile)
+    ca = next(c for c in plan.objects("ConfigMap", "products") if c.name == "postgres-ca")
+    bundle = ca.inputs["data"]["ca.crt"]
+    assert bundle.count("-----BEGIN CERTIFICATE-----") == 3
+    assert "DigiCert_Global_Root_G2" in bundle and "Microsoft_RSA_Root_Certificate_Authority_2017" in bundle
+    credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
+    url = credentials.inputs["stringData"]["DATABASE_URL"]
+    assert url.endswith("?sslmode=verify-full&sslrootcert=/etc/platform/postgres-ca/ca.crt")
+    assert f"@{plan.one(POSTGRES).outputs['fullyQualifiedDomainName']}:5432/" in url
+
+
+def test_kubelogin_uses_the_federated_token_file_the_provider_signs_in_with(monkeypatch):
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token")
+    plan = run_plan(
+        "dev",
+        cloud="azure",
+        overrides={
+            "azure-native:useOidc": "true",
+            "azure-native:clientId": "4444",
+            "azure-native:tenantId": "5555",
+        },
+    )
+    assert _kubelogin_args(plan)[:7] == [
+        "get-token",
+        "--login",
+        "workloadidentity",
+        "--client-id",
+        "4444",
+        "--tenant-id",
+        "5555",
     ]

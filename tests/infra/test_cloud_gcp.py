@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 from clouds.gcp import _dns_label
+from google.protobuf import struct_pb2
+from offline_engine import RecordingMonitor
 from plan import run_plan
 
 PROFILES = ("dev", "prod")
@@ -162,6 +165,8 @@ def test_kubeconfig_uses_the_gke_auth_plugin_not_a_stored_credential(plan_for):
     (user,) = kubeconfig["users"]
     assert set(user["user"]) == {"exec"}
     assert user["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
+    # The same identity as the GCP provider: Application Default Credentials, not gcloud's account.
+    assert user["user"]["exec"]["args"] == ["--use_application_default_credentials"]
     assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{plan.one(GKE).outputs['endpoint']}"
 
 
@@ -188,15 +193,20 @@ def test_project_apis_are_enabled_before_the_services_that_need_them(plan_for):
         assert apis[f"{api}.googleapis.com"].urn in plan.one(type_).dependencies
 
 
-def test_service_pods_verify_memorystore_tls_against_its_private_ca(plan_for):
+def test_service_pods_verify_memorystore_tls_against_every_ca_of_the_instance(plan_for):
     plan = plan_for("gcp", "dev")
     ca = next(c for c in plan.objects("ConfigMap", "products") if c.name == "redis-ca")
-    assert ca.inputs["data"]["ca.crt"] == plan.one(REDIS).outputs["serverCaCerts"][0]["cert"]
+    # The instance lists two CAs while it rotates; trusting both keeps connections up across it.
+    listed = [c["cert"] for c in plan.one(REDIS).outputs["serverCaCerts"]]
+    assert len(listed) == 2 and ca.inputs["data"]["ca.crt"] == "".join(listed)
     credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
     assert credentials.inputs["stringData"]["REDIS_URL"].startswith("rediss://")
+    # The certificate names the instance IP only in its CN, which TLS name checks ignore: the chain is
+    # verified against the instance's own CAs, the name check is what is left out.
     assert credentials.inputs["stringData"]["REDIS_URL"].endswith(
-        "?ssl_ca_certs=/etc/platform/redis-ca/ca.crt"
+        "?ssl_ca_certs=/etc/platform/redis-ca/ca.crt&ssl_check_hostname=false"
     )
+    assert "ssl_cert_reqs" not in credentials.inputs["stringData"]["REDIS_URL"]
     for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
         pod = workload.inputs["spec"]["template"]["spec"]
         assert {"name": "redis-ca", "configMap": {"name": ca.metadata["name"]}} in pod["volumes"]
@@ -210,3 +220,49 @@ def test_clouds_with_publicly_rooted_redis_certificates_mount_no_ca(plan_for, cl
     assert not [c for c in plan.objects("ConfigMap", "products") if c.name == "redis-ca"]
     credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
     assert "ssl_ca_certs" not in credentials.inputs["stringData"]["REDIS_URL"]
+
+
+@pytest.mark.parametrize(("days", "log_days"), [(2, 1), (7, 6), (8, 7), (30, 7), (35, 7)])
+def test_cloud_sql_keeps_more_backups_than_days_of_transaction_log(plan_for, days, log_days):
+    backups = (
+        plan_for("gcp", "prod", backupRetentionDays=days).one(SQL).inputs["settings"]["backupConfiguration"]
+    )
+    assert backups["backupRetentionSettings"]["retainedBackups"] == days
+    assert backups["transactionLogRetentionDays"] == log_days
+
+
+def test_one_retained_backup_is_refused_on_gcp():
+    with pytest.raises(Exception, match=r"^platform:backupRetentionDays must be from 2 to 35 on gcp"):
+        run_plan("dev", cloud="gcp", overrides={"backupRetentionDays": 1})
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_service_verifies_cloud_sql_chain_and_name_against_its_server_cas(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    instance = plan.one(SQL)
+    assert instance.inputs["settings"]["ipConfiguration"]["serverCaMode"] == "GOOGLE_MANAGED_CAS_CA"
+    ca = next(c for c in plan.objects("ConfigMap", "products") if c.name == "postgres-ca")
+    assert ca.inputs["data"]["ca.crt"] == "".join(c["cert"] for c in instance.outputs["serverCaCerts"])
+    credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
+    url = credentials.inputs["stringData"]["DATABASE_URL"]
+    assert url.endswith("?sslmode=verify-full&sslrootcert=/etc/platform/postgres-ca/ca.crt")
+    for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
+        mounts = workload.inputs["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": "postgres-ca", "mountPath": "/etc/platform/postgres-ca", "readOnly": True} in mounts
+
+
+def test_zones_are_asked_for_only_after_the_program_enables_the_compute_api(plan_for):
+    # The offline engine answers getZones like a fresh project: 403 until compute.googleapis.com is
+    # enabled (an api-compute Service registered), so the plan exists only if the order is right.
+    plan = plan_for("gcp", "prod")
+    assert plan.one(GKE).inputs["nodeLocations"] == ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
+    monitor = RecordingMonitor("prod", "platform")
+    request = SimpleNamespace(tok="gcp:compute/getZones:getZones", args=struct_pb2.Struct())
+    with pytest.raises(RuntimeError, match="accessNotConfigured"):
+        monitor.Invoke(request)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_destroy_abandons_the_private_services_peering(plan_for, profile):
+    connection = plan_for("gcp", profile).one("gcp:servicenetworking/connection:Connection")
+    assert connection.inputs["deletionPolicy"] == "ABANDON"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from config import ConfigError
-from plan import run_plan
+import yaml
+from config import KUBERNETES_VERSION, ConfigError
+from plan import REPO_DIR, run_plan
 
 
 def _error(target: str = "local", **overrides: Any) -> str:
@@ -41,7 +42,9 @@ def _error(target: str = "local", **overrides: Any) -> str:
         ),
         ({"delivery": "ftp"}, "platform:delivery must be one of direct, argocd (got 'ftp')"),
         ({"logLevel": "LOUD"}, "platform:logLevel must be one of DEBUG, INFO, WARNING, ERROR (got 'LOUD')"),
-        ({"kubernetesVersion": "latest"}, "platform:kubernetesVersion must be a minor version like 1.34"),
+        ({"kubernetesVersion": "latest"}, "platform:kubernetesVersion must be a minor version like 1.36"),
+        ({"logRetentionDays": "10"}, "platform:logRetentionDays must be one of 1, 3, 5, 7, 14, 30, 60, 90"),
+        ({"logRetentionDays": "forever"}, "platform:logRetentionDays must be one of 1, 3, 5, 7, 14, 30"),
         ({"image": "ghcr.io/example/product-service:latest"}, "platform:image must name an image by a tag"),
         ({"image": "ghcr.io/example/product-service"}, "platform:image must name an image by a tag"),
         (
@@ -77,3 +80,9 @@ def test_profile_defaults_apply_and_any_single_value_overrides_them() -> None:
     prod = run_plan("prod", cloud="local", overrides={"hpaMaxReplicas": "12"})
     spec = prod.object("HorizontalPodAutoscaler", "product-service").inputs["spec"]
     assert (spec["minReplicas"], spec["maxReplicas"]) == (3, 12)
+
+
+def test_the_default_kubernetes_version_is_1_36_in_the_program_and_the_project_file() -> None:
+    assert KUBERNETES_VERSION == "1.36"
+    project = yaml.safe_load((REPO_DIR / "Pulumi.yaml").read_text())
+    assert project["config"]["platform:kubernetesVersion"]["default"] == KUBERNETES_VERSION

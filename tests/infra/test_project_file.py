@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import yaml
+from config import SUPPLIABLE_SECRETS
 from plan import committed_stacks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -13,9 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _keys_read_by_the_program() -> set[str]:
     source = (REPO / "infra" / "config.py").read_text()
-    readers = r'(?:_choice|_int|_bool|_text|_image|_cidrs|_ratio|number|flag)\(\s*(?:cfg,\s*)?"(\w+)"'
+    readers = r'(?:_choice|_int|_bool|_text|_image|_cidrs|_ratio|_chart_repository|_secret_url|number|flag)\(\s*(?:cfg,\s*)?"(\w+)"'
     getters = r'cfg\.get(?:_secret|_object)?\("(\w+)"'
-    return set(re.findall(readers, source)) | set(re.findall(getters, source))
+    return set(re.findall(readers, source)) | set(re.findall(getters, source)) | set(SUPPLIABLE_SECRETS)
 
 
 def test_every_config_key_is_documented_in_the_project_file() -> None:

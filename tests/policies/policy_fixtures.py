@@ -31,12 +31,15 @@ SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 KMS_KEY = "aws:kms/key:Key"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 GKE = "gcp:container/cluster:Cluster"
 CLOUD_SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 MEMORYSTORE = "gcp:redis/instance:Instance"
+SERVICE_NETWORKING = "gcp:servicenetworking/connection:Connection"
 AKS = "azure-native:containerservice:ManagedCluster"
 FLEXIBLE_SERVER = "azure-native:dbforpostgresql:Server"
-AZURE_REDIS = "azure-native:redis:Redis"
+AZURE_REDIS = "azure-native:redisenterprise:RedisEnterprise"
+AZURE_REDIS_DATABASE = "azure-native:redisenterprise:Database"
 
 POD_PATH = {
     DEPLOYMENT: "spec.template.spec",
@@ -124,6 +127,57 @@ def helm_release() -> dict[str, Any]:
     }
 
 
+def bounded_release() -> dict[str, Any]:
+    """A Traefik release whose one component is bounded and hardened through the chart's own keys."""
+    return {
+        "chart": "traefik",
+        "version": "37.3.0",
+        "namespace": "ingress",
+        "values": {
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "1", "memory": "256Mi"},
+            },
+            "podSecurityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        },
+    }
+
+
+def monitoring_release() -> dict[str, Any]:
+    """kube-prometheus-stack with volumes for its data and a receiver that notifies someone."""
+    claim = {"volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": "50Gi"}}}}}
+    return {
+        "chart": "kube-prometheus-stack",
+        "version": "82.9.0",
+        "namespace": "monitoring",
+        "values": {
+            "prometheus": {"prometheusSpec": {"storageSpec": claim}},
+            "alertmanager": {
+                "alertmanagerSpec": {"storage": claim},
+                "config": {
+                    "receivers": [
+                        {"name": "null"},
+                        {
+                            "name": "platform",
+                            "webhook_configs": [{"url_file": "/etc/alertmanager/secrets/a/url"}],
+                        },
+                    ]
+                },
+            },
+            "grafana": {"persistence": {"enabled": True}},
+        },
+    }
+
+
 def service(type_: str = "ClusterIP", name: str = "api", namespace: str = "shop") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -169,8 +223,10 @@ def network_policy(namespace: str = "shop") -> dict[str, Any]:
 
 def eks() -> dict[str, Any]:
     return {
-        "version": "1.34",
+        "name": "platform-prod",
+        "version": "1.36",
         "roleArn": "arn:aws:iam::123456789012:role/eks",
+        "upgradePolicy": {"supportType": "STANDARD"},
         "vpcConfig": {
             "subnetIds": ["subnet-1", "subnet-2"],
             "endpointPrivateAccess": True,
@@ -266,6 +322,10 @@ def ingress_rule() -> dict[str, Any]:
     }
 
 
+def log_group(name: str = "/aws/eks/platform-prod/cluster") -> dict[str, Any]:
+    return {"name": name, "retentionInDays": 365}
+
+
 def kms_key() -> dict[str, Any]:
     return {"description": "EKS secrets", "enableKeyRotation": True, "deletionWindowInDays": 30}
 
@@ -300,10 +360,12 @@ def cloud_sql() -> dict[str, Any]:
                 "ipv4Enabled": False,
                 "privateNetwork": "projects/p/global/networks/n",
                 "sslMode": "ENCRYPTED_ONLY",
+                "serverCaMode": "GOOGLE_MANAGED_CAS_CA",
             },
             "backupConfiguration": {
                 "enabled": True,
                 "pointInTimeRecoveryEnabled": True,
+                "transactionLogRetentionDays": 7,
                 "backupRetentionSettings": {"retainedBackups": 30},
             },
         },
@@ -316,6 +378,15 @@ def memorystore() -> dict[str, Any]:
         "tier": "STANDARD_HA",
         "authEnabled": True,
         "transitEncryptionMode": "SERVER_AUTHENTICATION",
+    }
+
+
+def service_networking() -> dict[str, Any]:
+    return {
+        "network": "projects/p/global/networks/n",
+        "service": "servicenetworking.googleapis.com",
+        "reservedPeeringRanges": ["private-services"],
+        "deletionPolicy": "ABANDON",
     }
 
 
@@ -351,8 +422,19 @@ def flexible_server() -> dict[str, Any]:
 def azure_redis() -> dict[str, Any]:
     return {
         "resourceGroupName": "rg",
-        "sku": {"name": "Premium", "family": "P", "capacity": 1},
-        "enableNonSslPort": False,
+        "sku": {"name": "Balanced_B1"},
         "minimumTlsVersion": "1.2",
         "publicNetworkAccess": "Disabled",
+        "highAvailability": "Enabled",
+    }
+
+
+def azure_redis_database() -> dict[str, Any]:
+    return {
+        "resourceGroupName": "rg",
+        "clusterName": "redis1a2b3c4d",
+        "databaseName": "default",
+        "clientProtocol": "Encrypted",
+        "port": 10000,
+        "clusteringPolicy": "EnterpriseCluster",
     }

@@ -94,8 +94,8 @@ def test_a_public_database_fails(
          "aws-elasticache-encryption", "transitEncryptionEnabled is not true"),
         ("gcp", "gcp:redis/instance:Instance", ("transitEncryptionMode", "DISABLED"),
          "gcp-redis-auth-tls", "transitEncryptionMode is not SERVER_AUTHENTICATION"),
-        ("azure", "azure-native:redis:Redis", ("enableNonSslPort", True),
-         "azure-redis-tls-only", "enableNonSslPort is true"),
+        ("azure", "azure-native:redisenterprise:Database", ("clientProtocol", "Plaintext"),
+         "azure-redis-tls-only", "clientProtocol is Plaintext; use Encrypted"),
     ],
 )  # fmt: skip
 def test_a_redis_without_tls_fails(
@@ -134,3 +134,17 @@ def test_a_connection_string_copied_into_the_service_configmap_fails(cloud: str)
     resources = tampered(plan, config_map.type, ("data.DATABASE_URL", database_url), where=config_map.name)
     violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory and v.urn == config_map.urn]
     assert {v.policy for v in violations} == {"k8s-no-secret-literals", "no-plaintext-secrets"}
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_a_service_that_stops_verifying_the_database_fails(cloud: str) -> None:
+    plan = plan_of(cloud, "prod")
+    secret = next(
+        r for r in plan.resources if r.type == "kubernetes:core/v1:Secret" and "DATABASE_URL" in str(r.inputs)
+    )
+    weakened = secret.inputs["stringData"]["DATABASE_URL"].replace("sslmode=verify-full", "sslmode=require")
+    resources = tampered(plan, secret.type, ("stringData.DATABASE_URL", weakened), where=secret.name)
+    found = [v for v in gate.evaluate(resources, "prod") if v.policy == "data-clients-verify-tls"]
+    assert [v.message.splitlines()[-1] for v in found] == [
+        f"{secret.name}: DATABASE_URL connects with sslmode=require; use verify-full"
+    ]

@@ -23,6 +23,7 @@ class Case:
     bad: tuple[tuple[str, Any], ...]  # changes that break the rule
     says: str  # a fragment of the violation message
     unknown: str  # a path the rule must read, set to the preview sentinel
+    environment: str = "prod"  # the --policy-pack-config the case runs under
 
     @property
     def id(self) -> str:
@@ -227,6 +228,55 @@ CASES = [
         "version",
     ),
     Case(
+        "k8s-helm-release-bounded",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("values.resources.limits.memory", DELETE),),
+        "traefik component 'traefik': resources sets no limits.memory",
+        "values.resources",
+    ),
+    Case(
+        "k8s-helm-release-bounded",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("values.securityContext.capabilities.drop", ["NET_RAW"]),),
+        "does not set capabilities.drop [ALL]",
+        "values.securityContext.capabilities",
+    ),
+    Case(
+        "k8s-helm-release-bounded",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("version", "38.0.0"),),
+        "re-read its values.yaml at 38.0.0",
+        "version",
+    ),
+    Case(
+        "k8s-helm-release-bounded-dev",
+        fx.HELM_RELEASE,
+        fx.bounded_release,
+        (("values.podSecurityContext.runAsNonRoot", DELETE),),
+        "does not set runAsNonRoot: true",
+        "values.podSecurityContext",
+        environment="dev",
+    ),
+    Case(
+        "k8s-helm-monitoring-volumes",
+        fx.HELM_RELEASE,
+        fx.monitoring_release,
+        (("values.alertmanager.alertmanagerSpec.storage", DELETE),),
+        "alertmanager.alertmanagerSpec.storage has no volumeClaimTemplate",
+        "values.grafana.persistence.enabled",
+    ),
+    Case(
+        "k8s-helm-alertmanager-receiver",
+        fx.HELM_RELEASE,
+        fx.monitoring_release,
+        (("values.alertmanager.config.receivers", [{"name": "null"}]),),
+        "has no receiver but `null`",
+        "values.alertmanager.config.receivers",
+    ),
+    Case(
         "k8s-hpa-min-replicas",
         fx.HPA,
         fx.hpa,
@@ -274,6 +324,22 @@ CASES = [
         (("enabledClusterLogTypes", ["api"]),),
         "lacks audit, authenticator",
         "enabledClusterLogTypes",
+    ),
+    Case(
+        "aws-eks-standard-support",
+        fx.EKS,
+        fx.eks,
+        (("upgradePolicy", DELETE),),
+        "supportType is EXTENDED; use STANDARD",
+        "upgradePolicy.supportType",
+    ),
+    Case(
+        "aws-log-group-retention",
+        fx.LOG_GROUP,
+        fx.log_group,
+        (("retentionInDays", DELETE),),
+        "retentionInDays is unset",
+        "retentionInDays",
     ),
     Case(
         "aws-rds-not-public",
@@ -542,6 +608,30 @@ CASES = [
         "settings.backupConfiguration.backupRetentionSettings",
     ),
     Case(
+        "gcp-sql-backups-outlast-transaction-logs",
+        fx.CLOUD_SQL,
+        fx.cloud_sql,
+        (("settings.backupConfiguration.backupRetentionSettings.retainedBackups", 7),),
+        "retainedBackups (7) is not more than transactionLogRetentionDays (7)",
+        "settings.backupConfiguration.transactionLogRetentionDays",
+    ),
+    Case(
+        "gcp-sql-verifiable-server-certificate",
+        fx.CLOUD_SQL,
+        fx.cloud_sql,
+        (("settings.ipConfiguration.serverCaMode", DELETE),),
+        "serverCaMode is GOOGLE_MANAGED_INTERNAL_CA",
+        "settings.ipConfiguration.serverCaMode",
+    ),
+    Case(
+        "gcp-service-networking-abandon",
+        fx.SERVICE_NETWORKING,
+        fx.service_networking,
+        (("deletionPolicy", DELETE),),
+        "deletionPolicy is not ABANDON",
+        "deletionPolicy",
+    ),
+    Case(
         "gcp-sql-regional-ha",
         fx.CLOUD_SQL,
         fx.cloud_sql,
@@ -659,11 +749,11 @@ CASES = [
     ),
     Case(
         "azure-redis-tls-only",
-        fx.AZURE_REDIS,
-        fx.azure_redis,
-        (("enableNonSslPort", True),),
-        "enableNonSslPort is true",
-        "enableNonSslPort",
+        fx.AZURE_REDIS_DATABASE,
+        fx.azure_redis_database,
+        (("clientProtocol", "Plaintext"),),
+        "clientProtocol is Plaintext; use Encrypted",
+        "clientProtocol",
     ),
     Case(
         "azure-redis-tls-only",
@@ -678,7 +768,7 @@ CASES = [
         fx.AZURE_REDIS,
         fx.azure_redis,
         (("publicNetworkAccess", "Enabled"),),
-        "publicNetworkAccess is not Disabled",
+        "publicNetworkAccess is Enabled",
         "publicNetworkAccess",
     ),
 ]
@@ -687,19 +777,26 @@ LEVELS = {p.name: (p.enforcement_level.value if p.enforcement_level else "adviso
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_compliant_input_passes(engine: Engine, case: Case) -> None:
+def test_compliant_input_passes(engine: Engine, dev_engine: Engine, case: Case) -> None:
+    engine = dev_engine if case.environment == "dev" else engine
     assert of(engine.analyze(case.type, case.build()), case.policy) == []
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_non_compliant_input_fails_with_the_rules_message(engine: Engine, case: Case) -> None:
+def test_non_compliant_input_fails_with_the_rules_message(
+    engine: Engine, dev_engine: Engine, case: Case
+) -> None:
+    engine = dev_engine if case.environment == "dev" else engine
     found = of(engine.analyze(case.type, changed(case.build(), *case.bad)), case.policy)
     assert [d for d in found if case.says in d.message], found
     assert {d.level for d in found} == {LEVELS[case.policy]}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_unknown_value_is_reported_as_unverifiable_during_preview(engine: Engine, case: Case) -> None:
+def test_unknown_value_is_reported_as_unverifiable_during_preview(
+    engine: Engine, dev_engine: Engine, case: Case
+) -> None:
+    engine = dev_engine if case.environment == "dev" else engine
     found = of(engine.analyze(case.type, changed(case.build(), (case.unknown, UNKNOWN))), case.policy)
     assert [d for d in found if d.unverifiable], f"unknown {case.unknown} passed silently: {found}"
 
@@ -740,6 +837,26 @@ def test_secret_references_in_env_and_helm_values_are_fine(engine: Engine) -> No
     secret = {"kind": "Secret", "metadata": {"name": "db"}, "stringData": {"DB_PASSWORD": "hunter2hunter2"}}
     assert of(engine.analyze(fx.SECRET, secret), "k8s-no-secret-literals") == []
     assert of(engine.analyze(fx.HELM_RELEASE, fx.helm_release()), "k8s-no-secret-literals") == []
+
+
+def test_a_credential_in_a_custom_resources_spec_is_a_violation(engine: Engine) -> None:
+    application = "kubernetes:argoproj.io/v1alpha1:Application"
+
+    def with_repo(url: str) -> dict[str, object]:
+        return {
+            "metadata": {"name": "product-service"},
+            "spec": {"source": {"repoURL": url, "path": "deploy"}},
+        }
+
+    [violation] = of(
+        engine.analyze(application, with_repo("https://deploy:hunter2@git.example.com/x.git")),
+        "k8s-no-secret-literals",
+    )
+    assert "spec.source.repoURL holds a URL with a password" in violation.message
+    assert (
+        of(engine.analyze(application, with_repo("https://git.example.com/x.git")), "k8s-no-secret-literals")
+        == []
+    )
 
 
 def test_a_load_balancer_for_the_ingress_controller_is_fine(engine: Engine) -> None:
@@ -807,5 +924,15 @@ def test_dev_still_needs_a_week_of_backups(dev_engine: Engine) -> None:
 
 
 def test_versioned_azure_types_are_covered(engine: Engine) -> None:
-    props = changed(fx.azure_redis(), ("enableNonSslPort", True))
-    assert of(engine.analyze("azure-native:redis/v20240301:Redis", props), "azure-redis-tls-only")
+    props = changed(fx.azure_redis(), ("minimumTlsVersion", "1.0"))
+    versioned = "azure-native:redisenterprise/v20250701:RedisEnterprise"
+    assert of(engine.analyze(versioned, props), "azure-redis-tls-only")
+
+
+def test_a_cloud_sql_instance_without_backups_has_no_transaction_log_to_outlast(engine: Engine) -> None:
+    props = changed(fx.cloud_sql(), ("settings.backupConfiguration.enabled", False))
+    assert of(engine.analyze(fx.CLOUD_SQL, props), "gcp-sql-backups-outlast-transaction-logs") == []
+
+
+def test_the_retired_azure_cache_for_redis_type_has_no_rules_left(engine: Engine) -> None:
+    assert engine.analyze("azure-native:redis:Redis", {"enableNonSslPort": True}) == []

@@ -134,3 +134,60 @@ def test_an_unknown_generated_password_cannot_be_verified(engine: Engine) -> Non
     stack = [(fx.RANDOM_PASSWORD, "db-password", {"length": 24, "result": UNKNOWN})]
     found = of(engine.analyze_stack(stack), "no-plaintext-secrets")
     assert found and all(d.unverifiable for d in found)
+
+
+def _service_secret(database_url: str, redis_url: str) -> tuple[str, str, dict]:
+    return (
+        fx.SECRET,
+        "credentials",
+        {
+            "kind": "Secret",
+            "metadata": {"name": "credentials", "namespace": "products"},
+            "stringData": secret({"DATABASE_URL": database_url, "REDIS_URL": redis_url}),
+        },
+    )
+
+
+VERIFIED_POSTGRES = f"postgresql://app:{PASSWORD}@db.example:5432/app?sslmode=verify-full&sslrootcert=/ca.crt"
+VERIFIED_REDIS = f"rediss://:{PASSWORD}@10.0.0.4:6378/0?ssl_ca_certs=/ca.crt&ssl_check_hostname=false"
+
+
+def test_clients_that_verify_managed_postgres_and_redis_pass(engine: Engine) -> None:
+    stack = [(fx.RDS, "postgres", fx.rds()), (fx.REDIS_GROUP, "redis", fx.redis_group())]
+    stack.append(_service_secret(VERIFIED_POSTGRES, VERIFIED_REDIS))
+    assert of(engine.analyze_stack(stack), "data-clients-verify-tls") == []
+
+
+def test_sslmode_require_to_a_managed_database_fails(engine: Engine) -> None:
+    stack = [(fx.CLOUD_SQL, "postgres", fx.cloud_sql())]
+    stack.append(_service_secret(VERIFIED_POSTGRES.replace("verify-full", "require"), VERIFIED_REDIS))
+    found = of(engine.analyze_stack(stack), "data-clients-verify-tls")
+    assert [d.message.splitlines()[-1] for d in found] == [
+        "credentials: DATABASE_URL connects with sslmode=require; use verify-full"
+    ]
+    assert found[0].level == "mandatory"
+
+
+def test_redis_without_tls_or_with_verification_off_fails(engine: Engine) -> None:
+    for url, says in (
+        (f"redis://:{PASSWORD}@cache:6379/0", "connects without TLS"),
+        (f"rediss://:{PASSWORD}@cache:6380/0?ssl_cert_reqs=none", "ssl_cert_reqs=none"),
+    ):
+        stack = [(fx.AZURE_REDIS, "redis", fx.azure_redis()), _service_secret(VERIFIED_POSTGRES, url)]
+        found = of(engine.analyze_stack(stack), "data-clients-verify-tls")
+        assert len(found) == 1 and says in found[0].message
+
+
+def test_in_cluster_data_services_are_not_held_to_it(engine: Engine) -> None:
+    stack = [
+        _service_secret(
+            f"postgresql://app:{PASSWORD}@postgres:5432/app?sslmode=disable", "redis://redis:6379/0"
+        )
+    ]
+    assert of(engine.analyze_stack(stack), "data-clients-verify-tls") == []
+
+
+def test_an_unknown_connection_url_cannot_be_verified(engine: Engine) -> None:
+    stack = [(fx.RDS, "postgres", fx.rds()), _service_secret(UNKNOWN, VERIFIED_REDIS)]
+    found = of(engine.analyze_stack(stack), "data-clients-verify-tls")
+    assert found and all(d.unverifiable for d in found)

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "pulumi-stack.sh"
 
 
-def run(tmp_path: Path, *args: str, fake_pulumi: bool, kubectl_context: str | None = None):
-    """The script with a PATH holding only the basics, plus stand-ins that record how they were called."""
+def run(
+    tmp_path: Path,
+    *args: str,
+    fake_pulumi: bool,
+    kubectl_context: str | None = None,
+    tools: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    script: Path = SCRIPT,
+):
+    """The script with a PATH holding only the basics, plus stand-ins that record how they were called
+    (and, for `tools`, stand-ins that only exist)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for tool in ("bash", "sed", "ls", "grep", "paste", "dirname", "mkdir", "head", "base64", "cat"):
@@ -26,9 +38,19 @@ def run(tmp_path: Path, *args: str, fake_pulumi: bool, kubectl_context: str | No
     if kubectl_context is not None:
         (bin_dir / "kubectl").write_text(f"#!/bin/bash\necho {kubectl_context}\n")
         (bin_dir / "kubectl").chmod(0o755)
-    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PULUMI_BACKEND_URL": f"file://{tmp_path}/state"}
-    env["PULUMI_CONFIG_PASSPHRASE"] = "test-only"
-    result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, cwd=REPO)
+    for tool in tools:
+        (bin_dir / tool).write_text("#!/bin/bash\n")
+        (bin_dir / tool).chmod(0o755)
+    environment = {
+        "PATH": str(bin_dir),
+        "HOME": str(tmp_path),
+        "PULUMI_BACKEND_URL": f"file://{tmp_path}/state",
+    }
+    environment["PULUMI_CONFIG_PASSPHRASE"] = "test-only"
+    environment.update(env or {})
+    result = subprocess.run(
+        ["bash", str(script), *args], env=environment, capture_output=True, text=True, cwd=REPO
+    )
     return result, (calls.read_text() if calls.exists() else "")
 
 
@@ -64,3 +86,50 @@ def test_up_runs_the_policy_pack_with_the_stacks_own_policy_config(tmp_path):
     assert "stack select --create dev --secrets-provider passphrase" in calls
     assert "up --stack dev --policy-pack policies --policy-pack-config policies/config/dev.json" in calls
     assert os.path.exists(REPO / "policies" / "config" / "dev.json")
+
+
+# Committed stacks: prod targets aws, staging gcp; none targets azure, so that one runs the script
+# from a copy of the repository holding only an azure stack file.
+CLOUD_SIGN_IN = {
+    "aws": {"AWS_PROFILE": "platform"},
+    "gcp": {"GOOGLE_APPLICATION_CREDENTIALS": "/dev/null"},
+    "azure": {"ARM_CLIENT_ID": "00000000-0000-0000-0000-000000000001"},
+}
+
+
+def _stack_and_script(tmp_path: Path, cloud: str) -> tuple[str, Path]:
+    if cloud != "azure":
+        return {"aws": "prod", "gcp": "staging"}[cloud], SCRIPT
+    repo = tmp_path / "repo"
+    (repo / "tools").mkdir(parents=True)
+    shutil.copy(SCRIPT, repo / "tools" / SCRIPT.name)
+    (repo / "Pulumi.az.yaml").write_text("config:\n  platform:cloud: azure\n")
+    return "az", repo / "tools" / SCRIPT.name
+
+
+@pytest.mark.parametrize(
+    ("cloud", "tool", "how"),
+    [
+        ("aws", "aws", "install the AWS CLI v2"),
+        ("gcp", "gke-gcloud-auth-plugin", "gcloud components install gke-gcloud-auth-plugin"),
+        ("azure", "kubelogin", "az aks install-cli"),
+    ],
+)
+def test_a_cloud_stack_without_its_kubeconfig_exec_plugin_says_how_to_get_it(tmp_path, cloud, tool, how):
+    stack, script = _stack_and_script(tmp_path, cloud)
+    result, calls = run(tmp_path, "preview", stack, fake_pulumi=True, env=CLOUD_SIGN_IN[cloud], script=script)
+    assert result.returncode == 1
+    assert f"runs '{tool}', which is not installed" in result.stderr and how in result.stderr
+    assert calls == ""
+
+
+@pytest.mark.parametrize(
+    ("cloud", "tool"), [("aws", "aws"), ("gcp", "gke-gcloud-auth-plugin"), ("azure", "kubelogin")]
+)
+def test_a_cloud_stack_with_its_exec_plugin_goes_ahead(tmp_path, cloud, tool):
+    stack, script = _stack_and_script(tmp_path, cloud)
+    result, calls = run(
+        tmp_path, "preview", stack, fake_pulumi=True, tools=(tool,), env=CLOUD_SIGN_IN[cloud], script=script
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"preview --stack {stack} --policy-pack policies" in calls

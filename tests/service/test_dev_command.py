@@ -1,4 +1,4 @@
-"""`make run` (python -m product_service dev): one command serves the API on embedded servers."""
+"""`make run` (python -m product_service dev): one command serves the API, REST and gRPC, on embedded servers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from product_service.devservers import free_port
+from product_service.grpc.generated.product.v1 import product_pb2 as pb
+from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from service_helpers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,12 +29,17 @@ ENV = {
 }
 
 
-def start_dev(data_dir: Path, port: int, output: Path) -> subprocess.Popen[bytes]:
+def start_dev(data_dir: Path, port: int, grpc_port: int, output: Path) -> subprocess.Popen[bytes]:
     with output.open("wb") as sink:
         # Its own process group, like a terminal's foreground job: Ctrl-C reaches the whole group.
         return subprocess.Popen(
             [sys.executable, "-m", "product_service", "dev", "--data-dir", str(data_dir)],
-            env={**ENV, "PORT": str(port)},
+            env={
+                **ENV,
+                "PORT": str(port),
+                "GRPC_PORT": str(grpc_port),
+                "GRPC_METRICS_PORT": str(free_port()),
+            },
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -62,9 +70,9 @@ def wait_serving(dev: subprocess.Popen[bytes], port: int, output: Path) -> None:
 def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everything(
     tmp_path: Path, server_dir: Path
 ) -> None:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     output = tmp_path / "output.txt"
-    dev = start_dev(server_dir / "data", port, output)
+    dev = start_dev(server_dir / "data", port, grpc_port, output)
     try:
         wait_serving(dev, port, output)
         text = output.read_text()
@@ -74,6 +82,10 @@ def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everythi
         servers = re.findall(r"127\.0\.0\.1:(\d+)", text)
         created = _post(port, token.group(1), {"name": "Tea", "price": "3.50"})
         assert created["price"] == "3.50"
+        assert f"grpcurl -plaintext 127.0.0.1:{grpc_port} list" in text
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = pb_grpc.ProductServiceStub(channel)
+            wait_until(lambda: _grpc_serves(stub, created["id"]), 30, "gRPC on the dev server")
 
         os.killpg(dev.pid, signal.SIGINT)
 
@@ -92,13 +104,13 @@ def test_dev_serves_on_embedded_servers_prints_a_token_and_ctrl_c_stops_everythi
 def test_dev_stopped_by_sigterm_or_sighup_alone_stops_everything_it_started(
     tmp_path: Path, server_dir: Path, stop_signal: signal.Signals
 ) -> None:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     output = tmp_path / "output.txt"
-    dev = start_dev(server_dir / "data", port, output)
+    dev = start_dev(server_dir / "data", port, grpc_port, output)
     try:
         wait_serving(dev, port, output)
         started = descendants(dev.pid)
-        assert len(started) >= 4  # gunicorn and its workers, Postgres (its own session), Valkey
+        assert len(started) >= 5  # gunicorn and its workers, the gRPC server, Postgres (own session), Valkey
 
         os.kill(dev.pid, stop_signal)  # the process only, not its group
 
@@ -114,8 +126,8 @@ def test_dev_stopped_by_sigterm_or_sighup_alone_stops_everything_it_started(
 def test_a_second_dev_after_kill_9_of_the_first_starts_cleanly_on_the_same_port_and_data(
     tmp_path: Path, server_dir: Path
 ) -> None:
-    port = free_port()
-    first = start_dev(server_dir / "data", port, tmp_path / "first.txt")
+    port, grpc_port = free_port(), free_port()
+    first = start_dev(server_dir / "data", port, grpc_port, tmp_path / "first.txt")
     second = None
     left_behind: set[int] = set()
     try:
@@ -125,7 +137,7 @@ def test_a_second_dev_after_kill_9_of_the_first_starts_cleanly_on_the_same_port_
         first.kill()
         first.wait()
 
-        second = start_dev(server_dir / "data", port, tmp_path / "second.txt")
+        second = start_dev(server_dir / "data", port, grpc_port, tmp_path / "second.txt")
         wait_serving(second, port, tmp_path / "second.txt")
         token = re.search(r"export TOKEN=(\S+)", (tmp_path / "second.txt").read_text())
         assert token is not None
@@ -142,6 +154,13 @@ def test_a_second_dev_after_kill_9_of_the_first_starts_cleanly_on_the_same_port_
         for pid in left_behind:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _grpc_serves(stub: pb_grpc.ProductServiceStub, product_id: str) -> bool:
+    try:
+        return bool(stub.GetProduct(pb.GetProductRequest(id=product_id), timeout=2).price_decimal == "3.50")
+    except grpc.RpcError:
+        return False
 
 
 def _ready(port: int) -> bool:

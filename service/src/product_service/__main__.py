@@ -1,8 +1,9 @@
-"""Command line: `python -m product_service {dev,serve,migrate,token}`.
+"""Command line: `python -m product_service {dev,serve,grpc,migrate,token}`.
 
-dev      the service on http://127.0.0.1:$PORT (8080) with embedded Postgres and Valkey unless
-         DATABASE_URL / REDIS_URL are set; what `make run` runs
+dev      the service on http://127.0.0.1:$PORT (8080) and gRPC on 127.0.0.1:$GRPC_PORT (50051), with
+         embedded Postgres and Valkey unless DATABASE_URL / REDIS_URL are set; what `make run` runs
 serve    gunicorn with the production configuration (what the image runs)
+grpc     the gRPC server (product.v1.ProductService, health, reflection): the gRPC Deployment's command
 migrate  apply the schema migrations to DATABASE_URL (the Kubernetes migration Job); idempotent
 token    print a write token signed with JWT_SECRET (for JWT_AUDIENCE / JWT_ISSUER when set)
 """
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--data-dir", type=Path, default=Path(".data"), help="embedded servers' data (.data)")
     dev.add_argument("--workers", type=int, default=2)
     commands.add_parser("serve", help="gunicorn with the production configuration")
+    commands.add_parser("grpc", help="the gRPC server")
     commands.add_parser("migrate", help="apply the schema migrations to DATABASE_URL")
     token = commands.add_parser("token", help="print a write token signed with JWT_SECRET")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds the token is valid (12 h)")
@@ -45,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dev(args.data_dir, args.workers)
         if args.command == "serve":
             os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, WSGI_APP])  # noqa: S606
+        if args.command == "grpc":
+            return run_grpc()
         if args.command == "migrate":
             return run_migrate()
         audience, issuer = os.environ.get("JWT_AUDIENCE") or None, os.environ.get("JWT_ISSUER") or None
@@ -63,12 +67,31 @@ def run_migrate() -> int:
     return 0
 
 
-def run_dev(data_dir: Path, workers: int) -> int:
-    """Embedded servers when needed, migrations, then gunicorn on 127.0.0.1 until a signal.
+def run_grpc() -> int:
+    """One process, threads for RPCs; logs and traces as the gunicorn workers do."""
+    # The image sets this for gunicorn's workers; one process keeps its metrics in memory instead, and
+    # prometheus_client reads the variable when first imported.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from product_service.grpc.server import GrpcSettings, serve
+    from product_service.logs import configure_logging
+    from product_service.tracing import start_tracing, stop_tracing
 
-    SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop gunicorn, then the servers. A `kill -9` cannot be
-    caught: gunicorn and Postgres then get a signal of their own from the kernel (they die with this
-    process), and the next run stops whatever is left, recorded in `<data-dir>/dev-processes.json`.
+    settings = load_settings(os.environ, GrpcSettings)
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
+    try:
+        return serve(settings, start_tracing(os.environ))
+    finally:
+        stop_tracing()
+
+
+def run_dev(data_dir: Path, workers: int) -> int:
+    """Embedded servers when needed, migrations, then gunicorn and the gRPC server on 127.0.0.1 until
+    a signal.
+
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop gunicorn and the gRPC server, then the servers. A
+    `kill -9` cannot be caught: gunicorn, the gRPC server and Postgres then get a signal of their own
+    from the kernel (they die with this process), and the next run stops whatever is left, recorded in
+    `<data-dir>/dev-processes.json`.
     """
     from product_service.devservers import (
         EmbeddedPostgres,
@@ -80,11 +103,12 @@ def run_dev(data_dir: Path, workers: int) -> int:
     from product_service.migrate import run_migrations
 
     for stop_signal in _STOP_SIGNALS:
-        signal.signal(stop_signal, _stop)
+        signal.signal(stop_signal, _on_stop_signal)
     # When `make` (or the shell) goes away, whatever the signal, so does this run.
     set_parent_death_signal(signal.SIGTERM)
     env = dict(os.environ)
     port = env.setdefault("PORT", "8080")
+    grpc_port = env.setdefault("GRPC_PORT", "50051")
     data_dir.mkdir(parents=True, exist_ok=True)
     record = ProcessRecord(data_dir / "dev-processes.json")
     started: dict[str, int | None] = {}
@@ -115,6 +139,28 @@ def run_dev(data_dir: Path, workers: int) -> int:
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
             )
+            print(
+                f"\nproduct service on http://127.0.0.1:{port}  (API docs: http://127.0.0.1:{port}/openapi.json)\n"
+                f"a write token valid for 12 hours:\n  export TOKEN={token}\n"
+                f"mint another: JWT_SECRET=... python -m product_service token\n"
+                f"try: curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                f'-d \'{{"name": "Tea", "price": "3.50"}}\' http://127.0.0.1:{port}/api/v1/products\n'
+                f"\ngRPC (reflection on) on 127.0.0.1:{grpc_port}, e.g. with grpcurl:\n"
+                f"  grpcurl -plaintext 127.0.0.1:{grpc_port} list\n"
+                f'  grpcurl -plaintext -H "authorization: Bearer $TOKEN" '
+                f'-d \'{{"name": "Tea", "price_decimal": "3.50"}}\' '
+                f"127.0.0.1:{grpc_port} product.v1.ProductService/CreateProduct\n"
+                "Ctrl-C stops the service and the servers it started.\n",
+                flush=True,
+            )
+            grpc_server = subprocess.Popen(
+                [sys.executable, "-m", "product_service", "grpc"],
+                env={**env, "GRPC_HOST": "127.0.0.1", "GRPC_DRAIN_SECONDS": "0"},
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+            servers.callback(_stop, grpc_server)
+            started["grpc"] = grpc_server.pid
+            record.write(started)
             gunicorn = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
                 [
                     sys.executable,
@@ -133,15 +179,6 @@ def run_dev(data_dir: Path, workers: int) -> int:
             )
             started["gunicorn"] = gunicorn.pid
             record.write(started)
-            print(
-                f"\nproduct service on http://127.0.0.1:{port}  (API docs: http://127.0.0.1:{port}/openapi.json)\n"
-                f"a write token valid for 12 hours:\n  export TOKEN={token}\n"
-                f"mint another: JWT_SECRET=... python -m product_service token\n"
-                f"try: curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
-                f'-d \'{{"name": "Tea", "price": "3.50"}}\' http://127.0.0.1:{port}/api/v1/products\n'
-                "Ctrl-C stops the service and the servers it started.\n",
-                flush=True,
-            )
             try:
                 return gunicorn.wait()
             except _Stopped:
@@ -162,11 +199,17 @@ class _Stopped(Exception):
     """A stop signal arrived."""
 
 
-def _stop(signum: int, frame: object) -> None:
+def _on_stop_signal(signum: int, frame: object) -> None:
     # Only once: the cleanup that follows must not be interrupted by a second Ctrl-C.
     for stop_signal in _STOP_SIGNALS:
         signal.signal(stop_signal, signal.SIG_IGN)
     raise _Stopped
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.wait()
 
 
 def _jwt_secret_from_env() -> str:

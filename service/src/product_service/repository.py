@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -75,9 +75,13 @@ def open_pool(
     max_size: int,
     timeout: float,
     configure: Callable[[psycopg.Connection[Any]], None] | None = None,
+    pool_class: type[ConnectionPool] = ConnectionPool,
 ) -> ConnectionPool:
-    """A connection pool for this process. Call it after gunicorn forks: sockets must not be shared."""
-    return ConnectionPool(
+    """A connection pool for this process. Call it after gunicorn forks: sockets must not be shared.
+
+    `pool_class` lets the gRPC server bound each checkout by its RPC's deadline (grpc/deadlines.py).
+    """
+    return pool_class(
         database_url,
         min_size=min_size,
         max_size=max_size,
@@ -191,14 +195,13 @@ class ProductRepository:
             raise ServiceUnavailable("postgres") from error
         started = time.perf_counter()
         try:
-            conn = self._checkout(self._pool.timeout if timeout is None else timeout)
-            try:
+            with ExitStack() as checked_out:
+                conn = self._checkout(checked_out, self._pool.timeout if timeout is None else timeout)
                 self._metrics.db_connection_acquired(time.perf_counter() - started, self._pool.get_stats())
-                with conn:  # commit, or roll back on an exception, like ConnectionPool.connection()
+                try:
                     yield conn
-            finally:
-                self._metrics.db_connection_released()
-                self._pool.putconn(conn)
+                finally:
+                    self._metrics.db_connection_released()
         except PoolTimeout as error:
             raise ServiceUnavailable("postgres") from error
         except psycopg.OperationalError as error:
@@ -207,17 +210,23 @@ class ProductRepository:
             self.breaker.record_failure()
             raise ServiceUnavailable("postgres") from error
 
-    def _checkout(self, timeout: float) -> psycopg.Connection[Any]:
-        """A pool connection, waited for in slices: a request that queued before the breaker opened
-        (or while nobody noticed that Postgres is gone) must not wait out the whole pool timeout."""
+    def _checkout(self, checked_out: ExitStack, timeout: float) -> psycopg.Connection[Any]:
+        """A connection from `pool.connection()`, waited for in slices: a request that queued before
+        the breaker opened (or while nobody noticed that Postgres is gone) must not wait out the whole
+        pool timeout. The pool's own context manager is kept (the gRPC server's pool bounds it by the
+        RPC's deadline, grpc/deadlines.py)."""
         deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
+            wait = max(min(POOL_WAIT_SLICE_SECONDS, deadline - time.monotonic()), 0.001)
+            attempt_started = time.monotonic()
             try:
-                return self._pool.getconn(timeout=max(min(POOL_WAIT_SLICE_SECONDS, remaining), 0.001))
+                return checked_out.enter_context(self._pool.connection(timeout=wait))
             except PoolTimeout:
+                gave_up_early = time.monotonic() - attempt_started < 0.9 * wait  # a deadline of the caller's
+                if gave_up_early or time.monotonic() >= deadline:
+                    raise
                 self.breaker.record_failure()
-                if self.breaker.is_open or time.monotonic() >= deadline:
+                if self.breaker.is_open:
                     raise
 
     def _connects(self) -> None:

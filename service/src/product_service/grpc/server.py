@@ -1,0 +1,221 @@
+"""The gRPC server process: `open_server` wires it from settings, `serve` runs it until SIGTERM.
+
+Beside `product.v1.ProductService` it serves `grpc.health.v1.Health` (what the Kubernetes gRPC probes
+ask) and server reflection (what grpcurl and Postman use to discover the API), and Prometheus metrics
+over HTTP on GRPC_METRICS_PORT.
+
+Health, like REST's /health and /ready: "" (the server) is SERVING while the process serves (liveness);
+`product.v1.ProductService` is SERVING only while Postgres and Redis answer, checked every
+GRPC_READINESS_INTERVAL_SECONDS (readiness), so a data outage takes pods out of the Service without
+restarting them.
+
+Shutdown on SIGTERM: health turns NOT_SERVING at once, so readiness probes and health-checking
+clients stop sending; after GRPC_DRAIN_SECONDS the server stops accepting RPCs and gives those in
+flight up to GRPC_GRACE_SECONDS to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import FrameType
+from typing import Annotated, Any
+
+import grpc
+import redis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, start_http_server
+from psycopg_pool import ConnectionPool
+from pydantic import Field
+
+from product_service.auth import TokenVerifier
+from product_service.breaker import CircuitBreaker
+from product_service.cache import CachedProductRepository, ProductCache, open_redis
+from product_service.grpc.deadlines import DeadlineBoundPool
+from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
+from product_service.grpc.interceptors import ObservedRpcs, RpcMetrics
+from product_service.grpc.servicer import SERVICE_NAME, ProductServicer
+from product_service.metrics import ServiceMetrics
+from product_service.repository import ProductRepository, open_pool
+from product_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 1.0  # as REST's /ready
+
+
+class GrpcSettings(Settings):
+    """The REST settings plus the gRPC process's own. Field aliases are the environment variables."""
+
+    # Every interface in a container; `make run` binds 127.0.0.1.
+    grpc_host: Annotated[str, Field(alias="GRPC_HOST", min_length=1)] = "0.0.0.0"  # noqa: S104
+    grpc_port: Annotated[int, Field(alias="GRPC_PORT", ge=0, le=65535)] = 50051  # 0: a free port (tests)
+    grpc_metrics_port: Annotated[int, Field(alias="GRPC_METRICS_PORT", ge=1, le=65535)] = 9464
+    grpc_max_workers: Annotated[int, Field(alias="GRPC_MAX_WORKERS", ge=1, le=256)] = 16
+    grpc_drain_seconds: Annotated[float, Field(alias="GRPC_DRAIN_SECONDS", ge=0, le=60)] = 5.0
+    grpc_grace_seconds: Annotated[float, Field(alias="GRPC_GRACE_SECONDS", ge=0, le=120)] = 20.0
+    grpc_readiness_interval_seconds: Annotated[
+        float, Field(alias="GRPC_READINESS_INTERVAL_SECONDS", gt=0, le=60)
+    ] = 2.0
+
+
+@dataclass
+class ProductGrpcServer:
+    """A started server and what it holds open; `shutdown` releases everything."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    registry: CollectorRegistry
+    pool: ConnectionPool
+    redis: redis.Redis
+    readiness: ReadinessWatch
+
+    def shutdown(self, drain_seconds: float, grace_seconds: float) -> None:
+        """NOT_SERVING first, then stop accepting, then let in-flight RPCs finish."""
+        self.health.enter_graceful_shutdown()
+        self.readiness.stop()
+        log.info("shutting down: health is NOT_SERVING, draining for %s s", drain_seconds)
+        time.sleep(drain_seconds)
+        self.server.stop(grace_seconds).wait()
+        self.pool.close()
+        self.redis.close()
+        log.info("stopped: in-flight RPCs finished")
+
+
+def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None = None) -> ProductGrpcServer:
+    """Open the pool and the Redis client, and start the server on GRPC_HOST:GRPC_PORT (0: any free port)."""
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry=registry)
+    configure = None
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        def configure(conn: Any) -> None:
+            PsycopgInstrumentor.instrument_connection(conn, tracer_provider=tracer_provider)
+
+    pool = open_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout_seconds,
+        configure=configure,
+        pool_class=DeadlineBoundPool,
+    )
+    redis_client = open_redis(settings.redis_url, settings.redis_timeout_seconds)
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        RedisInstrumentor.instrument_client(redis_client, tracer_provider=tracer_provider)
+    repository = ProductRepository(pool, metrics)
+    cache = ProductCache(
+        redis_client,
+        settings.cache_ttl_seconds,
+        CircuitBreaker("redis", redis_client.ping, on_change=metrics.dependency_available),
+    )
+    products = CachedProductRepository(repository, cache, metrics)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="grpc"),
+        interceptors=[*_tracing(tracer_provider), ObservedRpcs(RpcMetrics(registry))],
+    )
+    pb_grpc.add_ProductServiceServicer_to_server(
+        ProductServicer(
+            products,
+            TokenVerifier(settings.jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
+        ),
+        server,
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    server.start()
+    # "" is the server as a whole, what a probe without `service` asks.
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS), cache.ping]
+    readiness = ReadinessWatch(health_servicer, checks, settings.grpc_readiness_interval_seconds)
+    return ProductGrpcServer(server, port, health_servicer, registry, pool, redis_client, readiness)
+
+
+class ReadinessWatch:
+    """Sets the product service's health from `checks` (each returns, or raises when its dependency is
+    unreachable) now and then every `interval` seconds, on a thread of its own, until `stop`."""
+
+    def __init__(
+        self, health_servicer: health.HealthServicer, checks: list[Callable[[], object]], interval: float
+    ):
+        self._health = health_servicer
+        self._checks = checks
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._check()
+        self._thread = threading.Thread(target=self._watch, name="grpc-readiness", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self._check()
+
+    def _check(self) -> None:
+        try:
+            # Pings every few seconds would fill Jaeger with root spans of `SELECT 1` and PING.
+            with suppress_instrumentation():
+                for check in self._checks:
+                    check()
+        except Exception as error:
+            log.warning("not ready: %s", error)
+            self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        else:
+            self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+
+def serve(settings: GrpcSettings, tracer_provider: TracerProvider | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; the exit status."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    running = open_server(settings, tracer_provider)
+    metrics_server, _ = start_http_server(
+        settings.grpc_metrics_port, settings.grpc_host, registry=running.registry
+    )
+    log.info(
+        "serving gRPC",
+        extra={
+            "fields": {
+                "address": f"{settings.grpc_host}:{running.port}",
+                "metrics": f"http://{settings.grpc_host}:{settings.grpc_metrics_port}/metrics",
+            }
+        },
+    )
+    stop.wait()
+    running.shutdown(settings.grpc_drain_seconds, settings.grpc_grace_seconds)
+    metrics_server.shutdown()
+    return 0
+
+
+def _tracing(tracer_provider: TracerProvider | None) -> list[grpc.ServerInterceptor]:
+    """OpenTelemetry's server interceptor (outermost, so the other interceptors see its span); health
+    checks are not traced, they would drown the RPCs in Jaeger."""
+    if tracer_provider is None:
+        return []
+    from opentelemetry.instrumentation.grpc import filters, server_interceptor
+
+    return [
+        server_interceptor(tracer_provider=tracer_provider, filter_=filters.negate(filters.health_check()))
+    ]
