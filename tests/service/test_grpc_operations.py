@@ -330,7 +330,10 @@ def test_redis_down_fails_no_read_and_updates_answer_unavailable_with_nothing_ch
     valkey = EmbeddedValkey(tmp_path / "valkey")
     valkey.start()
     try:
-        with serving(grpc_settings(DevServers(servers.database_url, valkey.url))) as server:
+        settings = grpc_settings(
+            DevServers(servers.database_url, valkey.url), GRPC_READINESS_INTERVAL_SECONDS="0.2"
+        )
+        with serving(settings) as server:
             product = create(server.stub, write_token)
             server.stub.GetProduct(pb.GetProductRequest(id=product.id), timeout=5)
 
@@ -347,6 +350,9 @@ def test_redis_down_fails_no_read_and_updates_answer_unavailable_with_nothing_ch
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert server.stub.GetProduct(pb.GetProductRequest(id=product.id), timeout=5) == product
             assert metric_total(server.metrics(), "product_cache_errors_total", operation="get") >= 1
+            assert metric_total(server.metrics(), "product_dependency_up", dependency="redis") == 0
+            # Readiness (checked every 0.2 s meanwhile) stays SERVING: Redis down must not pull the pods out.
+            assert health_status(server.channel, SERVICE) == health_pb2.HealthCheckResponse.SERVING
     finally:
         valkey.stop()
 

@@ -140,7 +140,8 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     server.start()
     # "" is the server as a whole, what a probe without `service` asks.
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS), cache.ping]
+    # Like REST's /ready: Postgres only; without Redis the server still serves (ops.REQUIRED_FOR_READINESS).
+    checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS)]
     readiness = ReadinessWatch(health_servicer, checks, settings.grpc_readiness_interval_seconds)
     return ProductGrpcServer(server, port, health_servicer, registry, pool, redis_client, readiness)
 
