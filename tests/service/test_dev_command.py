@@ -21,6 +21,8 @@ from service_helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 ENV = {
     key: value
@@ -121,6 +123,47 @@ def test_dev_stopped_by_sigterm_or_sighup_alone_stops_everything_it_started(
             dev.wait()
     wait_until(lambda: not any(alive(pid) for pid in started), 30, "every process dev started to exit")
     assert not (server_dir / "data" / "dev-processes.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "to_group"),
+    [(signal.SIGTERM, False), (signal.SIGHUP, True)],
+    ids=["SIGTERM to make", "SIGHUP to the terminal's process group"],
+)
+def test_make_run_stopped_by_a_signal_stops_everything(
+    tmp_path: Path, server_dir: Path, stop_signal: signal.Signals, to_group: bool
+) -> None:
+    port, grpc_port = free_port(), free_port()
+    env = {
+        **ENV,
+        "PORT": str(port),
+        "GRPC_PORT": str(grpc_port),
+        "GRPC_METRICS_PORT": str(free_port()),
+        "DATA_DIR": str(server_dir / "data"),
+    }
+    output = tmp_path / "output.txt"
+    with output.open("wb") as sink:
+        make = subprocess.Popen(
+            ["make", "run"], cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    started: set[int] = set()
+    try:
+        wait_serving(make, port, output)
+        started = descendants(make.pid)
+
+        (os.killpg if to_group else os.kill)(make.pid, stop_signal)
+
+        make.wait(timeout=60)
+        wait_until(
+            lambda: not any(alive(pid) for pid in started), 30, "every process make run started to exit"
+        )
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+        for pid in started:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_second_dev_after_kill_9_of_the_first_starts_cleanly_on_the_same_port_and_data(
