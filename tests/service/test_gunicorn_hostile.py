@@ -158,6 +158,14 @@ def test_half_open_connections_leave_health_answering_and_are_dropped_after_the_
             connection.close()
     assert max(latencies) < 0.5
     assert CLIENT_READ_TIMEOUT - 0.5 < dropped_after < CLIENT_READ_TIMEOUT + 3
+    wait_until(
+        lambda: sum("connection closed" in line for line in gunicorn.log_lines()) >= len(stalled),
+        10,
+        "one line per dropped connection",
+    )
+    timeouts = [json.loads(line) for line in gunicorn.log_lines() if "client sent nothing" in line]
+    assert {line["level"] for line in timeouts} == {"info"}
+    assert not any("Traceback" in line for line in gunicorn.log_lines())
 
 
 @pytest.fixture

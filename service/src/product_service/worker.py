@@ -16,6 +16,7 @@ gunicorn's HTML page.
 
 from __future__ import annotations
 
+import logging
 import socket
 from datetime import timedelta
 from typing import Any
@@ -65,6 +66,10 @@ _REQUEST_ERRORS: tuple[tuple[type[Exception], int, str, str, str], ...] = (
 
 
 class ProductServiceWorker(ThreadWorker):
+    def init_process(self) -> None:
+        self.log.error_log.addFilter(_ReadTimeoutsAreInfo())
+        super().init_process()
+
     def accept(self, listener: socket.socket) -> None:
         try:
             client, address = listener.accept()
@@ -124,6 +129,22 @@ class _DeadlineConnection(TConn):
         if not self.closed:
             self.closed = True
             super().close(graceful)
+
+
+class _ReadTimeoutsAreInfo(logging.Filter):
+    """gunicorn logs any socket error with its traceback at ERROR, a client that hit the read timeout
+    too: that is the timeout doing its job, one line at INFO, or a slowloris would flood the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TimeoutError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                f"client sent nothing for {CLIENT_READ_TIMEOUT:.0f} s: connection closed",
+                None,
+                None,
+                None,
+            )
+        return True
 
 
 def _describe(exc: BaseException) -> tuple[int, str, str, str]:
