@@ -15,6 +15,7 @@ PULUMI_KUBERNETES_VERSION := 4.25.0
 STACK ?= dev
 CLOUD ?=
 PYTEST_ARGS ?=
+DATA_DIR ?= .data
 ARGS ?=
 
 REQUIREMENTS := requirements.txt service/requirements.txt policies/requirements.txt requirements-dev.txt
@@ -150,8 +151,8 @@ test-policies: setup ## only the policy pack's tests
 test-repo: setup ## only the repository checks (workflows, Dockerfile, README)
 	$(BIN)/pytest tests/repo $(PYTEST_ARGS)
 
-run: $(VENV)/.installed $(GENERATED) ## the service on http://127.0.0.1:8080 and gRPC on 127.0.0.1:50051 (PORT, GRPC_PORT override)
-	$(BIN)/python -m product_service dev
+run: $(VENV)/.installed $(GENERATED) ## the service on http://127.0.0.1:8080 and gRPC on 127.0.0.1:50051 (PORT, GRPC_PORT, DATA_DIR override)
+	$(BIN)/python -m product_service dev --data-dir $(DATA_DIR)
 
 plan: $(VENV)/.installed ## offline plan of STACK (CLOUD overrides its cloud) into build/plan/
 	$(BIN)/python infra/plan.py $(STACK) $(if $(CLOUD),--cloud $(CLOUD))

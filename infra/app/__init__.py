@@ -47,6 +47,9 @@ REDIS_CA_FILE = f"{TRUST_DIR}/redis-ca/ca.crt"
 APP_UID = 10001  # the image's `app` user (see the Dockerfile)
 GITOPS_SECRET = f"{NAME}-credentials"
 GITOPS_CONFIG_MAP = f"{NAME}-settings"
+# The service then accepts only write tokens minted for it by this stack (`aud`, `iss` claims), e.g.
+# JWT_AUDIENCE=product-service JWT_ISSUER=product-platform/<stack> python -m product_service token
+JWT_AUDIENCE = NAME
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform"}
 
 
@@ -105,6 +108,8 @@ class ProductService(pulumi.ComponentResource):
                 "DB_POOL_MIN_SIZE": str(cfg.db_pool_min),
                 "DB_POOL_MAX_SIZE": str(cfg.db_pool_max),
                 "CACHE_TTL_SECONDS": str(cfg.cache_ttl_seconds),
+                "JWT_AUDIENCE": JWT_AUDIENCE,
+                "JWT_ISSUER": jwt_issuer(cfg.stack),
             },
             opts=self._k8s(),
         )
@@ -447,6 +452,11 @@ def _credentials(cfg: PlatformConfig, foundation: Foundation, parent: pulumi.Res
         "REDIS_URL": pulumi.Output.secret(redis_url),
         "JWT_SECRET": pulumi.Output.secret(jwt_secret),
     }
+
+
+def jwt_issuer(stack: str) -> str:
+    """Per stack: a token minted for staging is refused by prod even if both had the same secret."""
+    return f"product-platform/{stack}"
 
 
 def _environment(secret_name: pulumi.Input[str], config_map_name: pulumi.Input[str]) -> dict[str, Any]:

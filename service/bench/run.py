@@ -1,7 +1,7 @@
 """The product service's benchmark (`make bench-service`): a script, not a test.
 
 It starts embedded Postgres and Valkey, migrates, seeds products through the API, then serves the
-service with the production gunicorn config (2 sync workers, Prometheus multiprocess metrics, tracing
+service with the production gunicorn config (2 threaded workers, Prometheus multiprocess metrics, tracing
 exported over OTLP to a loopback sink) next to a bare Flask app with the same gunicorn settings, and
 drives both from a loopback load generator at 32 connections. Beside them, the gRPC server
 (`python -m product_service grpc`, same settings) answers GetProduct from the same cache, driven at 32
@@ -624,7 +624,7 @@ def free_port() -> int:
 def print_report(report: dict) -> None:
     print()
     print(
-        f"{report['workers']} sync workers, {report['connections']} connections, {report['generator']} "
+        f"{report['workers']} gunicorn workers (the production worker class), {report['connections']} connections, {report['generator']} "
         f"load generator, {report['cpus']} CPUs, {report['products']} products, "
         f"{report['runs_per_scenario']} x {report['seconds_per_run']:.0f} s per scenario (medians), "
         f"1-minute load average "

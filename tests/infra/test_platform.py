@@ -161,6 +161,8 @@ def test_the_config_map_holds_settings_and_no_secret(plan: Plan) -> None:
         "DB_POOL_MAX_SIZE",
         "CACHE_TTL_SECONDS",
     } <= set(data)
+    # Write tokens must be minted for this service by this stack.
+    assert (data["JWT_AUDIENCE"], data["JWT_ISSUER"]) == ("product-service", f"product-platform/{plan.stack}")
     for other in plan.objects("ConfigMap"):
         assert not other.secret_paths
         text = repr(other.inputs).lower()

@@ -158,7 +158,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_0(
         assert server.process.wait(timeout=30) == 0
     assert len(load_results) == 8 * 40
     assert sorted({status for status, _ in load_results}) == [200, 201]
-    assert [status for status, _ in responses] == [201, 201]
+    assert [status for status, _ in responses] == [201, 201], responses
     names = [json.loads(body)["name"] for _, body in responses]
     stored = db.execute("SELECT count(*) FROM products WHERE name = ANY(%s)", (names,)).fetchone()
     assert stored == (2,)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import redis
 from flask import Flask
@@ -206,7 +211,7 @@ def own_valkey(tmp_path: Path) -> Iterator[EmbeddedValkey]:
     valkey.stop()
 
 
-def test_reads_are_served_from_postgres_while_redis_is_down(
+def test_reads_and_creates_are_served_from_postgres_while_redis_is_down_and_the_pod_stays_ready(
     servers: DevServers, own_valkey: EmbeddedValkey, auth: dict[str, str]
 ) -> None:
     app = open_app(settings_for(DevServers(servers.database_url, own_valkey.url)))
@@ -223,57 +228,128 @@ def test_reads_are_served_from_postgres_while_redis_is_down(
         assert batch.status_code == 200 and batch.json["products"] == [product]
         assert client.get("/api/v1/products?limit=1").status_code == 200
         assert create_product(client, auth)["id"]
+        update = client.patch(path, json={"price": 9}, headers=auth)
+        assert update.status_code == 503
+        assert update.json["error"]["details"] == {"dependency": "redis"}
+        assert update.headers["Retry-After"] == "1"
         ready = client.get("/ready")
-        assert ready.status_code == 503
-        assert ready.json["error"]["details"]["redis"].startswith("unreachable")
-        assert ready.json["error"]["details"]["postgres"] == "ok"
+        assert ready.status_code == 200
+        assert ready.json == {"status": "ready", "checks": {"postgres": "ok", "redis": "unavailable"}}
         metrics = client.get("/metrics").data.decode()
         assert metric_total(metrics, "product_cache_errors_total", operation="get") >= 1
-        assert metric_total(metrics, "product_cache_errors_total", operation="mget") >= 1
+        assert metric_total(metrics, "product_dependency_up", dependency="redis") == 0
 
         own_valkey.start()
 
-        wait_until(lambda: client.get("/ready").status_code == 200, 10, "/ready once Redis is back")
+        wait_until(
+            lambda: client.get("/ready").json["checks"]["redis"] == "ok",
+            10,
+            "Redis reported up once it is back",
+        )
         assert client.get(path).json == product
+        assert client.patch(path, json={"price": 9}, headers=auth).json["price"] == "9.00"
+        metrics = client.get("/metrics").data.decode()
+        assert metric_total(metrics, "product_dependency_up", dependency="redis") == 1
     finally:
         close_app(app)
 
 
-def test_a_redis_that_never_answers_costs_one_short_timeout_per_read(
+def test_a_redis_that_never_answers_costs_reads_one_timeout_then_none(
     servers: DevServers, client: FlaskClient, auth: dict[str, str]
 ) -> None:
     product = create_product(client, auth)
     with socket.socket() as silent:  # accepts connections, never replies
         silent.bind(("127.0.0.1", 0))
-        silent.listen(16)
+        silent.listen(64)
         redis_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
-        app = open_app(settings_for(DevServers(servers.database_url, redis_url), REDIS_TIMEOUT_SECONDS="0.1"))
+        app = open_app(settings_for(DevServers(servers.database_url, redis_url), REDIS_TIMEOUT_SECONDS="0.5"))
         try:
-            response = app.test_client().get(f"/api/v1/products/{product['id']}")
-            batch = app.test_client().post("/api/v1/products:batchGet", json={"ids": [product["id"]]})
-            metrics = app.test_client().get("/metrics").data.decode()
+            reader = app.test_client()
+            started = time.monotonic()
+            first = reader.get(f"/api/v1/products/{product['id']}")
+            first_took = time.monotonic() - started
+            later_took = []
+            for _ in range(10):
+                started = time.monotonic()
+                assert reader.get(f"/api/v1/products/{product['id']}").json == product
+                assert reader.post("/api/v1/products:batchGet", json={"ids": [product["id"]]}).json[
+                    "products"
+                ] == [product]
+                later_took.append(time.monotonic() - started)
+            metrics = reader.get("/metrics").data.decode()
         finally:
             close_app(app)
-        attempts = _pending_connections(silent)
 
-    assert response.status_code == 200
-    assert response.json == product
-    assert batch.json["products"] == [product]
-    # One connection per read, abandoned after its timeout: no retries, no back-fill attempts.
-    assert attempts == 2
-    assert metric_total(metrics, "product_cache_errors_total") == 2
+    assert first.json == product
+    assert first_took >= 0.5  # the read's own timeout; the PING that opened the breaker took as long
+    assert max(later_took) < 0.5  # a GET and a batch get, neither waiting for Redis
+    assert metric_total(metrics, "product_cache_errors_total") >= 21  # each skipped call is counted
 
 
-def _pending_connections(listener: socket.socket) -> int:
-    listener.setblocking(False)
-    count = 0
-    while True:
+def test_updates_and_deletes_during_a_redis_stall_never_leave_a_stale_entry(
+    servers: DevServers, own_valkey: EmbeddedValkey, auth: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    app = open_app(settings_for(DevServers(servers.database_url, own_valkey.url)))
+    client = app.test_client()
+    try:
+        ids = [create_product(client, auth, name=f"stall {i}", price="1.00")["id"] for i in range(10)]
+        for product_id in ids:  # warm: every product cached
+            assert client.get(f"/api/v1/products/{product_id}").status_code == 200
+        client.post("/api/v1/products:batchGet", json={"ids": ids})
+        updated, deleted = ids[:8], ids[8:]
+        assert own_valkey.pid is not None
+
+        os.kill(own_valkey.pid, signal.SIGSTOP)
         try:
-            connection, _ = listener.accept()
-        except BlockingIOError:
-            return count
-        connection.close()
-        count += 1
+            during = [
+                *(
+                    client.patch(f"/api/v1/products/{i}", json={"price": "2.00"}, headers=auth)
+                    for i in updated
+                ),
+                *(client.delete(f"/api/v1/products/{i}", headers=auth) for i in deleted),
+            ]
+        finally:
+            os.kill(own_valkey.pid, signal.SIGCONT)
+
+        # Refused rather than applied behind the cache's back: the client retries.
+        assert [(r.status_code, r.json["error"]["details"]) for r in during] == [
+            (503, {"dependency": "redis"})
+        ] * 10
+        wait_until(lambda: client.get("/ready").json["checks"]["redis"] == "ok", 10, "Redis back")
+        assert _served(client, ids) == _stored(db, ids)
+
+        for product_id in updated:
+            assert (
+                client.patch(
+                    f"/api/v1/products/{product_id}", json={"price": "2.00"}, headers=auth
+                ).status_code
+                == 200
+            )
+        for product_id in deleted:
+            assert client.delete(f"/api/v1/products/{product_id}", headers=auth).status_code == 204
+
+        assert _served(client, ids) == _stored(db, ids) == {i: "2.00" for i in updated}
+    finally:
+        close_app(app)
+
+
+def _served(client: FlaskClient, ids: list[str]) -> dict[str, str]:
+    """Price by id as GET answers it; batch get must agree."""
+    by_get = {}
+    for product_id in ids:
+        response = client.get(f"/api/v1/products/{product_id}")
+        if response.status_code == 200:
+            by_get[product_id] = response.json["price"]
+        else:
+            assert response.status_code == 404
+    batch = client.post("/api/v1/products:batchGet", json={"ids": ids}).json
+    assert {product["id"]: product["price"] for product in batch["products"]} == by_get
+    return by_get
+
+
+def _stored(db: psycopg.Connection[Any], ids: list[str]) -> dict[str, str]:
+    rows = db.execute("SELECT id::text, price::text FROM products WHERE id = ANY(%s::uuid[])", (ids,))
+    return dict(rows.fetchall())
 
 
 def test_an_unreadable_cache_entry_is_a_miss_and_gets_replaced(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import pytest
 from flask.testing import FlaskClient
+from product_service.app import close_app, open_app
 from product_service.auth import mint_token
-from service_helpers import JWT_SECRET
+from product_service.devservers import DevServers
+from service_helpers import JWT_SECRET, settings_for
 
 BODY = {"name": "Tea", "price": "1.00"}
 
@@ -108,3 +111,69 @@ def test_auth_is_checked_before_the_body(client: FlaskClient) -> None:
 def test_reads_need_no_token(client: FlaskClient) -> None:
     assert client.get("/api/v1/products").status_code == 200
     assert client.post("/api/v1/products:batchGet", json={"ids": [str(uuid.uuid4())]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": "9999999999"},
+        {"exp": True},
+        {"exp": int(time.time()) + 60, "nbf": "0"},
+        {"exp": int(time.time()) + 60, "iat": [1]},
+    ],
+)
+def test_registered_time_claims_that_are_not_numbers_are_401(
+    client: FlaskClient, claims: dict[str, Any]
+) -> None:
+    token = jwt.encode({"scope": "products:write", **claims}, JWT_SECRET, algorithm="HS256")
+
+    status, error, _ = post_with(client, f"Bearer {token}")
+
+    claim = next(
+        name for name, value in claims.items() if isinstance(value, bool) or not isinstance(value, int)
+    )
+    assert (status, error["code"]) == (401, "invalid_token")
+    assert error["message"] == f"the bearer token's {claim} claim must be a number"
+
+
+def test_a_malformed_token_is_described_without_decoder_internals(client: FlaskClient) -> None:
+    status, error, _ = post_with(client, "Bearer \xff\xfe.e30.c2ln")
+
+    assert (status, error["code"]) == (401, "invalid_token")
+    assert error["message"] == "the bearer token is not a well-formed JWT"
+
+
+@pytest.fixture
+def audience_client(servers: DevServers) -> Iterator[FlaskClient]:
+    app = open_app(settings_for(servers, JWT_AUDIENCE="product-service", JWT_ISSUER="https://issuer.test"))
+    yield app.test_client()
+    close_app(app)
+
+
+@pytest.mark.parametrize(
+    ("audience", "issuer", "message"),
+    [
+        (None, "https://issuer.test", "the bearer token lacks the aud claim"),
+        ("product-service", None, "the bearer token lacks the iss claim"),
+        ("another-service", "https://issuer.test", "the bearer token is not meant for this service (aud)"),
+        ("product-service", "https://evil.test", "the bearer token comes from another issuer (iss)"),
+    ],
+)
+def test_with_jwt_audience_and_issuer_set_tokens_must_carry_both(
+    audience_client: FlaskClient, audience: str | None, issuer: str | None, message: str
+) -> None:
+    token = mint_token(JWT_SECRET, "ci", 60, audience=audience, issuer=issuer)
+
+    status, error, _ = post_with(audience_client, f"Bearer {token}")
+
+    assert (status, error["code"], error["message"]) == (401, "invalid_token", message)
+
+
+def test_with_jwt_audience_and_issuer_set_a_matching_token_writes(audience_client: FlaskClient) -> None:
+    token = mint_token(JWT_SECRET, "ci", 60, audience="product-service", issuer="https://issuer.test")
+
+    response = audience_client.post(
+        "/api/v1/products", json=BODY, headers={"Authorization": f"Bearer {token}"}
+    )
+
+    assert response.status_code == 201

@@ -5,7 +5,7 @@ dev      the service on http://127.0.0.1:$PORT (8080) and gRPC on 127.0.0.1:$GRP
 serve    gunicorn with the production configuration (what the image runs)
 grpc     the gRPC server (product.v1.ProductService, health, reflection): the gRPC Deployment's command
 migrate  apply the schema migrations to DATABASE_URL (the Kubernetes migration Job); idempotent
-token    print a write token signed with JWT_SECRET
+token    print a write token signed with JWT_SECRET (for JWT_AUDIENCE / JWT_ISSUER when set)
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_grpc()
         if args.command == "migrate":
             return run_migrate()
-        print(mint_token(_jwt_secret_from_env(), args.subject, args.ttl, args.scope))
+        audience, issuer = os.environ.get("JWT_AUDIENCE") or None, os.environ.get("JWT_ISSUER") or None
+        print(mint_token(_jwt_secret_from_env(), args.subject, args.ttl, args.scope, audience, issuer))
         return 0
     except SettingsError as error:
         print(error, file=sys.stderr)
@@ -84,68 +85,125 @@ def run_grpc() -> int:
 
 
 def run_dev(data_dir: Path, workers: int) -> int:
-    """Embedded servers when needed, migrations, then gunicorn and the gRPC server on 127.0.0.1 until Ctrl-C."""
-    from product_service.devservers import EmbeddedPostgres, EmbeddedValkey
+    """Embedded servers when needed, migrations, then gunicorn and the gRPC server on 127.0.0.1 until
+    a signal.
+
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop gunicorn and the gRPC server, then the servers. A
+    `kill -9` cannot be caught: gunicorn, the gRPC server and Postgres then get a signal of their own
+    from the kernel (they die with this process), and the next run stops whatever is left, recorded in
+    `<data-dir>/dev-processes.json`.
+    """
+    from product_service.devservers import (
+        EmbeddedPostgres,
+        EmbeddedValkey,
+        ProcessRecord,
+        die_with_parent,
+        set_parent_death_signal,
+    )
     from product_service.migrate import run_migrations
 
+    for stop_signal in _STOP_SIGNALS:
+        signal.signal(stop_signal, _on_stop_signal)
+    # When `make` (or the shell) goes away, whatever the signal, so does this run.
+    set_parent_death_signal(signal.SIGTERM)
     env = dict(os.environ)
     port = env.setdefault("PORT", "8080")
     grpc_port = env.setdefault("GRPC_PORT", "50051")
-    with ExitStack() as servers:
-        if not env.get("DATABASE_URL"):
-            data_dir.mkdir(parents=True, exist_ok=True)
-            env["DATABASE_URL"] = servers.enter_context(EmbeddedPostgres(data_dir / "postgres")).url
-            print(f"embedded Postgres: {env['DATABASE_URL']} (data in {data_dir / 'postgres'})")
-        if not env.get("REDIS_URL"):
-            env["REDIS_URL"] = servers.enter_context(EmbeddedValkey(data_dir / "valkey")).url
-            print(f"embedded Valkey:   {env['REDIS_URL']}")
-        if not env.get("JWT_SECRET"):
-            env["JWT_SECRET"] = secrets.token_urlsafe(32)
-            print(f"generated a development JWT_SECRET: export JWT_SECRET={env['JWT_SECRET']}")
-        load_settings(env)
-        run_migrations(env["DATABASE_URL"])
-        token = mint_token(env["JWT_SECRET"], "local-developer", 12 * 3600)
-        print(
-            f"\nproduct service on http://127.0.0.1:{port}  (API docs: http://127.0.0.1:{port}/openapi.json)\n"
-            f"a write token valid for 12 hours:\n  export TOKEN={token}\n"
-            f"mint another: JWT_SECRET=... python -m product_service token\n"
-            f"try: curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
-            f'-d \'{{"name": "Tea", "price": "3.50"}}\' http://127.0.0.1:{port}/api/v1/products\n'
-            f"\ngRPC (reflection on) on 127.0.0.1:{grpc_port}, e.g. with grpcurl:\n"
-            f"  grpcurl -plaintext 127.0.0.1:{grpc_port} list\n"
-            f'  grpcurl -plaintext -H "authorization: Bearer $TOKEN" '
-            f'-d \'{{"name": "Tea", "price_decimal": "3.50"}}\' '
-            f"127.0.0.1:{grpc_port} product.v1.ProductService/CreateProduct\n"
-            "Ctrl-C stops the service and the servers it started.\n",
-            flush=True,
-        )
-        grpc_server = subprocess.Popen(
-            [sys.executable, "-m", "product_service", "grpc"],
-            env={**env, "GRPC_HOST": "127.0.0.1", "GRPC_DRAIN_SECONDS": "0"},
-        )
-        servers.callback(_stop, grpc_server)
-        gunicorn = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                GUNICORN_CONFIG,
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                WSGI_APP,
-            ],
-            env=env,
-        )
-        try:
-            return gunicorn.wait()
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to gunicorn too; let it finish, then the servers stop.
-            gunicorn.send_signal(signal.SIGTERM)
-            gunicorn.wait()
-            return 0
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record = ProcessRecord(data_dir / "dev-processes.json")
+    started: dict[str, int | None] = {}
+    try:
+        record.stop_leftovers()
+        with ExitStack() as servers:
+            if not env.get("DATABASE_URL"):
+                postgres = servers.enter_context(EmbeddedPostgres(data_dir / "postgres"))
+                started["postgres"] = postgres.pid
+                record.write(started)
+                env["DATABASE_URL"] = postgres.url
+                print(f"embedded Postgres: {env['DATABASE_URL']} (data in {data_dir / 'postgres'})")
+            if not env.get("REDIS_URL"):
+                valkey = servers.enter_context(EmbeddedValkey(data_dir / "valkey"))
+                started["valkey"] = valkey.pid
+                record.write(started)
+                env["REDIS_URL"] = valkey.url
+                print(f"embedded Valkey:   {env['REDIS_URL']}")
+            if not env.get("JWT_SECRET"):
+                env["JWT_SECRET"] = secrets.token_urlsafe(32)
+                print(f"generated a development JWT_SECRET: export JWT_SECRET={env['JWT_SECRET']}")
+            settings = load_settings(env)
+            run_migrations(env["DATABASE_URL"])
+            token = mint_token(
+                env["JWT_SECRET"],
+                "local-developer",
+                12 * 3600,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+            print(
+                f"\nproduct service on http://127.0.0.1:{port}  (API docs: http://127.0.0.1:{port}/openapi.json)\n"
+                f"a write token valid for 12 hours:\n  export TOKEN={token}\n"
+                f"mint another: JWT_SECRET=... python -m product_service token\n"
+                f"try: curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                f'-d \'{{"name": "Tea", "price": "3.50"}}\' http://127.0.0.1:{port}/api/v1/products\n'
+                f"\ngRPC (reflection on) on 127.0.0.1:{grpc_port}, e.g. with grpcurl:\n"
+                f"  grpcurl -plaintext 127.0.0.1:{grpc_port} list\n"
+                f'  grpcurl -plaintext -H "authorization: Bearer $TOKEN" '
+                f'-d \'{{"name": "Tea", "price_decimal": "3.50"}}\' '
+                f"127.0.0.1:{grpc_port} product.v1.ProductService/CreateProduct\n"
+                "Ctrl-C stops the service and the servers it started.\n",
+                flush=True,
+            )
+            grpc_server = subprocess.Popen(
+                [sys.executable, "-m", "product_service", "grpc"],
+                env={**env, "GRPC_HOST": "127.0.0.1", "GRPC_DRAIN_SECONDS": "0"},
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+            servers.callback(_stop, grpc_server)
+            started["grpc"] = grpc_server.pid
+            record.write(started)
+            gunicorn = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    GUNICORN_CONFIG,
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    str(workers),
+                    WSGI_APP,
+                ],
+                env=env,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+            started["gunicorn"] = gunicorn.pid
+            record.write(started)
+            try:
+                return gunicorn.wait()
+            except _Stopped:
+                # On Ctrl-C the terminal sent SIGINT to gunicorn too; either way, let it finish first.
+                gunicorn.send_signal(signal.SIGTERM)
+                gunicorn.wait()
+                return 0
+    except _Stopped:  # stopped while the servers were starting: the ExitStack stopped those already up
+        return 0
+    finally:
+        record.remove()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stopped(Exception):
+    """A stop signal arrived."""
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    # Only once: the cleanup that follows must not be interrupted by a second Ctrl-C.
+    for stop_signal in _STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    raise _Stopped
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from flask import Blueprint, Response, request, url_for
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from product_service.auth import TokenVerifier
 from product_service.cache import CachedProductRepository
@@ -121,15 +122,40 @@ def read_json_body(schema: type[Model]) -> Model:
     """The request body validated against `schema`; JSON numbers become Decimal, never float."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "the request body must be application/json")
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-    try:
-        document = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
+    document = _parse_json(_read_body())
     try:
         return schema.model_validate(document)
     except ValidationError as error:
         raise validation_error(error) from None
+
+
+def _read_body() -> bytes:
+    """The whole body; 413 past MAX_CONTENT_LENGTH, whether it came with a Content-Length or chunked."""
+    limit = request.max_content_length
+    body = request.stream.read()  # raises 413 for a Content-Length past the limit
+    # Werkzeug stops a body without Content-Length (chunked) at the limit, silently: one byte more on
+    # the server's own input stream means the client sent too much.
+    too_long = limit is not None and len(body) >= limit and request.content_length is None
+    if too_long and request.input_stream.read(1):
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The document; 400 with what is wrong with the body, never the parser's own words."""
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        message = (
+            f"the request body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        )
+    except UnicodeDecodeError:
+        message = "the request body is not valid UTF-8"
+    except RecursionError:
+        message = "the request body nests arrays or objects too deeply"
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits()), NaN, Infinity
+        message = "the request body holds a number that is too long or not finite"
+    raise ApiError(400, "invalid_json", message)
 
 
 def _read_query(schema: type[Model]) -> Model:

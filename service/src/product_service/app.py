@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from product_service.api import create_products_blueprint
 from product_service.auth import TokenVerifier
+from product_service.breaker import CircuitBreaker
 from product_service.cache import CachedProductRepository, ProductCache, open_redis
 from product_service.errors import register_error_handlers
 from product_service.logs import SPAN_ID_ENVIRON_KEY, TRACE_ID_ENVIRON_KEY
@@ -34,7 +35,8 @@ def create_app(
     app = Flask("product_service")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     products = CachedProductRepository(repository, cache, metrics)
-    app.register_blueprint(create_products_blueprint(products, TokenVerifier(settings.jwt_secret)))
+    tokens = TokenVerifier(settings.jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+    app.register_blueprint(create_products_blueprint(products, tokens))
     readiness = {"postgres": lambda: repository.ping(READY_TIMEOUT_SECONDS), "redis": cache.ping}
     app.register_blueprint(create_ops_blueprint(readiness, metrics, _service_version()))
     register_error_handlers(app)
@@ -48,8 +50,11 @@ class OpenResources:
 
     pool: ConnectionPool
     redis: redis.Redis
+    breakers: tuple[CircuitBreaker, ...]
 
     def close(self) -> None:
+        for breaker in self.breakers:
+            breaker.close()
         self.pool.close()
         self.redis.close()
 
@@ -75,13 +80,14 @@ def open_app(settings: Settings, tracer_provider: trace.TracerProvider | None = 
         configure=configure,
     )
     redis_client = open_redis(settings.redis_url, settings.redis_timeout_seconds)
-    app = create_app(
-        settings,
-        ProductRepository(pool, metrics),
-        ProductCache(redis_client, settings.cache_ttl_seconds),
-        metrics,
+    repository = ProductRepository(pool, metrics)
+    cache = ProductCache(
+        redis_client,
+        settings.cache_ttl_seconds,
+        CircuitBreaker("redis", redis_client.ping, on_change=metrics.dependency_available),
     )
-    app.extensions["product_service"] = OpenResources(pool, redis_client)
+    app = create_app(settings, repository, cache, metrics)
+    app.extensions["product_service"] = OpenResources(pool, redis_client, (repository.breaker, cache.breaker))
     if tracer_provider is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
         from opentelemetry.instrumentation.redis import RedisInstrumentor

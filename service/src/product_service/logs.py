@@ -67,7 +67,7 @@ class JsonAccessLogger(GunicornLogger):
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
             "query": environ.get("QUERY_STRING") or None,
-            "status": resp.status_code,
+            "status": _status_code(resp),
             "response_bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 3),
             "user_agent": environ.get("HTTP_USER_AGENT"),
@@ -76,3 +76,12 @@ class JsonAccessLogger(GunicornLogger):
             "span_id": environ.get(SPAN_ID_ENVIRON_KEY),
         }
         self.access_log.info("request", extra={"fields": fields})
+
+
+def _status_code(resp: Any) -> int | None:
+    # gunicorn's own error answers set only `status` ("400 Bad Request"), never `status_code`.
+    code = getattr(resp, "status_code", None)
+    if code is None and isinstance(getattr(resp, "status", None), str):
+        head = resp.status.partition(" ")[0]
+        code = int(head) if head.isdigit() else None
+    return code

@@ -18,6 +18,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Sub-millisecond to seconds: cached reads take about a millisecond, the gunicorn timeout is 30 s.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# Any other method a client makes up is counted as `other`: one series per invented word would let a
+# client grow the metrics without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class ServiceMetrics:
     """The service's metrics. Route labels are URL rule templates, never raw paths (bounded cardinality)."""
@@ -64,6 +68,14 @@ class ServiceMetrics:
             registry=self._registry,
             multiprocess_mode="livesum",
         )
+        self.dependency_up = Gauge(
+            "product_dependency_up",
+            "1 while the backing service answers (its circuit breaker is closed), 0 while it is open; "
+            "the lowest value over live workers.",
+            ["dependency"],
+            registry=self._registry,
+            multiprocess_mode="livemin",
+        )
         self.db_connection_wait = Histogram(
             "product_db_pool_wait_seconds",
             "Time a request waited for a pool connection.",
@@ -72,6 +84,7 @@ class ServiceMetrics:
         )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in KNOWN_METHODS else "other"
         self.requests.labels(route, method, str(status)).inc()
         self.request_duration.labels(route, method, str(status)).observe(seconds)
 
@@ -85,6 +98,9 @@ class ServiceMetrics:
 
     def cache_error(self, operation: str) -> None:
         self.cache_errors.labels(operation).inc()
+
+    def dependency_available(self, dependency: str, available: bool) -> None:
+        self.dependency_up.labels(dependency).set(1 if available else 0)
 
     def db_connection_acquired(self, waited_seconds: float, pool_stats: dict[str, Any]) -> None:
         self.db_connection_wait.observe(waited_seconds)

@@ -111,11 +111,13 @@ def _operation_object(
             responses[str(status)] = {"description": "done, no content"}
         else:
             responses[str(status)] = {"description": _ERROR_DESCRIPTIONS[status], "content": error}
-    error_statuses = [500]
+    # gunicorn answers 400, 414 and 431 before any route is chosen (worker.py), and 501 for a body in a
+    # transfer coding it does not know.
+    error_statuses = [400, 414, 431, 500]
     if is_api:
         error_statuses.append(503)
     if op.body is not None:
-        error_statuses += [400, 413, 415, 422]
+        error_statuses += [413, 415, 422, 501]
     if op.secured:
         error_statuses += [401, 403]
     if path_arguments:
@@ -156,13 +158,16 @@ def _operation_object(
 
 
 _ERROR_DESCRIPTIONS = {
-    400: "malformed request: invalid JSON, id or query parameter",
+    400: "malformed request: invalid HTTP framing (e.g. Content-Length), JSON, id or query parameter",
     401: "missing, invalid or expired bearer token",
     403: "the bearer token lacks the products:write scope",
     404: "no such product",
     413: "request body larger than 1 MiB",
+    414: "request line (URL) longer than 4094 bytes",
     415: "request body is not application/json",
     422: "the body does not match the schema; details name each field",
+    431: "more than 100 request headers, or one longer than 8190 bytes",
     500: "unexpected server error",
-    503: "a backing service is unavailable; retry later",
+    501: "the request's Transfer-Encoding is not supported",
+    503: "a backing service is unavailable (Postgres; Redis for updates and deletes); retry later",
 }

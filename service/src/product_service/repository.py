@@ -6,13 +6,19 @@ commit order; the cache uses it to refuse stale writes (see `cache.py`).
 Pooled connections are not checked before use (that would cost a round trip per request). A
 connection found dead instead makes the pool check all its idle connections, and a read is retried
 once; a write is not (it may have been applied), it answers 503 and the client retries.
+
+Outages go through a `CircuitBreaker` (breaker.py): when a connection fails and Postgres does not answer
+a direct connection attempt either, every request answers 503 at once until a background probe
+connects again. The pool gives up reconnecting in the background after `RECONNECT_TIMEOUT_SECONDS`
+(psycopg_pool backs off exponentially, which kept requests failing for ~35 s after Postgres came back);
+the first request after the breaker closes grows it again on demand.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -22,6 +28,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from product_service.breaker import CircuitBreaker, CircuitOpen
 from product_service.errors import ServiceUnavailable
 from product_service.metrics import ServiceMetrics
 from product_service.schemas import Product, ProductCreate
@@ -47,6 +54,10 @@ _UPDATE = """
 
 
 Result = TypeVar("Result")
+
+RECONNECT_TIMEOUT_SECONDS = 1.0
+POOL_WAIT_SLICE_SECONDS = 0.25
+PROBE_CONNECT_TIMEOUT_SECONDS = 2  # libpq's minimum
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ def open_pool(
         timeout=timeout,
         open=True,
         configure=configure,
+        reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         name="products",
         # Each row is read into a dict; autocommit keeps single-statement reads out of a transaction.
         kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(2, int(timeout))},
@@ -86,9 +98,14 @@ def open_pool(
 class ProductRepository:
     """Reads and writes products; raises `ServiceUnavailable` when Postgres cannot be reached."""
 
-    def __init__(self, pool: ConnectionPool, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, pool: ConnectionPool, metrics: ServiceMetrics, breaker: CircuitBreaker | None = None
+    ) -> None:
         self._pool = pool
         self._metrics = metrics
+        self.breaker = breaker or CircuitBreaker(
+            "postgres", self._connects, on_change=metrics.dependency_available
+        )
 
     def get(self, product_id: UUID) -> StoredProduct | None:
         row = self._read(lambda conn: conn.execute(_SELECT_BY_ID, (product_id,)).fetchone())
@@ -120,22 +137,38 @@ class ProductRepository:
         assert row is not None  # INSERT ... RETURNING always returns the row
         return _stored(row)
 
-    def update(self, product_id: UUID, changes: dict[str, Any]) -> StoredProduct | None:
-        """Apply `changes` (column -> value); None when the product does not exist."""
+    def update(
+        self,
+        product_id: UUID,
+        changes: dict[str, Any],
+        before_commit: Callable[[StoredProduct], None] | None = None,
+    ) -> StoredProduct | None:
+        """Apply `changes` (column -> value); None when the product does not exist.
+
+        `before_commit` sees the new row while its lock is held; if it raises, nothing is applied.
+        """
         assignments = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)) for column in changes
         )
         query = sql.SQL(_UPDATE).format(assignments=assignments)
-        with self._connection() as conn:
+        with self._connection() as conn, conn.transaction():
             row = conn.execute(query, {**changes, "id": product_id}).fetchone()
-        return _stored(row) if row else None
+            stored = _stored(row) if row else None
+            if stored is not None and before_commit is not None:
+                before_commit(stored)
+        return stored
 
-    def delete(self, product_id: UUID) -> int | None:
-        """Delete the product; the version it had, or None when it did not exist."""
-        with self._connection() as conn:
+    def delete(self, product_id: UUID, before_commit: Callable[[int], None] | None = None) -> int | None:
+        """Delete the product; the version it had, or None when it did not exist.
+
+        `before_commit` gets that version while the row lock is held; if it raises, nothing is deleted.
+        """
+        with self._connection() as conn, conn.transaction():
             row = conn.execute(
                 "DELETE FROM products WHERE id = %s RETURNING version", (product_id,)
             ).fetchone()
+            if row is not None and before_commit is not None:
+                before_commit(row["version"])
         return row["version"] if row else None
 
     def ping(self, timeout: float) -> None:
@@ -149,16 +182,21 @@ class ProductRepository:
             with self._connection(timeout) as conn:
                 return work(conn)
         except ServiceUnavailable as error:
-            if not isinstance(error.__cause__, psycopg.OperationalError):
+            if not isinstance(error.__cause__, psycopg.OperationalError) or self.breaker.is_open:
                 raise
         with self._connection(timeout) as conn:
             return work(conn)
 
     @contextmanager
     def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            self.breaker.check()
+        except CircuitOpen as error:
+            raise ServiceUnavailable("postgres") from error
         started = time.perf_counter()
         try:
-            with self._pool.connection(timeout=timeout) as conn:
+            with ExitStack() as checked_out:
+                conn = self._checkout(checked_out, self._pool.timeout if timeout is None else timeout)
                 self._metrics.db_connection_acquired(time.perf_counter() - started, self._pool.get_stats())
                 try:
                     yield conn
@@ -169,7 +207,33 @@ class ProductRepository:
         except psycopg.OperationalError as error:
             # The server went away (restart, failover): its other idle connections are dead too.
             self._pool.check()
+            self.breaker.record_failure()
             raise ServiceUnavailable("postgres") from error
+
+    def _checkout(self, checked_out: ExitStack, timeout: float) -> psycopg.Connection[Any]:
+        """A connection from `pool.connection()`, waited for in slices: a request that queued before
+        the breaker opened (or while nobody noticed that Postgres is gone) must not wait out the whole
+        pool timeout. The pool's own context manager is kept (the gRPC server's pool bounds it by the
+        RPC's deadline, grpc/deadlines.py)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = max(min(POOL_WAIT_SLICE_SECONDS, deadline - time.monotonic()), 0.001)
+            attempt_started = time.monotonic()
+            try:
+                return checked_out.enter_context(self._pool.connection(timeout=wait))
+            except PoolTimeout:
+                gave_up_early = time.monotonic() - attempt_started < 0.9 * wait  # a deadline of the caller's
+                if gave_up_early or time.monotonic() >= deadline:
+                    raise
+                self.breaker.record_failure()
+                if self.breaker.is_open:
+                    raise
+
+    def _connects(self) -> None:
+        """The breaker's probe: a connection of its own, outside the pool and its backoff."""
+        conninfo = self._pool.conninfo
+        conninfo = conninfo() if callable(conninfo) else conninfo
+        psycopg.connect(conninfo, connect_timeout=PROBE_CONNECT_TIMEOUT_SECONDS).close()
 
 
 def _stored(row: dict[str, Any]) -> StoredProduct:

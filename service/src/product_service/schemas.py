@@ -41,6 +41,10 @@ def _price_from_json(value: Any) -> Any:
         if not _PRICE_TEXT.fullmatch(value):
             raise ValueError('price must be a decimal string such as "19.99" (at most 2 decimals)')
         return Decimal(value)
+    # As written, like the string form: pydantic's decimal_places ignores the exponent of a zero and
+    # trailing zeros, so 0e-16384 would reach Postgres, which cannot store it in NUMERIC(12, 2).
+    if isinstance(value, Decimal) and value.is_finite() and int(value.as_tuple().exponent) < -2:
+        raise ValueError("price must have at most 2 decimals")
     return value
 
 

@@ -48,6 +48,9 @@ class Settings(DatabaseSettings):
     port: Annotated[int, Field(alias="PORT", ge=1, le=65535)] = 8080
     redis_url: Annotated[str, Field(alias="REDIS_URL")]
     jwt_secret: Annotated[str, Field(alias="JWT_SECRET", min_length=MIN_JWT_SECRET_LENGTH, repr=False)]
+    # When set, a write token must carry exactly this `aud` (one of its audiences) and this `iss`.
+    jwt_audience: Annotated[str | None, Field(alias="JWT_AUDIENCE", min_length=1)] = None
+    jwt_issuer: Annotated[str | None, Field(alias="JWT_ISSUER", min_length=1)] = None
     db_pool_min_size: Annotated[int, Field(alias="DB_POOL_MIN_SIZE", ge=0, le=100)] = 1
     db_pool_max_size: Annotated[int, Field(alias="DB_POOL_MAX_SIZE", ge=1, le=100)] = 4
     db_pool_timeout_seconds: Annotated[float, Field(alias="DB_POOL_TIMEOUT_SECONDS", gt=0, le=60)] = 5.0

@@ -37,6 +37,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import Field
 
 from product_service.auth import TokenVerifier
+from product_service.breaker import CircuitBreaker
 from product_service.cache import CachedProductRepository, ProductCache, open_redis
 from product_service.grpc.deadlines import DeadlineBoundPool
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
@@ -115,14 +116,22 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
 
         RedisInstrumentor.instrument_client(redis_client, tracer_provider=tracer_provider)
     repository = ProductRepository(pool, metrics)
-    cache = ProductCache(redis_client, settings.cache_ttl_seconds)
+    cache = ProductCache(
+        redis_client,
+        settings.cache_ttl_seconds,
+        CircuitBreaker("redis", redis_client.ping, on_change=metrics.dependency_available),
+    )
     products = CachedProductRepository(repository, cache, metrics)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="grpc"),
         interceptors=[*_tracing(tracer_provider), ObservedRpcs(RpcMetrics(registry))],
     )
     pb_grpc.add_ProductServiceServicer_to_server(
-        ProductServicer(products, TokenVerifier(settings.jwt_secret)), server
+        ProductServicer(
+            products,
+            TokenVerifier(settings.jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
+        ),
+        server,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -131,7 +140,8 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     server.start()
     # "" is the server as a whole, what a probe without `service` asks.
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS), cache.ping]
+    # Like REST's /ready: Postgres only; without Redis the server still serves (ops.REQUIRED_FOR_READINESS).
+    checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS)]
     readiness = ReadinessWatch(health_servicer, checks, settings.grpc_readiness_interval_seconds)
     return ProductGrpcServer(server, port, health_servicer, registry, pool, redis_client, readiness)
 

@@ -1,0 +1,105 @@
+"""A circuit breaker per backing service (Postgres, Redis), shared by every thread of a process.
+
+Closed, calls go through. When a call fails, the breaker asks the service directly (its `probe`, with a
+short timeout): if the service answers, the failure was a one-off (a dead pooled connection after a
+restart) and the breaker stays closed; if not, it opens. Open, calls are refused at once, without
+touching the network, and a background thread probes every `probe_interval` seconds; the first probe
+that succeeds closes the breaker. So an outage costs one timeout per process, not one per request, and
+recovery is noticed within one probe interval instead of at the next request that dares to try.
+
+Pattern: Nygard, "Release It!", Circuit Breaker; the background probe replaces the half-open trial call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+Probe = Callable[[], None]  # returns when the service answers, raises otherwise
+StateListener = Callable[[str, bool], None]  # (service name, available)
+
+DEFAULT_PROBE_INTERVAL_SECONDS = 0.5
+PROBE_REUSE_SECONDS = 0.1
+
+
+class CircuitOpen(Exception):
+    """The breaker of `service` is open: the call was not attempted."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"{service} is unavailable")
+        self.service = service
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        service: str,
+        probe: Probe,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL_SECONDS,
+        on_change: StateListener | None = None,
+    ) -> None:
+        self.service = service
+        self._probe = probe
+        self._probe_interval = probe_interval
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._open = False
+        self._answered_at = -float("inf")
+        self._stopped = threading.Event()
+        if on_change is not None:
+            on_change(service, True)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def check(self) -> None:
+        """Raise `CircuitOpen` when calls must not be attempted."""
+        if self._open:
+            raise CircuitOpen(self.service)
+
+    def record_failure(self) -> None:
+        """A call failed: open the breaker unless the service still answers a probe."""
+        if self._open or self._answers():
+            return
+        with self._lock:
+            if self._open:
+                return
+            self._open = True
+        log.warning(
+            "%s does not answer: circuit open, probing every %.1f s", self.service, self._probe_interval
+        )
+        self._notify(available=False)
+        threading.Thread(target=self._probe_until_closed, name=f"{self.service}-probe", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop probing (the process is shutting down)."""
+        self._stopped.set()
+
+    def _probe_until_closed(self) -> None:
+        while not self._stopped.wait(self._probe_interval):
+            if self._answers():
+                with self._lock:
+                    self._open = False
+                log.warning("%s answers again: circuit closed", self.service)
+                self._notify(available=True)
+                return
+
+    def _answers(self) -> bool:
+        # Many threads may report failures at once (a saturated pool): a probe that just succeeded stands.
+        if time.monotonic() - self._answered_at < PROBE_REUSE_SECONDS:
+            return True
+        try:
+            self._probe()
+        except Exception:
+            return False
+        self._answered_at = time.monotonic()
+        return True
+
+    def _notify(self, available: bool) -> None:
+        if self._on_change is not None:
+            self._on_change(self.service, available)
