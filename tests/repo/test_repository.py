@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -38,7 +39,28 @@ def test_make_help_lists_the_contract_targets():
         "destroy",
         "bench-service",
         "lint",
+        "e2e",
+        "cluster",
+        "cluster-down",
+        "tools",
     } <= make_targets()
+
+
+def test_without_go_the_tool_build_stops_and_says_how_to_get_it(tmp_path: Path):
+    # make and the shell, but no Go: the e2e tools cannot be built, and make says so.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("make", "bash", "sh", "awk", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    result = subprocess.run(
+        ["make", "--no-print-directory", "need-go"],
+        cwd=REPO,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "built with Go 1.26+: install it" in result.stdout + result.stderr
 
 
 def test_ci_entry_runs_the_readme_test_command_and_nothing_else():
