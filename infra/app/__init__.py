@@ -25,10 +25,10 @@ from foundation import Foundation
 from kube import (
     RESTRICTED_NAMESPACE_LABELS,
     container_security,
+    cpu_autoscaling,
     ingress_await,
     namespace_peer,
     resources,
-    utilization,
 )
 from passwords import supplied_or_generated
 
@@ -288,21 +288,7 @@ class ProductService(pulumi.ComponentResource):
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             "autoscaler",
             metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            spec={
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": deployment.metadata["name"],
-                },
-                "minReplicas": cfg.hpa_min_replicas,
-                "maxReplicas": cfg.hpa_max_replicas,
-                # CPU only. A Python worker's memory does not fall when load does (the heap keeps its
-                # arenas): over four load runs of `make bench-service` (2 workers) the pod's RSS went
-                # 211 -> 219 MiB and its PSS 104 -> 154 MiB, and neither came down between runs or
-                # after the last. Against the 256Mi request that is 60-86% at rest, so a memory target
-                # of 80% would add replicas that never leave. CPU follows the load down as well as up.
-                "metrics": [utilization("cpu", 70)],
-            },
+            spec=cpu_autoscaling(deployment.metadata["name"], cfg.hpa_min_replicas, cfg.hpa_max_replicas),
             opts=self._k8s(),
         )
         k8s.policy.v1.PodDisruptionBudget(

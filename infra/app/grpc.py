@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, TRACING_NAMESPACE, ClusterAddons
 from config import PlatformConfig
-from kube import ingress_await, namespace_peer, utilization
+from kube import cpu_autoscaling, ingress_await, namespace_peer
 
 NAME = "product-service-grpc"
 GRPC_PORT = 50051
@@ -137,18 +137,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             "grpc-autoscaler",
             metadata=self._metadata(),
-            spec={
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": deployment.metadata["name"],
-                },
-                "minReplicas": cfg.hpa_min_replicas,
-                "maxReplicas": cfg.hpa_max_replicas,
-                # CPU only, as the REST autoscaler and for its reason: a Python process's memory does
-                # not fall when load does.
-                "metrics": [utilization("cpu", 70)],
-            },
+            spec=cpu_autoscaling(deployment.metadata["name"], cfg.hpa_min_replicas, cfg.hpa_max_replicas),
             opts=self._opts(),
         )
         k8s.policy.v1.PodDisruptionBudget(
