@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from product_service.app import close_app, open_app
 from product_service.auth import mint_token
-from product_service.devservers import DevServers, embedded_servers
+from product_service.devservers import DevServers, EmbeddedPostgres, embedded_servers
 from product_service.migrate import run_migrations
 from product_service.settings import Settings
 from service_helpers import JWT_SECRET, settings_for
@@ -48,6 +48,16 @@ def server_dir() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="product-service-test-"))
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres(server_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A migrated Postgres only this test uses, so stopping it (a fault) leaves the session's alone."""
+    postgres = EmbeddedPostgres(server_dir / "postgres")
+    postgres.start()
+    run_migrations(postgres.url)
+    yield postgres
+    postgres.stop()
 
 
 @pytest.fixture(scope="session")

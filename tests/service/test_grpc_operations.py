@@ -28,7 +28,6 @@ from product_service.devservers import DevServers, EmbeddedPostgres, EmbeddedVal
 from product_service.grpc.generated.product.v1 import product_pb2 as pb
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from product_service.logs import JsonFormatter
-from product_service.migrate import run_migrations
 from service_helpers import create_product, wait_until
 from test_product_cache import metric_total, spans_of
 
@@ -260,15 +259,6 @@ def test_updates_and_deletes_are_seen_across_rest_and_grpc(
     assert client.get(f"/api/v1/products/{product['id']}").status_code == 404
     batch = client.post("/api/v1/products:batchGet", json={"ids": [product["id"]]}).json
     assert batch["missing"] == [product["id"]]
-
-
-@pytest.fixture
-def own_postgres(server_dir: Path) -> Iterator[EmbeddedPostgres]:
-    postgres = EmbeddedPostgres(server_dir / "postgres")
-    postgres.start()
-    run_migrations(postgres.url)
-    yield postgres
-    postgres.stop()
 
 
 def test_postgres_down_is_unavailable_except_for_cached_reads_and_not_ready(

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from product_service.auth import mint_token
 from product_service.devservers import DevServers, EmbeddedPostgres
-from product_service.migrate import run_migrations
 from product_service.worker import CLIENT_READ_TIMEOUT
 from service_helpers import JWT_SECRET, Gunicorn, running_gunicorn, wait_until
 
@@ -166,15 +165,6 @@ def test_half_open_connections_leave_health_answering_and_are_dropped_after_the_
     timeouts = [json.loads(line) for line in gunicorn.log_lines() if "client sent nothing" in line]
     assert {line["level"] for line in timeouts} == {"info"}
     assert not any("Traceback" in line for line in gunicorn.log_lines())
-
-
-@pytest.fixture
-def own_postgres(server_dir: Path) -> Iterator[EmbeddedPostgres]:
-    postgres = EmbeddedPostgres(server_dir / "postgres")
-    postgres.start()
-    run_migrations(postgres.url)
-    yield postgres
-    postgres.stop()
 
 
 def test_health_answers_within_100_ms_while_postgres_is_down_under_4_concurrent_clients(

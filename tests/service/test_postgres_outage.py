@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from product_service.app import close_app, open_app
 from product_service.devservers import DevServers, EmbeddedPostgres
-from product_service.migrate import run_migrations
 from service_helpers import create_product, settings_for, wait_until
-
-
-@pytest.fixture
-def own_postgres(server_dir: Path) -> Iterator[EmbeddedPostgres]:
-    """A Postgres only this test uses, so stopping it leaves the session's server alone."""
-    postgres = EmbeddedPostgres(server_dir / "postgres")
-    postgres.start()
-    run_migrations(postgres.url)
-    yield postgres
-    postgres.stop()
 
 
 def test_postgres_down_means_not_ready_and_fast_503s_then_the_first_request_within_2_s_succeeds(
