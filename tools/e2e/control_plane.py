@@ -133,9 +133,9 @@ class Cluster:
         for name, command in self._commands(ports, tokens).items():
             self._launch(name, command, detached)
             if name == "etcd":
-                _wait_for(lambda: _port_open(ports["etcd"]), "etcd to listen", self._log_tail("etcd"))
+                _wait_for(lambda: _port_open(ports["etcd"]), "etcd to listen", self._log("etcd"))
             if name == "kube-apiserver":
-                _wait_for(self._api_ready, "kube-apiserver to be ready", self._log_tail("kube-apiserver"))
+                _wait_for(self._api_ready, "kube-apiserver to be ready", self._log("kube-apiserver"))
         self._seed()
 
     def stop(self) -> None:
@@ -323,7 +323,7 @@ class Cluster:
         _wait_for(
             lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
             "the default service account",
-            self._log_tail("kube-controller-manager"),
+            self._log("kube-controller-manager"),
         )
         manifests = [_node(name) for name in NODES] + [
             {
@@ -348,7 +348,7 @@ class Cluster:
         )
         if applied.returncode:
             raise ClusterError(f"seeding nodes failed: {applied.stderr.strip()}")
-        _wait_for(self._nodes_ready, "the fake nodes to be Ready", self._log_tail("kwok"))
+        _wait_for(self._nodes_ready, "the fake nodes to be Ready", self._log("kwok"))
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -381,7 +381,7 @@ class Cluster:
     def _recorded_pids(self) -> list[int]:
         return [int(p.read_text()) for p in sorted(self.pids.glob("*.pid"))] if self.pids.exists() else []
 
-    def _log_tail(self, name: str) -> Path:
+    def _log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
 
