@@ -61,3 +61,17 @@ def ingress_await(load_balancer_addresses: bool) -> dict[str, Any]:
     if load_balancer_addresses:
         return {}
     return {"annotations": {"pulumi.com/skipAwait": "true"}}
+
+
+def spread(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Topology spread for a Deployment's pods: across zones, then nodes. ScheduleAnyway, so a
+    one-zone or one-node cluster (dev) still schedules every replica."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": labels},
+        }
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]

@@ -29,6 +29,7 @@ from kube import (
     ingress_await,
     namespace_peer,
     resources,
+    spread,
 )
 from passwords import supplied_or_generated
 
@@ -276,10 +277,7 @@ class ProductService(pulumi.ComponentResource):
                         ),
                         "terminationGracePeriodSeconds": 30,
                         # Spread over zones and nodes; ScheduleAnyway so a lost zone degrades, not blocks.
-                        "topologySpreadConstraints": [
-                            _spread("topology.kubernetes.io/zone"),
-                            _spread("kubernetes.io/hostname"),
-                        ],
+                        "topologySpreadConstraints": spread(LABELS),
                     },
                 },
             },
@@ -519,13 +517,4 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
-    }
-
-
-def _spread(topology_key: str) -> dict[str, Any]:
-    return {
-        "maxSkew": 1,
-        "topologyKey": topology_key,
-        "whenUnsatisfiable": "ScheduleAnyway",
-        "labelSelector": {"matchLabels": LABELS},
     }

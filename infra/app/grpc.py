@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, TRACING_NAMESPACE, ClusterAddons
 from config import PlatformConfig
-from kube import cpu_autoscaling, ingress_await, namespace_peer
+from kube import cpu_autoscaling, ingress_await, namespace_peer, spread
 
 NAME = "product-service-grpc"
 GRPC_PORT = 50051
@@ -125,10 +125,7 @@ class ProductGrpcService(pulumi.ComponentResource):
                     "spec": {
                         **pod_spec,
                         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-                        "topologySpreadConstraints": [
-                            self._spread("topology.kubernetes.io/zone"),
-                            self._spread("kubernetes.io/hostname"),
-                        ],
+                        "topologySpreadConstraints": spread(self._labels),
                     },
                 },
             },
@@ -233,14 +230,6 @@ class ProductGrpcService(pulumi.ComponentResource):
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
         depends_on = [*self._depends_on, *kwargs.pop("depends_on", [])]
         return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on, **kwargs)
-
-    def _spread(self, topology_key: str) -> dict[str, Any]:
-        return {
-            "maxSkew": 1,
-            "topologyKey": topology_key,
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": self._labels},
-        }
 
     def _metadata(self) -> dict[str, Any]:
         return {"name": NAME, "namespace": self._namespace, "labels": self._labels}
