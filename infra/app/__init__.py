@@ -17,8 +17,8 @@ from cluster import (
     INGRESS_CLASS,
     INGRESS_NAMESPACE,
     MONITORING_NAMESPACE,
-    TRACING_NAMESPACE,
     ClusterAddons,
+    traces_egress,
 )
 from config import PlatformConfig
 from foundation import Foundation
@@ -383,16 +383,7 @@ class ProductService(pulumi.ComponentResource):
                     },
                 ],
             },
-            "allow-egress-traces": {
-                "podSelector": {"matchLabels": LABELS},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [namespace_peer(TRACING_NAMESPACE)],
-                        "ports": [{"protocol": "TCP", "port": 4317}, {"protocol": "TCP", "port": 4318}],
-                    }
-                ],
-            },
+            "allow-egress-traces": traces_egress(LABELS),
         }
         for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(

@@ -17,7 +17,13 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, TRACING_NAMESPACE, ClusterAddons
+from cluster import (
+    INGRESS_CLASS,
+    INGRESS_NAMESPACE,
+    MONITORING_NAMESPACE,
+    ClusterAddons,
+    traces_egress,
+)
 from config import PlatformConfig
 from kube import cpu_autoscaling, ingress_await, namespace_peer, spread
 
@@ -185,16 +191,7 @@ class ProductGrpcService(pulumi.ComponentResource):
                     },
                 ],
             },
-            "allow-grpc-egress-traces": {
-                "podSelector": {"matchLabels": self._labels},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [namespace_peer(TRACING_NAMESPACE)],
-                        "ports": [{"protocol": "TCP", "port": 4317}, {"protocol": "TCP", "port": 4318}],
-                    }
-                ],
-            },
+            "allow-grpc-egress-traces": traces_egress(self._labels),
         }
         for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(

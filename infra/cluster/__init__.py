@@ -514,6 +514,23 @@ class ClusterAddons(pulumi.ComponentResource):
         return {"tls": [{"hosts": hosts, "secretName": self._cfg.tls_secret_name}]}
 
 
+def traces_egress(pod_labels: dict[str, str]) -> dict[str, Any]:
+    """A NetworkPolicy spec letting these pods send traces to Jaeger's OTLP ports, and nothing else."""
+    return {
+        "podSelector": {"matchLabels": pod_labels},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {
+                "to": [namespace_peer(TRACING_NAMESPACE)],
+                "ports": [
+                    {"protocol": "TCP", "port": OTLP_GRPC_PORT},
+                    {"protocol": "TCP", "port": OTLP_HTTP_PORT},
+                ],
+            }
+        ],
+    }
+
+
 def _jaeger_url(port: int) -> str:
     """Jaeger's one Service (named after its release) at `port`: the only place its address is built."""
     return f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{port}"

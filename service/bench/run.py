@@ -454,14 +454,8 @@ class Gunicorn:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop(self.process)
 
     @property
     def pid(self) -> int:
@@ -530,14 +524,8 @@ class GrpcServer:
         raise SystemExit(f"the gRPC server was not serving within 60 s: see {log.name}")
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop(self.process)
 
     @property
     def pid(self) -> int:
@@ -546,6 +534,16 @@ class GrpcServer:
 
     def memory(self) -> dict[str, Any]:
         return {"rss": proc_kib(f"/proc/{self.pid}/status", "VmRSS:") / 1024}
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (a graceful drain), then SIGKILL if it has not exited within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def children(parent: int) -> list[int]:

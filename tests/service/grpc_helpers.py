@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grp
 from product_service.grpc.server import GrpcSettings, ProductGrpcServer, open_server
 from product_service.settings import load_settings
 from prometheus_client import generate_latest
-from service_helpers import JWT_SECRET, wait_until
+from service_helpers import JWT_SECRET, stop_process, wait_until
 
 
 def grpc_settings(servers: DevServers, **overrides: str) -> GrpcSettings:
@@ -115,13 +114,7 @@ def grpc_process(servers: DevServers, log_path: Path, **environ: str) -> Iterato
         assert process.poll() is None, log_path.read_text()
         yield started
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 def _serving(channel: grpc.Channel) -> bool:

@@ -101,13 +101,7 @@ def running_gunicorn(
         assert process.poll() is None, log_path.read_text()
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 def _answers(server: Gunicorn) -> bool:
@@ -115,3 +109,15 @@ def _answers(server: Gunicorn) -> bool:
         return server.get("/health", timeout=1)[0] == 200
     except OSError:
         return False
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a server a test started, by its PID: SIGTERM, then SIGKILL after 30 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
