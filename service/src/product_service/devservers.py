@@ -171,6 +171,8 @@ class EmbeddedPostgres(_LocalServer):
             entry = pwd.getpwnam(self._user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
             _allow_traversal(self.data_dir.parent)
+            # The server's binaries too: a checkout under a private folder (mktemp -d) hides them.
+            _allow_traversal(_postgres_bin("initdb").parent)
         initdb = subprocess.run(  # noqa: S603 (fixed binary, arguments built here)
             [
                 str(_postgres_bin("initdb")),
