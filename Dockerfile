@@ -5,12 +5,18 @@
 # The base is pinned to an exact Python patch release on Debian bookworm. It is not pinned by digest
 # because no digest could be checked against the registry from where this file was written; pin one
 # (tag@sha256:...) with a tool that can read the registry's index, for example Renovate's Docker manager.
-FROM python:3.11.17-slim-bookworm AS python-base
+#
+# PYTHON_BASE replaces the base (the e2e tier builds a stand-in from Debian's packages: docs/e2e.md).
+ARG PYTHON_BASE=python:3.11.17-slim-bookworm
+FROM ${PYTHON_BASE} AS python-base
 
 # Build stage: the service and its pinned runtime dependencies, installed into a virtual environment
 # that the final stage copies as a whole. constraints.txt pins every transitive dependency, so the
 # image runs exactly the versions the tests ran.
 FROM python-base AS build
+# A package mirror, or an offline wheelhouse (PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels): build arguments of
+# this stage only, so they never reach the final image.
+ARG PIP_INDEX_URL PIP_NO_INDEX PIP_FIND_LINKS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
