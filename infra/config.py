@@ -18,6 +18,9 @@ CLOUDS = ("aws", "gcp", "azure", "local")
 # In standard support on EKS, GKE and AKS (docs/clouds.md, "Kubernetes version"); the EKS
 # cluster-autoscaler chart follows this minor.
 KUBERNETES_VERSION = "1.36"
+# The local target's data services: the official images, unless platform:postgresImage / redisImage say.
+LOCAL_POSTGRES_IMAGE = "postgres:17.6-bookworm"
+LOCAL_REDIS_IMAGE = "redis:7.4.5-bookworm"
 PROFILES = ("dev", "prod")
 DELIVERY_MODES = ("direct", "argocd")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -98,6 +101,9 @@ class PlatformConfig:
     tls_secret_name: str | None
     delivery: str
     kube_context: str | None  # local only: kubeconfig context, None for the current one
+    # local only: the data StatefulSets' images (a company mirror, or images built for a test cluster)
+    postgres_image: str
+    redis_image: str
     log_level: str
     db_pool_min: int
     db_pool_max: int
@@ -185,6 +191,8 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         tls_secret_name=cfg.get("tlsSecretName"),
         delivery=delivery,
         kube_context=cfg.get("kubeContext"),
+        postgres_image=_image(cfg, "postgresImage", LOCAL_POSTGRES_IMAGE),
+        redis_image=_image(cfg, "redisImage", LOCAL_REDIS_IMAGE),
         log_level=_choice(cfg, "logLevel", LOG_LEVELS, default=defaults["logLevel"]),
         db_pool_min=pool_min,
         db_pool_max=_int(cfg, "dbPoolMax", pool_min, 100, 10),

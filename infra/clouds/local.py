@@ -20,11 +20,10 @@ from passwords import supplied_or_generated
 DATA_NAMESPACE = "platform-data"
 DATABASE = "products"
 DATABASE_USER = "products"
-POSTGRES_IMAGE = "postgres:17.6-bookworm"
-REDIS_IMAGE = "redis:7.4.5-bookworm"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
-# Both official images run their server as the `postgres` / `redis` user with uid and gid 999.
+# Both official images run their server as the `postgres` / `redis` user with uid and gid 999
+# (images named by platform:postgresImage / redisImage must too).
 DATA_UID = 999
 # A mount path inside the container (the root filesystem is read-only), not a file here.
 SCRATCH_DIR = "/tmp"  # noqa: S108
@@ -141,7 +140,7 @@ class LocalFoundation(pulumi.ComponentResource):
     def _postgres(self, cfg: PlatformConfig, secret_name: pulumi.Input[str]) -> None:
         container = {
             "name": "postgres",
-            "image": POSTGRES_IMAGE,
+            "image": cfg.postgres_image,
             "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT}],
             "env": [
                 {"name": "POSTGRES_DB", "value": DATABASE},
@@ -165,7 +164,7 @@ class LocalFoundation(pulumi.ComponentResource):
     def _redis(self, cfg: PlatformConfig, secret_name: pulumi.Input[str]) -> None:
         container = {
             "name": "redis",
-            "image": REDIS_IMAGE,
+            "image": cfg.redis_image,
             # Kubernetes expands $(REDIS_PASSWORD) from the env below; the value never enters the spec.
             "args": ["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes", "--dir", "/data"],
             "ports": [{"name": "redis", "containerPort": REDIS_PORT}],

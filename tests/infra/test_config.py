@@ -86,3 +86,10 @@ def test_the_default_kubernetes_version_is_1_36_in_the_program_and_the_project_f
     assert KUBERNETES_VERSION == "1.36"
     project = yaml.safe_load((REPO_DIR / "Pulumi.yaml").read_text())
     assert project["config"]["platform:kubernetesVersion"]["default"] == KUBERNETES_VERSION
+
+
+def test_the_local_data_images_follow_the_image_rule():
+    assert _error(postgresImage="postgres") == (
+        "platform:postgresImage must name an image by a tag other than latest or by digest (got 'postgres')"
+    )
+    assert "platform:redisImage" in _error(redisImage="mirror.example/redis:latest")
