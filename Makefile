@@ -23,7 +23,9 @@ PROTOS := $(shell find proto -name '*.proto')
 GENERATED := service/src/product_service/grpc/generated/.stamp
 
 .PHONY: help setup generate test lint fmt test-service test-infra test-policies test-repo run plan policy \
-        preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e
+        preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e node-packages images
+# Pattern rules below name their inputs per image ($$*).
+.SECONDEXPANSION:
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,15 +72,15 @@ go_build = go -C tools/go/$(1) build -trimpath
 required = $(shell awk '$$1 == "$(2)" {print $$2} $$1 == "require" && $$2 == "$(2)" {print $$3}' tools/go/$(1)/go.mod)
 PULUMI_VERSION := $(call required,pulumi,github.com/pulumi/pulumi/pkg/v3)
 KUBERNETES_VERSION := $(call required,kubernetes,k8s.io/kubernetes)
-KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl)
+KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 E2E_TOOLS := $(TOOLS)/pulumi $(TOOLS)/pulumi-language-python $(TOOLS)/pulumi-language-python-exec \
-	$(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok
+	$(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok $(TOOLS)/coredns
 # Kubernetes reports the version it was built as; without these it says v0.0.0 and clients misjudge it.
 KUBE_VERSION_FLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) -X $(pkg).gitMajor=1 \
 	-X $(pkg).gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION))))
 
-tools: $(E2E_TOOLS) ## build the e2e tier's tools into .tools/bin (Pulumi CLI, Kubernetes, etcd, kwok)
+tools: $(E2E_TOOLS) ## build the e2e tier's tools into .tools/bin (Pulumi CLI, Kubernetes, etcd, kwok, CoreDNS)
 
 need-go:
 	@command -v go >/dev/null || { echo "The e2e tools are built with Go 1.26+: install it (https://go.dev/dl/) and run make again"; exit 1; }
@@ -115,14 +117,43 @@ $(TOOLS)/etcd: tools/go/etcd/go.mod tools/go/etcd/go.sum | need-go
 $(TOOLS)/kwok: tools/go/kwok/go.mod tools/go/kwok/go.sum | need-go
 	$(call go_build,kwok) -o $(CURDIR)/$@ sigs.k8s.io/kwok/cmd/kwok
 
-test: setup lint tools ## install everything, lint, run the whole test suite (the e2e tier too)
+$(TOOLS)/coredns: $(wildcard tools/go/coredns/*) | need-go
+	$(call go_build,coredns) -o $(CURDIR)/$@ .
+
+# --- the real node (tools/e2e/node.py): Debian's container runtime, and images built here ------------
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah
+IMAGES := .tools/images
+IMAGE_NAMES := debian pause python postgres redis product-service
+SERVICE_IMAGE_INPUTS := Dockerfile .dockerignore constraints.txt \
+	$(shell git ls-files service/src service/pyproject.toml service/requirements.txt service/gunicorn.conf.py \
+		service/generate_grpc.py proto 2>/dev/null)
+
+node-packages: ## install the real node's Debian packages (containerd, runc, CNI plugins, buildah; root)
+	@dpkg-query --show $(NODE_PACKAGES) >/dev/null 2>&1 || { \
+		[ "$$(id -u)" = 0 ] || { echo "The real node needs root and Debian's $(NODE_PACKAGES)"; exit 1; }; \
+		apt-get install --yes --quiet --no-install-recommends $(NODE_PACKAGES) >/dev/null \
+			|| { apt-get update --quiet >/dev/null && apt-get install --yes --quiet --no-install-recommends $(NODE_PACKAGES) >/dev/null; }; }
+
+images: $(addprefix $(IMAGES)/,$(addsuffix .tar,$(IMAGE_NAMES))) ## build the real node's images into .tools/images (buildah; root)
+
+$(IMAGES)/debian.tar: | node-packages $(VENV)/.installed
+	$(BIN)/python tools/e2e/images.py build debian
+$(IMAGES)/pause.tar: $(wildcard tools/go/pause/*) | node-packages need-go
+	$(BIN)/python tools/e2e/images.py build pause
+$(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar: $(IMAGES)/debian.tar $$(wildcard tools/e2e/images/%/*)
+	$(BIN)/python tools/e2e/images.py build $*
+$(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
+	$(BIN)/python tools/e2e/images.py build product-service
+
+test: setup lint tools node-packages images ## install everything, lint, run the whole test suite (the e2e tier too)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-e2e: setup tools ## tier 3: `make up STACK=dev` with the real engine on a local control plane (kwok nodes)
+e2e: setup tools node-packages images ## tier 3: `make up STACK=dev` with the real engine, on kwok's nodes and on a real node
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-cluster: $(VENV)/.installed tools ## the e2e control plane on loopback, on its own (kubeconfig in build/cluster/)
-	$(BIN)/python tools/e2e/control_plane.py up
+NODE ?= kwok
+cluster: $(VENV)/.installed tools $(if $(filter real,$(NODE)),node-packages images) ## the e2e control plane on its own (NODE=real: with a real node); kubeconfig in build/cluster/
+	$(BIN)/python tools/e2e/control_plane.py up --node $(NODE)
 
 cluster-down: ## stop everything `make cluster` started
 	$(PYTHON) tools/e2e/control_plane.py down

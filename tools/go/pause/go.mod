@@ -1,0 +1,3 @@
+module productplatform/tools/pause
+
+go 1.26.0
