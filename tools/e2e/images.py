@@ -1,0 +1,187 @@
+"""The images the real node runs, built here without a registry or a Docker engine (buildah, as root).
+
+    python tools/e2e/images.py build NAME [NAME...]   # writes .tools/images/NAME.tar (docker-archive)
+    python tools/e2e/images.py names                  # the image each archive holds, one per line
+
+No registry is reachable from this machine, so nothing is pulled:
+- `debian` is a `debootstrap --variant=minbase` of Debian bookworm, from this machine's own apt mirror;
+- `pause` is the static sandbox program of tools/go/pause;
+- `python` is a STAND-IN for the Dockerfile's pinned base (python:3.11.17-slim-bookworm): Debian's own
+  Python 3.11 (3.11.2) on the same Debian release, instead of a CPython built from source in /usr/local;
+- `product-service` is the repository's own Dockerfile, built on that stand-in (PYTHON_BASE), with pip
+  installing from a wheelhouse downloaded here (PIP_NO_INDEX, PIP_FIND_LINKS), and named as the dev stack
+  names it (`platform:image: product-service:0.1.0`), the way a kind user loads an image;
+- `postgres` and `redis` are STAND-INS for the local target's official images, from Debian's packages
+  (PostgreSQL 15 and Redis 7.0 instead of 17 and 7.4), speaking the same contract: the same environment
+  variables, ports, probe commands and uid 999 (tools/e2e/images/*/Containerfile).
+Make rebuilds an archive when its inputs change (Makefile, `images`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / ".tools" / "images"
+CONTAINERFILES = Path(__file__).resolve().parent / "images"
+SUITE = "bookworm"
+MIRROR = re.compile(r"^(?:URIs:|deb)\s+(\S+/debian)\s*$", re.MULTILINE)
+PREFIX = "localhost/platform-e2e"
+IMAGES = {
+    "debian": f"{PREFIX}/debian:{SUITE}-minbase",
+    "pause": f"{PREFIX}/pause:1",
+    "python": f"{PREFIX}/python:3.11-{SUITE}-standin",
+    "postgres": f"{PREFIX}/postgres:15-{SUITE}-standin",
+    "redis": f"{PREFIX}/redis:7.0-{SUITE}-standin",
+    "product-service": "docker.io/library/product-service:0.1.0",
+}
+# What each image is built on (an archive made first); `debian` and `pause` start from nothing.
+BASES = {"python": "debian", "postgres": "debian", "redis": "debian", "product-service": "python"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build")
+    build.add_argument("names", nargs="+", choices=sorted(IMAGES))
+    commands.add_parser("names")
+    args = parser.parse_args()
+    if args.command == "names":
+        print("\n".join(IMAGES.values()))
+        return
+    if os.geteuid() != 0:
+        sys.exit("images: buildah and debootstrap need root here (no Docker engine, no rootless setup)")
+    for name in args.names:
+        archive(name)
+
+
+def archive(name: str) -> Path:
+    """Build `name` and write it as a docker-archive that `ctr images import` reads."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    if base := BASES.get(name):
+        _load(base)
+    {"debian": _debian, "pause": _pause, "product-service": _service}.get(name, _containerfile)(name)
+    target = OUT / f"{name}.tar"
+    target.unlink(missing_ok=True)
+    _buildah("push", IMAGES[name], f"docker-archive:{target}:{IMAGES[name]}")
+    print(f"{name}: {IMAGES[name]}, {target.stat().st_size / 2**20:.0f} MiB archive", flush=True)
+    return target
+
+
+def _debian(name: str) -> None:
+    with tempfile.TemporaryDirectory(dir=OUT) as scratch:
+        rootfs = Path(scratch) / "rootfs"
+        _run("debootstrap", "--variant=minbase", SUITE, str(rootfs), apt_mirror())
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / cache, ignore_errors=True)
+            (rootfs / cache).mkdir(parents=True)
+        _from_rootfs(name, rootfs, ["--cmd", "/bin/bash"])
+
+
+def _pause(name: str) -> None:
+    with tempfile.TemporaryDirectory(dir=OUT) as scratch:
+        rootfs = Path(scratch)
+        _run(
+            "go", "-C", str(REPO / "tools/go/pause"), "build", "-trimpath", "-ldflags=-s -w",
+            "-o", str(rootfs / "pause"), ".", env={**os.environ, "CGO_ENABLED": "0"},
+        )  # fmt: skip
+        _from_rootfs(name, rootfs, ["--entrypoint", '["/pause"]', "--user", "65535:65535"])
+
+
+def _containerfile(name: str) -> None:
+    """tools/e2e/images/NAME/Containerfile on its base; apt reads the mirror debootstrap wrote."""
+    _buildah(
+        "bud", "--pull=never", "--network=host", "--layers", "--build-arg", f"BASE={IMAGES[BASES[name]]}",
+        "-t", IMAGES[name], str(CONTAINERFILES / name),
+    )  # fmt: skip
+
+
+def _service(name: str) -> None:
+    """The repository's Dockerfile, on the Python stand-in, installing from a local wheelhouse."""
+    wheels = OUT / "wheels"
+    _run(
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--dest", str(wheels), "-c", str(REPO / "constraints.txt"),
+        "-r", str(REPO / "service/requirements.txt"), "grpcio-tools", "setuptools", "wheel",
+        # redis needs it before Python 3.11.3, and the stand-in's Python is 3.11.2 (this one is newer).
+        "async-timeout",
+    )  # fmt: skip
+    _buildah(
+        "bud", "--pull=never", "--network=none", "--layers",
+        "--build-arg", f"PYTHON_BASE={IMAGES['python']}",
+        "--build-arg", "PIP_NO_INDEX=1", "--build-arg", "PIP_FIND_LINKS=/wheels",
+        "--volume", f"{wheels}:/wheels:ro",
+        "-t", IMAGES[name], "-f", str(REPO / "Dockerfile"), str(REPO),
+    )  # fmt: skip
+
+
+def _from_rootfs(name: str, rootfs: Path, config: list[str]) -> None:
+    container = _buildah("from", "--name", f"platform-e2e-{name}", "scratch", capture=True).strip()
+    try:
+        mount = Path(_buildah("mount", container, capture=True).strip())
+        _run("cp", "-a", f"{rootfs}/.", str(mount))
+        _buildah("config", *config, container)
+        _buildah("commit", "--rm", container, IMAGES[name])
+    except BaseException:
+        _buildah("rm", container)
+        raise
+
+
+def _load(name: str) -> None:
+    """Make the base image present in buildah's store, from its archive if the store lost it."""
+    listed = subprocess.run(
+        [*_buildah_command(), "images", "--quiet", IMAGES[name]], capture_output=True, check=False
+    )
+    if listed.returncode:
+        if not (OUT / f"{name}.tar").exists():
+            archive(name)
+        _buildah("pull", f"docker-archive:{OUT / f'{name}.tar'}")
+
+
+def apt_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 sources or sources.list)."""
+    sources = [*sorted(Path("/etc/apt").glob("sources.list.d/*.sources")), Path("/etc/apt/sources.list")]
+    for source in sources:
+        if source.exists() and (match := MIRROR.search(source.read_text())):
+            return match.group(1)
+    sys.exit("images: no Debian mirror found in /etc/apt (URIs: .../debian)")
+
+
+def _buildah_command() -> list[str]:
+    store = OUT / "store"
+    return [
+        "buildah",
+        "--root",
+        str(store / "root"),
+        "--runroot",
+        str(store / "run"),
+        "--storage-driver",
+        "overlay",
+    ]
+
+
+def _buildah(*args: str, capture: bool = False) -> str:
+    return _run(*_buildah_command(), *args, capture=capture)
+
+
+def _run(*command: str, env: dict[str, str] | None = None, capture: bool = False) -> str:
+    """Run `command`, its output shown (or returned when `capture`); stop on failure."""
+    result = subprocess.run(
+        command, stdout=subprocess.PIPE if capture else None, text=True, env=env, check=False
+    )
+    if result.returncode:
+        sys.exit(f"images: `{' '.join(command[:6])} ...` failed (exit {result.returncode})")
+    return result.stdout or ""
+
+
+if __name__ == "__main__":
+    main()
