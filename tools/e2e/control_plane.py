@@ -1,6 +1,6 @@
-"""The e2e tier's Kubernetes: a real control plane on loopback, with kwok playing two fake nodes.
+"""The e2e tier's Kubernetes: a real control plane, with kwok's two fake nodes or one real node.
 
-    python tools/e2e/control_plane.py up   [--state build/cluster]   # start; print the kubeconfig to use
+    python tools/e2e/control_plane.py up   [--state build/cluster] [--node kwok|real]   # start; print the kubeconfig
     python tools/e2e/control_plane.py down [--state build/cluster]   # stop everything it started, by PID
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real programs, built from
@@ -13,6 +13,11 @@ Addresses: everything listens on 127.0.0.1. Kubernetes needs a non-loopback adve
 ranges for Service and Pod IPs; they come from 198.18.0.0/15 (reserved for benchmarking), and as
 root the launcher adds a blackhole route for that range, so a packet sent there never leaves the
 machine (nothing here sends one: no container runs and no webhook is registered).
+
+`--node real` (root only) replaces kwok with a node that runs containers (tools/e2e/node.py): the API
+server then listens on 198.18.0.1, the host's end of the node's veth, and the blackhole route is
+required, not just added. In tests (not detached) a watchdog process undoes everything if the process
+that started the cluster dies, however it dies.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -33,16 +39,19 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import node as real_node
+
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools" / "bin"
 STAGES = Path(__file__).resolve().parent / "stages"
 CONTEXT = "kwok-e2e"
+REAL_NODE_CONTEXT = "e2e-real-node"
 NODES = ("kwok-node-0", "kwok-node-1")
 TEST_RANGE = "198.18.0.0/15"
 ADVERTISE_ADDRESS = "198.18.0.1"
 SERVICE_RANGE = "198.18.128.0/17"
 POD_RANGE = "198.19.0.0/16"
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 START_TIMEOUT = 60.0
 
 
@@ -54,29 +63,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("up", "down"))
+    parser.add_argument("command", choices=("up", "down", "watch"))
     parser.add_argument("--state", type=Path, default=REPO / "build" / "cluster")
+    parser.add_argument("--node", choices=("kwok", "real"), default="kwok")
+    parser.add_argument("--owner", type=int, help="watch: the PID whose end stops the cluster")
     args = parser.parse_args()
-    cluster = Cluster(args.state)
+    cluster = Cluster(args.state, args.node)
+    if args.command == "watch":
+        _watch(cluster, args.owner)
+        return
     if args.command == "down":
         cluster.stop()
         print(f"stopped; removed {args.state}")
         return
     try:
         cluster.start(detached=True)
-    except ClusterError as error:
+    except (ClusterError, real_node.NodeError) as error:
         cluster.stop()
         sys.exit(f"cluster: {error}")
     print(
-        f"control plane up: export KUBECONFIG={cluster.kubeconfig}  (context {CONTEXT}); `make cluster-down` stops it"
+        f"control plane up: export KUBECONFIG={cluster.kubeconfig}  (context {cluster.context}); `make cluster-down` stops it"
     )
 
 
 class Cluster:
     """One control plane in `state`. `start` then `stop`, or use it as a context manager."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, node: str = "kwok") -> None:
         self.state = state.resolve()
+        self.node = real_node.RealNode(self.state) if node == "real" else None
+        self.components = CONTROL_PLANE + (real_node.COMPONENTS if self.node else ("kwok",))
+        self.address = real_node.HOST_ADDRESS if self.node else "127.0.0.1"
+        self.context = REAL_NODE_CONTEXT if self.node else CONTEXT
         self.kubeconfig = self.state / "kubeconfig"
         self.pki = self.state / "pki"
         self.logs = self.state / "logs"
@@ -115,7 +133,7 @@ class Cluster:
     def start(self, detached: bool) -> None:
         """Start every component and return once the cluster accepts workloads. `detached`: the
         processes outlive this one (make cluster); otherwise they die with it (tests)."""
-        missing = [name for name in COMPONENTS if not (TOOLS / name).exists()]
+        missing = [name for name in self.components if name != "containerd" and not (TOOLS / name).exists()]
         if missing or not (TOOLS / "kubectl").exists():
             raise ClusterError(
                 f"missing {', '.join(missing or ['kubectl'])} in {TOOLS}: run `make tools` (needs Go)"
@@ -128,6 +146,10 @@ class Cluster:
         for folder in (self.pki, self.logs, self.pids):
             folder.mkdir(parents=True)
         _isolate_test_range(self.state)
+        if self.node:
+            if not detached:
+                self._start_watchdog()
+            self.node.prepare(TEST_RANGE)
         ports = dict(zip(("etcd", "etcd-peer", "apiserver"), _free_ports(3), strict=True))
         tokens = self._write_credentials(ports["apiserver"])
         for name, command in self._commands(ports, tokens).items():
@@ -136,10 +158,20 @@ class Cluster:
                 _wait_for(lambda: _port_open(ports["etcd"]), "etcd to listen", self._log("etcd"))
             if name == "kube-apiserver":
                 _wait_for(self._api_ready, "kube-apiserver to be ready", self._log("kube-apiserver"))
+            if name == "containerd":
+                assert self.node
+                _wait_for(self.node.runtime_ready, "containerd to answer", self._log("containerd"))
+                self.node.import_images()
         self._seed()
 
     def stop(self) -> None:
-        """Stop every recorded process (SIGTERM, then SIGKILL), undo the route, remove the state."""
+        """Stop every recorded process (SIGTERM, then SIGKILL), undo the node's changes and the route,
+        remove the state."""
+        watchdog = self.state / "watchdog.pid"
+        if watchdog.exists() and int(watchdog.read_text()) != os.getpid():
+            _terminate(int(watchdog.read_text()), grace=2)
+        if self.node or (self.state / "node").exists():
+            real_node.RealNode(self.state).stop(self._recorded_pids(), _terminate)
         for pid in reversed(self._recorded_pids()):
             _terminate(pid)
         _restore_test_range(self.state)
@@ -152,7 +184,7 @@ class Cluster:
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
         peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
         stage_files = [arg for stage in sorted(STAGES.glob("*.yaml")) for arg in ("--config", str(stage))]
-        return {
+        commands = {
             "etcd": [
                 "etcd",
                 "--name=e2e",
@@ -168,7 +200,7 @@ class Cluster:
             "kube-apiserver": [
                 "kube-apiserver",
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.address}",
                 f"--secure-port={ports['apiserver']}",
                 f"--advertise-address={ADVERTISE_ADDRESS}",
                 f"--service-cluster-ip-range={SERVICE_RANGE}",
@@ -180,6 +212,10 @@ class Cluster:
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
+                # How it reaches a kubelet (logs, exec, port-forward): by address, never a name lookup.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
             ],
             "kube-controller-manager": [
                 "kube-controller-manager",
@@ -199,6 +235,11 @@ class Cluster:
                 "--secure-port=0",
                 "--leader-elect=false",
             ],
+        }
+        if self.node:
+            credentials = {c: self._client_config(c, tokens) for c in ("kubelet", "kube-proxy", "coredns")}
+            return commands | self.node.commands(credentials, pki / "ca.crt")
+        return commands | {
             "kwok": [
                 "kwok",
                 f"--kubeconfig={self._client_config('kwok', tokens)}",
@@ -264,6 +305,15 @@ class Cluster:
             "-extfile",
             "san.ext",
         )
+        # The API server's client certificate for kubelets (system:masters may read logs, exec).
+        openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            "-keyout", "kubelet-client.key", "-out", "kubelet-client.csr",
+        )  # fmt: skip
+        openssl(
+            "x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", "kubelet-client.crt",
+        )  # fmt: skip
         openssl("genrsa", "-out", "sa.key", "2048")
         openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
         users = {
@@ -271,12 +321,17 @@ class Cluster:
             "controller-manager": ("system:kube-controller-manager", ""),
             "scheduler": ("system:kube-scheduler", ""),
             "kwok": ("kwok-controller", "system:masters"),
+            # The real node's programs: the Node authorizer's and the default RBAC's names for them.
+            "kubelet": (f"system:node:{real_node.NODE_NAME}", "system:nodes"),
+            "kube-proxy": ("system:kube-proxy", ""),
+            # CoreDNS only reads Services, EndpointSlices, Pods and Namespaces; test clusters keep it short.
+            "coredns": ("platform-e2e:coredns", "system:masters"),
         }
         tokens = {client: os.urandom(24).hex() for client in users}
         (pki / "tokens.csv").write_text(
             "".join(f'{tokens[c]},{user},{user},"{group}"\n' for c, (user, group) in users.items())
         )
-        self.server = f"https://127.0.0.1:{port}"
+        self.server = f"https://{self.address}:{port}"
         self.kubeconfig.write_text(self._kubeconfig(tokens["admin"]))
         return tokens
 
@@ -293,51 +348,60 @@ class Cluster:
                 "kind": "Config",
                 "clusters": [
                     {
-                        "name": CONTEXT,
+                        "name": self.context,
                         "cluster": {"server": self.server, "certificate-authority": str(self.pki / "ca.crt")},
                     }
                 ],
-                "users": [{"name": CONTEXT, "user": {"token": token}}],
-                "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}}],
-                "current-context": CONTEXT,
+                "users": [{"name": self.context, "user": {"token": token}}],
+                "contexts": [
+                    {"name": self.context, "context": {"cluster": self.context, "user": self.context}}
+                ],
+                "current-context": self.context,
             },
             indent=2,
         )
 
     def _launch(self, name: str, command: list[str], detached: bool) -> None:
         log = (self.logs / f"{name}.log").open("ab")
+        program = TOOLS / command[0]
         process = subprocess.Popen(
-            [str(TOOLS / command[0]), *command[1:]],
+            [str(program) if program.exists() else command[0], *command[1:]],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             cwd=self.state,
-            env={**self.env, "HOME": str(self.state)},
+            env={**self.env, "HOME": str(self.state), "PATH": f"{os.environ['PATH']}:/usr/sbin:/sbin"},
             start_new_session=detached,
             preexec_fn=None if detached else _die_with_parent,
         )
-        (self.pids / f"{COMPONENTS.index(name)}-{name}.pid").write_text(str(process.pid))
+        (self.pids / f"{self.components.index(name)}-{name}.pid").write_text(str(process.pid))
 
     def _seed(self) -> None:
-        """Two fake nodes for kwok, and the default StorageClass its volume stages serve."""
+        """kwok: two fake nodes, and the default StorageClass its volume stages serve. Real: the node's
+        StorageClass and volumes."""
         _wait_for(
             lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
             "the default service account",
             self._log("kube-controller-manager"),
         )
-        manifests = [_node(name) for name in NODES] + [
-            {
-                "apiVersion": "storage.k8s.io/v1",
-                "kind": "StorageClass",
-                "metadata": {
-                    "name": "kwok-volume",
-                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-                },
-                "provisioner": "kwok.x-k8s.io/volume",
-                "reclaimPolicy": "Delete",
-                "volumeBindingMode": "Immediate",
-            }
-        ]
+        manifests = (
+            self.node.seed()
+            if self.node
+            else [_node(name) for name in NODES]
+            + [
+                {
+                    "apiVersion": "storage.k8s.io/v1",
+                    "kind": "StorageClass",
+                    "metadata": {
+                        "name": "kwok-volume",
+                        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                    },
+                    "provisioner": "kwok.x-k8s.io/volume",
+                    "reclaimPolicy": "Delete",
+                    "volumeBindingMode": "Immediate",
+                }
+            ]
+        )
         applied = subprocess.run(
             [str(TOOLS / "kubectl"), "apply", "-f", "-"],
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}),
@@ -348,7 +412,10 @@ class Cluster:
         )
         if applied.returncode:
             raise ClusterError(f"seeding nodes failed: {applied.stderr.strip()}")
-        _wait_for(self._nodes_ready, "the fake nodes to be Ready", self._log("kwok"))
+        if self.node:
+            _wait_for(lambda: self._nodes_ready(1), "the real node to be Ready", self._log("kubelet"))
+        else:
+            _wait_for(lambda: self._nodes_ready(len(NODES)), "the fake nodes to be Ready", self._log("kwok"))
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -364,7 +431,7 @@ class Cluster:
         except OSError:
             return False
 
-    def _nodes_ready(self) -> bool:
+    def _nodes_ready(self, count: int) -> bool:
         nodes = self.kubectl("get", "nodes", "-o", "json", check=False)
         if nodes.returncode:
             return False
@@ -376,13 +443,31 @@ class Cluster:
                 for c in node.get("status", {}).get("conditions", [])
             )
         ]
-        return len(ready) == len(NODES)
+        return len(ready) == count
 
     def _recorded_pids(self) -> list[int]:
         return [int(p.read_text()) for p in sorted(self.pids.glob("*.pid"))] if self.pids.exists() else []
 
     def _log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
+
+    def _start_watchdog(self) -> None:
+        watchdog = subprocess.Popen(
+            [sys.executable, __file__, "watch", f"--state={self.state}", f"--owner={os.getpid()}"],
+            stdin=subprocess.DEVNULL,
+            stdout=(self.logs / "watchdog.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        (self.state / "watchdog.pid").write_text(str(watchdog.pid))
+
+
+def _watch(cluster: Cluster, owner: int) -> None:
+    """Wait for `owner` to end (a pidfd, no polling), then stop the cluster it started."""
+    with contextlib.suppress(ProcessLookupError):
+        descriptor = os.pidfd_open(owner)
+        select.select([descriptor], [], [])
+    cluster.stop()
 
 
 def _node(name: str) -> dict[str, object]:
