@@ -3,13 +3,16 @@
 Fixtures, from the outside in:
 - `cluster`: etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
   (tools/e2e/control_plane.py), stopped by PID when the session ends, however it ends;
+- `real_cluster`: the same control plane with one real node instead (tools/e2e/node.py: containerd,
+  kubelet, kube-proxy, CoreDNS; images built here by `make images`), for test_real_node.py;
 - `chart_repository`: a Helm repository of PLACEHOLDER charts (real names and versions, no
   contents) served on 127.0.0.1, because the charts' own repositories cannot be reached here;
-- `checkout`: a copy of this repository, where the test acts as a user: it sets the stack's
-  secrets with `pulumi config set --secret` and runs `make up STACK=dev`, exactly as the README says.
+- `checkout` (and `real_checkout`): a copy of this repository, where the test acts as a user: it sets
+  the stack's secrets with `pulumi config set --secret` and runs `make up STACK=dev`, exactly as the
+  README says.
 
-What this tier cannot see: container behaviour (kwok runs none), what the real charts render,
-and the cloud providers (none can be run here).
+What this tier cannot see: what the real charts render (placeholders), and the cloud providers (none
+can be run here).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import control_plane
+import images
+import node
 import pytest
 from e2e_stack import REPO, SUPPLIED_SECRETS, TOOLS, Checkout
 
@@ -33,11 +38,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     missing = [
         tool
         for tool in (
-            *control_plane.COMPONENTS,
+            *control_plane.CONTROL_PLANE,
+            "kwok",
             "kubectl",
             "pulumi",
             "pulumi-language-python",
             "pulumi-resource-kubernetes",
+            *node.COMPONENTS[1:],
         )
         if not (TOOLS / tool).exists()
     ]
@@ -46,11 +53,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(
             f"tests/e2e needs {', '.join(missing)} in .tools/bin: run `make tools` (it builds them with Go 1.26+)"
         )
+    if os.geteuid() != 0:
+        raise pytest.UsageError(
+            "tests/e2e runs a real node (network namespaces, mounts, cgroups), which needs root; "
+            "`make test PYTEST_ARGS='--ignore=tests/e2e/test_real_node.py'` leaves it out"
+        )
+    if unbuilt := [name for name in images.IMAGES if not (images.OUT / f"{name}.tar").exists()]:
+        raise pytest.UsageError(f"tests/e2e needs the images {', '.join(unbuilt)}: run `make images`")
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_plane.Cluster]:
     with control_plane.Cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_plane.Cluster]:
+    with control_plane.Cluster(tmp_path_factory.mktemp("real-cluster"), node="real") as running:
         yield running
 
 
@@ -78,6 +98,23 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def checkout(
+    tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str
+) -> Checkout:
+    return _checkout(tmp_path_factory, cluster, chart_repository)
+
+
+@pytest.fixture(scope="session")
+def real_checkout(
+    tmp_path_factory: pytest.TempPathFactory, real_cluster: control_plane.Cluster, chart_repository: str
+) -> Checkout:
+    user = _checkout(tmp_path_factory, real_cluster, chart_repository)
+    # The node has no registry: the data services run the stand-ins `make images` built.
+    user.pulumi("config", "set", "platform:postgresImage", images.IMAGES["postgres"])
+    user.pulumi("config", "set", "platform:redisImage", images.IMAGES["redis"])
+    return user
+
+
+def _checkout(
     tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str
 ) -> Checkout:
     root = tmp_path_factory.mktemp("checkout")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import node
 from config import KUBERNETES_VERSION
 from control_plane import CONTEXT, Cluster
 from e2e_stack import REPO, get
@@ -73,16 +74,63 @@ def test_a_killed_test_run_takes_its_control_plane_with_it(tmp_path: Path) -> No
             _kill(pid)
 
 
-# A stand-in for a test run: starts a cluster, says so, and waits to be killed.
+def test_a_killed_test_run_leaves_nothing_of_its_real_node_behind(tmp_path: Path) -> None:
+    """Its watchdog stops the containers too, and undoes every change the node made to the machine."""
+    state = tmp_path / "cluster"
+    before = _machine()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_CLUSTER, str(LAUNCHER.parent), str(state), "real"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        pids = [int(p.read_text()) for p in (state / "pids").glob("*.pid")]
+        assert len(pids) == 8
+        cluster = Cluster(state, node="real")
+        cluster.kubectl("run", "held", f"--image={node.PAUSE_IMAGE}", "--image-pull-policy=Never")
+        cluster.kubectl("wait", "--for=condition=Ready", "pod/held", "--timeout=60s")
+        during = _machine()
+        assert during["netns"] == [*before["netns"], node.NETNS]
+        assert during["cgroups"], "the pod runs under the kubelet's cgroup root"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        _wait_until(lambda: not state.exists(), "the watchdog to stop the cluster", timeout=90)
+        assert not any(_alive(pid) for pid in pids)
+        assert _machine() == before
+    finally:
+        holder.kill()
+        if state.exists():
+            Cluster(state, node="real").stop()
+
+
+def _machine() -> dict[str, object]:
+    """What a real node changes on this machine: routes, namespaces, links, mounts, cgroups, sysctls."""
+
+    def lines(*command: str) -> list[str]:
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+
+    return {
+        "routes": sorted(lines("ip", "-4", "route", "show", "table", "all")),
+        "netns": [line.split()[0] for line in lines("ip", "netns", "list")],
+        "links": sorted(line.split(":")[1] for line in lines("ip", "-o", "link")),
+        "mounts": sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{node.CGROUP_ROOT}")),
+        "sysctls": [Path("/proc/sys", s).read_text() for s in node.KERNEL_SETTINGS],
+        "folders": [Path(f).exists() for f in (*node.WRITTEN_ANYWAY, "/run/containerd")],
+    }
+
+
+# A stand-in for a test run: starts a cluster (kwok, or `real`), says so, and waits to be killed.
 _HOLD_A_CLUSTER = """
 import sys, threading
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from control_plane import Cluster
-cluster = Cluster(Path(sys.argv[2]))
+cluster = Cluster(Path(sys.argv[2]), *sys.argv[3:])
 cluster.start(detached=False)
 print("ready", flush=True)
-threading.Event().wait(120)
+threading.Event().wait(300)
 """
 
 
