@@ -14,7 +14,8 @@ No registry is reachable from this machine, so nothing is pulled:
 - `postgres` and `redis` are STAND-INS for the local target's official images, from Debian's packages
   (PostgreSQL 15 and Redis 7.0 instead of 17 and 7.4), speaking the same contract: the same environment
   variables, ports, probe commands and uid 999 (tools/e2e/images/*/Containerfile).
-Make rebuilds an archive when its inputs change (Makefile, `images`).
+Make rebuilds an archive when its inputs change (Makefile, `images`); buildah's layer cache (in CACHE)
+makes an unchanged step free, and the Debian base is bootstrapped once per cache.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / ".tools" / "images"
+# buildah's store and the wheelhouse, outside the checkout like Go's caches: a fresh clone reuses the
+# debootstrap and every cached layer (`rm -rf ~/.cache/product-platform` starts from nothing).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "product-platform"
 CONTAINERFILES = Path(__file__).resolve().parent / "images"
 SUITE = "bookworm"
 MIRROR = re.compile(r"^(?:URIs:|deb)\s+(\S+/debian)\s*$", re.MULTILINE)
@@ -78,6 +82,9 @@ def archive(name: str) -> Path:
 
 
 def _debian(name: str) -> None:
+    if _in_store(name):
+        print(f"{name}: reusing {IMAGES[name]} from {CACHE}", flush=True)
+        return
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
         rootfs = Path(scratch) / "rootfs"
         _run("debootstrap", "--variant=minbase", SUITE, str(rootfs), apt_mirror())
@@ -107,7 +114,7 @@ def _containerfile(name: str) -> None:
 
 def _service(name: str) -> None:
     """The repository's Dockerfile, on the Python stand-in, installing from a local wheelhouse."""
-    wheels = OUT / "wheels"
+    wheels = CACHE / "wheels"
     _run(
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
         "--dest", str(wheels), "-c", str(REPO / "constraints.txt"),
@@ -137,14 +144,20 @@ def _from_rootfs(name: str, rootfs: Path, config: list[str]) -> None:
 
 
 def _load(name: str) -> None:
-    """Make the base image present in buildah's store, from its archive if the store lost it."""
+    """Make the base image present in buildah's store: from its archive, or built."""
+    if _in_store(name):
+        return
+    if (OUT / f"{name}.tar").exists():
+        _buildah("pull", f"docker-archive:{OUT / f'{name}.tar'}")
+    else:
+        archive(name)
+
+
+def _in_store(name: str) -> bool:
     listed = subprocess.run(
         [*_buildah_command(), "images", "--quiet", IMAGES[name]], capture_output=True, check=False
     )
-    if listed.returncode:
-        if not (OUT / f"{name}.tar").exists():
-            archive(name)
-        _buildah("pull", f"docker-archive:{OUT / f'{name}.tar'}")
+    return listed.returncode == 0
 
 
 def apt_mirror() -> str:
@@ -157,7 +170,7 @@ def apt_mirror() -> str:
 
 
 def _buildah_command() -> list[str]:
-    store = OUT / "store"
+    store = CACHE / "buildah"
     return [
         "buildah",
         "--root",
