@@ -5,10 +5,7 @@
 # The base is pinned to an exact Python patch release on Debian bookworm. It is not pinned by digest
 # because no digest could be checked against the registry from where this file was written; pin one
 # (tag@sha256:...) with a tool that can read the registry's index, for example Renovate's Docker manager.
-#
-# PYTHON_BASE replaces the base (the e2e tier builds a stand-in from Debian's packages: docs/e2e.md).
-ARG PYTHON_BASE=python:3.11.17-slim-bookworm
-FROM ${PYTHON_BASE} AS python-base
+FROM python:3.11.17-slim-bookworm AS python-base
 
 # Build stage: the service and its pinned runtime dependencies, installed into a virtual environment
 # that the final stage copies as a whole. constraints.txt pins every transitive dependency, so the

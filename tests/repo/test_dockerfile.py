@@ -132,16 +132,10 @@ class Stage:
 
 
 def parse_stages() -> list[Stage]:
-    """The stages, with a global ARG's default substituted in FROM (as a build without --build-arg)."""
     stages: list[Stage] = []
-    defaults: dict[str, str] = {}
     for keyword, args in instructions(DOCKERFILE.read_text()):
-        if keyword == "ARG" and not stages:
-            name, _, default = args.partition("=")
-            defaults[name.strip()] = default.strip()
-        elif keyword == "FROM":
+        if keyword == "FROM":
             words = [w for w in args.split() if not w.startswith("--")]
-            words[0] = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], words[0])
             alias = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base=words[0], alias=alias))
         elif stages:

@@ -1,14 +1,13 @@
 """The images the real node runs, built here without a registry or a Docker engine (buildah, as root).
 
     python tools/e2e/images.py build NAME [NAME...]   # writes .tools/images/NAME.tar (docker-archive)
-    python tools/e2e/images.py names                  # the image each archive holds, one per line
 
 No registry is reachable from this machine, so nothing is pulled:
 - `debian` is a `debootstrap --variant=minbase` of Debian bookworm, from this machine's own apt mirror;
 - `pause` is the static sandbox program of tools/go/pause;
 - `python` is a STAND-IN for the Dockerfile's pinned base (python:3.11.17-slim-bookworm): Debian's own
   Python 3.11 (3.11.2) on the same Debian release, instead of a CPython built from source in /usr/local;
-- `product-service` is the repository's own Dockerfile, built on that stand-in (PYTHON_BASE), with pip
+- `product-service` is the repository's own Dockerfile, built on that stand-in (buildah's --from), with pip
   installing from a wheelhouse downloaded here (PIP_NO_INDEX, PIP_FIND_LINKS), and named as the dev stack
   names it (`platform:image: product-service:0.1.0`), the way a kind user loads an image;
 - `postgres` and `redis` are STAND-INS for the local target's official images, from Debian's packages
@@ -57,11 +56,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build")
     build.add_argument("names", nargs="+", choices=sorted(IMAGES))
-    commands.add_parser("names")
     args = parser.parse_args()
-    if args.command == "names":
-        print("\n".join(IMAGES.values()))
-        return
     if os.geteuid() != 0:
         sys.exit("images: buildah and debootstrap need root here (no Docker engine, no rootless setup)")
     for name in args.names:
@@ -124,7 +119,7 @@ def _service(name: str) -> None:
     )  # fmt: skip
     _buildah(
         "bud", "--pull=never", "--network=none", "--layers",
-        "--build-arg", f"PYTHON_BASE={IMAGES['python']}",
+        "--from", IMAGES["python"],  # replaces the first FROM: the pinned base cannot be pulled here
         "--build-arg", "PIP_NO_INDEX=1", "--build-arg", "PIP_FIND_LINKS=/wheels",
         "--volume", f"{wheels}:/wheels:ro",
         "-t", IMAGES[name], "-f", str(REPO / "Dockerfile"), str(REPO),
