@@ -104,7 +104,9 @@ def test_the_test_range_is_routed_only_to_the_node_or_nowhere(real_cluster: Clus
     assert all(r["dst"] != "default" for r in node_routes), "the node must have no default route"
 
 
-def test_make_up_runs_every_workload_as_a_container(deployed: str, real_cluster: Cluster) -> None:
+def test_make_up_runs_every_platform_pod_as_a_container_with_the_add_on_charts_as_placeholders(
+    deployed: str, real_cluster: Cluster
+) -> None:
     pods = get(real_cluster, "pods", "--all-namespaces")["items"]
     running = {
         p["metadata"]["name"]: p["status"].get("containerStatuses", [])
