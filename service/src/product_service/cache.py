@@ -120,15 +120,15 @@ class ProductCache:
     # EVAL rather than redis-py's Script (EVALSHA): a pipeline of Scripts costs an extra SCRIPT EXISTS
     # round trip per execute, and EVAL needs no reloading after a Redis restart.
     def store(self, stored: StoredProduct) -> None:
-        self._store(_key(stored.product.id), stored.version, stored.product.model_dump_json())
+        self._store(_key(stored.product.id), stored.version, stored.document)
 
     def store_many(self, products: Iterable[StoredProduct]) -> None:
         """All in one pipelined round trip."""
         pipeline = self._client.pipeline(transaction=False)
         for stored in products:
             pipeline.eval(
-                _STORE_IF_NEWER, 1, _key(stored.product.id), stored.version,
-                stored.product.model_dump_json(), self._ttl_ms,
+                _STORE_IF_NEWER, 1, _key(stored.product.id), stored.version, stored.document,
+                self._ttl_ms,
             )  # fmt: skip
         self._call(pipeline.execute)
 
@@ -142,7 +142,7 @@ class ProductCache:
     def ping(self) -> None:
         self._call(self._client.ping)
 
-    def _store(self, key: str, version: int, body: str) -> None:
+    def _store(self, key: str, version: int, body: str | bytes) -> None:
         self._call(lambda: self._client.eval(_STORE_IF_NEWER, 1, key, version, body, self._ttl_ms))
 
     def _call(self, command: Callable[[], Result]) -> Result:
@@ -331,6 +331,4 @@ def _parsed(body: bytes) -> Product | None:
 
 
 _AS_MODEL: _Reading[Product] = _Reading(_parsed, lambda stored: stored.product)
-_AS_JSON: _Reading[bytes] = _Reading(
-    lambda body: body, lambda stored: stored.product.model_dump_json().encode()
-)
+_AS_JSON: _Reading[bytes] = _Reading(lambda body: body, lambda stored: stored.document)
