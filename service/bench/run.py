@@ -39,7 +39,7 @@ import jwt
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_load import drive_get_product
-from load import HOST, Request, Result, choose_generator, drive, generator_name
+from load import HOST, Request, Result, choose_generator, drive, generator_name, keep_alive
 from otlp_sink import OtlpSink
 from product_service.devservers import embedded_servers
 from profiling import py_spy, record, summarise
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     SHUFFLE.seed(args.seed)
-    choose_generator(args.generator)
+    choose_generator(args.generator, keep_alive=args.keep_alive)
     secret = secrets.token_urlsafe(32)
     with ExitStack() as stack:
         progress("starting embedded Postgres and Valkey, applying migrations")
@@ -135,6 +135,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["auto", "wrk", "python"],
         default="auto",
         help="load generator: wrk when installed (auto), or the Python one, which competes for the same CPUs",
+    )
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="wrk keeps its connections open between requests (by default each request asks the server "
+        "to close the connection, as a client without connection reuse does)",
     )
     parser.add_argument(
         "--set",
@@ -247,6 +253,7 @@ def measure(
     profiles = {scenario.name: profiled(scenario, seconds) for scenario in scenarios} if profile else {}
     return {
         "generator": generator_name(),
+        "keep_alive": keep_alive(),
         "connections": CONNECTIONS,
         "workers": len(service.pids()) - 1,
         "seconds_per_run": seconds,
@@ -700,7 +707,8 @@ def print_report(report: dict) -> None:
     print()
     print(
         f"{report['workers']} gunicorn workers (the production worker class), {report['connections']} connections, {report['generator']} "
-        f"load generator, {report['cpus']} CPUs, {report['products']} products, "
+        f"load generator ({'keep-alive' if report['keep_alive'] else 'a new connection per request'}), "
+        f"{report['cpus']} CPUs, {report['products']} products, "
         f"{report['runs_per_scenario']} x {report['seconds_per_run']:.0f} s per scenario (medians), "
         f"1-minute load average "
         f"{report['load_average_1m_at_start']:.1f} at the start, {report['load_average_1m_at_end']:.1f} at the end"
