@@ -44,14 +44,22 @@ class Result:
 
 
 _choice = "auto"
+_keep_alive = False
 
 
-def choose_generator(name: str) -> None:
-    """ "auto" (wrk when installed, else Python), "wrk" or "python"."""
-    global _choice
+def choose_generator(name: str, keep_alive: bool = False) -> None:
+    """ "auto" (wrk when installed, else Python), "wrk" or "python". With `keep_alive`, wrk reuses each
+    connection for the next request instead of asking the server to close it after each response."""
+    global _choice, _keep_alive
     if name == "wrk" and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    _choice = name
+    _choice, _keep_alive = name, keep_alive
+    if keep_alive and generator_name() != "wrk":
+        raise SystemExit("keep-alive needs wrk: the Python generator opens a connection per request")
+
+
+def keep_alive() -> bool:
+    return _keep_alive
 
 
 def generator_name() -> str:
@@ -88,7 +96,7 @@ local next_index = 0
 
 init = function(args)
   for i, r in ipairs(requests) do
-    local headers = {["Connection"] = "close"}
+    local headers = %(connection)s
     for name, value in pairs(r[4]) do headers[name] = value end
     if r[3] ~= "" then headers["Content-Type"] = "application/json" end
     formatted[i] = wrk.format(r[1], r[2], headers, r[3] ~= "" and r[3] or nil)
@@ -116,7 +124,8 @@ end
 
 def _drive_wrk(port: int, requests: Sequence[Request], *, connections: int, seconds: float) -> Result:
     entries = ",\n".join(_lua_request(r) for r in requests)
-    script = _WRK_SCRIPT % {"requests": "{\n" + entries + "\n}"}
+    connection = "{}" if _keep_alive else '{["Connection"] = "close"}'
+    script = _WRK_SCRIPT % {"requests": "{\n" + entries + "\n}", "connection": connection}
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         path = Path(tmp) / "scenario.lua"
         path.write_text(script)

@@ -1,8 +1,9 @@
 """Where a gunicorn worker's time goes under load: py-spy samples, summarised per library.
 
-py-spy samples master and workers from outside (no change to the service). It drops most samples where
-a worker is idle, but counts a worker inside a socket call as active; those samples are charged to
-"waiting" below, the rest are the libraries' CPU time. Each sample is charged to the innermost frame of
+py-spy samples master and workers from outside (no change to the service), and only the thread that
+holds the GIL (`--gil`): with 8 threads per worker, sampling every thread would mostly show threads
+parked in the poller or a socket call. What it samples is where the Python code's CPU time goes; the
+few samples caught in a socket call are charged to "waiting" below, the rest to the libraries. Each sample is charged to the innermost frame of
 a known library; standard-library frames count for the library that called them (json.dumps called by
 Flask is Flask's time), and imports (a worker booting after max_requests) are counted apart.
 """
@@ -63,6 +64,7 @@ def record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         str(pid),
         "--subprocesses",
         "--full-filenames",
+        "--gil",
         "--nonblocking",
         "--rate",
         "200",
@@ -76,14 +78,17 @@ def record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
-def summarise(raw: Path) -> list[tuple[str, float]]:
-    """(library, share of the workers' samples) in decreasing order, from py-spy's raw (collapsed) output."""
+def summarise(raw: Path, workers: bool = True) -> list[tuple[str, float]]:
+    """(library, share of the workers' samples) in decreasing order, from py-spy's raw (collapsed) output.
+
+    `workers=False` counts the samples of the sampled process itself (the gRPC server has no workers).
+    """
     charged: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         all_frames = stack.split(";")
         frames = [f for f in all_frames if not f.startswith("process ")]
-        if len(all_frames) - len(frames) < 2 or not frames:
+        if (workers and len(all_frames) - len(frames) < 2) or not frames:
             continue  # the master (a worker's samples start with the master's process, then its own)
         charged[charge(frames)] += int(count)
     total = sum(charged.values()) or 1

@@ -26,6 +26,7 @@ from product_service.auth import mint_token
 from product_service.devservers import DevServers, EmbeddedPostgres, embedded_servers
 from product_service.migrate import run_migrations
 from product_service.settings import Settings
+from product_service.tracing import RequestTraceIds
 from service_helpers import JWT_SECRET, settings_for
 
 
@@ -81,7 +82,7 @@ def client(app: Flask) -> FlaskClient:
 def traced(settings: Settings) -> Iterator[tuple[Flask, InMemorySpanExporter]]:
     """An app of its own whose spans land in memory, for tests that read the traces."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=RequestTraceIds())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = open_app(settings, tracer_provider=provider)
     yield app, exporter

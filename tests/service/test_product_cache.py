@@ -25,6 +25,7 @@ from product_service.cache import CachedProductRepository, ProductCache
 from product_service.devservers import DevServers, EmbeddedValkey
 from product_service.metrics import ServiceMetrics
 from product_service.repository import ProductRepository, open_pool
+from product_service.schemas import BatchGetResponse
 from product_service.settings import Settings
 from prometheus_client.parser import text_string_to_metric_families
 from service_helpers import create_product, settings_for, wait_until
@@ -363,3 +364,69 @@ def test_an_unreadable_cache_entry_is_a_miss_and_gets_replaced(
 
     assert response.json == product
     assert redis_client.get(key).startswith(b"1:")
+
+
+def test_a_cache_hit_answers_the_stored_json_bytes_as_they_are(
+    client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis
+) -> None:
+    product = create_product(client, auth, price="3.50")
+    key = f"product:v1:{product['id']}"
+    client.get(f"/api/v1/products/{product['id']}")
+    version, _, stored = redis_client.get(key).partition(b":")
+    # A document the model would dump differently ("3.5" becomes "3.50"): only the stored bytes say "3.5".
+    as_stored = stored.replace(b'"price":"3.50"', b'"price":"3.5"')
+    redis_client.set(key, version + b":" + as_stored)
+
+    response = client.get(f"/api/v1/products/{product['id']}")
+
+    assert response.status_code == 200
+    assert response.data == as_stored
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Content-Length"] == str(len(as_stored))
+
+
+def test_a_cached_get_answers_the_same_bytes_as_the_postgres_read(
+    client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis
+) -> None:
+    product = create_product(client, auth, description=None)
+    redis_client.delete(f"product:v1:{product['id']}")
+
+    from_postgres = client.get(f"/api/v1/products/{product['id']}")
+    from_cache = client.get(f"/api/v1/products/{product['id']}")
+
+    assert redis_client.exists(f"product:v1:{product['id']}")
+    assert from_cache.data == from_postgres.data
+    assert dict(from_cache.headers) == dict(from_postgres.headers)
+
+
+def test_batch_get_answers_the_same_bytes_as_its_response_model(
+    client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis
+) -> None:
+    cached = create_product(client, auth, name="cached")["id"]
+    uncached = create_product(client, auth, name="uncached", description=None)["id"]
+    client.get(f"/api/v1/products/{cached}")
+    redis_client.delete(f"product:v1:{uncached}")
+    missing = str(uuid.uuid4())
+
+    response = client.post("/api/v1/products:batchGet", json={"ids": [uncached, missing, cached]})
+
+    expected = BatchGetResponse.model_validate(response.json).model_dump_json().encode()
+    assert response.data == expected
+    assert [product["id"] for product in response.json["products"]] == [uncached, cached]
+    assert response.json["missing"] == [missing]
+
+
+def test_a_cache_entry_that_is_not_a_product_document_is_a_miss_and_gets_replaced(
+    client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis
+) -> None:
+    product = create_product(client, auth)
+    key = f"product:v1:{product['id']}"
+    redis_client.set(key, b"0:not a product document")
+
+    single = client.get(f"/api/v1/products/{product['id']}")
+    redis_client.set(key, b"0:not a product document")
+    batch = client.post("/api/v1/products:batchGet", json={"ids": [product["id"]]})
+
+    assert single.json == product
+    assert batch.json["products"] == [product]
+    assert redis_client.get(key).startswith(b"1:{")

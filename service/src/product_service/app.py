@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from flask import Flask, Response, g, request
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import ConnectionPool
 
 from product_service.api import create_products_blueprint
@@ -24,9 +25,12 @@ from product_service.metrics import ServiceMetrics
 from product_service.ops import create_ops_blueprint
 from product_service.repository import ProductRepository, open_pool
 from product_service.settings import Settings
+from product_service.tracing import SampledFirst
 
 MAX_BODY_BYTES = 1024 * 1024
 READY_TIMEOUT_SECONDS = 1.0
+# Probes and scrapes are never traced.
+UNTRACED_PATHS = ("/health", "/ready", "/metrics")
 
 
 def create_app(
@@ -59,10 +63,12 @@ class OpenResources:
         self.redis.close()
 
 
-def open_app(settings: Settings, tracer_provider: trace.TracerProvider | None = None) -> Flask:
+def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) -> Flask:
     """The app on fresh connections. Call it in the process that serves (after gunicorn forks).
 
-    With a `tracer_provider`, requests, SQL queries and Redis commands are traced.
+    With a `tracer_provider` (its id generator a `tracing.RequestTraceIds`), the requests its sampler
+    samples are traced with their SQL queries and Redis commands; the others are served by an
+    uninstrumented twin of the app on the same connections (`tracing.SampledFirst`).
     """
     configure = None
     if tracer_provider is not None:
@@ -92,10 +98,14 @@ def open_app(settings: Settings, tracer_provider: trace.TracerProvider | None = 
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
+        untraced = create_app(settings, repository, cache, metrics)
         FlaskInstrumentor.instrument_app(
-            app, tracer_provider=tracer_provider, excluded_urls="/health,/ready,/metrics"
+            app, tracer_provider=tracer_provider, excluded_urls=",".join(UNTRACED_PATHS)
         )
         RedisInstrumentor.instrument_client(redis_client, tracer_provider=tracer_provider)
+        app.wsgi_app = SampledFirst(  # type: ignore[method-assign]
+            app.wsgi_app, untraced.wsgi_app, tracer_provider, excluded_paths=UNTRACED_PATHS
+        )
     return app
 
 

@@ -22,6 +22,10 @@ updates and deletes answer 503 (reads and creates keep working from Postgres). A
 stalled Redis may land after the write was rolled back; it only keeps that product out of the cache
 until the mark's TTL ends (readers go to Postgres meanwhile).
 
+Reads. An entry's body is the product's JSON exactly as the API answers it (`Product.model_dump_json`),
+so a REST cache hit sends the stored bytes as they are (`get_json`, `get_many_json`), with no parsing
+into a model and no dumping again; gRPC, which needs the fields, parses them (`get`, `get_many`).
+
 Availability. Redis calls use short socket timeouts and no retries, behind a `CircuitBreaker`
 (breaker.py): once Redis fails and does not answer a PING either, calls are skipped without any
 timeout until a background PING succeeds. Any Redis error or skipped call is counted in
@@ -33,7 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import redis
@@ -49,6 +53,8 @@ from product_service.schemas import Product, ProductCreate
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
+# What a read returns for one product: the model (gRPC) or its JSON document (REST).
+Found = TypeVar("Found")
 
 # `v1` is the entry format: a release that changes it changes the prefix instead of misreading entries.
 _KEY_PREFIX = "product:v1:"
@@ -87,7 +93,11 @@ def open_redis(url: str, timeout: float) -> redis.Redis:
 @dataclass(frozen=True)
 class CacheEntry:
     version: int
-    product: Product | None  # None: a tombstone, the product was deleted
+    body: bytes  # the product's JSON as the API answers it; b"" for a tombstone (the product was deleted)
+
+    @property
+    def deleted(self) -> bool:
+        return not self.body
 
 
 class ProductCache:
@@ -110,15 +120,15 @@ class ProductCache:
     # EVAL rather than redis-py's Script (EVALSHA): a pipeline of Scripts costs an extra SCRIPT EXISTS
     # round trip per execute, and EVAL needs no reloading after a Redis restart.
     def store(self, stored: StoredProduct) -> None:
-        self._store(_key(stored.product.id), stored.version, stored.product.model_dump_json())
+        self._store(_key(stored.product.id), stored.version, stored.document)
 
     def store_many(self, products: Iterable[StoredProduct]) -> None:
         """All in one pipelined round trip."""
         pipeline = self._client.pipeline(transaction=False)
         for stored in products:
             pipeline.eval(
-                _STORE_IF_NEWER, 1, _key(stored.product.id), stored.version,
-                stored.product.model_dump_json(), self._ttl_ms,
+                _STORE_IF_NEWER, 1, _key(stored.product.id), stored.version, stored.document,
+                self._ttl_ms,
             )  # fmt: skip
         self._call(pipeline.execute)
 
@@ -132,7 +142,7 @@ class ProductCache:
     def ping(self) -> None:
         self._call(self._client.ping)
 
-    def _store(self, key: str, version: int, body: str) -> None:
+    def _store(self, key: str, version: int, body: str | bytes) -> None:
         self._call(lambda: self._client.eval(_STORE_IF_NEWER, 1, key, version, body, self._ttl_ms))
 
     def _call(self, command: Callable[[], Result]) -> Result:
@@ -145,9 +155,17 @@ class ProductCache:
 
 
 @dataclass(frozen=True)
-class BatchResult:
-    products: list[Product]
+class BatchResult(Generic[Found]):
+    products: list[Found]
     missing: list[UUID]
+
+
+@dataclass(frozen=True)
+class _Reading(Generic[Found]):
+    """How a read turns what it found into its result: a cached body (None if unreadable) or a row."""
+
+    from_cache: Callable[[bytes], Found | None]
+    from_row: Callable[[StoredProduct], Found]
 
 
 class CachedProductRepository:
@@ -159,24 +177,43 @@ class CachedProductRepository:
         self._metrics = metrics
 
     def get(self, product_id: UUID) -> Product | None:
+        return self._get(product_id, _AS_MODEL)
+
+    def get_json(self, product_id: UUID) -> bytes | None:
+        """The product's JSON as GET /products/{id} answers it; a cache hit is the stored bytes as they are."""
+        return self._get(product_id, _AS_JSON)
+
+    def get_many(self, product_ids: Sequence[UUID]) -> BatchResult[Product]:
+        """One MGET, at most one SQL query for the misses, one pipelined back-fill."""
+        return self._get_many(product_ids, _AS_MODEL)
+
+    def get_many_json(self, product_ids: Sequence[UUID]) -> BatchResult[bytes]:
+        """`get_many` with each product as its JSON document, cache hits as stored."""
+        return self._get_many(product_ids, _AS_JSON)
+
+    def _get(self, product_id: UUID, reading: _Reading[Found]) -> Found | None:
         try:
             entry = self._cache.get(product_id)
         except CACHE_FAILURES:
             # Straight to Postgres, and no back-fill: a slow Redis must cost one timeout, not two.
             self._cache_failed("get")
             stored = self._repository.get(product_id)
-            return stored.product if stored else None
+            return reading.from_row(stored) if stored else None
         if entry is not None:
-            self._metrics.cache_hits()
-            return entry.product
+            if entry.deleted:
+                self._metrics.cache_hits()
+                return None
+            found = reading.from_cache(entry.body)
+            if found is not None:
+                self._metrics.cache_hits()
+                return found
         self._metrics.cache_misses()
         stored = self._repository.get(product_id)
         if stored is not None:
             self._refresh(stored)
-        return stored.product if stored else None
+        return reading.from_row(stored) if stored else None
 
-    def get_many(self, product_ids: Sequence[UUID]) -> BatchResult:
-        """One MGET, at most one SQL query for the misses, one pipelined back-fill."""
+    def _get_many(self, product_ids: Sequence[UUID], reading: _Reading[Found]) -> BatchResult[Found]:
         wanted = list(dict.fromkeys(product_ids))
         try:
             entries = self._cache.get_many(wanted)
@@ -184,19 +221,23 @@ class CachedProductRepository:
         except CACHE_FAILURES:
             self._cache_failed("mget")
             entries, cache_answered = [None] * len(wanted), False
-        found: dict[UUID, Product] = {}
+        found: dict[UUID, Found] = {}
         misses: list[UUID] = []
         for product_id, entry in zip(wanted, entries, strict=True):
             if entry is None:
                 misses.append(product_id)
-            elif entry.product is not None:
-                found[product_id] = entry.product
+            elif not entry.deleted:
+                value = reading.from_cache(entry.body)
+                if value is None:
+                    misses.append(product_id)
+                else:
+                    found[product_id] = value
         if cache_answered:
             self._metrics.cache_hits(len(wanted) - len(misses))
             self._metrics.cache_misses(len(misses))
         if misses:
             loaded = self._repository.get_many(misses)
-            found.update((stored.product.id, stored.product) for stored in loaded)
+            found.update((stored.product.id, reading.from_row(stored)) for stored in loaded)
             if cache_answered and loaded:
                 self._refresh_many(loaded)
         return BatchResult(
@@ -269,8 +310,25 @@ def _decode(raw: bytes | str | None) -> CacheEntry | None:
     version, _, body = (raw.encode() if isinstance(raw, str) else raw).partition(b":")
     if body == _PENDING.encode():
         return None
+    if body and not (body.startswith(_PRODUCT_DOCUMENT_START) and body.endswith(b"}")):
+        return None  # not a product document this release wrote: a miss, whose back-fill replaces it
     try:
-        return CacheEntry(int(version), Product.model_validate_json(body) if body else None)
+        return CacheEntry(int(version), body)
     except ValueError:
         # Not an entry this release can read: a miss, whose back-fill then overwrites it.
         return None
+
+
+# Product.model_dump_json starts every document with its id.
+_PRODUCT_DOCUMENT_START = b'{"id":"'
+
+
+def _parsed(body: bytes) -> Product | None:
+    try:
+        return Product.model_validate_json(body)
+    except ValueError:
+        return None  # unreadable: a miss
+
+
+_AS_MODEL: _Reading[Product] = _Reading(_parsed, lambda stored: stored.product)
+_AS_JSON: _Reading[bytes] = _Reading(lambda body: body, lambda stored: stored.document)

@@ -82,19 +82,30 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self._registry,
         )
+        # Each request's series, looked up once: `labels()` validates and locks on every call. The keys
+        # are bounded: route templates x KNOWN_METHODS x status codes.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._cache_hits = self.cache_lookups.labels("hit")
+        self._cache_misses = self.cache_lookups.labels("miss")
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "other"
-        self.requests.labels(route, method, str(status)).inc()
-        self.request_duration.labels(route, method, str(status)).observe(seconds)
+        series = self._request_series.get((route, method, status))
+        if series is None:
+            labels = (route, method, str(status))
+            series = self.requests.labels(*labels), self.request_duration.labels(*labels)
+            self._request_series[(route, method, status)] = series
+        count, duration = series
+        count.inc()
+        duration.observe(seconds)
 
     def cache_hits(self, count: int = 1) -> None:
         if count:
-            self.cache_lookups.labels("hit").inc(count)
+            self._cache_hits.inc(count)
 
     def cache_misses(self, count: int = 1) -> None:
         if count:
-            self.cache_lookups.labels("miss").inc(count)
+            self._cache_misses.inc(count)
 
     def cache_error(self, operation: str) -> None:
         self.cache_errors.labels(operation).inc()

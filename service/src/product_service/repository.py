@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -66,6 +67,11 @@ class StoredProduct:
 
     product: Product
     version: int
+
+    @cached_property
+    def document(self) -> bytes:
+        """The product's JSON as the API answers it and the cache stores it, dumped once."""
+        return self.product.model_dump_json().encode()
 
 
 def open_pool(

@@ -3,15 +3,23 @@
 Tracing is off unless an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT` or
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). The exporter's batch thread must be started in the process
 that serves, so gunicorn calls `start_tracing` in `post_fork`.
+
+Unsampled requests cost almost nothing: `SampledFirst` asks the sampler before any instrumentation
+runs. A request the sampler drops is served by an uninstrumented twin of the app under a non-recording
+span that carries the trace context (its trace id reaches the logs, and a caller's trace continues);
+only sampled requests pay for the Flask, psycopg and Redis instrumentations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 DEFAULT_SERVICE_NAME = "product-service"
@@ -51,7 +59,7 @@ def start_tracing(environ: Mapping[str, str]) -> TracerProvider | None:
     resource = Resource.create()
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, id_generator=RequestTraceIds())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider
@@ -68,3 +76,70 @@ def stop_tracing() -> None:
     provider = installed_tracer_provider()
     if provider is not None:
         provider.shutdown()
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# The trace id `SampledFirst` chose for a request that starts a trace, for the request's first span.
+_DECIDED_TRACE_ID: ContextVar[int | None] = ContextVar("product_service_decided_trace_id", default=None)
+
+
+class RequestTraceIds(RandomIdGenerator):
+    """Random ids, except that the root span of a request gets the trace id its sampling decision
+    was made on (`SampledFirst`), so the SDK's own decision, on the same trace id, is the same one."""
+
+    def generate_trace_id(self) -> int:
+        decided = _DECIDED_TRACE_ID.get()
+        if decided is None:
+            return super().generate_trace_id()
+        _DECIDED_TRACE_ID.set(None)
+        return decided
+
+
+class SampledFirst:
+    """WSGI middleware: the sampler's decision first, then the instrumented app (`traced`) for a
+    sampled request, or `untraced`, the same app without instrumentation, for the others.
+
+    An unsampled request runs under the non-recording span the SDK makes for it, with the incoming
+    trace context as its parent, and with instrumentation suppressed (psycopg, Redis): its children
+    would not be recorded either. `excluded_paths` get no span at all, as the instrumentation did.
+    """
+
+    def __init__(
+        self, traced: WsgiApp, untraced: WsgiApp, provider: TracerProvider, excluded_paths: Iterable[str]
+    ) -> None:
+        if not isinstance(provider.id_generator, RequestTraceIds):
+            raise ValueError("SampledFirst needs a TracerProvider whose id_generator is a RequestTraceIds")
+        # Imported here: the gunicorn master imports this module whether or not tracing is on.
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+        from opentelemetry.instrumentation.wsgi import wsgi_getter
+
+        self._suppress_instrumentation, self._getter = suppress_instrumentation, wsgi_getter
+        self._traced, self._untraced = traced, untraced
+        self._provider = provider
+        self._tracer = provider.get_tracer(__name__)
+        self._excluded = frozenset(excluded_paths)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in self._excluded:
+            return self._untraced(environ, start_response)
+        parent = propagate.extract(environ, getter=self._getter)
+        parent_span = trace.get_current_span(parent).get_span_context()
+        root = not parent_span.is_valid
+        trace_id = self._provider.id_generator.generate_trace_id() if root else parent_span.trace_id
+        name = environ.get("REQUEST_METHOD", "HTTP")
+        decision = self._provider.sampler.should_sample(parent, trace_id, name, trace.SpanKind.SERVER)
+        decided = _DECIDED_TRACE_ID.set(trace_id if root else None)
+        try:
+            if decision.decision.is_sampled():
+                return self._traced(environ, start_response)
+            span = self._tracer.start_span(name, context=parent, kind=trace.SpanKind.SERVER)
+        finally:
+            _DECIDED_TRACE_ID.reset(decided)
+        activated = context.attach(trace.set_span_in_context(span, parent))
+        try:
+            with self._suppress_instrumentation():
+                return self._untraced(environ, start_response)
+        finally:
+            context.detach(activated)
+            span.end()
