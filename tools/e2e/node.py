@@ -110,6 +110,11 @@ class RealNode:
 
     def _mount_namespace(self) -> None:
         """A mount namespace that outlives its processes (bound to a file), with the node's mounts."""
+        # Mount points first, so that undoing removes them after the mounts are gone.
+        for target in ("/run/containerd", *WRITTEN_ANYWAY):
+            if not Path(target).exists():
+                self._record("rmdir", target)
+                Path(target).mkdir(parents=True)
         ns = self.mount_ns.parent
         self._record("umount", str(ns))
         _run("mount", "--bind", str(ns), str(ns))
@@ -117,12 +122,9 @@ class RealNode:
         self.mount_ns.touch()
         self._record("umount", str(self.mount_ns))
         _run("unshare", f"--mount={self.mount_ns}", "--propagation", "private", "true")
-        mounts = ["mount -t tmpfs -o mode=0711 tmpfs /run/containerd"]
-        for target in ("/run/containerd", *WRITTEN_ANYWAY):
-            if not Path(target).exists():
-                self._record("rmdir", target)
-                Path(target).mkdir(parents=True)
-        mounts += [f"mount --bind {self.root / _bound(t)} {t}" for t in WRITTEN_ANYWAY]
+        mounts = ["mount -t tmpfs -o mode=0711 tmpfs /run/containerd"] + [
+            f"mount --bind {self.root / _bound(t)} {t}" for t in WRITTEN_ANYWAY
+        ]
         _run("nsenter", f"--mount={self.mount_ns}", "--", "sh", "-ec", " && ".join(mounts))
 
     # --- after the control plane: the node's programs -------------------------------------------
@@ -225,15 +227,16 @@ class RealNode:
             time.sleep(0.1)
 
     def _leftovers(self) -> set[int]:
-        inodes = set()
+        # A namespace is known by its (device, inode): an unmounted file's inode alone could match one.
+        namespaces = set()
         for ns in (self.mount_ns, Path("/run/netns", NETNS)):
             with contextlib.suppress(OSError):
-                inodes.add(ns.stat().st_ino)
+                namespaces.add(_identity(ns))
         pids = set()
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit() and int(proc.name) != os.getpid():
                 with contextlib.suppress(OSError):
-                    if {(proc / "ns/mnt").stat().st_ino, (proc / "ns/net").stat().st_ino} & inodes:
+                    if {_identity(proc / "ns/mnt"), _identity(proc / "ns/net")} & namespaces:
                         pids.add(int(proc.name))
         for procs in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT}/**/cgroup.procs"):
             with contextlib.suppress(OSError):
@@ -243,6 +246,11 @@ class RealNode:
     def _record(self, *entry: str) -> None:
         with self.journal.open("a") as journal:
             journal.write(json.dumps(entry) + ",\n")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
 
 
 def _make_cgroups(name: str) -> None:
