@@ -24,7 +24,7 @@ GENERATED := service/src/product_service/grpc/generated/.stamp
 
 .PHONY: help setup generate test lint fmt test-service test-infra test-policies test-repo run plan policy \
         preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e node-packages images
-# Pattern rules below name their inputs per image ($$*).
+# The image rules below name each image's own inputs through its stem (a second expansion).
 .SECONDEXPANSION:
 
 help: ## list the targets
