@@ -22,7 +22,6 @@ import random
 import re
 import resource
 import secrets
-import signal
 import socket
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_load import drive_get_product
 from load import HOST, Request, Result, choose_generator, drive, generator_name, keep_alive
 from otlp_sink import OtlpSink
-from product_service.devservers import embedded_servers
+from product_service.devservers import embedded_servers, stop_child
 from profiling import py_spy, record, summarise
 
 REPO = Path(__file__).resolve().parents[2]
@@ -533,7 +532,7 @@ class Gunicorn:
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
-            stop(self.process)
+            stop_child(self.process)
 
     @property
     def pid(self) -> int:
@@ -609,7 +608,7 @@ class GrpcServer:
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
-            stop(self.process)
+            stop_child(self.process)
 
     @property
     def pid(self) -> int:
@@ -618,16 +617,6 @@ class GrpcServer:
 
     def memory(self) -> dict[str, Any]:
         return {"rss": proc_kib(f"/proc/{self.pid}/status", "VmRSS:") / 1024}
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (a graceful drain), then SIGKILL if it has not exited within 30 s."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def children(parent: int) -> list[int]:

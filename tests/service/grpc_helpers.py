@@ -16,12 +16,12 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from opentelemetry.sdk.trace import TracerProvider
-from product_service.devservers import DevServers, free_port
+from product_service.devservers import DevServers, free_port, stop_child
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from product_service.grpc.server import GrpcSettings, ProductGrpcServer, open_server
 from product_service.settings import load_settings
 from prometheus_client import generate_latest
-from service_helpers import JWT_SECRET, stop_process, wait_until
+from service_helpers import JWT_SECRET, wait_until
 
 
 def grpc_settings(servers: DevServers, **overrides: str) -> GrpcSettings:
@@ -114,7 +114,7 @@ def grpc_process(servers: DevServers, log_path: Path, **environ: str) -> Iterato
         assert process.poll() is None, log_path.read_text()
         yield started
     finally:
-        stop_process(process)
+        stop_child(process)
 
 
 def _serving(channel: grpc.Channel) -> bool:

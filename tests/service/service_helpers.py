@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from product_service.devservers import DevServers, free_port
+from product_service.devservers import DevServers, free_port, stop_child
 from product_service.settings import Settings, load_settings
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -101,7 +100,7 @@ def running_gunicorn(
         assert process.poll() is None, log_path.read_text()
         yield server
     finally:
-        stop_process(process)
+        stop_child(process)
 
 
 def _answers(server: Gunicorn) -> bool:
@@ -109,15 +108,3 @@ def _answers(server: Gunicorn) -> bool:
         return server.get("/health", timeout=1)[0] == 200
     except OSError:
         return False
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """Stop a server a test started, by its PID: SIGTERM, then SIGKILL after 30 s."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

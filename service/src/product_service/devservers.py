@@ -279,6 +279,19 @@ class ProcessRecord:
         self.path.unlink(missing_ok=True)
 
 
+def stop_child(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Stop a process this one started (and reap it): SIGTERM, a graceful drain, then SIGKILL after
+    `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def stop_process(pid: int, sig: signal.Signals, timeout: float = _START_TIMEOUT_SECONDS) -> None:
     """Send `sig`, wait until the process is gone, SIGKILL it after `timeout` seconds."""
     try:
