@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -74,9 +75,13 @@ class RealNode:
             raise NodeError("the real node needs root (network namespaces, mounts, cgroups)")
         if not _blackholed(test_range):
             raise NodeError(f"refusing to start: no blackhole route for {test_range} on this machine")
-        if missing := [c for c in COMPONENTS[1:] if not (TOOLS / c).exists()]:
-            raise NodeError(f"missing {', '.join(missing)} in {TOOLS}: run `make tools`")
-        if missing := [c for c in ("containerd", "runc", "ctr", "iptables", "nsenter") if not _which(c)]:
+        # (The Cluster has checked the programs built into .tools/bin.)
+        system = "/usr/bin:/usr/sbin:/bin:/sbin"
+        if missing := [
+            c
+            for c in ("containerd", "runc", "ctr", "iptables", "nsenter")
+            if not shutil.which(c, path=system)
+        ]:
             raise NodeError(f"missing {', '.join(missing)}: run `make node-packages`")
         if _run("ip", "netns", "list", check=False).stdout.split().count(NETNS):
             raise NodeError(f"network namespace {NETNS} exists: another real node runs (`make cluster-down`)")
@@ -159,7 +164,7 @@ class RealNode:
     def runtime_ready(self) -> bool:
         return self.ctr("version", check=False).returncode == 0
 
-    def import_images(self) -> list[str]:
+    def import_images(self) -> None:
         """The pods' images (not the bases they were built on) into containerd's Kubernetes namespace."""
         archives = [IMAGES / f"{name}.tar" for name in RUNTIME_IMAGES]
         if missing := [a.name for a in archives if not a.exists()]:
@@ -168,7 +173,6 @@ class RealNode:
             imported = self.ctr("images", "import", str(archive), check=False)
             if imported.returncode:
                 raise NodeError(f"importing {archive.name} failed: {imported.stderr.strip()}")
-        return self.ctr("images", "list", "--quiet").stdout.split()
 
     def seed(self) -> list[dict[str, object]]:
         """The default StorageClass and the pre-made hostPath volumes behind it."""
@@ -413,10 +417,6 @@ def _bound_folders() -> list[str]:
 def _blackholed(test_range: str) -> bool:
     routes = _run("ip", "-j", "route", "show", "table", "all", "type", "blackhole", check=False).stdout
     return any(route.get("dst") == test_range for route in json.loads(routes or "[]"))
-
-
-def _which(name: str) -> bool:
-    return any(Path(d, name).exists() for d in ("/usr/bin", "/usr/sbin", "/bin", "/sbin"))
 
 
 def _run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
