@@ -357,7 +357,14 @@ def test_recycled_workers_leave_no_live_gauges_behind(servers: DevServers, tmp_p
     with running_gunicorn(
         servers, tmp_path / "gunicorn.log", workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
     ) as server:
+
+        def gauge_pids() -> set[int]:
+            return {int(path.stem.rpartition("_")[2]) for path in metrics_dir.glob("gauge_livesum_*.db")}
+
         _, product = request(server.base_url, "POST", "/api/v1/products", {"name": "r", "price": 1})
+        # A worker writes its live gauges once its app is open, after its signal handlers are set: a
+        # SIGTERM sent to a worker still booting is lost, and it would never be replaced.
+        wait_until(lambda: len(_children(server.process.pid) & gauge_pids()) == 2, 30, "both workers booted")
         first_workers = _children(server.process.pid)
         # Recycle both workers by hand (what max_requests does): gunicorn replaces each one.
         for pid in first_workers:
@@ -369,8 +376,7 @@ def test_recycled_workers_leave_no_live_gauges_behind(servers: DevServers, tmp_p
             assert request(server.base_url, "GET", f"/api/v1/products/{product['id']}")[0] == 200
 
         def only_live_gauge_files() -> bool:
-            pids = {int(path.stem.rpartition("_")[2]) for path in metrics_dir.glob("gauge_livesum_*.db")}
-            return pids <= _children(server.process.pid)
+            return gauge_pids() <= _children(server.process.pid)
 
         wait_until(only_live_gauge_files, 10, "child_exit to drop the dead workers' gauge files")
         text = server.get("/metrics")[1].decode()
