@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from product_service.devservers import DevServers, EmbeddedPostgres
+from product_service.migrate import run_migrations
 from service_helpers import JWT_SECRET
 
 
@@ -57,7 +58,41 @@ def test_migrate_creates_the_schema_concurrent_runs_serialize_and_a_rerun_change
     assert set(schema) == {"id", "name", "price", "description", "version", "created_at", "updated_at"}
     assert columns(blank_postgres.url) == schema
     with psycopg.connect(blank_postgres.url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+
+
+def test_the_product_count_starts_from_existing_rows_and_follows_every_write(
+    blank_postgres: EmbeddedPostgres,
+) -> None:
+    def counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+        kept = conn.execute("SELECT total FROM product_count").fetchone()
+        counted = conn.execute("SELECT count(*) FROM products").fetchone()
+        assert kept is not None and counted is not None
+        return kept[0], counted[0]
+
+    def insert(rows: int) -> None:
+        with psycopg.connect(blank_postgres.url, autocommit=True) as conn:
+            for _ in range(rows):
+                conn.execute("INSERT INTO products (name, price) VALUES ('Tea', 1)")
+
+    run_migrations(blank_postgres.url, "0001")
+    insert(3)
+    run_migrations(blank_postgres.url)
+    with psycopg.connect(blank_postgres.url, autocommit=True) as conn:
+        assert counts(conn) == (3, 3)
+        conn.execute("INSERT INTO products (name, price) SELECT 'Tea', 1 FROM generate_series(1, 5)")
+        assert counts(conn) == (8, 8)
+        conn.execute("DELETE FROM products WHERE id IN (SELECT id FROM products LIMIT 2)")
+        assert counts(conn) == (6, 6)
+        with conn.transaction(force_rollback=True):
+            conn.execute("DELETE FROM products")
+        assert counts(conn) == (6, 6)
+        # Concurrent writers queue on the count's row; none is lost.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(insert, [25] * 4))
+        assert counts(conn) == (106, 106)
+        conn.execute("TRUNCATE products")
+        assert counts(conn) == (0, 0)
 
 
 def test_the_serving_process_never_imports_alembic_or_sqlalchemy(servers: DevServers) -> None:
