@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import psycopg
 import pytest
+import redis
 from flask.testing import FlaskClient
 from product_service.app import close_app, open_app
+from product_service.schemas import Product
 from product_service.settings import Settings
+from psycopg.rows import dict_row
 from service_helpers import create_product
 
 MISSING_ID = "00000000-0000-4000-8000-000000000000"
@@ -128,6 +132,31 @@ def test_boundary_values_are_accepted(client: FlaskClient, auth: dict[str, str])
 
     assert product["price"] == "9999999999.99"
     assert create_product(client, auth, price=0)["price"] == "0.00"
+
+
+@pytest.mark.usefixtures("empty_catalog")
+def test_products_read_back_from_postgres_are_answered_as_their_validated_form(
+    client: FlaskClient, auth: dict[str, str], db: psycopg.Connection[Any], redis_client: redis.Redis
+) -> None:
+    # Rows are not validated again on the way out (repository._stored): the answer must be what
+    # validating them would give, at the columns' bounds too.
+    for fields in (
+        {"name": "x" * 200, "price": "9999999999.99", "description": "d" * 2000},
+        {"price": 0, "description": None},
+        {"name": "Thé ☕ 茶", "price": "0.1"},
+    ):
+        create_product(client, auth, **fields)
+    redis_client.flushdb()
+    rows = db.cursor(row_factory=dict_row).execute(
+        "SELECT id, name, price, description, created_at, updated_at FROM products ORDER BY created_at, id"
+    )
+    validated = [Product.model_validate(row).model_dump_json().encode() for row in rows]
+
+    fetched = [client.get(f"/api/v1/products/{json.loads(doc)['id']}").data for doc in validated]
+    listed = client.get("/api/v1/products").json["items"]
+
+    assert fetched == validated
+    assert listed == [json.loads(doc) for doc in validated]
 
 
 def test_malformed_json_is_400(client: FlaskClient, auth: dict[str, str]) -> None:
