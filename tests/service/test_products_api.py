@@ -244,6 +244,20 @@ def test_list_pages_in_creation_order_with_total(client: FlaskClient, auth: dict
 
 
 @pytest.mark.usefixtures("empty_catalog")
+def test_pages_of_products_created_at_the_same_instant_neither_skip_nor_repeat(
+    client: FlaskClient, db: psycopg.Connection[Any]
+) -> None:
+    # One INSERT gives every row the same created_at: the id alone orders them.
+    db.execute("INSERT INTO products (name, price) SELECT 'p' || n, 1 FROM generate_series(1, 7) AS n")
+    in_order = [row[0] for row in db.execute("SELECT id::text FROM products ORDER BY created_at, id")]
+
+    pages = [client.get(f"/api/v1/products?limit=3&offset={offset}").json for offset in (0, 3, 6, 9)]
+
+    assert [item["id"] for page in pages for item in page["items"]] == in_order
+    assert [page["total"] for page in pages] == [7, 7, 7, 7]
+
+
+@pytest.mark.usefixtures("empty_catalog")
 def test_list_defaults_to_20_and_allows_100(client: FlaskClient, auth: dict[str, str]) -> None:
     for i in range(21):
         create_product(client, auth, name=f"p{i}")
