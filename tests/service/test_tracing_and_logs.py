@@ -54,11 +54,14 @@ def test_a_request_traces_its_sql_and_redis_calls_as_children(
         assert child.parent is not None
 
 
-def test_health_and_metrics_are_not_traced(traced: tuple[Flask, InMemorySpanExporter]) -> None:
+def test_probes_and_metrics_are_not_traced_nor_the_calls_they_make(
+    traced: tuple[Flask, InMemorySpanExporter],
+) -> None:
     app, exporter = traced
     client = app.test_client()
 
     client.get("/health")
+    assert client.get("/ready").status_code == 200  # a Postgres query and a Redis PING
     client.get("/metrics")
 
     assert exporter.get_finished_spans() == ()

@@ -102,7 +102,7 @@ class SampledFirst:
 
     An unsampled request runs under the non-recording span the SDK makes for it, with the incoming
     trace context as its parent, and with instrumentation suppressed (psycopg, Redis): its children
-    would not be recorded either. `excluded_paths` get no span at all, as the instrumentation did.
+    would not be recorded either. `excluded_paths` get no span at all, nor do the calls they make.
     """
 
     def __init__(
@@ -122,7 +122,9 @@ class SampledFirst:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in self._excluded:
-            return self._untraced(environ, start_response)
+            # Suppressed too: the readiness probe's PING and SELECT 1 would each start a trace of their own.
+            with self._suppress_instrumentation():
+                return self._untraced(environ, start_response)
         parent = propagate.extract(environ, getter=self._getter)
         parent_span = trace.get_current_span(parent).get_span_context()
         root = not parent_span.is_valid
