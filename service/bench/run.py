@@ -110,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         grpc_server = stack.enter_context(GrpcServer(service_env))
         cache = redis.Redis.from_url(servers.redis_url)
         ids = seed(service.port, args.products, secret, cache)
-        report = measure(
-            service, all_traced, bare, grpc_server, cache, ids, args.seconds, args.repeat, args.profile,
-            args.only,
-        )  # fmt: skip
+        report = measure(service, all_traced, bare, grpc_server, cache, ids, args)
         report["spans_exported"] = sink.spans
         report["overrides"] = {"environment": args.set, "gunicorn_options": args.option}
     print_report(report)
@@ -181,11 +178,10 @@ def measure(
     grpc_server: GrpcServer,
     cache: redis.Redis,
     ids: list[str],
-    seconds: float,
-    repeat: int,
-    profile: bool,
-    only: list[str],
+    args: argparse.Namespace,
 ) -> dict:
+    """Every scenario (or those `args.only` names) in pairs with bare Flask, `args.repeat` times."""
+    seconds, repeat, profile, only = args.seconds, args.repeat, args.profile, args.only
     load_at_start = os.getloadavg()[0]
     meter = CpuMeter(grpc_server)
     bare_requests = [Request("GET", "/bare")]
