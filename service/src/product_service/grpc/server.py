@@ -50,6 +50,7 @@ from product_service.settings import Settings
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 1.0  # as REST's /ready
+SIGNAL_CHECK_SECONDS = 0.2  # how soon a SIGTERM takes effect, at worst (see serve)
 
 
 class GrpcSettings(Settings):
@@ -204,7 +205,11 @@ def serve(settings: GrpcSettings, tracer_provider: TracerProvider | None = None)
             }
         },
     )
-    stop.wait()
+    # In slices: a SIGTERM the kernel hands to another thread (gRPC's, the pool's) runs its Python
+    # handler only when the main thread next runs Python, which a wait without timeout never does
+    # (cpython#85300): the drain then started late or never.
+    while not stop.wait(SIGNAL_CHECK_SECONDS):
+        pass
     running.shutdown(settings.grpc_drain_seconds, settings.grpc_grace_seconds)
     metrics_server.shutdown()
     return 0
