@@ -29,11 +29,11 @@ from typing import Any
 import psycopg
 import redis
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from product_service.devservers import embedded_servers
-from product_service.tracing import RequestTraceIds
+from product_service.tracing import batching_provider
+from werkzeug.test import EnvironBuilder
 
 OUT = Path(__file__).resolve().parents[2] / "build" / "bench"
 SAMPLERS = {
@@ -106,8 +106,7 @@ def open_measured_app(
     provider = None
     if tracing in SAMPLERS:
         os.environ.update(SAMPLERS[tracing])
-        provider = TracerProvider(resource=Resource.create(), id_generator=RequestTraceIds())
-        provider.add_span_processor(BatchSpanProcessor(EncodeOnlyExporter()))
+        provider = batching_provider(EncodeOnlyExporter())
     return open_app(load_settings(os.environ), tracer_provider=provider), provider
 
 
@@ -119,39 +118,21 @@ def request_paths(tracing: str, scenario: str, ids: list[str]) -> list[str]:
     return [f"/api/v1/products/{product_id}" for product_id in ids]
 
 
-def call_all(app: WsgiApp, paths: Iterable[str]) -> None:
+def call_all(app: WsgiApp, paths: Sequence[str]) -> None:
+    # Environs built before the calls: their making is not the app's cost.
+    built = {path: EnvironBuilder(path=path).get_environ() for path in set(paths)}
     status: list[str] = []
 
     def start_response(code: str, headers: Any, exc_info: Any = None) -> None:
         status.append(code)
 
     for path in paths:
-        body = app(environ(path), start_response)
+        environ = dict(built[path], **{"wsgi.input": io.BytesIO()})
+        body = app(environ, start_response)
         b"".join(body)
         getattr(body, "close", lambda: None)()
         if not status.pop().startswith("200"):
             raise SystemExit(f"GET {path} did not answer 200")
-
-
-def environ(path: str) -> dict[str, Any]:
-    route, _, query = path.partition("?")
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": route,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8080",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1:8080",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.version": (1, 0),
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
 
 
 if __name__ == "__main__":

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 DEFAULT_SERVICE_NAME = "product-service"
@@ -52,6 +55,15 @@ def start_tracing(environ: Mapping[str, str]) -> TracerProvider | None:
     if not tracing_enabled(environ):
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    provider = batching_provider(OTLPSpanExporter())
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def batching_provider(exporter: SpanExporter) -> TracerProvider:
+    """The service's tracer provider (resource, sampler from `OTEL_*`, `RequestTraceIds`), its spans
+    batched to `exporter`; not installed. The benchmark gives it an exporter of its own."""
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; without either the SDK
@@ -60,8 +72,7 @@ def start_tracing(environ: Mapping[str, str]) -> TracerProvider | None:
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
     provider = TracerProvider(resource=resource, id_generator=RequestTraceIds())
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
