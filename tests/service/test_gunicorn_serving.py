@@ -328,6 +328,38 @@ def test_workers_export_traces_over_otlp_when_an_endpoint_is_set(servers: DevSer
     assert access[0]["trace_id"] == request_span.trace_id.hex()
 
 
+def test_a_booting_worker_imports_no_module_but_the_wsgi_entry_point(
+    servers: DevServers, tmp_path: Path
+) -> None:
+    # What a worker runs after fork (post_fork's start_tracing, then gunicorn imports the app), measured
+    # against what the master imported with the config: an import left to the worker is paid again at
+    # every max_requests recycle (the OTLP exporter's lazy `import requests` cost 0.2 s of CPU each time).
+    probe = (
+        "import os, sys\n"
+        "import product_service.gunicorn_conf as conf\n"
+        "before = set(sys.modules)\n"
+        "conf.post_fork(None, None)\n"
+        "import product_service.wsgi\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": servers.database_url,
+        "REDIS_URL": servers.redis_url,
+        "JWT_SECRET": JWT_SECRET,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        # Tracing on, so that the exporter is built; nothing listens there and nothing is exported.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['product_service.wsgi']"
+
+
 def test_only_workers_connect_to_postgres_and_redis(gunicorn: Gunicorn, servers: DevServers) -> None:
     postgres_port, redis_port = urlsplit(servers.database_url).port, urlsplit(servers.redis_url).port
     master = gunicorn.process.pid

@@ -45,6 +45,10 @@ def import_tracing_modules() -> None:
     import opentelemetry.instrumentation.redis
     import opentelemetry.sdk.trace.export  # noqa: F401
 
+    # The exporter imports its HTTP client only when it is built, in each worker's post_fork: 0.2 s of
+    # CPU per worker boot, and max_requests boots a worker every few seconds under load.
+    import requests  # noqa: F401
+
 
 def start_tracing(environ: Mapping[str, str]) -> TracerProvider | None:
     """Install a global tracer provider exporting over OTLP/HTTP; None when tracing is off.
