@@ -23,7 +23,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -33,13 +32,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from product_service.devservers import embedded_servers
 from product_service.tracing import batching_provider
+from run import EVERY_REQUEST_TRACED, OUT, PROD_SAMPLING
 from werkzeug.test import EnvironBuilder
 
-OUT = Path(__file__).resolve().parents[2] / "build" / "bench"
+# The bench's sampling settings (run.py), and one that samples nothing.
 SAMPLERS = {
-    "none": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
-    "prod": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
-    "all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    "none": PROD_SAMPLING | {"OTEL_TRACES_SAMPLER_ARG": "0"},
+    "prod": PROD_SAMPLING,
+    "all": EVERY_REQUEST_TRACED,
 }
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -97,8 +97,7 @@ def open_measured_app(
         {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": "in-process-" + "x" * 32}
     )
     if tracing == "bare":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import bare_app
+        import bare_app  # beside this script, which is on sys.path as run.py's modules are
 
         return bare_app.app, None
     from product_service.app import open_app
