@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 from product_service.app import close_app, open_app
-from product_service.schemas import Product
+from product_service.schemas import Product, ProductPage
 from product_service.settings import Settings
 from psycopg.rows import dict_row
 from service_helpers import create_product
@@ -138,25 +137,29 @@ def test_boundary_values_are_accepted(client: FlaskClient, auth: dict[str, str])
 def test_products_read_back_from_postgres_are_answered_as_their_validated_form(
     client: FlaskClient, auth: dict[str, str], db: psycopg.Connection[Any], redis_client: redis.Redis
 ) -> None:
-    # Rows are not validated again on the way out (repository._stored): the answer must be what
-    # validating them would give, at the columns' bounds too.
+    # Rows are neither validated again nor built into models on the way out (repository.StoredProduct,
+    # schemas.ProductRow): the answer must be what validating them would give, at the columns' bounds,
+    # with characters JSON escapes, and in a page, byte for byte.
     for fields in (
         {"name": "x" * 200, "price": "9999999999.99", "description": "d" * 2000},
         {"price": 0, "description": None},
         {"name": "Thé ☕ 茶", "price": "0.1"},
+        {"name": 'tab\t "quote" \\ \x01\x1f\x7f \u2028 </script>', "description": "line\nbreak\r\n"},
     ):
         create_product(client, auth, **fields)
     redis_client.flushdb()
     rows = db.cursor(row_factory=dict_row).execute(
         "SELECT id, name, price, description, created_at, updated_at FROM products ORDER BY created_at, id"
     )
-    validated = [Product.model_validate(row).model_dump_json().encode() for row in rows]
+    validated = [Product.model_validate(row) for row in rows]
+    documents = [product.model_dump_json().encode() for product in validated]
 
-    fetched = [client.get(f"/api/v1/products/{json.loads(doc)['id']}").data for doc in validated]
-    listed = client.get("/api/v1/products").json["items"]
+    fetched = [client.get(f"/api/v1/products/{product.id}").data for product in validated]
+    listed = client.get("/api/v1/products?limit=3&offset=1").data
 
-    assert fetched == validated
-    assert listed == [json.loads(doc) for doc in validated]
+    assert fetched == documents
+    page = ProductPage(items=validated[1:4], total=len(validated), limit=3, offset=1)
+    assert listed == page.model_dump_json().encode()
 
 
 def test_malformed_json_is_400(client: FlaskClient, auth: dict[str, str]) -> None:

@@ -54,8 +54,8 @@ def create_products_blueprint(products: CachedProductRepository, tokens: TokenVe
     @operation("List products in creation order", query=PageQuery, responses={200: ProductPage, 400: None})
     def list_products() -> Response:
         page = _read_query(PageQuery)
-        items, total = products.list_page(page.limit, page.offset)
-        return json_response(ProductPage(items=items, total=total, limit=page.limit, offset=page.offset))
+        items, total = products.list_page_json(page.limit, page.offset)
+        return Response(page_document(items, total, page), mimetype="application/json")
 
     @api.post("/products")
     @operation(
@@ -122,6 +122,16 @@ def batch_get_document(products: list[bytes], missing: list[UUID]) -> bytes:
     """`BatchGetResponse(...).model_dump_json()` byte for byte, from each product's JSON as it is."""
     missing_ids = b",".join(b'"%s"' % str(product_id).encode() for product_id in missing)
     return b'{"products":[' + b",".join(products) + b'],"missing":[' + missing_ids + b"]}"
+
+
+def page_document(items: list[bytes], total: int, page: PageQuery) -> bytes:
+    """`ProductPage(...).model_dump_json()` byte for byte, from each product's JSON document."""
+    return b'{"items":[%s],"total":%d,"limit":%d,"offset":%d}' % (
+        b",".join(items),
+        total,
+        page.limit,
+        page.offset,
+    )
 
 
 def read_json_body(schema: type[Model]) -> Model:

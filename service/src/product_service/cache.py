@@ -120,14 +120,14 @@ class ProductCache:
     # EVAL rather than redis-py's Script (EVALSHA): a pipeline of Scripts costs an extra SCRIPT EXISTS
     # round trip per execute, and EVAL needs no reloading after a Redis restart.
     def store(self, stored: StoredProduct) -> None:
-        self._store(_key(stored.product.id), stored.version, stored.document)
+        self._store(_key(stored.id), stored.version, stored.document)
 
     def store_many(self, products: Iterable[StoredProduct]) -> None:
         """All in one pipelined round trip."""
         pipeline = self._client.pipeline(transaction=False)
         for stored in products:
             pipeline.eval(
-                _STORE_IF_NEWER, 1, _key(stored.product.id), stored.version, stored.document,
+                _STORE_IF_NEWER, 1, _key(stored.id), stored.version, stored.document,
                 self._ttl_ms,
             )  # fmt: skip
         self._call(pipeline.execute)
@@ -237,7 +237,7 @@ class CachedProductRepository:
             self._metrics.cache_misses(len(misses))
         if misses:
             loaded = self._repository.get_many(misses)
-            found.update((stored.product.id, reading.from_row(stored)) for stored in loaded)
+            found.update((stored.id, reading.from_row(stored)) for stored in loaded)
             if cache_answered and loaded:
                 self._refresh_many(loaded)
         return BatchResult(
@@ -245,9 +245,15 @@ class CachedProductRepository:
             missing=[product_id for product_id in wanted if product_id not in found],
         )
 
+    # Pages are not cached: any create or delete would shift every page after it.
     def list_page(self, limit: int, offset: int) -> tuple[list[Product], int]:
-        # Pages are not cached: any create or delete would shift every page after it.
-        return self._repository.list_page(limit, offset)
+        rows, total = self._repository.list_page(limit, offset)
+        return [stored.product for stored in rows], total
+
+    def list_page_json(self, limit: int, offset: int) -> tuple[list[bytes], int]:
+        """`list_page` with each product as its JSON document."""
+        rows, total = self._repository.list_page(limit, offset)
+        return [stored.document for stored in rows], total
 
     def create(self, new: ProductCreate) -> Product:
         return self._repository.create(new).product
@@ -285,7 +291,7 @@ class CachedProductRepository:
         try:
             self._cache.store(stored)
         except CACHE_FAILURES:
-            self._cache_failed("store", stored.product.id)
+            self._cache_failed("store", stored.id)
 
     def _refresh_many(self, loaded: list[StoredProduct]) -> None:
         try:

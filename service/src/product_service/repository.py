@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -32,7 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from product_service.breaker import CircuitBreaker, CircuitOpen
 from product_service.errors import ServiceUnavailable
 from product_service.metrics import ServiceMetrics
-from product_service.schemas import Product, ProductCreate
+from product_service.schemas import PRODUCT_JSON, Product, ProductCreate, ProductRow
 
 _SELECT_BY_ID = """
     SELECT id, name, price, description, created_at, updated_at, version FROM products WHERE id = %s
@@ -71,15 +71,28 @@ PROBE_CONNECT_TIMEOUT_SECONDS = 2  # libpq's minimum
 
 @dataclass(frozen=True)
 class StoredProduct:
-    """A product and the version of the row it was read from."""
+    """A product's row and the version it was read at.
 
-    product: Product
+    The columns' types and constraints (`numeric(12, 2)`, `varchar(200)`, `CHECK`s) already hold what
+    `Product` checks, so the row is not validated again: validating it was a quarter of a page's CPU
+    (docs/performance.md). The model is built only when asked for (gRPC, writes); REST answers dump the
+    row itself (`document`)."""
+
+    row: ProductRow
     version: int
+
+    @property
+    def id(self) -> UUID:
+        return self.row["id"]
+
+    @cached_property
+    def product(self) -> Product:
+        return Product.model_construct(**self.row)
 
     @cached_property
     def document(self) -> bytes:
         """The product's JSON as the API answers it and the cache stores it, dumped once."""
-        return self.product.model_dump_json().encode()
+        return PRODUCT_JSON.dump_json(self.row)
 
 
 def open_pool(
@@ -130,7 +143,7 @@ class ProductRepository:
         rows = self._read(lambda conn: conn.execute(_SELECT_BY_IDS, (list(product_ids),)).fetchall())
         return [_stored(row) for row in rows]
 
-    def list_page(self, limit: int, offset: int) -> tuple[list[Product], int]:
+    def list_page(self, limit: int, offset: int) -> tuple[list[StoredProduct], int]:
         """One page in creation order, and the total number of products."""
 
         def page(conn: psycopg.Connection[Any]) -> tuple[list[dict[str, Any]], int]:
@@ -138,13 +151,10 @@ class ProductRepository:
             if not rows:  # a page past the end has no row to carry the total
                 counted = conn.execute(_SELECT_TOTAL).fetchone()
                 return rows, counted["total"] if counted else 0
-            total = rows[0]["total"]
-            for row in rows:
-                del row["total"]
-            return rows, total
+            return rows, rows[0]["total"]  # the rows' "total" key is left out of their documents
 
         rows, total = self._read(page)
-        return [_stored(row).product for row in rows], total
+        return [_stored(row) for row in rows], total
 
     def create(self, new: ProductCreate) -> StoredProduct:
         with self._connection() as conn:
@@ -252,7 +262,4 @@ class ProductRepository:
 
 
 def _stored(row: dict[str, Any]) -> StoredProduct:
-    version = row.pop("version")
-    # Not validated again: the columns' types and constraints already hold what Product checks, and
-    # validating them was a quarter of a page's CPU (docs/performance.md).
-    return StoredProduct(Product.model_construct(**row), version)
+    return StoredProduct(cast(ProductRow, row), row["version"])  # the SELECTs read ProductRow's columns
