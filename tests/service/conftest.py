@@ -27,7 +27,7 @@ from product_service.devservers import DevServers, EmbeddedPostgres, embedded_se
 from product_service.migrate import run_migrations
 from product_service.settings import Settings
 from product_service.tracing import RequestTraceIds
-from service_helpers import JWT_SECRET, settings_for
+from service_helpers import JWT_SECRET, backfilled, settings_for
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +74,9 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def client(app: Flask) -> Iterator[FlaskClient]:
+    yield app.test_client()
+    backfilled(app)  # no back-fill of this test's reads lands in the next test's cache
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from product_service.devservers import DevServers, free_port, stop_child
 from product_service.settings import Settings, load_settings
@@ -39,6 +40,11 @@ def create_product(client: FlaskClient, auth: dict[str, str], **fields: Any) -> 
     assert response.status_code == 201, response.json
     product: dict[str, Any] = response.json  # type: ignore[assignment]
     return product
+
+
+def backfilled(app: Flask) -> None:
+    """Return once the app has stored the cache back-fills of its reads so far (cache.BackFills)."""
+    app.extensions["product_service"].backfills.flush()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,14 @@ from flask.testing import FlaskClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from product_service.app import close_app, open_app
-from product_service.cache import CachedProductRepository, ProductCache
+from product_service.cache import BackFills, CachedProductRepository, ProductCache
 from product_service.devservers import DevServers, EmbeddedValkey
 from product_service.metrics import ServiceMetrics
-from product_service.repository import ProductRepository, open_pool
+from product_service.repository import ProductRepository, StoredProduct, open_pool
 from product_service.schemas import BatchGetResponse
 from product_service.settings import Settings
 from prometheus_client.parser import text_string_to_metric_families
-from service_helpers import create_product, settings_for, wait_until
+from service_helpers import backfilled, create_product, settings_for, wait_until
 
 
 def metric_total(metrics_text: str, sample_name: str, **labels: str) -> float:
@@ -49,7 +49,7 @@ def spans_of(spans: tuple[ReadableSpan, ...], system: str) -> list[ReadableSpan]
     ]
 
 
-def test_batch_get_is_one_mget_one_query_and_one_pipelined_backfill(
+def test_batch_get_is_one_mget_one_query_and_one_pipelined_backfill_after_it(
     traced: tuple[Flask, InMemorySpanExporter], auth: dict[str, str], redis_client: redis.Redis
 ) -> None:
     app, exporter = traced
@@ -59,6 +59,7 @@ def test_batch_get_is_one_mget_one_query_and_one_pipelined_backfill(
     for product_id in cached:
         client.get(f"/api/v1/products/{product_id}")
     missing = str(uuid.uuid4())
+    backfilled(app)
     exporter.clear()
     redis_client.config_resetstat()
 
@@ -69,7 +70,9 @@ def test_batch_get_is_one_mget_one_query_and_one_pipelined_backfill(
     assert response.json["missing"] == [missing]
     spans = exporter.get_finished_spans()
     assert len(spans_of(spans, "postgresql")) == 1
-    assert len(spans_of(spans, "redis")) == 2  # the MGET and the back-fill pipeline
+    assert len(spans_of(spans, "redis")) == 1  # the MGET: the back-fill is no part of the request
+    backfilled(app)
+    assert spans_of(exporter.get_finished_spans(), "redis") == spans_of(spans, "redis")
     commands = redis_client.info("commandstats")
     assert commands["cmdstat_mget"]["calls"] == 1
     assert commands["cmdstat_eval"]["calls"] == len(uncached)  # one conditional store per back-filled miss
@@ -82,6 +85,7 @@ def test_batch_get_of_cached_products_runs_no_sql(
     client = app.test_client()
     ids = [create_product(client, auth, name=f"p{i}")["id"] for i in range(3)]
     client.post("/api/v1/products:batchGet", json={"ids": ids})
+    backfilled(app)
     exporter.clear()
 
     response = client.post("/api/v1/products:batchGet", json={"ids": ids})
@@ -98,6 +102,7 @@ def test_get_fills_the_cache_with_a_ttl(
     product = create_product(client, auth)
 
     client.get(f"/api/v1/products/{product['id']}")
+    backfilled(client.application)
 
     ttl_ms = redis_client.pttl(f"product:v1:{product['id']}")
     assert 0 < ttl_ms <= settings.cache_ttl_seconds * 1000
@@ -131,7 +136,9 @@ def components(
     client = redis.Redis.from_url(settings.redis_url)
     repository = ProductRepository(pool, metrics)
     cache = ProductCache(client, settings.cache_ttl_seconds)
-    yield repository, cache, CachedProductRepository(repository, cache, metrics)
+    backfills = BackFills(cache, metrics)
+    yield repository, cache, CachedProductRepository(repository, cache, metrics, backfills)
+    backfills.close()
     pool.close()
     client.close()
 
@@ -168,6 +175,120 @@ def test_late_backfill_of_a_row_read_before_a_delete_is_refused(
 
     assert products.get(product_id) is None
     assert products.get_many([product_id]).missing == [product_id]
+
+
+class HeldCache(ProductCache):
+    """The real cache on the real Valkey, whose back-fill pipelines wait for `release` (a gate for the
+    test's timing, not a stand-in): it shows what a miss does while its back-fill has not landed."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        super().__init__(client, ttl_seconds)
+        self.storing = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[list[uuid.UUID]] = []
+        self.fail_next = False
+
+    def store_many(self, products: Iterable[StoredProduct]) -> None:
+        batch = list(products)
+        self.batches.append([stored.id for stored in batch])
+        self.storing.set()
+        assert self.release.wait(timeout=10), "the test never released the back-fills"
+        if self.fail_next:
+            self.fail_next = False
+            raise redis.ConnectionError("the back-fill's connection broke")
+        super().store_many(batch)
+
+
+@pytest.fixture
+def held(
+    settings: Settings, redis_client: redis.Redis
+) -> Iterator[tuple[HeldCache, ServiceMetrics, ProductRepository]]:
+    metrics = ServiceMetrics()
+    pool = open_pool(settings.database_url, min_size=1, max_size=2, timeout=2)
+    cache = HeldCache(redis.Redis.from_url(settings.redis_url), settings.cache_ttl_seconds)
+    yield cache, metrics, ProductRepository(pool, metrics)
+    cache.release.set()
+    pool.close()
+
+
+def _created(client: FlaskClient, auth: dict[str, str], count: int) -> list[uuid.UUID]:
+    return [uuid.UUID(create_product(client, auth, name=f"held {i}")["id"]) for i in range(count)]
+
+
+def test_a_miss_answers_before_its_backfill_and_later_misses_share_one_round_trip(
+    held: tuple[HeldCache, ServiceMetrics, ProductRepository],
+    client: FlaskClient,
+    auth: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    cache, metrics, repository = held
+    backfills = BackFills(cache, metrics)
+    products = CachedProductRepository(repository, cache, metrics, backfills)
+    first, *others = _created(client, auth, 4)
+    redis_client.delete(*(f"product:v1:{product_id}" for product_id in (first, *others)))
+
+    assert products.get_json(first) is not None  # answered while its back-fill is held
+    assert cache.storing.wait(timeout=5)
+    answered = [products.get_json(product_id) for product_id in others]
+    cache.release.set()
+    backfills.flush()
+    backfills.close()
+
+    assert None not in answered
+    assert cache.batches == [[first], others]  # the three later misses went in one pipeline
+    for product_id in (first, *others):
+        assert redis_client.pttl(f"product:v1:{product_id}") > 0
+
+
+def test_backfills_beyond_the_limit_and_failed_ones_are_counted_and_the_thread_goes_on(
+    held: tuple[HeldCache, ServiceMetrics, ProductRepository],
+    client: FlaskClient,
+    auth: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    cache, metrics, repository = held
+    backfills = BackFills(cache, metrics, limit=2)
+    stored = [repository.get(product_id) for product_id in _created(client, auth, 5)]
+    assert None not in stored
+    loaded = [product for product in stored if product is not None]
+    cache.fail_next = True
+
+    backfills.submit(loaded[:1])
+    assert cache.storing.wait(timeout=5)  # the thread holds the first, which will fail
+    backfills.submit(loaded[1:4])  # room for two
+    cache.release.set()
+    backfills.flush()
+    backfills.submit(loaded[4:])
+    backfills.close()
+
+    errors = metric_total(metrics.exposition().decode(), "product_cache_errors_total", operation="store")
+    assert errors == 2  # one failed pipeline, one submit that did not fit
+    assert cache.batches == [[loaded[0].id], [loaded[1].id, loaded[2].id], [loaded[4].id]]
+    cached = [redis_client.exists(f"product:v1:{product.id}") for product in loaded]
+    assert cached == [0, 1, 1, 0, 1]
+
+
+def test_closed_backfills_store_what_waits_and_stop_their_thread(
+    held: tuple[HeldCache, ServiceMetrics, ProductRepository],
+    client: FlaskClient,
+    auth: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    cache, metrics, repository = held
+    backfills = BackFills(cache, metrics)
+    stored = [repository.get(product_id) for product_id in _created(client, auth, 2)]
+    loaded = [product for product in stored if product is not None]
+    before = {thread.ident for thread in threading.enumerate()}
+
+    backfills.submit(loaded)
+    (thread,) = [thread for thread in threading.enumerate() if thread.ident not in before]
+    cache.release.set()
+    backfills.close()
+    backfills.submit(loaded)  # after close: dropped, counted
+
+    assert not thread.is_alive()
+    assert [redis_client.exists(f"product:v1:{product.id}") for product in loaded] == [1, 1]
+    assert metric_total(metrics.exposition().decode(), "product_cache_errors_total", operation="store") == 1
 
 
 def test_concurrent_readers_never_see_a_price_older_than_the_last_answered_update(
@@ -361,6 +482,7 @@ def test_an_unreadable_cache_entry_is_a_miss_and_gets_replaced(
     redis_client.set(key, b"garbage from an older release")
 
     response = client.get(f"/api/v1/products/{product['id']}")
+    backfilled(client.application)
 
     assert response.json == product
     assert redis_client.get(key).startswith(b"1:")
@@ -372,6 +494,7 @@ def test_a_cache_hit_answers_the_stored_json_bytes_as_they_are(
     product = create_product(client, auth, price="3.50")
     key = f"product:v1:{product['id']}"
     client.get(f"/api/v1/products/{product['id']}")
+    backfilled(client.application)
     version, _, stored = redis_client.get(key).partition(b":")
     # A document the model would dump differently ("3.5" becomes "3.50"): only the stored bytes say "3.5".
     as_stored = stored.replace(b'"price":"3.50"', b'"price":"3.5"')
@@ -392,6 +515,7 @@ def test_a_cached_get_answers_the_same_bytes_as_the_postgres_read(
     redis_client.delete(f"product:v1:{product['id']}")
 
     from_postgres = client.get(f"/api/v1/products/{product['id']}")
+    backfilled(client.application)
     from_cache = client.get(f"/api/v1/products/{product['id']}")
 
     assert redis_client.exists(f"product:v1:{product['id']}")
@@ -405,6 +529,7 @@ def test_batch_get_answers_the_same_bytes_as_its_response_model(
     cached = create_product(client, auth, name="cached")["id"]
     uncached = create_product(client, auth, name="uncached", description=None)["id"]
     client.get(f"/api/v1/products/{cached}")
+    backfilled(client.application)
     redis_client.delete(f"product:v1:{uncached}")
     missing = str(uuid.uuid4())
 
@@ -424,9 +549,13 @@ def test_a_cache_entry_that_is_not_a_product_document_is_a_miss_and_gets_replace
     redis_client.set(key, b"0:not a product document")
 
     single = client.get(f"/api/v1/products/{product['id']}")
+    backfilled(client.application)
+    replaced_by_get = redis_client.get(key)
     redis_client.set(key, b"0:not a product document")
     batch = client.post("/api/v1/products:batchGet", json={"ids": [product["id"]]})
+    backfilled(client.application)
 
     assert single.json == product
     assert batch.json["products"] == [product]
+    assert replaced_by_get.startswith(b"1:{")
     assert redis_client.get(key).startswith(b"1:{")

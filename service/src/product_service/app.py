@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 from product_service.api import create_products_blueprint
 from product_service.auth import TokenVerifier
 from product_service.breaker import CircuitBreaker
-from product_service.cache import CachedProductRepository, ProductCache, open_redis
+from product_service.cache import BackFills, CachedProductRepository, ProductCache, open_redis
 from product_service.errors import register_error_handlers
 from product_service.logs import SPAN_ID_ENVIRON_KEY, TRACE_ID_ENVIRON_KEY
 from product_service.metrics import ServiceMetrics
@@ -34,11 +34,15 @@ UNTRACED_PATHS = ("/health", "/ready", "/metrics")
 
 
 def create_app(
-    settings: Settings, repository: ProductRepository, cache: ProductCache, metrics: ServiceMetrics
+    settings: Settings,
+    repository: ProductRepository,
+    cache: ProductCache,
+    metrics: ServiceMetrics,
+    backfills: BackFills,
 ) -> Flask:
     app = Flask("product_service")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    products = CachedProductRepository(repository, cache, metrics)
+    products = CachedProductRepository(repository, cache, metrics, backfills)
     tokens = TokenVerifier(settings.jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     app.register_blueprint(create_products_blueprint(products, tokens))
     readiness = {"postgres": lambda: repository.ping(READY_TIMEOUT_SECONDS), "redis": cache.ping}
@@ -55,10 +59,12 @@ class OpenResources:
     pool: ConnectionPool
     redis: redis.Redis
     breakers: tuple[CircuitBreaker, ...]
+    backfills: BackFills
 
     def close(self) -> None:
         for breaker in self.breakers:
             breaker.close()
+        self.backfills.close()
         self.pool.close()
         self.redis.close()
 
@@ -92,13 +98,16 @@ def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) 
         settings.cache_ttl_seconds,
         CircuitBreaker("redis", redis_client.ping, on_change=metrics.dependency_available),
     )
-    app = create_app(settings, repository, cache, metrics)
-    app.extensions["product_service"] = OpenResources(pool, redis_client, (repository.breaker, cache.breaker))
+    backfills = BackFills(cache, metrics)  # one thread for the app and its untraced twin
+    app = create_app(settings, repository, cache, metrics, backfills)
+    app.extensions["product_service"] = OpenResources(
+        pool, redis_client, (repository.breaker, cache.breaker), backfills
+    )
     if tracer_provider is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-        untraced = create_app(settings, repository, cache, metrics)
+        untraced = create_app(settings, repository, cache, metrics, backfills)
         FlaskInstrumentor.instrument_app(
             app, tracer_provider=tracer_provider, excluded_urls=",".join(UNTRACED_PATHS)
         )

@@ -52,7 +52,7 @@ class ServiceMetrics:
         )
         self.cache_errors = Counter(
             "product_cache_errors",
-            "Redis calls that failed or timed out; the request fell back to Postgres.",
+            "Redis calls that failed, timed out or were refused by the breaker, and back-fills dropped.",
             ["operation"],
             registry=self._registry,
         )

@@ -38,7 +38,7 @@ from pydantic import Field
 
 from product_service.auth import TokenVerifier
 from product_service.breaker import CircuitBreaker
-from product_service.cache import CachedProductRepository, ProductCache, open_redis
+from product_service.cache import BackFills, CachedProductRepository, ProductCache, open_redis
 from product_service.grpc.deadlines import DeadlineBoundPool
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from product_service.grpc.interceptors import ObservedRpcs, RpcMetrics
@@ -79,6 +79,7 @@ class ProductGrpcServer:
     pool: ConnectionPool
     redis: redis.Redis
     readiness: ReadinessWatch
+    backfills: BackFills
 
     def shutdown(self, drain_seconds: float, grace_seconds: float) -> None:
         """NOT_SERVING first, then stop accepting, then let in-flight RPCs finish."""
@@ -87,6 +88,7 @@ class ProductGrpcServer:
         log.info("shutting down: health is NOT_SERVING, draining for %s s", drain_seconds)
         time.sleep(drain_seconds)
         self.server.stop(grace_seconds).wait()
+        self.backfills.close()
         self.pool.close()
         self.redis.close()
         log.info("stopped: in-flight RPCs finished")
@@ -122,7 +124,8 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
         settings.cache_ttl_seconds,
         CircuitBreaker("redis", redis_client.ping, on_change=metrics.dependency_available),
     )
-    products = CachedProductRepository(repository, cache, metrics)
+    backfills = BackFills(cache, metrics)
+    products = CachedProductRepository(repository, cache, metrics, backfills)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="grpc"),
         interceptors=[*_tracing(tracer_provider), ObservedRpcs(RpcMetrics(registry))],
@@ -144,7 +147,9 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     # Like REST's /ready: Postgres only; without Redis the server still serves (ops.REQUIRED_FOR_READINESS).
     checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS)]
     readiness = ReadinessWatch(health_servicer, checks, settings.grpc_readiness_interval_seconds)
-    return ProductGrpcServer(server, port, health_servicer, registry, pool, redis_client, readiness)
+    return ProductGrpcServer(
+        server, port, health_servicer, registry, pool, redis_client, readiness, backfills
+    )
 
 
 class ReadinessWatch:
