@@ -27,9 +27,10 @@ one thread per process, every back-fill queued meanwhile in one pipelined round 
 safe for the reason above (a late back-fill is refused over anything newer), and writes never wait
 there: an update or delete stores over its mark before it answers.
 
-Reads. An entry's body is the product's JSON exactly as the API answers it (`Product.model_dump_json`'s
-bytes, dumped from the row: `schemas.ProductRow`), so a REST cache hit sends the stored bytes as they are (`get_json`, `get_many_json`), with no parsing
-into a model and no dumping again; gRPC, which needs the fields, parses them (`get`, `get_many`).
+Reads. An entry's body is the product's JSON exactly as the API answers it (the bytes of
+`Product.model_dump_json`, dumped from the row: `schemas.ProductRow`), so a REST cache hit sends the
+stored bytes as they are (`get_json`, `get_many_json`), with no parsing into a model and no dumping
+again; gRPC, which needs the fields, parses them (`get`, `get_many`).
 
 Availability. Redis calls use short socket timeouts and no retries, behind a `CircuitBreaker`
 (breaker.py): once Redis fails and does not answer a PING either, calls are skipped without any
