@@ -215,6 +215,15 @@ def _created(client: FlaskClient, auth: dict[str, str], count: int) -> list[uuid
     return [uuid.UUID(create_product(client, auth, name=f"held {i}")["id"]) for i in range(count)]
 
 
+def _read_back(
+    repository: ProductRepository, client: FlaskClient, auth: dict[str, str], count: int
+) -> list[StoredProduct]:
+    """`count` new products as a read from Postgres hands them to the back-fills."""
+    stored = [repository.get(product_id) for product_id in _created(client, auth, count)]
+    assert None not in stored
+    return [product for product in stored if product is not None]
+
+
 def test_a_miss_answers_before_its_backfill_and_later_misses_share_one_round_trip(
     held: tuple[HeldCache, ServiceMetrics, ProductRepository],
     client: FlaskClient,
@@ -248,9 +257,7 @@ def test_backfills_beyond_the_limit_and_failed_ones_are_counted_and_the_thread_g
 ) -> None:
     cache, metrics, repository = held
     backfills = BackFills(cache, metrics, limit=2)
-    stored = [repository.get(product_id) for product_id in _created(client, auth, 5)]
-    assert None not in stored
-    loaded = [product for product in stored if product is not None]
+    loaded = _read_back(repository, client, auth, 5)
     cache.fail_next = True
 
     backfills.submit(loaded[:1])
@@ -276,8 +283,7 @@ def test_closed_backfills_store_what_waits_and_stop_their_thread(
 ) -> None:
     cache, metrics, repository = held
     backfills = BackFills(cache, metrics)
-    stored = [repository.get(product_id) for product_id in _created(client, auth, 2)]
-    loaded = [product for product in stored if product is not None]
+    loaded = _read_back(repository, client, auth, 2)
     before = {thread.ident for thread in threading.enumerate()}
 
     backfills.submit(loaded)
