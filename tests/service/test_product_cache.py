@@ -205,10 +205,12 @@ def held(
 ) -> Iterator[tuple[HeldCache, ServiceMetrics, ProductRepository]]:
     metrics = ServiceMetrics()
     pool = open_pool(settings.database_url, min_size=1, max_size=2, timeout=2)
-    cache = HeldCache(redis.Redis.from_url(settings.redis_url), settings.cache_ttl_seconds)
+    client = redis.Redis.from_url(settings.redis_url)
+    cache = HeldCache(client, settings.cache_ttl_seconds)
     yield cache, metrics, ProductRepository(pool, metrics)
     cache.release.set()
     pool.close()
+    client.close()
 
 
 def _created(client: FlaskClient, auth: dict[str, str], count: int) -> list[uuid.UUID]:
