@@ -45,7 +45,7 @@ except urllib.error.HTTPError as error:
 
 def in_node(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["nsenter", f"--net=/run/netns/{node.NETNS}", *command],
+        ["nsenter", f"--net={node.NETNS_DIR / node.NETNS}", *command],
         capture_output=True,
         text=True,
         timeout=60,

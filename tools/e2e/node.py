@@ -12,8 +12,9 @@ control_plane.py starts it with `up --node real` (`make cluster NODE=real`); tes
 
 Everything the node changes on the machine is written to an undo journal (STATE/node/undo.json) before
 it is changed, and `stop` undoes the journal backwards: processes (by PID: the recorded ones, then every
-PID left in the node's namespaces or cgroups), mounts, the namespaces and veth, the host route, the
-kubelet's cgroups under /platform-e2e, the sysctls the kubelet sets, folders made for mount points.
+PID left in the node's namespaces or cgroups), mounts, the namespaces and veth (and the mount of
+/run/netns that a machine's first `ip netns add` makes), the host route, the kubelet's cgroups under
+/platform-e2e, the sysctls the kubelet sets, folders made for mount points.
 
 Images come from .tools/images/*.tar (`make images`, tools/e2e/images.py). Volumes are pre-made
 hostPath PersistentVolumes under STATE/node/volumes behind the default StorageClass `e2e-hostpath`
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools" / "bin"
 IMAGES = REPO / ".tools" / "images"
 NETNS = "platform-e2e-node"
+NETNS_DIR = Path("/run/netns")  # where `ip netns` keeps named namespaces
 HOST_VETH, NODE_VETH = "pe2e-host", "pe2e-node"
 HOST_ADDRESS, NODE_ADDRESS, LINK_PREFIX = "198.18.0.1", "198.18.0.2", 30
 POD_SUBNET, POD_GATEWAY = "198.19.0.0/24", "198.19.0.1"
@@ -97,6 +99,11 @@ class RealNode:
 
     def _network(self, test_range: str) -> None:
         link = f"{HOST_ADDRESS}/{LINK_PREFIX}"
+        # The first `ip netns add` on a machine makes /run/netns (and a mount of it onto itself).
+        if not NETNS_DIR.exists():
+            self._record("rmdir", str(NETNS_DIR))
+        if not os.path.ismount(NETNS_DIR):
+            self._record("netns-dir", str(NETNS_DIR))
         self._record("netns", NETNS)
         _run("ip", "netns", "add", NETNS)
         _run("ip", "link", "add", HOST_VETH, "type", "veth", "peer", "name", NODE_VETH, "netns", NETNS)
@@ -144,7 +151,7 @@ class RealNode:
             json.dumps(_kube_proxy_config(credentials["kube-proxy"]), indent=2)
         )
         (r / "Corefile").write_text(_corefile(credentials["coredns"]))
-        enter = ["nsenter", f"--net=/run/netns/{NETNS}", f"--mount={self.mount_ns}", "--"]
+        enter = ["nsenter", f"--net={NETNS_DIR / NETNS}", f"--mount={self.mount_ns}", "--"]
         return {
             "containerd": [*enter, "containerd", f"--config={r / 'containerd.toml'}"],
             "kubelet": [
@@ -233,7 +240,7 @@ class RealNode:
     def _leftovers(self) -> set[int]:
         # A namespace is known by its (device, inode): an unmounted file's inode alone could match one.
         namespaces = set()
-        for ns in (self.mount_ns, Path("/run/netns", NETNS)):
+        for ns in (self.mount_ns, NETNS_DIR / NETNS):
             with contextlib.suppress(OSError):
                 namespaces.add(_identity(ns))
         pids = set()
@@ -276,6 +283,9 @@ def _undo(kind: str, *args: str) -> None:
         _run("ip", "route", "del", args[0], check=False)
     elif kind == "umount":
         _run("umount", "--lazy", args[0], check=False)
+    elif kind == "netns-dir":
+        if not any(Path(args[0]).iterdir()):  # another tool's namespaces would go with its mount
+            _run("umount", "--lazy", args[0], check=False)
     elif kind == "rmdir":
         Path(args[0]).rmdir()
     elif kind == "sysctl":
