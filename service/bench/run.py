@@ -183,6 +183,7 @@ def measure(
     """Every scenario (or those `args.only` names) in pairs with bare Flask, `args.repeat` times."""
     seconds, repeat, profile, only = args.seconds, args.repeat, args.profile, args.only
     load_at_start = os.getloadavg()[0]
+    ticks_at_start = machine_cpu_ticks()
     meter = CpuMeter(grpc_server)
     bare_requests = [Request("GET", "/bare")]
     gets = [Request("GET", f"/api/v1/products/{i}") for i in ids]
@@ -232,6 +233,7 @@ def measure(
 
     rows = []
     for scenario in scenarios:
+        ticks = machine_cpu_ticks()
         pairs = []
         for attempt in range(1, repeat + 1):
             # The scenario right after a bare Flask run of the same length: both see the same machine state.
@@ -249,7 +251,8 @@ def measure(
                     **notes,
                 }
             )
-        rows.append({"scenario": scenario.name, **medians(pairs), "runs": pairs})
+        stolen = stolen_percent(ticks, machine_cpu_ticks())
+        rows.append({"scenario": scenario.name, **medians(pairs), "stolen_percent": stolen, "runs": pairs})
     memory = {
         "service": service.memory(),
         "service, all traced": all_traced.memory(),
@@ -270,6 +273,8 @@ def measure(
         # Anything else running on the machine takes CPU from both servers and the load generator.
         "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": os.getloadavg()[0],
+        # So does the hypervisor, for its other guests: the share of the CPUs this machine did not get.
+        "stolen_percent": stolen_percent(ticks_at_start, machine_cpu_ticks()),
         "scenarios": rows,
         "grpc_vs_rest_cached_get": grpc_versus_rest(by_name),
         "bare": medians([run for row in rows for run in row["runs"]])["bare"],
@@ -695,6 +700,19 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / CLOCK_TICKS + sum(tree_cpu_seconds(child) for child in children(pid))
 
 
+def machine_cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far, in ticks: (stolen by the hypervisor, all of it), from the first
+    line of /proc/stat (proc_stat(5): user nice system idle iowait irq softirq steal; guest time is
+    already counted in user)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return fields[7], sum(fields)
+
+
+def stolen_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return 100 * (after[0] - before[0]) / total if total else 0.0
+
+
 def proc_kib(path: str, key: str) -> int:
     try:
         for line in Path(path).read_text().splitlines():
@@ -722,7 +740,8 @@ def print_report(report: dict) -> None:
         f"{report['cpus']} CPUs, {report['products']} products, "
         f"{report['runs_per_scenario']} x {report['seconds_per_run']:.0f} s per scenario (medians), "
         f"1-minute load average "
-        f"{report['load_average_1m_at_start']:.1f} at the start, {report['load_average_1m_at_end']:.1f} at the end"
+        f"{report['load_average_1m_at_start']:.1f} at the start, {report['load_average_1m_at_end']:.1f} at the end, "
+        f"{report['stolen_percent']:.1f} % of the CPUs' time stolen by the hypervisor"
     )
     overrides = report["overrides"]
     if overrides["environment"] or overrides["gunicorn_options"]:
@@ -746,14 +765,18 @@ def print_report(report: dict) -> None:
         f"{'bare Flask':<26}{bare['rps']:>8.0f}{bare['p50_ms']:>9.1f}{bare['p99_ms']:>9.1f}{bare['errors']:>8}"
     )
     groups = ["workers", "grpc server", "postgres", "valkey", "wrk", "bench process"]
-    print(f"\n{'CPU ms per request':<26}" + "".join(f"{g:>14}" for g in groups) + f"{'total':>8}")
-    for name, cpu in [("bare Flask", report["bare"]["cpu_ms_per_request"])] + [
-        (row["scenario"], row["cpu_ms_per_request"]) for row in report["scenarios"]
-    ]:
+    print(
+        f"\n{'CPU ms per request':<26}"
+        + "".join(f"{g:>14}" for g in groups)
+        + f"{'total':>8}{'stolen %':>10}"
+    )
+    for name, cpu, stolen in [
+        ("bare Flask", report["bare"]["cpu_ms_per_request"], report["stolen_percent"])
+    ] + [(row["scenario"], row["cpu_ms_per_request"], row["stolen_percent"]) for row in report["scenarios"]]:
         print(
             f"{name:<26}"
             + "".join(f"{cpu[g]:>14.2f}" for g in groups)
-            + f"{sum(cpu[g] for g in groups):>8.2f}"
+            + f"{sum(cpu[g] for g in groups):>8.2f}{stolen:>10.1f}"
         )
     versus = report["grpc_vs_rest_cached_get"]
     if versus is not None:
