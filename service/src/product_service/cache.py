@@ -340,13 +340,15 @@ class CachedProductRepository:
 
     # Pages are not cached: any create or delete would shift every page after it.
     def list_page(self, limit: int, offset: int) -> tuple[list[Product], int]:
-        rows, total = self._repository.list_page(limit, offset)
-        return [stored.product for stored in rows], total
+        return self._list_page(limit, offset, _AS_MODEL)
 
     def list_page_json(self, limit: int, offset: int) -> tuple[list[bytes], int]:
         """`list_page` with each product as its JSON document."""
+        return self._list_page(limit, offset, _AS_JSON)
+
+    def _list_page(self, limit: int, offset: int, reading: _Reading[Found]) -> tuple[list[Found], int]:
         rows, total = self._repository.list_page(limit, offset)
-        return [stored.document for stored in rows], total
+        return [reading.from_row(stored) for stored in rows], total
 
     def create(self, new: ProductCreate) -> Product:
         return self._repository.create(new).product
