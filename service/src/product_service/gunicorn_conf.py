@@ -7,6 +7,7 @@ variable of `product_service.settings`, validated before any worker starts. Comm
 (e.g. `--bind 127.0.0.1:9000`, `--workers 2`) override these values.
 """
 
+import gc
 import math
 import os
 import shutil
@@ -88,6 +89,15 @@ def on_starting(server: Any) -> None:
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+
+
+def when_ready(server: Any) -> None:
+    """In the master, once everything is imported and before the first worker forks."""
+    # Workers inherit the master's objects as shared pages, but a full collection in a worker writes to
+    # each tracked object's header and so copies every such page into the worker. Frozen objects are
+    # never collected, so they stay shared (and a worker's full collection skips them); see gc.freeze.
+    gc.collect()
+    gc.freeze()
 
 
 def post_fork(server: Any, worker: Any) -> None:
