@@ -35,11 +35,10 @@ def namespace_peer(namespace: str) -> dict[str, Any]:
 def cpu_autoscaling(deployment_name: Any, min_replicas: int, max_replicas: int) -> dict[str, Any]:
     """A HorizontalPodAutoscaler spec for a Deployment of the service: CPU at 70% of the request.
 
-    CPU only. A Python worker's memory does not fall when load does (the heap keeps its arenas): over
-    four load runs of `make bench-service` (2 workers) the pod's RSS went 211 -> 219 MiB and its PSS
-    104 -> 154 MiB, and neither came down between runs or after the last. Against the 256Mi request
-    that is 60-86% at rest, so a memory target of 80% would add replicas that never leave. CPU
-    follows the load down as well as up."""
+    CPU only. A Python worker's memory does not follow the load (the heap keeps its arenas): a pod's
+    gunicorn (master + 1 worker, PSS) went 93 -> 101 MiB over four load runs and stayed there at rest
+    (docs/performance.md, "Memory"), so a memory target would add replicas that never leave, or none.
+    CPU follows the load down as well as up."""
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name},
         "minReplicas": min_replicas,

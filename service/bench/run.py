@@ -317,7 +317,7 @@ def targets(by_name: dict[str, dict], memory: dict[str, Any]) -> list[dict[str, 
                 "met": cached["service"]["p99_ms"] <= limit,
             }
         )
-    pod = memory["pss_per_process"][0] + statistics.mean(memory["pss_per_process"][1:])
+    pod = memory["pod_pss"]
     found.append(
         {
             "target": f"a pod's memory (master + 1 worker, PSS) well under its request of "
@@ -570,15 +570,25 @@ class Gunicorn:
         return [self.pid, *children(self.pid)]
 
     def memory(self) -> dict[str, Any]:
-        """Resident memory of master + workers in MiB: RSS (shared pages counted in each) and PSS (split)."""
+        """Resident memory of master + workers in MiB: RSS (shared pages counted in each) and PSS (split).
+
+        A pod runs one worker. Master + one worker's PSS would leave out the share of the master's pages
+        that PSS gives the other workers here; the pod's figure is the whole PSS less the other workers'
+        own pages (USS), which no other process maps."""
         pids = self.pids()
         rss = [proc_kib(f"/proc/{pid}/status", "VmRSS:") / 1024 for pid in pids]
         pss = [proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024 for pid in pids]
+        rollups = [f"/proc/{pid}/smaps_rollup" for pid in pids[1:]]
+        uss = [
+            (proc_kib(path, "Private_Clean:") + proc_kib(path, "Private_Dirty:")) / 1024 for path in rollups
+        ]
         return {
             "rss": sum(rss),
             "pss": sum(pss),
             "rss_per_process": rss,
             "pss_per_process": pss,  # the master first
+            "uss_per_worker": uss,
+            "pod_pss": sum(pss) - (len(uss) - 1) * statistics.mean(uss) if uss else sum(pss),
             "processes": len(pids),
         }
 
@@ -792,7 +802,8 @@ def print_report(report: dict) -> None:
         print(
             f"\n{name}: gunicorn master + {len(pss) - 1} workers at the end: PSS {sum(pss):.0f} MiB = "
             f"{sum(pss) / (len(pss) - 1):.0f} MiB per worker (master {pss[0]:.0f}, workers "
-            f"{', '.join(f'{p:.0f}' for p in pss[1:])}), RSS {memory[name]['rss']:.0f} MiB",
+            f"{', '.join(f'{p:.0f}' for p in pss[1:])}), RSS {memory[name]['rss']:.0f} MiB; "
+            f"a pod's (master + 1 worker) PSS {memory[name]['pod_pss']:.0f} MiB",
             end="",
         )
     print(f"\nservice RSS at peak: {peak:.0f} MiB")
