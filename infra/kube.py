@@ -37,8 +37,8 @@ def cpu_autoscaling(deployment_name: Any, min_replicas: int, max_replicas: int) 
 
     CPU only. A Python worker's memory does not follow the load (the heap keeps its arenas): a pod's
     gunicorn (master + 1 worker, PSS) went 93 -> 101 MiB over four load runs and stayed there at rest
-    (docs/performance.md, "Memory"), so a memory target would add replicas that never leave, or none.
-    CPU follows the load down as well as up."""
+    (docs/performance.md, "Memory"): a memory target would either never fire or add replicas that
+    never leave. CPU follows the load down as well as up."""
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name},
         "minReplicas": min_replicas,
