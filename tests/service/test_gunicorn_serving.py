@@ -25,6 +25,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from product_service.auth import mint_token
 from product_service.devservers import DevServers
+from product_service.metrics import ServiceMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -72,6 +73,17 @@ def test_metrics_files_of_a_previous_run_are_wiped_at_start(gunicorn: Gunicorn, 
     status, body = gunicorn.get("/metrics")
     assert status == 200
     assert "stale_marker" not in body.decode()
+
+
+def test_a_scrape_while_a_worker_creates_its_metrics_file_sums_the_others(tmp_path: Path) -> None:
+    # A booting worker's file exists at 0 bytes until prometheus_client sizes it; reading it failed the
+    # whole scrape with struct.error (a /metrics answered 500 right after gunicorn started).
+    _stale_counter_file(tmp_path)  # another worker's counter, at 41
+    (tmp_path / "counter_424242.db").touch()
+
+    body = ServiceMetrics(multiprocess_dir=tmp_path).exposition().decode()
+
+    assert "stale_marker_total 41.0" in body
 
 
 @pytest.mark.usefixtures("empty_catalog")

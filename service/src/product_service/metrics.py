@@ -7,6 +7,9 @@ Without it (tests, a single process) the metrics live in the registry passed in.
 
 from __future__ import annotations
 
+import glob
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -126,5 +129,25 @@ class ServiceMetrics:
         if self._multiprocess_dir is None:
             return generate_latest(self._registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(self._multiprocess_dir))
+        _WorkerFilesCollector(registry, path=str(self._multiprocess_dir))
         return generate_latest(registry)
+
+
+class _WorkerFilesCollector(MultiProcessCollector):
+    """The multiprocess collector, without the files a worker has created but not yet sized.
+
+    prometheus_client creates a worker's file and sizes it only afterwards, and reading it at 0 bytes
+    raises `struct.error`, which failed the whole scrape while any worker booted (every few seconds under
+    load, with max_requests), and for good if a worker died in that moment
+    (prometheus/client_python#1199, unfixed in 0.26.0). An empty file holds no samples yet."""
+
+    def collect(self) -> Iterable[Any]:
+        files = [path for path in glob.glob(os.path.join(self._path, "*.db")) if _written(path)]
+        return self.merge(files, accumulate=True)
+
+
+def _written(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # a dead worker's live gauges, removed since the listing
+        return False
