@@ -576,11 +576,11 @@ class Gunicorn:
         that PSS gives the other workers here; the pod's figure is the whole PSS less the other workers'
         own pages (USS), which no other process maps."""
         pids = self.pids()
-        rss = [proc_kib(f"/proc/{pid}/status", "VmRSS:") / 1024 for pid in pids]
-        pss = [proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024 for pid in pids]
-        rollups = [f"/proc/{pid}/smaps_rollup" for pid in pids[1:]]
+        rss = [proc_kib(f"/proc/{pid}/status").get("VmRSS", 0) / 1024 for pid in pids]
+        rollups = [proc_kib(f"/proc/{pid}/smaps_rollup") for pid in pids]
+        pss = [rollup.get("Pss", 0) / 1024 for rollup in rollups]
         uss = [
-            (proc_kib(path, "Private_Clean:") + proc_kib(path, "Private_Dirty:")) / 1024 for path in rollups
+            (rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)) / 1024 for rollup in rollups[1:]
         ]
         return {
             "rss": sum(rss),
@@ -653,7 +653,7 @@ class GrpcServer:
         return self.process.pid
 
     def memory(self) -> dict[str, Any]:
-        return {"rss": proc_kib(f"/proc/{self.pid}/status", "VmRSS:") / 1024}
+        return {"rss": proc_kib(f"/proc/{self.pid}/status").get("VmRSS", 0) / 1024}
 
 
 def children(parent: int) -> list[int]:
@@ -723,14 +723,14 @@ def stolen_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
     return 100 * (after[0] - before[0]) / total if total else 0.0
 
 
-def proc_kib(path: str, key: str) -> int:
+def proc_kib(path: str) -> dict[str, int]:
+    """The `Name: N kB` lines of a /proc file, by name; none if the process has gone."""
     try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
+        lines = Path(path).read_text().splitlines()
     except OSError:
-        pass
-    return 0
+        return {}
+    fields = (line.partition(":") for line in lines)
+    return {name: int(value.split()[0]) for name, _, value in fields if value.endswith(" kB")}
 
 
 def free_port() -> int:
