@@ -7,6 +7,12 @@ by a first `run.py`), calls it as WSGI in one thread, and prints the process's C
 
     .venv/bin/python service/bench/in_process.py --tracing prod --scenario cached
     .venv/bin/python service/bench/in_process.py --tracing bare      # the bare Flask baseline app
+    .venv/bin/python service/bench/in_process.py --tracing off none --scenario uncached --rounds 8
+
+Several `--tracing` settings are measured in one process, each on an app of its own, their rounds
+alternating; the report adds each one's difference to the first, round by round. Two runs of this
+script minutes apart differ by more than most changes do (the machine drifts); rounds run back to back
+do not.
 
 Tracing: `off` (no provider), `none` (a provider that samples nothing), `prod` (10 %, as the prod
 profile), `all` (every request). Spans are encoded as the OTLP exporter encodes them, then dropped:
@@ -23,10 +29,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import redis
+from flask import Flask
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -54,43 +61,80 @@ class EncodeOnlyExporter(SpanExporter):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracing", choices=["bare", "off", *SAMPLERS], default="prod")
+    parser.add_argument(
+        "--tracing",
+        choices=["bare", "off", *SAMPLERS],
+        nargs="+",
+        default=["prod"],
+        help="one setting, or several to compare: each gets its own app, and their rounds alternate",
+    )
     parser.add_argument("--scenario", choices=["cached", "uncached", "list"], default="cached")
     parser.add_argument("--requests", type=int, default=3000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if not (OUT / "data").exists():
         raise SystemExit("no bench data: run `make bench-service` once first (it seeds 10,000 products)")
+    settings = list(dict.fromkeys(args.tracing))
     with embedded_servers(OUT / "data") as servers:
         with psycopg.connect(servers.database_url) as conn:
             ids = [str(row[0]) for row in conn.execute("SELECT id FROM products")]
         cache = redis.Redis.from_url(servers.redis_url)
-        app, provider = open_measured_app(args.tracing, servers.database_url, servers.redis_url)
-        paths = request_paths(args.tracing, args.scenario, ids)
-        rounds = []
-        for _ in range(args.rounds):
-            cache.flushdb()
-            if args.scenario == "cached":
-                call_all(app, built(paths))  # back-fills every product
-            if args.scenario == "uncached" and args.tracing != "bare":
-                order = random.sample(paths, min(args.requests, len(paths)))  # each product once
-            else:
-                order = [random.choice(paths) for _ in range(args.requests)]  # noqa: S311 (a load shape)
-            environs = built(order)  # before the clock starts: their making is not the app's cost
-            started = time.process_time()
-            call_all(app, environs)
-            # What the requests left to background threads (spans, cache back-fills) is their cost too.
-            if provider is not None:
-                provider.force_flush()
-            if args.tracing != "bare":
-                app.extensions["product_service"].backfills.flush()
-            rounds.append((time.process_time() - started) * 1000 / len(order))
-        print(
-            f"{args.scenario}, tracing {args.tracing}: {min(rounds):.3f} ms CPU per request at best, "
-            f"median {statistics.median(rounds):.3f} ({args.rounds} rounds of {len(order)} requests)"
-        )
+        apps = {
+            tracing: open_measured_app(tracing, servers.database_url, servers.redis_url)
+            for tracing in settings
+        }
+        rounds: dict[str, list[float]] = {tracing: [] for tracing in settings}
+        for number in range(args.rounds):
+            # Alternating the order as well: a setting measured always first or always last would carry
+            # whatever the machine does at that point of each round.
+            for tracing in settings if number % 2 == 0 else reversed(settings):
+                app, provider = apps[tracing]
+                ms = measure_round(app, provider, tracing, args.scenario, ids, args.requests, cache)
+                rounds[tracing].append(ms)
+        for tracing, measured in rounds.items():
+            print(
+                f"{args.scenario}, tracing {tracing}: {min(measured):.3f} ms CPU per request at best, "
+                f"median {statistics.median(measured):.3f} ({args.rounds} rounds of {args.requests} requests)"
+            )
+        first = settings[0]
+        for tracing in settings[1:]:
+            # Rounds of the same number ran back to back: their differences cancel the machine's drift.
+            differences = [b - a for a, b in zip(rounds[first], rounds[tracing], strict=True)]
+            print(
+                f"{tracing} - {first}: {statistics.median(differences):+.3f} ms per request, median of the "
+                f"rounds' differences ({min(differences):+.3f} to {max(differences):+.3f})"
+            )
         cache.close()
     return 0
+
+
+def measure_round(
+    app: WsgiApp,
+    provider: TracerProvider | None,
+    tracing: str,
+    scenario: str,
+    ids: list[str],
+    requests: int,
+    cache: redis.Redis,
+) -> float:
+    """CPU ms per request of one round of `requests` GETs of `scenario` on `app`."""
+    paths = request_paths(tracing, scenario, ids)
+    cache.flushdb()
+    if scenario == "cached":
+        call_all(app, built(paths))  # back-fills every product
+    if scenario == "uncached" and tracing != "bare":
+        order = random.sample(paths, min(requests, len(paths)))  # each product once
+    else:
+        order = [random.choice(paths) for _ in range(requests)]  # noqa: S311 (a load shape)
+    environs = built(order)  # before the clock starts: their making is not the app's cost
+    started = time.process_time()
+    call_all(app, environs)
+    # What the requests left to background threads (spans, cache back-fills) is their cost too.
+    if provider is not None:
+        provider.force_flush()
+    if tracing != "bare":
+        cast(Flask, app).extensions["product_service"].backfills.flush()
+    return (time.process_time() - started) * 1000 / len(order)
 
 
 def open_measured_app(
