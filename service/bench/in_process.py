@@ -83,18 +83,21 @@ def main() -> int:
             tracing: open_measured_app(tracing, servers.database_url, servers.redis_url)
             for tracing in settings
         }
+        paths = {tracing: request_paths(tracing, args.scenario, ids) for tracing in settings}
+        # An uncached round asks for each product once, so it holds at most one request per product.
+        requests = min(args.requests, len(ids)) if args.scenario == "uncached" else args.requests
         rounds: dict[str, list[float]] = {tracing: [] for tracing in settings}
         for number in range(args.rounds):
             # Alternating the order as well: a setting measured always first or always last would carry
             # whatever the machine does at that point of each round.
             for tracing in settings if number % 2 == 0 else reversed(settings):
                 app, provider = apps[tracing]
-                ms = measure_round(app, provider, tracing, args.scenario, ids, args.requests, cache)
+                ms = measure_round(app, provider, tracing, args.scenario, paths[tracing], requests, cache)
                 rounds[tracing].append(ms)
         for tracing, measured in rounds.items():
             print(
                 f"{args.scenario}, tracing {tracing}: {min(measured):.3f} ms CPU per request at best, "
-                f"median {statistics.median(measured):.3f} ({args.rounds} rounds of {args.requests} requests)"
+                f"median {statistics.median(measured):.3f} ({args.rounds} rounds of {requests} requests)"
             )
         first = settings[0]
         for tracing in settings[1:]:
@@ -113,17 +116,16 @@ def measure_round(
     provider: TracerProvider | None,
     tracing: str,
     scenario: str,
-    ids: list[str],
+    paths: list[str],
     requests: int,
     cache: redis.Redis,
 ) -> float:
-    """CPU ms per request of one round of `requests` GETs of `scenario` on `app`."""
-    paths = request_paths(tracing, scenario, ids)
+    """CPU ms per request of one round of `requests` GETs of `paths` (`scenario`'s) on `app`."""
     cache.flushdb()
     if scenario == "cached":
         call_all(app, built(paths))  # back-fills every product
     if scenario == "uncached" and tracing != "bare":
-        order = random.sample(paths, min(requests, len(paths)))  # each product once
+        order = random.sample(paths, requests)  # each product once
     else:
         order = [random.choice(paths) for _ in range(requests)]  # noqa: S311 (a load shape)
     environs = built(order)  # before the clock starts: their making is not the app's cost
