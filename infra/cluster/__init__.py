@@ -47,10 +47,13 @@ OTLP_GRPC_PORT = 4317
 JAEGER_QUERY_PORT = 16686
 # The label Grafana's dashboard sidecar watches for (the chart's default), in every namespace.
 DASHBOARD_LABEL = "grafana_dashboard"
-# Persistent volumes, (dev, prod): Prometheus keeps 3 / 15 days, stopped early by RETENTION_SIZE so the
-# volume never fills; Alertmanager its silences and notification log; Grafana its users and settings.
-VOLUME_SIZES = {"prometheus": ("10Gi", "50Gi"), "alertmanager": ("1Gi", "5Gi"), "grafana": ("1Gi", "10Gi")}
-RETENTION_SIZE = ("8GiB", "40GiB")
+# Persistent volumes, the same in every profile: a claim never shrinks and grows only where its
+# StorageClass allows expansion, so sizes that followed the profile made a live stack's profile switch
+# fail in the chart's upgrade. Prometheus keeps 3 (dev) or 15 (prod) days, stopped early by
+# RETENTION_SIZE so the volume never fills; Alertmanager its silences and notification log; Grafana its
+# users and settings.
+VOLUME_SIZES = {"prometheus": "50Gi", "alertmanager": "5Gi", "grafana": "10Gi"}
+RETENTION_SIZE = "40GiB"
 # Alertmanager mounts each Secret listed in alertmanagerSpec.secrets at /etc/alertmanager/secrets/<name>/.
 ALERT_RECEIVER_SECRET = "alertmanager-receiver"  # noqa: S105 (a Secret's name, not a credential)
 ALERT_RECEIVER_URL_FILE = f"/etc/alertmanager/secrets/{ALERT_RECEIVER_SECRET}/url"
@@ -166,7 +169,7 @@ class ClusterAddons(pulumi.ComponentResource):
                     "podMonitorSelectorNilUsesHelmValues": False,
                     "ruleSelectorNilUsesHelmValues": False,
                     "retention": "15d" if prod else "3d",
-                    "retentionSize": RETENTION_SIZE[prod],
+                    "retentionSize": RETENTION_SIZE,
                     "replicas": 2 if prod else 1,
                     "storageSpec": {"volumeClaimTemplate": {"spec": self._volume("prometheus")}},
                 }
@@ -189,7 +192,7 @@ class ClusterAddons(pulumi.ComponentResource):
                     "enabled": True,
                     "type": "pvc",
                     "accessModes": ["ReadWriteOnce"],
-                    "size": VOLUME_SIZES["grafana"][prod],
+                    "size": VOLUME_SIZES["grafana"],
                     **self._storage_class("storageClassName"),
                 },
                 # A ReadWriteOnce volume attaches to one node: the old pod must go before the new starts.
@@ -488,7 +491,7 @@ class ClusterAddons(pulumi.ComponentResource):
         """A PersistentVolumeClaim spec on the cluster's storage class (its default when None)."""
         return {
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": VOLUME_SIZES[component][self._cfg.is_prod]}},
+            "resources": {"requests": {"storage": VOLUME_SIZES[component]}},
             **self._storage_class("storageClassName"),
         }
 
