@@ -52,6 +52,10 @@ GITOPS_CONFIG_MAP = f"{NAME}-settings"
 # JWT_AUDIENCE=product-service JWT_ISSUER=product-platform/<stack> python -m product_service token
 JWT_AUDIENCE = NAME
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform"}
+# The API's pods, apart from the migration Job's (which carry LABELS too): what the Service sends traffic
+# to and the disruption budget counts. A budget that also matched the Job's pod found no scale subresource
+# on the Job and allowed no disruption at all, so a node drain blocked.
+API_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "api"}
 
 
 class ProductService(pulumi.ComponentResource):
@@ -155,7 +159,7 @@ class ProductService(pulumi.ComponentResource):
             metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
             spec={
                 "type": "ClusterIP",
-                "selector": LABELS,
+                "selector": API_POD_LABELS,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
             },
             opts=self._k8s(),
@@ -254,13 +258,14 @@ class ProductService(pulumi.ComponentResource):
             metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
             spec={
                 # No `replicas`: the HPA owns the count, and a value here would reset it on every `up`.
+                # (A selector is immutable: LABELS stays, and matches no pod another controller owns.)
                 "selector": {"matchLabels": LABELS},
                 "strategy": {
                     "type": "RollingUpdate",
                     "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
                 },
                 "template": {
-                    "metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "api"}},
+                    "metadata": {"labels": API_POD_LABELS},
                     "spec": {
                         **_pod_spec(
                             cfg,
@@ -293,7 +298,7 @@ class ProductService(pulumi.ComponentResource):
             "disruption-budget",
             metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
             # maxUnavailable rather than minAvailable: with one replica (dev) drains still proceed.
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": LABELS}},
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": API_POD_LABELS}},
             opts=self._k8s(),
         )
         return migration

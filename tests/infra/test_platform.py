@@ -86,8 +86,8 @@ def test_hpa_bounds_follow_the_profile_and_scale_on_cpu_70_only(plan: Plan) -> N
 
 def test_a_disruption_budget_covers_the_service_pods(plan: Plan) -> None:
     pdb = plan.object("PodDisruptionBudget", "product-service").inputs["spec"]
-    deployment = plan.object("Deployment", "product-service").inputs["spec"]
-    assert pdb["selector"] == deployment["selector"]
+    deployment = plan.object("Deployment", "product-service")
+    assert pdb["selector"]["matchLabels"].items() <= _pod_labels(deployment).items()
     assert pdb["maxUnavailable"] == 1
 
 
@@ -428,3 +428,26 @@ def test_the_service_samples_traces_per_profile_unless_a_caller_decided(
     [data] = [c.inputs["data"] for c in settings if "OTEL_SERVICE_NAME" in c.inputs.get("data", {})]
     assert data["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
     assert data["OTEL_TRACES_SAMPLER_ARG"] == ratio
+
+
+def test_each_disruption_budget_selects_only_its_deployments_pods(plan: Plan) -> None:
+    # A budget matching a Job's pod finds no scale subresource there and allows no disruption: drains block.
+    templates = [
+        (w.kind, w.metadata.get("name"), w.metadata.get("namespace"), _pod_labels(w))
+        for kind in ("Deployment", "StatefulSet", "Job")
+        for w in plan.objects(kind)
+    ]
+    budgets = plan.objects("PodDisruptionBudget")
+    assert budgets
+    for budget in budgets:
+        selector = budget.inputs["spec"]["selector"]["matchLabels"]
+        selected = [
+            (kind, name)
+            for kind, name, namespace, labels in templates
+            if namespace == budget.metadata["namespace"] and selector.items() <= labels.items()
+        ]
+        assert [kind for kind, _ in selected] == ["Deployment"], (budget.metadata["name"], selected)
+
+
+def _pod_labels(workload: PlannedResource) -> dict[str, str]:
+    return workload.inputs["spec"]["template"]["metadata"]["labels"]
