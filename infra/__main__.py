@@ -20,9 +20,14 @@ service = ProductService("product-service", cfg, foundation, addons)
 
 pulumi.export("kubeconfig", pulumi.Output.secret(foundation.kubeconfig))
 pulumi.export("api_url", service.api_url)
-pulumi.export("grafana_url", addons.grafana_url)
-pulumi.export("jaeger_url", addons.jaeger_url)
-pulumi.export("argocd_url", addons.argocd_url)
+# An add-on platform:addons leaves out has no URL, and no output.
+for output, url in {
+    "grafana_url": addons.grafana_url,
+    "jaeger_url": addons.jaeger_url,
+    "argocd_url": addons.argocd_url,
+}.items():
+    if url is not None:
+        pulumi.export(output, url)
 # Endpoints only: passwords stay in the Kubernetes Secret and Pulumi's encrypted state.
 pulumi.export(
     "database_endpoint", pulumi.Output.format("{0}:{1}", foundation.postgres.host, foundation.postgres.port)

@@ -27,6 +27,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 ALERT_RECEIVERS = ("webhook", "slack")
+# The add-ons a stack may leave out (platform:addons), by their charts' names: a team that brings its own
+# Prometheus, tracing backend, GitOps or ingress controller. metrics-server and cluster-autoscaler are
+# not among them: they follow the cloud (installed only where it lacks them).
+ADDONS = ("kube-prometheus-stack", "jaeger", "argo-cd", "traefik")
 # Passwords a stack may supply as config secrets instead of having them generated (infra/passwords.py),
 # with their minimum length.
 SUPPLIABLE_SECRETS = {
@@ -123,6 +127,8 @@ class PlatformConfig:
     # Where Alertmanager sends alerts: a webhook URL (a Pulumi secret); None keeps the null receiver.
     alert_receiver: str = "webhook"
     alert_webhook_url: pulumi.Output[str] | None = None
+    # The add-ons this stack installs (platform:addons; default every one of ADDONS).
+    addons: frozenset[str] = frozenset(ADDONS)
 
     @property
     def is_prod(self) -> bool:
@@ -156,6 +162,14 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
             "platform:gitopsRepoUrl must be a Git repository URL (https://, ssh:// or git@) when "
             f"platform:delivery is argocd (got '{gitops_repo or ''}')"
         )
+    addons = _addons(cfg, "addons")
+    _needs_addon(addons, "argo-cd", "delivery", delivery == "argocd")
+    admin_cidrs = _cidrs(cfg, "adminAllowedCidrs")
+    _needs_addon(addons, "traefik", "adminAllowedCidrs", bool(admin_cidrs))
+    _needs_addon(addons, "traefik", "tlsSecretName", bool(cfg.get("tlsSecretName")))
+    _needs_addon(
+        addons, "kube-prometheus-stack", "alertWebhookUrl", cfg.get_secret("alertWebhookUrl") is not None
+    )
     if cloud != "local" and not cidrs:
         raise ConfigError(
             f"platform:apiAllowedCidrs is required for cloud '{cloud}': a list of CIDRs allowed "
@@ -203,9 +217,10 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         gitops_path=cfg.get("gitopsPath") or "deploy/product-service",
         gitops_revision=cfg.get("gitopsRevision") or "HEAD",
         chart_repository=_chart_repository(cfg, "chartRepository"),
-        admin_allowed_cidrs=_cidrs(cfg, "adminAllowedCidrs"),
+        admin_allowed_cidrs=admin_cidrs,
         alert_receiver=_choice(cfg, "alertReceiver", ALERT_RECEIVERS, default="webhook"),
         alert_webhook_url=_secret_url(cfg, "alertWebhookUrl"),
+        addons=addons,
     )
 
 
@@ -278,6 +293,18 @@ def _supplied_secrets(cfg: pulumi.Config) -> dict[str, pulumi.Output[str]]:
             raise ConfigError(f"platform:{key} must be {minimum} or more letters and digits")
         supplied[key] = value
     return supplied
+
+
+def _addons(cfg: pulumi.Config, key: str) -> frozenset[str]:
+    value = _parsed(cfg, key, list, f"a list of add-ons from {', '.join(ADDONS)}", list(ADDONS))
+    if unknown := [name for name in value if name not in ADDONS]:
+        raise ConfigError(f"platform:{key} must list add-ons from {', '.join(ADDONS)} (got '{unknown[0]}')")
+    return frozenset(value)
+
+
+def _needs_addon(addons: frozenset[str], addon: str, key: str, is_set: bool) -> None:
+    if is_set and addon not in addons:
+        raise ConfigError(f"platform:{key} needs the {addon} add-on, which platform:addons leaves out")
 
 
 def _chart_repository(cfg: pulumi.Config, key: str) -> str | None:

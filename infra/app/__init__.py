@@ -105,7 +105,8 @@ class ProductService(pulumi.ComponentResource):
                 **({"name": GITOPS_CONFIG_MAP} if gitops else {}),
             },
             data={
-                "OTEL_EXPORTER_OTLP_ENDPOINT": addons.otlp_endpoint,
+                # Without the jaeger add-on no endpoint is set, and the service traces nothing.
+                **({"OTEL_EXPORTER_OTLP_ENDPOINT": addons.otlp_endpoint} if addons.otlp_endpoint else {}),
                 "OTEL_SERVICE_NAME": NAME,
                 "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                 "OTEL_TRACES_SAMPLER_ARG": str(cfg.trace_sample_ratio),
@@ -164,17 +165,28 @@ class ProductService(pulumi.ComponentResource):
             },
             opts=self._k8s(),
         )
-        k8s.apiextensions.CustomResource(
-            "service-monitor",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            spec={
-                "selector": {"matchLabels": LABELS},
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
-            },
-            opts=self._k8s(depends_on=[addons.monitoring_crds]),
-        )
+        if addons.monitoring_crds is not None:
+            k8s.apiextensions.CustomResource(
+                "service-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
+                spec={
+                    "selector": {"matchLabels": LABELS},
+                    "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+                },
+                opts=self._k8s(depends_on=[addons.monitoring_crds]),
+            )
+        self.api_url = self._ingress(cfg, foundation, service, addons)
+        self.register_outputs({"api_url": self.api_url})
+
+    def _ingress(
+        self, cfg: PlatformConfig, foundation: Foundation, service: k8s.core.v1.Service, addons: ClusterAddons
+    ) -> str:
+        """The API's Ingress on the platform's ingress controller, and the URL it answers at. Without that
+        controller (platform:addons leaves traefik out) there is none: the team routes to the Service."""
+        if addons.ingress_controller is None:
+            return f"http://127.0.0.1:8080 after `kubectl -n {NAMESPACE} port-forward svc/{NAME} 8080:80`"
         k8s.networking.v1.Ingress(
             "ingress",
             metadata={
@@ -212,8 +224,7 @@ class ProductService(pulumi.ComponentResource):
             },
             opts=self._k8s(depends_on=[addons.ingress_controller]),
         )
-        self.api_url = f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
-        self.register_outputs({"api_url": self.api_url})
+        return f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
 
     def _workloads(
         self,

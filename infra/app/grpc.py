@@ -74,18 +74,20 @@ class ProductGrpcService(pulumi.ComponentResource):
             self._workloads(cfg, pod_spec(self._container(container)), migration)
         service = self._service()
         self._network_policies()
-        k8s.apiextensions.CustomResource(
-            "grpc-service-monitor",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata=self._metadata(),
-            spec={
-                "selector": {"matchLabels": labels},
-                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
-            },
-            opts=self._opts(depends_on=[addons.monitoring_crds]),
-        )
-        self._ingress(cfg, service, addons)
+        if addons.monitoring_crds is not None:
+            k8s.apiextensions.CustomResource(
+                "grpc-service-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata=self._metadata(),
+                spec={
+                    "selector": {"matchLabels": labels},
+                    "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+                },
+                opts=self._opts(depends_on=[addons.monitoring_crds]),
+            )
+        if addons.ingress_controller is not None:
+            self._ingress(cfg, service, addons.ingress_controller)
         self.register_outputs({})
 
     def _container(self, template: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +203,9 @@ class ProductGrpcService(pulumi.ComponentResource):
                 opts=self._opts(),
             )
 
-    def _ingress(self, cfg: PlatformConfig, service: k8s.core.v1.Service, addons: ClusterAddons) -> None:
+    def _ingress(
+        self, cfg: PlatformConfig, service: k8s.core.v1.Service, controller: pulumi.Resource
+    ) -> None:
         """The RPC paths on the REST host; TLS at the ingress when the host has a certificate."""
         backend = {"service": {"name": service.metadata["name"], "port": {"name": "grpc"}}}
         k8s.networking.v1.Ingress(
@@ -221,7 +225,7 @@ class ProductGrpcService(pulumi.ComponentResource):
                     else {}
                 ),
             },
-            opts=self._opts(depends_on=[addons.ingress_controller]),
+            opts=self._opts(depends_on=[controller]),
         )
 
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:

@@ -20,7 +20,7 @@ from kube import namespace_peer
 from passwords import supplied_or_generated
 
 from cluster import bounds, charts, dashboards
-from cluster.charts import Chart
+from cluster.charts import Chart, ChartService
 
 MONITORING_NAMESPACE = "monitoring"
 TRACING_NAMESPACE = "tracing"
@@ -30,6 +30,14 @@ ARGOCD_NAMESPACE = "argocd"
 INGRESS_NAMESPACE = "ingress"
 INGRESS_CLASS = "traefik"
 INGRESS_RELEASE = "traefik"
+# The namespace of each add-on platform:addons may leave out, and the UIs published behind the allow-list.
+ADDON_NAMESPACES = {
+    MONITORING_NAMESPACE: charts.KUBE_PROMETHEUS_STACK.name,
+    TRACING_NAMESPACE: charts.JAEGER.name,
+    ARGOCD_NAMESPACE: charts.ARGO_CD.name,
+    INGRESS_NAMESPACE: charts.TRAEFIK.name,
+}
+ADMIN_NAMESPACES = (MONITORING_NAMESPACE, ARGOCD_NAMESPACE)
 # Traefik's container ports (the chart's defaults, set explicitly so the NetworkPolicy matches them):
 # its Service maps 80 -> web and 443 -> websecure; metrics stay inside the cluster.
 TRAEFIK_WEB_PORT = 8000
@@ -45,6 +53,40 @@ ARGOCD_SERVICE = f"{ARGOCD_RELEASE}-server"
 OTLP_HTTP_PORT = 4318
 OTLP_GRPC_PORT = 4317
 JAEGER_QUERY_PORT = 16686
+# Every Service of a chart that the program, a stack output or the docs name; `make charts` checks that
+# the pinned charts render each of them so.
+CHART_SERVICES = (
+    ChartService(
+        charts.JAEGER.name,
+        TRACING_NAMESPACE,
+        JAEGER_RELEASE,
+        (OTLP_GRPC_PORT, OTLP_HTTP_PORT, JAEGER_QUERY_PORT),
+        "the service's OTLP endpoint and the jaeger_url output",
+    ),
+    ChartService(
+        charts.KUBE_PROMETHEUS_STACK.name,
+        MONITORING_NAMESPACE,
+        GRAFANA_SERVICE,
+        (80,),
+        "the grafana_url output",
+    ),
+    ChartService(
+        charts.KUBE_PROMETHEUS_STACK.name,
+        MONITORING_NAMESPACE,
+        f"{PROMETHEUS_RELEASE}-prometheus",
+        (9090,),
+        "Prometheus's API, as docs/e2e.md reaches it",
+    ),
+    ChartService(
+        charts.KUBE_PROMETHEUS_STACK.name,
+        MONITORING_NAMESPACE,
+        f"{PROMETHEUS_RELEASE}-alertmanager",
+        (9093,),
+        "Alertmanager, as docs/e2e.md reaches it",
+    ),
+    ChartService(charts.ARGO_CD.name, ARGOCD_NAMESPACE, ARGOCD_SERVICE, (80,), "the argocd_url output"),
+    ChartService(charts.TRAEFIK.name, INGRESS_NAMESPACE, INGRESS_RELEASE, (80, 443), "the api_url output"),
+)
 # The label Grafana's dashboard sidecar watches for (the chart's default), in every namespace.
 DASHBOARD_LABEL = "grafana_dashboard"
 # Persistent volumes, the same in every profile: a claim never shrinks and grows only where its
@@ -66,16 +108,10 @@ BUSYBOX_TAG = "1.37.0"
 
 
 class ClusterAddons(pulumi.ComponentResource):
-    """kube-prometheus-stack, Jaeger, Argo CD, Traefik (ingress) and (where missing) metrics-server."""
-
-    otlp_endpoint: str
-    grafana_url: str
-    jaeger_url: str
-    argocd_url: str
-    # Resources the app's custom resources (ServiceMonitor, Application) must wait for: their CRDs.
-    monitoring_crds: pulumi.Resource
-    argocd: pulumi.Resource
-    ingress_controller: pulumi.Resource
+    """kube-prometheus-stack, Jaeger, Argo CD and Traefik (ingress), those of platform:addons, and
+    (where the cloud lacks them) metrics-server and cluster-autoscaler. The attributes of an add-on left
+    out are None, and the app's objects that need it follow: ServiceMonitors wait for `monitoring_crds`,
+    Ingresses for `ingress_controller`, the Application for `argocd`; traces go to `otlp_endpoint`."""
 
     def __init__(
         self,
@@ -94,21 +130,50 @@ class ClusterAddons(pulumi.ComponentResource):
         domain = _base_domain(cfg.host)
         self._published = bool(cfg.admin_allowed_cidrs)
 
-        monitoring = self._namespace(MONITORING_NAMESPACE)
-        tracing = self._namespace(TRACING_NAMESPACE)
-        argocd_ns = self._namespace(ARGOCD_NAMESPACE)
-        ingress_ns = self._namespace(INGRESS_NAMESPACE)
+        installed = cfg.addons
+        self.monitoring_crds: pulumi.Resource | None = None
+        self.ingress_controller: pulumi.Resource | None = None
+        self.argocd: pulumi.Resource | None = None
+        self.otlp_endpoint: str | None = None
+        self.jaeger_url: str | None = None
+        self.grafana_url: str | None = None
+        self.argocd_url: str | None = None
+        namespaces = {
+            namespace: self._namespace(namespace)
+            for namespace, addon in ADDON_NAMESPACES.items()
+            if addon in installed
+        }
 
-        self.monitoring_crds = self._prometheus_stack(monitoring, f"grafana.{domain}")
-        self._dashboard_and_alerts(monitoring, service_job)
-        self._jaeger(tracing)
-        # Ingresses (Argo CD's, the service's) are created once the controller and its IngressClass
-        # exist, so they are served (and get the load balancer's address) as soon as they land.
-        self.ingress_controller = self._ingress_controller(ingress_ns)
-        if self._published:
-            self._admin_allowlists({MONITORING_NAMESPACE: monitoring, ARGOCD_NAMESPACE: argocd_ns})
-        self.argocd = self._argocd(argocd_ns, f"argocd.{domain}")
-        self._ingress_policies(tracing, argocd_ns, ingress_ns, service_namespace)
+        if charts.KUBE_PROMETHEUS_STACK.name in installed:
+            monitoring = namespaces[MONITORING_NAMESPACE]
+            self.monitoring_crds = self._prometheus_stack(monitoring, f"grafana.{domain}")
+            self._dashboard_and_alerts(monitoring, service_job)
+            self.grafana_url = (
+                f"{scheme}://grafana.{domain}"
+                if self._published
+                else _port_forward(MONITORING_NAMESPACE, GRAFANA_SERVICE, 3000)
+            )
+        if charts.JAEGER.name in installed:
+            self._jaeger(namespaces[TRACING_NAMESPACE])
+            self.otlp_endpoint = _jaeger_url(OTLP_HTTP_PORT)
+            # The Jaeger UI has no login of its own, so it is never published: port-forward to reach it.
+            self.jaeger_url = _jaeger_url(JAEGER_QUERY_PORT)
+        if charts.TRAEFIK.name in installed:
+            # Ingresses (Argo CD's, the service's) are created once the controller and its IngressClass
+            # exist, so they are served (and get the load balancer's address) as soon as they land.
+            self.ingress_controller = self._ingress_controller(namespaces[INGRESS_NAMESPACE])
+            if self._published:
+                self._admin_allowlists(
+                    {name: namespaces[name] for name in ADMIN_NAMESPACES if name in namespaces}
+                )
+        if charts.ARGO_CD.name in installed:
+            self.argocd = self._argocd(namespaces[ARGOCD_NAMESPACE], f"argocd.{domain}")
+            self.argocd_url = (
+                f"{scheme}://argocd.{domain}"
+                if self._published
+                else _port_forward(ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080)
+            )
+        self._ingress_policies(namespaces, service_namespace)
         if foundation.cluster.needs_metrics_server:
             self._metrics_server()
         if foundation.cluster.cluster_autoscaler_values is not None:
@@ -121,16 +186,6 @@ class ClusterAddons(pulumi.ComponentResource):
                     foundation.cluster.cluster_autoscaler_values, bounds.cluster_autoscaler(cfg.is_prod)
                 ),
             )
-
-        self.otlp_endpoint = _jaeger_url(OTLP_HTTP_PORT)
-        # The Jaeger UI has no login of its own, so it is never published: port-forward to reach it.
-        self.jaeger_url = _jaeger_url(JAEGER_QUERY_PORT)
-        if self._published:
-            self.grafana_url = f"{scheme}://grafana.{domain}"
-            self.argocd_url = f"{scheme}://argocd.{domain}"
-        else:
-            self.grafana_url = _port_forward(MONITORING_NAMESPACE, GRAFANA_SERVICE, 3000)
-            self.argocd_url = _port_forward(ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080)
         self.register_outputs(
             {
                 "otlp_endpoint": self.otlp_endpoint,
@@ -292,7 +347,7 @@ class ClusterAddons(pulumi.ComponentResource):
             kind="PrometheusRule",
             metadata={"name": "product-service-alerts", "namespace": MONITORING_NAMESPACE},
             spec={"groups": dashboards.alert_groups(job)},
-            opts=self._k8s(depends_on=[self.monitoring_crds]),
+            opts=self._k8s(depends_on=_present(self.monitoring_crds)),
         )
 
     def _jaeger(self, namespace: k8s.core.v1.Namespace) -> None:
@@ -327,7 +382,7 @@ class ClusterAddons(pulumi.ComponentResource):
             ARGOCD_RELEASE,
             namespace,
             bounds.merged(values, bounds.argo_cd(self._cfg.is_prod)),
-            [self.ingress_controller],
+            _present(self.ingress_controller),
         )
 
     def _ingress_controller(self, namespace: k8s.core.v1.Namespace) -> k8s.helm.v3.Release:
@@ -358,7 +413,12 @@ class ClusterAddons(pulumi.ComponentResource):
             "service": service,
             # The metrics port is not on the LoadBalancer Service: the ServiceMonitor scrapes a
             # dedicated ClusterIP Service.
-            "metrics": {"prometheus": {"service": {"enabled": True}, "serviceMonitor": {"enabled": True}}},
+            "metrics": {
+                "prometheus": {
+                    "service": {"enabled": True},
+                    "serviceMonitor": {"enabled": self.monitoring_crds is not None},
+                }
+            },
         }
         # Where nothing provisions load balancers (kind, minikube), the Service stays pending: do not
         # hold `pulumi up` on it there. The ServiceMonitor needs the monitoring CRDs first.
@@ -367,7 +427,7 @@ class ClusterAddons(pulumi.ComponentResource):
             INGRESS_RELEASE,
             namespace,
             bounds.merged(values, bounds.traefik(prod)),
-            [self.monitoring_crds],
+            _present(self.monitoring_crds),
             skip_await=not self._foundation.cluster.load_balancer_addresses,
         )
         return controller
@@ -382,16 +442,10 @@ class ClusterAddons(pulumi.ComponentResource):
                 kind="Middleware",
                 metadata={"name": ADMIN_ALLOWLIST, "namespace": name},
                 spec={"ipAllowList": {"sourceRange": self._cfg.admin_allowed_cidrs}},
-                opts=self._k8s(depends_on=[namespace, self.ingress_controller]),
+                opts=self._k8s(depends_on=[namespace, *_present(self.ingress_controller)]),
             )
 
-    def _ingress_policies(
-        self,
-        tracing: k8s.core.v1.Namespace,
-        argocd: k8s.core.v1.Namespace,
-        ingress: k8s.core.v1.Namespace,
-        service_namespace: str,
-    ) -> None:
+    def _ingress_policies(self, namespaces: dict[str, k8s.core.v1.Namespace], service_namespace: str) -> None:
         """Ingress allow-lists where every client is known: traces come from the service, the Argo CD
         UI through the ingress controller, metrics scrapes from Prometheus; components of one add-on
         talk among themselves. The ingress controller is the edge: anyone may reach its web and
@@ -400,51 +454,44 @@ class ClusterAddons(pulumi.ComponentResource):
         API server calls the Prometheus operator's admission webhook from addresses outside the
         cluster's pod network, which differ per cloud."""
         same: dict[str, Any] = {"podSelector": {}}
-        allow: dict[str, tuple[k8s.core.v1.Namespace, list[dict[str, Any]]]] = {
-            TRACING_NAMESPACE: (
-                tracing,
-                [
-                    {"from": [same]},
-                    {
-                        "from": [namespace_peer(service_namespace)],
-                        "ports": [
-                            {"protocol": "TCP", "port": OTLP_GRPC_PORT},
-                            {"protocol": "TCP", "port": OTLP_HTTP_PORT},
-                        ],
-                    },
-                    {"from": [namespace_peer(MONITORING_NAMESPACE)]},
-                ],
-            ),
-            ARGOCD_NAMESPACE: (
-                argocd,
-                [
-                    {"from": [same]},
-                    {"from": [namespace_peer(INGRESS_NAMESPACE), namespace_peer(MONITORING_NAMESPACE)]},
-                ],
-            ),
-            INGRESS_NAMESPACE: (
-                ingress,
-                [
-                    # No `from`: every source, in or outside the cluster.
-                    {
-                        "ports": [
-                            {"protocol": "TCP", "port": TRAEFIK_WEB_PORT},
-                            {"protocol": "TCP", "port": TRAEFIK_WEBSECURE_PORT},
-                        ]
-                    },
-                    {
-                        "from": [namespace_peer(MONITORING_NAMESPACE)],
-                        "ports": [{"protocol": "TCP", "port": TRAEFIK_METRICS_PORT}],
-                    },
-                ],
-            ),
+        allow: dict[str, list[dict[str, Any]]] = {
+            TRACING_NAMESPACE: [
+                {"from": [same]},
+                {
+                    "from": [namespace_peer(service_namespace)],
+                    "ports": [
+                        {"protocol": "TCP", "port": OTLP_GRPC_PORT},
+                        {"protocol": "TCP", "port": OTLP_HTTP_PORT},
+                    ],
+                },
+                {"from": [namespace_peer(MONITORING_NAMESPACE)]},
+            ],
+            ARGOCD_NAMESPACE: [
+                {"from": [same]},
+                {"from": [namespace_peer(INGRESS_NAMESPACE), namespace_peer(MONITORING_NAMESPACE)]},
+            ],
+            INGRESS_NAMESPACE: [
+                # No `from`: every source, in or outside the cluster.
+                {
+                    "ports": [
+                        {"protocol": "TCP", "port": TRAEFIK_WEB_PORT},
+                        {"protocol": "TCP", "port": TRAEFIK_WEBSECURE_PORT},
+                    ]
+                },
+                {
+                    "from": [namespace_peer(MONITORING_NAMESPACE)],
+                    "ports": [{"protocol": "TCP", "port": TRAEFIK_METRICS_PORT}],
+                },
+            ],
         }
-        for namespace_name, (namespace, rules) in allow.items():
+        for namespace_name, rules in allow.items():
+            if namespace_name not in namespaces:
+                continue
             k8s.networking.v1.NetworkPolicy(
                 f"{namespace_name}-ingress",
                 metadata={"name": "allow-known-clients", "namespace": namespace_name},
                 spec={"podSelector": {}, "policyTypes": ["Ingress"], "ingress": rules},
-                opts=self._k8s(depends_on=[namespace]),
+                opts=self._k8s(depends_on=[namespaces[namespace_name]]),
             )
 
     def _metrics_server(self) -> None:
@@ -515,6 +562,11 @@ class ClusterAddons(pulumi.ComponentResource):
         if not self._cfg.tls_secret_name:
             return {}
         return {"tls": [{"hosts": hosts, "secretName": self._cfg.tls_secret_name}]}
+
+
+def _present(*resources: pulumi.Resource | None) -> list[pulumi.Resource]:
+    """The dependencies among these that the stack installs (platform:addons)."""
+    return [r for r in resources if r is not None]
 
 
 def traces_egress(pod_labels: dict[str, str]) -> dict[str, Any]:

@@ -46,3 +46,30 @@ METRICS_SERVER = Chart("metrics-server", "3.13.0", "https://kubernetes-sigs.gith
 TRAEFIK = Chart("traefik", "37.3.0", "https://traefik.github.io/charts")
 
 ALL = (KUBE_PROMETHEUS_STACK, JAEGER, ARGO_CD, CLUSTER_AUTOSCALER, METRICS_SERVER, TRAEFIK)
+
+
+@dataclass(frozen=True)
+class ChartService:
+    """A Service a chart renders that the program or a stack output names (`make charts` checks it)."""
+
+    chart: str
+    namespace: str
+    name: str
+    ports: tuple[int, ...]
+    purpose: str
+
+
+@dataclass(frozen=True)
+class ChartException:
+    """Findings of `make charts` accepted for one workload of a pinned chart, and why. `container` is a
+    container's name, "*" for each of the workload's containers, or "" for the pod itself."""
+
+    chart: str
+    workload: str  # Kind/name as rendered
+    container: str
+    findings: frozenset[str]
+    reason: str
+
+
+# Each entry was read in the rendered chart at its pinned version; a bump re-reads them.
+EXCEPTIONS: tuple[ChartException, ...] = ()

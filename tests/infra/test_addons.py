@@ -112,7 +112,9 @@ def _volume_sizes(values: dict[str, Any]) -> tuple[str, str, str]:
 
 
 @pytest.mark.parametrize("profile", ["dev", "prod"])
-def test_prometheus_alertmanager_and_grafana_keep_their_data_on_volumes(plan_for: PlanFor, profile: str) -> None:
+def test_prometheus_alertmanager_and_grafana_keep_their_data_on_volumes(
+    plan_for: PlanFor, profile: str
+) -> None:
     values = _values(plan_for("gcp", profile), "kube-prometheus-stack")
     assert _volume_sizes(values) == ("50Gi", "5Gi", "10Gi")
     grafana = values["grafana"]
@@ -241,3 +243,75 @@ def test_the_whole_internet_is_no_allowed_range() -> None:
     with pytest.raises(ConfigError) as caught:
         run_plan("prod", cloud="aws", overrides={"adminAllowedCidrs": '["0.0.0.0/0"]'})
     assert "platform:adminAllowedCidrs must be a list of CIDRs narrower than /0" in str(caught.value)
+
+
+# --- platform:addons ----------------------------------------------------------------------------------
+
+
+def test_a_stack_without_the_optional_addons_installs_none_of_them_and_nothing_that_needs_them(
+    plan_for: PlanFor,
+) -> None:
+    plan = plan_for("aws", "prod", addons=[], tlsSecretName=None)
+    # The cloud's own needs stay: EKS has no metrics-server and needs cluster-autoscaler.
+    assert {r.name for r in plan.of_type(RELEASE)} == {"metrics-server", "cluster-autoscaler"}
+    assert not plan.objects("Ingress") and not plan.objects("ServiceMonitor")
+    assert not plan.objects("PrometheusRule") and not plan.objects("Middleware")
+    namespaces = {n.metadata["name"] for n in plan.objects("Namespace")}
+    assert not namespaces & {"monitoring", "tracing", "argocd", "ingress"}
+    settings = next(c for c in plan.objects("ConfigMap") if "OTEL_SERVICE_NAME" in c.inputs.get("data", {}))
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in settings.inputs["data"], (
+        "no Jaeger: the service traces nothing"
+    )
+    assert set(plan.outputs) >= {"api_url"} and not set(plan.outputs) & {
+        "grafana_url",
+        "jaeger_url",
+        "argocd_url",
+    }
+    assert "port-forward svc/product-service" in plan.outputs["api_url"]
+
+
+def test_each_addon_left_out_takes_only_what_depends_on_it(plan_for: PlanFor) -> None:
+    plan = plan_for("local", "dev", addons=["jaeger", "argo-cd", "traefik"])
+    assert {r.name for r in plan.of_type(RELEASE)} == {"jaeger", "argocd", "traefik", "metrics-server"}
+    assert not plan.objects("ServiceMonitor") and not plan.objects("PrometheusRule")
+    # Traefik's own ServiceMonitor needs the Prometheus operator's CRDs.
+    assert _values(plan, "traefik")["metrics"]["prometheus"]["serviceMonitor"] == {"enabled": False}
+    assert {i.metadata["name"] for i in plan.objects("Ingress")} == {
+        "product-service",
+        "product-service-grpc",
+    }
+    assert plan.outputs["api_url"] == "http://api.dev.localtest.me"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"addons": ["prometheus"]},
+            "platform:addons must list add-ons from kube-prometheus-stack, jaeger, argo-cd, traefik (got 'prometheus')",
+        ),
+        ({"addons": "traefik"}, "platform:addons must be a list of add-ons"),
+        (
+            {
+                "addons": ["traefik"],
+                "delivery": "argocd",
+                "gitopsRepoUrl": "https://git.example.com/deploy.git",
+            },
+            "platform:delivery needs the argo-cd add-on, which platform:addons leaves out",
+        ),
+        (
+            {"addons": ["argo-cd"], "adminAllowedCidrs": ["203.0.113.0/24"]},
+            "platform:adminAllowedCidrs needs the traefik add-on, which platform:addons leaves out",
+        ),
+        (
+            {"addons": ["jaeger"], "tlsSecretName": "api-tls"},
+            "platform:tlsSecretName needs the traefik add-on, which platform:addons leaves out",
+        ),
+    ],
+)
+def test_an_unknown_or_inconsistent_addons_value_stops_the_program_naming_the_key(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        run_plan("dev", cloud="local", overrides=overrides)
+    assert str(raised.value).startswith(message)
