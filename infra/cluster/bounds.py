@@ -13,7 +13,7 @@ Sources (values.yaml and templates in the charts' repositories):
   (resources, securityContext, containerSecurityContext).
 - argo-cd 9.6.0: controller, server, repoServer (+ copyutil), applicationSet, notifications, dex
   (+ initImage), redis, redisSecretInit: each `resources` and `containerSecurityContext`.
-- jaeger 4.4.8: jaeger.resources, jaeger.securityContext, jaeger.podSecurityContext.
+- jaeger 4.4.7: jaeger.resources, jaeger.securityContext, jaeger.podSecurityContext.
 - traefik, metrics-server: resources, securityContext (container), podSecurityContext.
 - cluster-autoscaler: resources, containerSecurityContext, securityContext (pod).
 """

@@ -34,13 +34,16 @@ KUBE_PROMETHEUS_STACK = Chart(
 )
 # 4.2+ renamed `allInOne:` to `jaeger:` and serves one Service named after the release (`jaeger`)
 # with otlp-grpc 4317, otlp-http 4318 and http-query 16686 (templates/jaeger/jaeger-service.yaml).
-JAEGER = Chart("jaeger", "4.4.8", "https://jaegertracing.github.io/helm-charts")
+# (4.4.8 was never released: its number exists only on a closed pull request.)
+JAEGER = Chart("jaeger", "4.4.7", "https://jaegertracing.github.io/helm-charts")
 # 9.6.0 gives the copyutil init containers their own resources (repoServer.copyutil.resources,
 # dex.initImage.resources) instead of inheriting the main container's.
 ARGO_CD = Chart("argo-cd", "9.6.0", "https://argoproj.github.io/argo-helm")
-# The chart's default image is cluster-autoscaler 1.34; the EKS foundation sets `image.tag` to the
-# cluster's own minor (infra/clouds/aws.py), since the autoscaler supports only its matching minor.
-CLUSTER_AUTOSCALER = Chart("cluster-autoscaler", "9.53.0", "https://kubernetes.github.io/autoscaler")
+# The EKS foundation sets `image.tag` to the cluster's own minor (infra/clouds/aws.py), since the
+# autoscaler supports only its matching minor. From 1.35 it always watches the resource.k8s.io (DRA)
+# objects: 9.54.0 is the first chart whose ClusterRole lets it (9.53.0's caches never filled, so it never
+# scaled while its health check stayed green).
+CLUSTER_AUTOSCALER = Chart("cluster-autoscaler", "9.54.0", "https://kubernetes.github.io/autoscaler")
 METRICS_SERVER = Chart("metrics-server", "3.13.0", "https://kubernetes-sigs.github.io/metrics-server/")
 # Ingress controller for standard Ingress objects; maintained, unlike the retired ingress-nginx.
 TRAEFIK = Chart("traefik", "37.3.0", "https://traefik.github.io/charts")

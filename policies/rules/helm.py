@@ -181,9 +181,9 @@ CHARTS: dict[str, PinnedChart] = {
             ),
         ),
     ),
-    # values.yaml and templates/jaeger/jaeger-deploy.yaml of jaeger 4.4.8.
+    # values.yaml and templates/jaeger/jaeger-deploy.yaml of jaeger 4.4.7.
     "jaeger": PinnedChart(
-        frozenset({"4.4.8"}),
+        frozenset({"4.4.7"}),
         (
             _component(
                 "jaeger",
@@ -203,7 +203,7 @@ CHARTS: dict[str, PinnedChart] = {
         (_component("metrics-server", (), container="securityContext", pod="podSecurityContext"),),
     ),
     "cluster-autoscaler": PinnedChart(
-        frozenset({"9.53.0"}),
+        frozenset({"9.54.0"}),
         (_component("cluster-autoscaler", (), pod="securityContext"),),
     ),
 }

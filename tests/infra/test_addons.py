@@ -71,10 +71,10 @@ def test_a_chart_repository_that_is_no_url_stops_with_one_sentence(value: str) -
 def test_jaeger_values_use_the_pinned_charts_keys_and_the_service_it_names(plan_for: PlanFor) -> None:
     plan = plan_for("local", "dev")
     values = _values(plan, "jaeger")
-    assert _release(plan, "jaeger").inputs["version"] == "4.4.8"
-    assert set(values) == {"jaeger"}, "4.4.8 has no allInOne, provisionDataStore or storage for all-in-one"
+    assert _release(plan, "jaeger").inputs["version"] == "4.4.7"
+    assert set(values) == {"jaeger"}, "4.4.7 has no allInOne, provisionDataStore or storage for all-in-one"
     assert values["jaeger"]["resources"]["limits"]["memory"]
-    # 4.4.8's one Service is named after the release: the endpoint and the UI URL point at it.
+    # 4.4.7's one Service is named after the release: the endpoint and the UI URL point at it.
     service = f"{_release(plan, 'jaeger').inputs['name']}.tracing.svc.cluster.local"
     [settings] = [c for c in plan.objects("ConfigMap", "products") if "OTEL_SERVICE_NAME" in c.inputs["data"]]
     assert settings.inputs["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{service}:4318"
