@@ -23,7 +23,7 @@ PROTOS := $(shell find proto -name '*.proto')
 GENERATED := service/src/product_service/grpc/generated/.stamp
 
 .PHONY: help setup generate test lint fmt test-service test-infra test-policies test-repo run plan policy \
-        preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e node-packages images
+        preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e node-packages images charts
 # The image rules below name each image's own inputs through its stem (a second expansion).
 .SECONDEXPANSION:
 
@@ -120,6 +120,16 @@ $(TOOLS)/kwok: tools/go/kwok/go.mod tools/go/kwok/go.sum | need-go
 $(TOOLS)/coredns: $(wildcard tools/go/coredns/*) | need-go
 	$(call go_build,coredns) -o $(CURDIR)/$@ .
 
+# Helm for the chart audit: the release the Kubernetes provider embeds, so charts render as `up` installs them.
+$(TOOLS)/helm: tools/go/helm/go.mod tools/go/helm/go.sum | need-go
+	$(call go_build,helm) -o $(CURDIR)/$@ helm.sh/helm/v3/cmd/helm
+
+# --- the chart audit ------------------------------------------------------------------------------------
+CHART_REPOSITORY ?=
+
+charts: $(VENV)/.installed $(TOOLS)/helm ## audit the pinned charts from their repositories (CHART_REPOSITORY=<url>: a mirror)
+	$(BIN)/python tools/chart_audit.py $(if $(CHART_REPOSITORY),--repository $(CHART_REPOSITORY))
+
 # --- the real node (tools/e2e/node.py): Debian's container runtime, and images built here ------------
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah
 IMAGES := .tools/images
@@ -145,7 +155,7 @@ $(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar
 $(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
 	$(BIN)/python tools/e2e/images.py build product-service
 
-test: setup lint tools node-packages images ## install everything, lint, run the whole test suite (the e2e tier too)
+test: setup lint tools $(TOOLS)/helm node-packages images ## install everything, lint, run the whole test suite (the e2e tier too)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 e2e: setup tools node-packages images ## tier 3: `make up STACK=dev` with the real engine, on kwok's nodes and on a real node
@@ -165,6 +175,7 @@ lint: $(VENV)/.installed $(GENERATED) $(TOOLS)/buf ## buf lint of proto/, ruff (
 	$(BIN)/mypy infra
 	$(BIN)/mypy service/src
 	$(BIN)/mypy policies
+	$(BIN)/mypy tools/chart_audit.py
 
 fmt: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -74,5 +74,35 @@ class ChartException:
     reason: str
 
 
+@dataclass(frozen=True)
+class ChartPermission:
+    """What a chart's workload must be allowed to do, checked by `make charts` in the rendered RBAC."""
+
+    chart: str
+    api_group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    reason: str
+
+
+PERMISSIONS = (
+    ChartPermission(
+        CLUSTER_AUTOSCALER.name,
+        "resource.k8s.io",
+        ("resourceslices", "deviceclasses", "resourceclaims"),
+        ("get", "list", "watch"),
+        "the autoscaler of Kubernetes 1.35+ watches them; without them its caches never fill and it never scales",
+    ),
+)
+
 # Each entry was read in the rendered chart at its pinned version; a bump re-reads them.
-EXCEPTIONS: tuple[ChartException, ...] = ()
+EXCEPTIONS = (
+    ChartException(
+        KUBE_PROMETHEUS_STACK.name,
+        "DaemonSet/kube-prometheus-stack-prometheus-node-exporter",
+        "",
+        frozenset({"hostNetwork", "hostPID", "hostPath volume"}),
+        "node-exporter reports the node itself: its processes, network devices and filesystems (/proc, /sys "
+        "and / mounted read-only); its containers are bounded and run as non-root with nothing to escalate",
+    ),
+)

@@ -36,6 +36,13 @@ def test_pull_requests_run_the_tests_and_plan_every_stack_on_every_cloud():
     assert uploads and "build/plan/" in uploads[0]["with"]["path"]
 
 
+def test_pull_requests_audit_the_pinned_charts_with_the_go_of_the_helm_pin():
+    charts = load("ci.yml")["jobs"]["charts"]
+    assert any("make charts" in step.get("run", "") for step in charts["steps"])
+    go = next(s for s in charts["steps"] if s.get("uses", "").startswith("actions/setup-go"))
+    assert go["with"]["go-version-file"] == "tools/go/helm/go.mod"
+
+
 def test_preview_runs_the_policy_pack_only_where_credentials_are_configured():
     preview = load("ci.yml")["jobs"]["preview"]
     assert "vars." in preview["if"]
