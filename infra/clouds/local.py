@@ -236,7 +236,12 @@ class LocalFoundation(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=self._k8s,
+            # A StatefulSet's claim templates are immutable and its claims are never resized: the size
+            # is set when the data is first created. Without this a profile switch (dbStorageGb 20 -> 100)
+            # failed the up, the API server refusing the new template.
+            opts=pulumi.ResourceOptions.merge(
+                self._k8s, pulumi.ResourceOptions(ignore_changes=["spec.volumeClaimTemplates"])
+            ),
         )
 
 
