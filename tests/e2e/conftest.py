@@ -5,14 +5,20 @@ Fixtures, from the outside in:
   (tools/e2e/control_plane.py), stopped by PID when the session ends, however it ends;
 - `real_cluster`: the same control plane with one real node instead (tools/e2e/node.py: containerd,
   kubelet, kube-proxy, CoreDNS; images built here by `make images`), for test_real_node.py;
-- `chart_repository`: a Helm repository of PLACEHOLDER charts (real names and versions, no
-  contents) served on 127.0.0.1, because the charts' own repositories cannot be reached here;
+- `chart_repository`: where the kwok tier's add-on charts come from. Offline (the default)
+  `placeholder_charts`, a Helm repository of PLACEHOLDER charts (real names and versions, no contents)
+  served on 127.0.0.1, because the charts' own repositories cannot be reached here;
+  `E2E_CHARTS=<repository URL>` installs the real pinned charts from that mirror, `E2E_CHARTS=upstream`
+  from their own repositories. The real node always takes the placeholders (it has no registry for
+  the charts' images);
 - `checkout` (and `real_checkout`): a copy of this repository, where the test acts as a user: it sets
   the stack's secrets with `pulumi config set --secret` and runs `make up STACK=dev`, exactly as the
   README says.
 
-What this tier cannot see: what the real charts render (placeholders), and the cloud providers (none
-can be run here).
+What this tier cannot see: with placeholders, what the real charts render; with the real charts on
+kwok nodes, what their containers do (nothing runs: kwok marks pods ready and Job pods complete, so hook
+Jobs "succeed" without running, and admission webhooks have no server behind them); the cloud
+providers, always.
 """
 
 from __future__ import annotations
@@ -32,6 +38,15 @@ import images
 import node
 import pytest
 from e2e_stack import REPO, SUPPLIED_SECRETS, TOOLS, Checkout
+
+# Where the e2e's add-on charts come from: "" (placeholders), a repository URL, or "upstream".
+E2E_CHARTS = os.environ.get("E2E_CHARTS", "")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if not E2E_CHARTS:
+        return "e2e charts: PLACEHOLDERS (tools/e2e/placeholder_charts.py); E2E_CHARTS=<url>|upstream installs the real ones"
+    return f"e2e charts: the real pinned charts, from {E2E_CHARTS}"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -75,7 +90,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_p
 
 
 @pytest.fixture(scope="session")
-def chart_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("charts")
     subprocess.run(
         [sys.executable, str(REPO / "tools" / "e2e" / "placeholder_charts.py"), str(root)], check=True
@@ -91,6 +106,19 @@ def chart_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         thread.join()
 
 
+@pytest.fixture(scope="session")
+def chart_repository(request: pytest.FixtureRequest) -> str | None:
+    """platform:chartRepository of the kwok tier's stack; None: the charts' own repositories."""
+    if E2E_CHARTS:
+        return None if E2E_CHARTS == "upstream" else E2E_CHARTS
+    return str(request.getfixturevalue("placeholder_charts"))
+
+
+@pytest.fixture(scope="session")
+def real_charts() -> bool:
+    return bool(E2E_CHARTS)
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -98,14 +126,16 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def checkout(
-    tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str
+    tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str | None
 ) -> Checkout:
     return _checkout(tmp_path_factory, cluster, chart_repository)
 
 
 @pytest.fixture(scope="session")
 def real_checkout(
-    tmp_path_factory: pytest.TempPathFactory, real_cluster: control_plane.Cluster, chart_repository: str
+    tmp_path_factory: pytest.TempPathFactory,
+    real_cluster: control_plane.Cluster,
+    chart_repository: str | None,
 ) -> Checkout:
     user = _checkout(tmp_path_factory, real_cluster, chart_repository)
     # The node has no registry: the data services run the stand-ins `make images` built.
@@ -115,7 +145,7 @@ def real_checkout(
 
 
 def _checkout(
-    tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str
+    tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str | None
 ) -> Checkout:
     root = tmp_path_factory.mktemp("checkout")
     listed = subprocess.run(
@@ -145,7 +175,8 @@ def _checkout(
     (root / ".pulumi-state").mkdir()
     user = Checkout(root, env)
     user.pulumi("stack", "init", "--secrets-provider", "passphrase")
-    user.pulumi("config", "set", "platform:chartRepository", chart_repository)
+    if chart_repository:
+        user.pulumi("config", "set", "platform:chartRepository", chart_repository)
     for key, value in SUPPLIED_SECRETS.items():
         user.pulumi("config", "set", "--secret", f"platform:{key}", value)
     return user

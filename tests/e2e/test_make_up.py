@@ -1,8 +1,9 @@
 """`make up STACK=dev` for real: the engine, the Kubernetes provider, the policy pack, an API server.
 
 The tests run in file order as one user's session: a refused up, the up, what it made, a no-op
-preview, a one-value change, and the destroy. Everything is read from the API server and from
-Pulumi's own state, never from the program's records.
+preview, a one-value change, a profile switch and back, and the destroy. Everything is read from the
+API server and from Pulumi's own state, never from the program's records. The add-on charts are the
+placeholders unless E2E_CHARTS names the real ones (conftest.py); the header of the run says which.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from cluster import CHART_SERVICES
 from control_plane import Cluster
 from e2e_stack import PLATFORM_NAMESPACES, SUPPLIED_SECRETS, Checkout, get, namespaces
 
@@ -62,10 +64,12 @@ def test_make_up_deploys_every_workload_and_each_becomes_ready(deployed: str, cl
     for d in deployments:
         conditions = {c["type"]: c["status"] for c in d["status"].get("conditions", [])}
         assert conditions.get("Available") == "True", d["metadata"]["name"]
-    statefulsets = get(cluster, "statefulsets", "--namespace", "platform-data")["items"]
-    assert {s["metadata"]["name"] for s in statefulsets} == {"postgres", "redis"}
+    statefulsets = get(cluster, "statefulsets", "--all-namespaces")["items"]
+    assert {s["metadata"]["name"] for s in statefulsets} >= {"postgres", "redis"}
     for s in statefulsets:
         assert s["status"].get("readyReplicas") == s["spec"]["replicas"], s["metadata"]["name"]
+    for d in get(cluster, "daemonsets", "--all-namespaces")["items"]:
+        assert d["status"].get("numberReady") == d["status"]["desiredNumberScheduled"], d["metadata"]["name"]
     claims = get(cluster, "persistentvolumeclaims", "--namespace", "platform-data")["items"]
     assert claims and all(c["status"]["phase"] == "Bound" for c in claims)
 
@@ -118,6 +122,53 @@ def test_the_service_reads_its_credentials_from_a_secret_that_pulumi_state_never
         assert supplied not in exported
 
 
+def test_every_release_of_the_stack_is_deployed(deployed: str, checkout: Checkout, cluster: Cluster) -> None:
+    declared = {
+        r["outputs"]["name"]
+        for r in resources_in_state(checkout)
+        if r["type"] == "kubernetes:helm.sh/v3:Release"
+    }
+    assert declared >= {"kube-prometheus-stack", "jaeger", "argocd", "traefik", "metrics-server"}
+    # Helm keeps each revision of a release in a Secret labelled with its status; the newest counts.
+    newest: dict[str, dict[str, str]] = {}
+    for secret in get(cluster, "secrets", "--all-namespaces", "--selector", "owner=helm")["items"]:
+        labels = secret["metadata"]["labels"]
+        if int(labels["version"]) > int(newest.get(labels["name"], {}).get("version", 0)):
+            newest[labels["name"]] = labels
+    assert {name: labels["status"] for name, labels in newest.items()} == dict.fromkeys(declared, "deployed")
+
+
+def test_the_programs_custom_resources_are_accepted_by_the_crds_the_charts_installed(
+    deployed: str, checkout: Checkout, cluster: Cluster
+) -> None:
+    custom = [
+        r
+        for r in resources_in_state(checkout)
+        if r["type"].startswith(
+            ("kubernetes:monitoring.coreos.com/", "kubernetes:argoproj.io/", "kubernetes:traefik.io/")
+        )
+    ]
+    assert {r["type"].rsplit(":", 1)[1] for r in custom} >= {"ServiceMonitor", "PrometheusRule"}
+    for r in custom:
+        kind, metadata = r["type"].rsplit(":", 1)[1], r["outputs"]["metadata"]
+        assert (
+            get(cluster, kind.lower(), metadata["name"], "--namespace", metadata["namespace"])["kind"] == kind
+        )
+
+
+def test_every_service_the_program_and_its_outputs_name_is_there(
+    deployed: str, cluster: Cluster, real_charts: bool
+) -> None:
+    if not real_charts:
+        pytest.skip(
+            "the placeholder charts render no Services: E2E_CHARTS=<url>|upstream installs the real ones"
+        )
+    for named in CHART_SERVICES:
+        service = get(cluster, "service", named.name, "--namespace", named.namespace)
+        ports = {p["port"] for p in service["spec"]["ports"]}
+        assert set(named.ports) <= ports, (named.name, ports)
+
+
 def test_a_preview_right_after_the_up_has_no_changes(deployed: str, checkout: Checkout) -> None:
     checkout.make("preview", "STACK=dev", "ARGS=--expect-no-changes")
 
@@ -141,12 +192,29 @@ def test_changing_hpa_max_replicas_updates_the_autoscalers_and_nothing_else(
         assert hpa["spec"]["maxReplicas"] == 5
 
 
-def test_make_destroy_leaves_none_of_the_platform_namespaces(
+def test_a_live_stack_switches_its_profile_to_prod_and_back(
+    deployed: str, checkout: Checkout, cluster: Cluster
+) -> None:
+    checkout.pulumi("config", "set", "platform:profile", "prod")
+    checkout.make(*UP)
+    hpa = get(cluster, "horizontalpodautoscaler", "product-service", "--namespace", "products")
+    assert hpa["spec"]["minReplicas"] == 3
+    checkout.pulumi("config", "rm", "platform:profile")
+    checkout.make(*UP)
+    hpa = get(cluster, "horizontalpodautoscaler", "product-service", "--namespace", "products")
+    assert hpa["spec"]["minReplicas"] == 1
+
+
+def test_make_destroy_leaves_none_of_the_platform_namespaces_and_keeps_the_crds(
     deployed: str, checkout: Checkout, cluster: Cluster
 ) -> None:
     checkout.make("destroy", "STACK=dev", "ARGS=--yes")
     assert not namespaces(cluster) & set(PLATFORM_NAMESPACES)
     assert resources_in_state(checkout) == []
+    # Helm never deletes a chart's crds/: deleting a CRD deletes every object of its kind in the
+    # cluster, another team's too. A later `up` adopts them as they are.
+    crds = {c["metadata"]["name"] for c in get(cluster, "customresourcedefinitions")["items"]}
+    assert "servicemonitors.monitoring.coreos.com" in crds
 
 
 def _time(stamp: str) -> datetime:

@@ -37,6 +37,12 @@ def test_the_program_passes_the_gate(cloud: str, profile: str) -> None:
     assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
 
 
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_prod_stack_that_brings_its_own_addons_passes_the_gate(cloud: str) -> None:
+    violations = gate.evaluate(plan_of(cloud, "prod", addons="[]", tlsSecretName=None))
+    assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
+
+
 @pytest.mark.parametrize("stack", committed_stacks())
 def test_every_committed_stack_passes_the_gate_on_its_own_cloud(stack: str) -> None:
     violations = gate.evaluate(committed_plan(stack))
