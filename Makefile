@@ -22,7 +22,7 @@ REQUIREMENTS := requirements.txt service/requirements.txt policies/requirements.
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := service/src/product_service/grpc/generated/.stamp
 
-.PHONY: help setup generate test lint fmt test-service test-infra test-policies test-repo run plan policy \
+.PHONY: help setup generate check python-lint need-root test lint fmt test-service test-infra test-policies test-repo run plan policy \
         preview up destroy bench-service lock clean tools need-go cluster cluster-down e2e node-packages images charts
 # The image rules below name each image's own inputs through its stem (a second expansion).
 .SECONDEXPANSION:
@@ -48,8 +48,7 @@ $(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt tools/checkov/constra
 	touch $@
 
 # actionlint ships as a Go module; `go install` builds the pinned version.
-$(TOOLS)/actionlint:
-	@command -v go >/dev/null || { echo "actionlint is built with Go: install Go 1.22+ (https://go.dev/dl/)"; exit 1; }
+$(TOOLS)/actionlint: | need-go
 	GOBIN=$(CURDIR)/$(TOOLS) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 # The gRPC code is generated from proto/ with the pinned grpcio-tools, never committed (git-ignored).
@@ -61,8 +60,7 @@ $(GENERATED): $(PROTOS) service/generate_grpc.py $(VENV)/.installed
 
 # buf (proto lint, breaking-change check) is built from the pinned module in tools/go/buf, again
 # whenever its go.mod or go.sum changes.
-$(TOOLS)/buf: tools/go/buf/go.mod tools/go/buf/go.sum
-	@command -v go >/dev/null || { echo "buf is built with Go: install Go 1.26+ (https://go.dev/dl/)"; exit 1; }
+$(TOOLS)/buf: tools/go/buf/go.mod tools/go/buf/go.sum | need-go
 	go -C tools/go/buf build -trimpath -o $(CURDIR)/$@ github.com/bufbuild/buf/cmd/buf
 
 # --- the e2e tier's tools, each built from a pinned Go module (tools/go/<tool>/go.mod + go.sum) -------
@@ -83,7 +81,10 @@ KUBE_VERSION_FLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-
 tools: $(E2E_TOOLS) ## build the e2e tier's tools into .tools/bin (Pulumi CLI, Kubernetes, etcd, kwok, CoreDNS)
 
 need-go:
-	@command -v go >/dev/null || { echo "The e2e tools are built with Go 1.26+: install it (https://go.dev/dl/) and run make again"; exit 1; }
+	@command -v go >/dev/null || { echo "make builds its tools (Pulumi, Kubernetes, Helm, buf, actionlint) with Go 1.26+: install it (https://go.dev/dl/) and run make again, or run \`make check\` for lint and every test that needs neither Go nor root"; exit 1; }
+
+need-root:
+	@[ "$$(id -u)" = 0 ] || { echo "make test runs the e2e tier's real node (containerd, network namespaces, cgroups), which needs root: run it as root, or \`make check\` for lint and every test that needs neither root nor Go"; exit 1; }
 
 $(TOOLS)/pulumi: tools/go/pulumi/go.mod tools/go/pulumi/go.sum | need-go
 	$(call go_build,pulumi) -o $(CURDIR)/$@ \
@@ -155,10 +156,15 @@ $(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar
 $(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
 	$(BIN)/python tools/e2e/images.py build product-service
 
-test: setup lint tools $(TOOLS)/helm node-packages images ## install everything, lint, run the whole test suite (the e2e tier too)
+# The fast door: no Go, no root. Tests that run a Go-built tool are marked `go_tool` (pyproject.toml).
+check: $(VENV)/.installed $(GENERATED) $(CHECKOV_VENV)/.installed ## the fast door: lint and every test that needs neither Go nor root
+	$(MAKE) --no-print-directory python-lint
+	$(FAST_TESTS) --ignore=tests/e2e
+
+test: need-root setup lint tools $(TOOLS)/helm node-packages images ## everything: `make check`, the Go-built tools' tests and the e2e tier (Go 1.26+, root)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-e2e: setup tools node-packages images ## tier 3: `make up STACK=dev` with the real engine, on kwok's nodes and on a real node
+e2e: need-root setup tools node-packages images ## tier 3: `make up STACK=dev` with the real engine, on kwok's nodes and on a real node
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 NODE ?= kwok
@@ -170,6 +176,9 @@ cluster-down: ## stop everything `make cluster` started
 
 lint: $(VENV)/.installed $(GENERATED) $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check) and mypy
 	$(TOOLS)/buf lint proto
+	$(MAKE) --no-print-directory python-lint
+
+python-lint: $(VENV)/.installed $(GENERATED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy infra
@@ -181,17 +190,20 @@ fmt: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-service: setup ## only the service's tests (real Postgres and Redis)
-	$(BIN)/pytest tests/service $(PYTEST_ARGS)
+# One part of `make check` each (`PYTEST_ARGS=-k name` narrows it); neither Go nor root.
+FAST_TESTS = $(BIN)/pytest -m "not go_tool" $(PYTEST_ARGS)
 
-test-infra: setup ## only the Pulumi program's tests (under mocks)
-	$(BIN)/pytest tests/infra $(PYTEST_ARGS)
+test-service: $(VENV)/.installed $(GENERATED) ## only the service's tests (real Postgres and Redis)
+	$(FAST_TESTS) tests/service
 
-test-policies: setup ## only the policy pack's tests
-	$(BIN)/pytest tests/policies $(PYTEST_ARGS)
+test-infra: $(VENV)/.installed ## only the Pulumi program's tests (under mocks)
+	$(FAST_TESTS) tests/infra
 
-test-repo: setup ## only the repository checks (workflows, Dockerfile, README)
-	$(BIN)/pytest tests/repo $(PYTEST_ARGS)
+test-policies: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## only the policy pack's tests
+	$(FAST_TESTS) tests/policies
+
+test-repo: $(VENV)/.installed ## only the repository checks (workflows, Dockerfile, README)
+	$(FAST_TESTS) tests/repo
 
 run: $(VENV)/.installed $(GENERATED) ## the service on http://127.0.0.1:8080 and gRPC on 127.0.0.1:50051 (PORT, GRPC_PORT, DATA_DIR override)
 	$(BIN)/python -m product_service dev --data-dir $(DATA_DIR)

@@ -19,6 +19,7 @@ from chart_audit import Release, StackUnderAudit
 from cluster.charts import ChartException, ChartPermission, ChartService
 
 HELM = chart_audit.HELM
+pytestmark = pytest.mark.go_tool
 SECURE_CONTAINER = {
     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
     "securityContext": {

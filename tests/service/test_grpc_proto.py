@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUF = ROOT / ".tools" / "bin" / "buf"
 PROTO = ROOT / "proto"
 PROTO_FILE = "proto/product/v1/product.proto"
+pytestmark = pytest.mark.go_tool
 
 
 @pytest.fixture(scope="module")
