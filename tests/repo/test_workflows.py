@@ -38,6 +38,28 @@ def test_pull_requests_run_the_tests_and_plan_every_stack_on_every_cloud():
     assert uploads and "build/plan/" in uploads[0]["with"]["path"]
 
 
+def test_the_workflows_go_is_the_newest_version_a_pinned_tool_module_asks_for():
+    # setup-go reads the `go` line of the file named: it must satisfy every tools/go module.
+    test = load("ci.yml")["jobs"]["test"]
+    go = next(s for s in test["steps"] if s.get("uses", "").startswith("actions/setup-go"))
+    asked = {module: _go_version(module) for module in REPO.glob("tools/go/*/go.mod")}
+    assert _go_version(REPO / go["with"]["go-version-file"]) == max(asked.values()), asked
+
+
+def _go_version(go_mod: Path) -> tuple[int, ...]:
+    line = next(line for line in go_mod.read_text().splitlines() if line.startswith("go "))
+    return tuple(int(part) for part in line.split()[1].split("."))
+
+
+def test_the_full_suite_runs_as_root_where_the_real_node_can_run():
+    ci = load("ci.yml")["jobs"]
+    assert any("make check" in step.get("run", "") for step in ci["check"]["steps"])
+    test = ci["test"]
+    assert test["container"]["image"].startswith("debian:") and "--privileged" in test["container"]["options"]
+    assert "user" not in test["container"], "the real node needs root"
+    assert test["timeout-minutes"] >= 45, "a cold run takes about 35 minutes"
+
+
 def test_pull_requests_audit_the_pinned_charts_with_the_go_of_the_helm_pin():
     charts = load("ci.yml")["jobs"]["charts"]
     assert any("make charts" in step.get("run", "") for step in charts["steps"])
