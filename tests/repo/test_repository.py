@@ -60,7 +60,29 @@ def test_without_go_the_tool_build_stops_and_says_how_to_get_it(tmp_path: Path):
         text=True,
     )
     assert result.returncode != 0
-    assert "built with Go 1.26+: install it" in result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "with Go 1.26+: install it" in said
+    assert "or run `make check` for lint and every test that needs neither Go nor root" in said
+
+
+def test_a_non_root_make_test_stops_first_and_points_at_make_check(tmp_path: Path) -> None:
+    # `id -u` answering 1000 stands for a user without root.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("make", "bash", "sh", "awk", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "id").chmod(0o755)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "test"],
+        cwd=REPO,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert result.stdout.splitlines()[0].startswith("make test runs the e2e tier's real node")
+    assert "or `make check` for lint and every test that needs neither root nor Go" in result.stdout
 
 
 def test_ci_entry_runs_the_readme_test_command_and_nothing_else():
