@@ -4,11 +4,8 @@ reached here; `make charts` runs against them where they can)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +14,7 @@ import pytest
 import yaml
 from chart_audit import Release, StackUnderAudit
 from cluster.charts import ChartException, ChartPermission, ChartService
+from served import served
 
 HELM = chart_audit.HELM
 pytestmark = pytest.mark.go_tool
@@ -129,15 +127,8 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 (source / path).write_text(text)
             _helm("package", str(source), "--destination", str(root))
     _helm("repo", "index", str(root))
-    handler = functools.partial(_Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
+    with served(root) as url:
+        yield url
 
 
 def stack(
@@ -271,8 +262,3 @@ def test_the_audit_of_the_programs_pins_reads_every_release_service_and_custom_k
 
 def _helm(*args: str) -> None:
     subprocess.run([str(HELM), *args], check=True, capture_output=True)
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass

@@ -23,21 +23,18 @@ providers, always.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import control_plane
 import images
 import node
 import pytest
 from e2e_stack import REPO, SUPPLIED_SECRETS, TOOLS, Checkout
+from served import served
 
 # Where the e2e's add-on charts come from: "" (placeholders), a repository URL, or "upstream".
 E2E_CHARTS = os.environ.get("E2E_CHARTS", "")
@@ -95,15 +92,8 @@ def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     subprocess.run(
         [sys.executable, str(REPO / "tools" / "e2e" / "placeholder_charts.py"), str(root)], check=True
     )
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
+    with served(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -117,11 +107,6 @@ def chart_repository(request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture(scope="session")
 def real_charts() -> bool:
     return bool(E2E_CHARTS)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="session")

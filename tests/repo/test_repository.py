@@ -48,17 +48,7 @@ def test_make_help_lists_the_contract_targets():
 
 def test_without_go_the_tool_build_stops_and_says_how_to_get_it(tmp_path: Path):
     # make and the shell, but no Go: the e2e tools cannot be built, and make says so.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("make", "bash", "sh", "awk", "env"):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
-    result = subprocess.run(
-        ["make", "--no-print-directory", "need-go"],
-        cwd=REPO,
-        env={"PATH": str(bin_dir)},
-        capture_output=True,
-        text=True,
-    )
+    result = _make_with_only(_bin_with_make_and_a_shell(tmp_path), "need-go")
     assert result.returncode != 0
     said = result.stdout + result.stderr
     assert "with Go 1.26+: install it" in said
@@ -67,19 +57,10 @@ def test_without_go_the_tool_build_stops_and_says_how_to_get_it(tmp_path: Path):
 
 def test_a_non_root_make_test_stops_first_and_points_at_make_check(tmp_path: Path) -> None:
     # `id -u` answering 1000 stands for a user without root.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("make", "bash", "sh", "awk", "env"):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
+    bin_dir = _bin_with_make_and_a_shell(tmp_path)
     (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
     (bin_dir / "id").chmod(0o755)
-    result = subprocess.run(
-        ["make", "--no-print-directory", "test"],
-        cwd=REPO,
-        env={"PATH": str(bin_dir)},
-        capture_output=True,
-        text=True,
-    )
+    result = _make_with_only(bin_dir, "test")
     assert result.returncode != 0
     assert result.stdout.splitlines()[0].startswith("make test runs the e2e tier's real node")
     assert "or `make check` for lint and every test that needs neither root nor Go" in result.stdout
@@ -99,3 +80,22 @@ def test_generated_state_is_not_committed():
     ignored = (REPO / ".gitignore").read_text()
     for path in (".venv/", "build/", ".pulumi-state/", ".data/"):
         assert path in ignored
+
+
+def _make_with_only(bin_dir: Path, target: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=REPO,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
+
+
+def _bin_with_make_and_a_shell(tmp_path: Path) -> Path:
+    """A PATH of its own: make, the shell and awk, nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("make", "bash", "sh", "awk", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    return bin_dir
