@@ -80,15 +80,16 @@ Source = tuple[str, str, str | None]  # (chart or oci:// reference, version, rep
 
 @dataclass(frozen=True)
 class Release:
-    """One Helm Release as one plan (`where`: "<stack>-<cloud>") declares it."""
+    """One Helm Release as one plan (`where`: "<stack>-<cloud>") declares it. Equal releases of
+    different plans compare equal, so each distinct one renders once."""
 
-    where: str
+    where: str = field(compare=False)
     name: str
     namespace: str
     chart: str  # a chart name (pulled from `repo`), or an oci:// reference
     version: str
     repo: str | None
-    values: str  # JSON: equal releases of different plans render once
+    values: str  # JSON, so that releases compare by their values
     kube_version: str
 
     @property
@@ -211,7 +212,7 @@ def audit(
                     findings.add(
                         f"{r.label}: cannot be pulled from {r.repo or r.chart}: {failed.message}", stack.where
                     )
-        pulled = [r for s in stacks for r in s.releases if r.source in archives]
+        pulled = {r for s in stacks for r in s.releases if r.source in archives}
         # Pass 1 learns which CRDs each plan's charts install; pass 2 renders with their API versions
         # known, as Helm sees a cluster that has them (charts switch ServiceMonitors and the like on them).
         first = renderer.render_all({(r, ()) for r in pulled}, archives)
