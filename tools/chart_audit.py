@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         for cloud in args.cloud or CLOUDS
     ]
     charts = sorted({r.label for s in stacks for r in s.releases})
-    print(f"Auditing {', '.join(charts)} for {len(stacks)} plans", flush=True)
+    print(f"Auditing {', '.join(charts)} for {len(stacks)} plan(s)", flush=True)
     lines = audit(stacks, EXCEPTIONS, PERMISSIONS)
     print("\n".join(lines) + f"\n{len(lines)} problem(s)" if lines else "No problems.")
     return 1 if lines else 0
