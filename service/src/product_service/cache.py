@@ -167,8 +167,8 @@ class BackFills:
 
     The thread takes every back-fill queued while it stored the last ones and stores them in one
     pipelined round trip, so under load a miss costs a share of a round trip instead of a whole one
-    (docs/performance.md, round 4). Its commands belong to no request: they are not traced. At most
-    `limit` back-fills wait; more are dropped (the next read of the product misses again) and, like a
+    (docs/performance.md, "What was changed to get here"). Its commands belong to no request: they are
+    not traced. At most `limit` back-fills wait; more are dropped (the next read of the product misses again) and, like a
     failed store, counted in `product_cache_errors_total{operation="store"}`.
 
     Make it in the process that serves (after gunicorn forks): its thread starts at the first back-fill.
