@@ -73,7 +73,20 @@ def deployed(real_checkout: Checkout) -> str:
 @pytest.fixture(scope="module")
 def api(deployed: str, real_cluster: Cluster) -> str:
     service = get(real_cluster, "service", APP, "-n", APP_NAMESPACE)
-    return f"http://{service['spec']['clusterIP']}/api/v1"
+    address = service["spec"]["clusterIP"]
+    # `up` returns once the pods are ready; kube-proxy writes the Service's rules on its own time after
+    # that (until then the address refuses connections), so the first request waits for them, bounded.
+    deadline = time.monotonic() + 60
+    answer: tuple[int | None, Any] = (None, "no answer yet")
+    while time.monotonic() < deadline:
+        try:
+            answer = http("GET", f"http://{address}/health")
+        except subprocess.CalledProcessError as refused:
+            answer = (None, refused.stderr.strip()[-300:])
+        if answer[0] == 200:
+            return f"http://{address}/api/v1"
+        time.sleep(0.5)
+    raise AssertionError(f"{APP}'s Service did not answer /health with 200 within 60 s: {answer}")
 
 
 @pytest.fixture(scope="module")
