@@ -83,6 +83,22 @@ def test_get_malformed_id_is_400(client: FlaskClient) -> None:
     assert error_of(response)["code"] == "invalid_id"
 
 
+def test_an_error_repeats_no_more_than_a_short_prefix_of_what_the_client_sent(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    huge = "x" * 100_000
+    malformed_id = client.get(f"/api/v1/products/{huge}")
+    unknown_field = client.post("/api/v1/products", json={"name": "Tea", "price": "1", huge: 1}, headers=auth)
+
+    assert (malformed_id.status_code, unknown_field.status_code) == (400, 422)
+    for response in (malformed_id, unknown_field):
+        assert len(response.get_data()) < 1_000, response.get_data()[:200]
+    assert (
+        error_of(malformed_id)["message"] == f"product id '{'x' * 64}'... (100000 characters) is not a UUID"
+    )
+    assert error_of(unknown_field)["details"][0]["field"] == "x" * 64 + "..."
+
+
 def test_validation_names_every_bad_field(client: FlaskClient, auth: dict[str, str]) -> None:
     response = client.post(
         "/api/v1/products",

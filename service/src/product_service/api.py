@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from product_service.auth import TokenVerifier
 from product_service.cache import CachedProductRepository
-from product_service.errors import ApiError, validation_error
+from product_service.errors import ApiError, echoed, validation_error
 from product_service.openapi import operation
 from product_service.schemas import (
     BatchGetRequest,
@@ -186,7 +186,7 @@ def _parse_id(product_id: str) -> UUID:
     try:
         return UUID(product_id)
     except ValueError:
-        raise ApiError(400, "invalid_id", f"product id {product_id!r} is not a UUID") from None
+        raise ApiError(400, "invalid_id", f"product id {echoed(product_id)} is not a UUID") from None
 
 
 def _updated(product: Product | None, product_id: str) -> Response:

@@ -16,6 +16,16 @@ from werkzeug.exceptions import HTTPException
 from product_service.schemas import ErrorDetail, ErrorResponse, FieldError
 
 log = logging.getLogger(__name__)
+# The most of a client's own text an error message or detail repeats: enough to recognise it, never
+# enough to turn an error into a large reply (a 1 MB id echoed in gRPC trailers exceeds a client's limit).
+ECHO_LIMIT = 64
+
+
+def echoed(text: str) -> str:
+    """A client's text as an error quotes it: its repr, cut to ECHO_LIMIT characters with a mark."""
+    if len(text) <= ECHO_LIMIT:
+        return repr(text)
+    return f"{text[:ECHO_LIMIT]!r}... ({len(text)} characters)"
 
 
 class ApiError(Exception):
@@ -122,5 +132,7 @@ def _unexpected_error(error: Exception) -> Response:
 def _field_path(location: tuple[int | str, ...]) -> str:
     path = ""
     for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        # A key of the client's own (an unknown field) is part of the path: cut like any echo.
+        name = str(part) if len(str(part)) <= ECHO_LIMIT else f"{str(part)[:ECHO_LIMIT]}..."
+        path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return path or "body"
