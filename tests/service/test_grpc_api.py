@@ -79,6 +79,14 @@ def test_get_of_a_malformed_id_is_invalid_argument_naming_the_field(stub) -> Non
     assert field_violations(error) == {"id": "'not-a-uuid' is not a UUID"}
 
 
+def test_a_huge_malformed_id_is_invalid_argument_quoting_only_its_start(stub) -> None:
+    # The whole id echoed in the BadRequest trailer (1 MB) made a default client see RESOURCE_EXHAUSTED.
+    error = rpc_error(stub.GetProduct, pb.GetProductRequest(id="x" * 1_000_000))
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == {"id": f"'{'x' * 64}'... (1000000 characters) is not a UUID"}
+
+
 @pytest.mark.usefixtures("empty_catalog")
 def test_list_pages_through_every_product_in_creation_order(stub, write_token) -> None:
     names = [create(stub, write_token, name=f"p{i}").name for i in range(5)]
@@ -103,6 +111,12 @@ def test_list_pages_through_every_product_in_creation_order(stub, write_token) -
         ({"page_size": 101}, "page_size"),
         ({"page_size": -1}, "page_size"),
         ({"page_token": "x"}, "page_token"),
+        # Digits to str.isdigit() and int(), not to this API: a superscript, an Arabic-Indic one, and
+        # more digits than any offset has.
+        ({"page_token": "\u00b2"}, "page_token"),
+        ({"page_token": "\u0661"}, "page_token"),
+        ({"page_token": "9" * 4301}, "page_token"),
+        ({"page_token": "1\n"}, "page_token"),
     ],
 )
 def test_list_rejects_a_bad_page_size_or_token(stub, request_fields, field) -> None:

@@ -7,17 +7,27 @@ for clients built on the seed; it is derived from the exact value and never read
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
 
-from product_service.errors import validation_error
+from product_service.errors import echoed, validation_error
 from product_service.grpc.generated.product.v1 import product_pb2 as pb
-from product_service.schemas import BatchGetRequest, PageQuery, Product, ProductCreate, ProductPatch
+from product_service.schemas import (
+    MAX_OFFSET,
+    BatchGetRequest,
+    PageQuery,
+    Product,
+    ProductCreate,
+    ProductPatch,
+)
 
 # The proto's name for each schema field where they differ: REST's `price` is `price_decimal` here.
 _PROTO_FIELD = {"price": "price_decimal", "limit": "page_size", "offset": "page_token"}
+# A page token is an offset in ASCII digits, no longer than the largest offset allowed.
+_PAGE_TOKEN = re.compile(rf"[0-9]{{1,{len(str(MAX_OFFSET))}}}")
 # UpdateProduct's update_mask paths and the schema fields they set.
 MASK_FIELDS = {"name": "name", "price_decimal": "price", "description": "description"}
 
@@ -48,7 +58,7 @@ def parse_id(text: str, field: str = "id") -> UUID:
     try:
         return UUID(text)
     except ValueError:
-        raise InvalidArgument({field: f"{text!r} is not a UUID"}) from None
+        raise InvalidArgument({field: f"{echoed(text)} is not a UUID"}) from None
 
 
 def new_product(request: pb.CreateProductRequest) -> ProductCreate:
@@ -63,7 +73,7 @@ def product_changes(request: pb.UpdateProductRequest) -> tuple[UUID, dict[str, A
     product_id = parse_id(request.product.id, "product.id")
     paths = list(request.update_mask.paths)
     unknown = {
-        f"update_mask.paths[{index}]": f"{path!r} is not one of {', '.join(MASK_FIELDS)}"
+        f"update_mask.paths[{index}]": f"{echoed(path)} is not one of {', '.join(MASK_FIELDS)}"
         for index, path in enumerate(paths)
         if path not in MASK_FIELDS
     }
@@ -86,7 +96,10 @@ def page_query(request: pb.ListProductsRequest) -> PageQuery:
     if request.page_size:
         fields["limit"] = request.page_size
     if request.page_token:
-        if not request.page_token.isdigit():
+        # ASCII digits only, as this API writes them: str.isdigit() also takes superscripts and
+        # Arabic-Indic digits, which int() reads (U+0661 as 1); the length bound keeps int() from parsing
+        # thousands of digits.
+        if not _PAGE_TOKEN.fullmatch(request.page_token):
             raise InvalidArgument({"page_token": "not a token this API returned"})
         fields["offset"] = int(request.page_token)
     return _validated(PageQuery, fields)
