@@ -118,11 +118,10 @@ def checkout(
 
 @pytest.fixture(scope="session")
 def real_checkout(
-    tmp_path_factory: pytest.TempPathFactory,
-    real_cluster: control_plane.Cluster,
-    chart_repository: str | None,
+    tmp_path_factory: pytest.TempPathFactory, real_cluster: control_plane.Cluster, placeholder_charts: str
 ) -> Checkout:
-    user = _checkout(tmp_path_factory, real_cluster, chart_repository)
+    # Always the placeholders: the node has no registry, so the real charts' images cannot run there.
+    user = _checkout(tmp_path_factory, real_cluster, placeholder_charts)
     # The node has no registry: the data services run the stand-ins `make images` built.
     user.pulumi("config", "set", "platform:postgresImage", images.IMAGES["postgres"])
     user.pulumi("config", "set", "platform:redisImage", images.IMAGES["redis"])
