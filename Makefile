@@ -157,8 +157,7 @@ $(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
 	$(BIN)/python tools/e2e/images.py build product-service
 
 # The fast door: no Go, no root. Tests that run a Go-built tool are marked `go_tool` (pyproject.toml).
-check: $(VENV)/.installed $(GENERATED) $(CHECKOV_VENV)/.installed ## the fast door: lint and every test that needs neither Go nor root
-	$(MAKE) --no-print-directory python-lint
+check: python-lint $(CHECKOV_VENV)/.installed ## the fast door: lint and every test that needs neither Go nor root
 	$(FAST_TESTS) --ignore=tests/e2e
 
 test: need-root setup lint tools $(TOOLS)/helm node-packages images ## everything: `make check`, the Go-built tools' tests and the e2e tier (Go 1.26+, root)
@@ -174,9 +173,8 @@ cluster: $(VENV)/.installed tools $(if $(filter real,$(NODE)),node-packages imag
 cluster-down: ## stop everything `make cluster` started
 	$(PYTHON) tools/e2e/control_plane.py down
 
-lint: $(VENV)/.installed $(GENERATED) $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check) and mypy
+lint: python-lint $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check) and mypy
 	$(TOOLS)/buf lint proto
-	$(MAKE) --no-print-directory python-lint
 
 python-lint: $(VENV)/.installed $(GENERATED)
 	$(BIN)/ruff check .

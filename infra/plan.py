@@ -334,7 +334,7 @@ def write_artefacts(plan: Plan, out_dir: FsPath) -> None:
         namespace = r.metadata.get("namespace") or "cluster"
         file_name = f"{namespace}.{r.kind}.{r.metadata.get('name')}.yaml".lower()
         (manifests / file_name).write_text(yaml.safe_dump(r.manifest(), sort_keys=False))
-    releases = [_release_listing(r) for r in plan.of_type(HELM_RELEASE)]
+    releases = [release_listing(r) for r in plan.of_type(HELM_RELEASE)]
     header = "# Helm releases: installed by the Pulumi Kubernetes provider (not Kubernetes objects).\n"
     (manifests / "helm-releases.yaml").write_text(header + yaml.safe_dump(releases, sort_keys=False))
 
@@ -342,7 +342,8 @@ def write_artefacts(plan: Plan, out_dir: FsPath) -> None:
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
-def _release_listing(r: PlannedResource) -> dict[str, Any]:
+def release_listing(r: PlannedResource) -> dict[str, Any]:
+    """A Helm Release as the program declares it: name, namespace, chart, version, repository, values."""
     inputs = r.masked_inputs()
     return {
         "release": inputs.get("name") or r.name,

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "infra"))
 from cluster import CHART_SERVICES  # noqa: E402 (the program's own names)
 from cluster.charts import EXCEPTIONS, PERMISSIONS, ChartException, ChartPermission, ChartService  # noqa: E402
 from config import KUBERNETES_VERSION  # noqa: E402
-from plan import CLOUDS, HELM_RELEASE, Plan, committed_stacks, run_plan  # noqa: E402
+from plan import CLOUDS, HELM_RELEASE, Plan, committed_stacks, release_listing, run_plan  # noqa: E402
 
 HELM = REPO / ".tools" / "bin" / "helm"
 WORKLOAD_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
@@ -80,10 +80,9 @@ Source = tuple[str, str, str | None]  # (chart or oci:// reference, version, rep
 
 @dataclass(frozen=True)
 class Release:
-    """One Helm Release as one plan (`where`: "<stack>-<cloud>") declares it. Equal releases of
-    different plans compare equal, so each distinct one renders once."""
+    """One Helm Release as a plan declares it. Equal releases of different plans are one value, so each
+    distinct one renders once."""
 
-    where: str = field(compare=False)
     name: str
     namespace: str
     chart: str  # a chart name (pulled from `repo`), or an oci:// reference
@@ -173,17 +172,15 @@ def from_plan(plan: Plan) -> StackUnderAudit:
     kube_version = plan.config.get("platform:kubernetesVersion", KUBERNETES_VERSION)
     releases = [
         Release(
-            where=where,
-            name=inputs.get("name") or r.name,
-            namespace=inputs.get("namespace") or "default",
-            chart=inputs["chart"],
-            version=inputs["version"],
-            repo=(inputs.get("repositoryOpts") or {}).get("repo"),
-            values=json.dumps(inputs.get("values") or {}, sort_keys=True),
+            name=listed["release"],
+            namespace=listed["namespace"] or "default",
+            chart=listed["chart"],
+            version=listed["version"],
+            repo=listed["repo"],
+            values=json.dumps(listed["values"], sort_keys=True),
             kube_version=kube_version,
         )
-        for r in plan.of_type(HELM_RELEASE)
-        for inputs in [r.masked_inputs()]
+        for listed in map(release_listing, plan.of_type(HELM_RELEASE))
     ]
     custom = {
         (o.inputs["apiVersion"], o.inputs["kind"])
@@ -425,7 +422,7 @@ class _Helm:
     def render_all(
         self, jobs: set[tuple[Release, tuple[str, ...]]], archives: dict[Source, Path]
     ) -> dict[tuple[Release, tuple[str, ...]], Rendered]:
-        ordered = sorted(jobs, key=lambda job: (job[0].where, job[0].name, job[1]))
+        ordered = sorted(jobs, key=lambda job: (job[0].name, job[0].values, job[1]))
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             results = pool.map(lambda job: self._render(job[0], job[1], archives[job[0].source]), ordered)
             return dict(zip(ordered, results, strict=True))

@@ -18,6 +18,7 @@ from cluster import (
     INGRESS_NAMESPACE,
     MONITORING_NAMESPACE,
     ClusterAddons,
+    port_forward_url,
     traces_egress,
 )
 from config import PlatformConfig
@@ -186,7 +187,7 @@ class ProductService(pulumi.ComponentResource):
         """The API's Ingress on the platform's ingress controller, and the URL it answers at. Without that
         controller (platform:addons leaves traefik out) there is none: the team routes to the Service."""
         if addons.ingress_controller is None:
-            return f"http://127.0.0.1:8080 after `kubectl -n {NAMESPACE} port-forward svc/{NAME} 8080:80`"
+            return port_forward_url(NAMESPACE, NAME, 8080)
         k8s.networking.v1.Ingress(
             "ingress",
             metadata={

@@ -151,7 +151,7 @@ class ClusterAddons(pulumi.ComponentResource):
             self.grafana_url = (
                 f"{scheme}://grafana.{domain}"
                 if self._published
-                else _port_forward(MONITORING_NAMESPACE, GRAFANA_SERVICE, 3000)
+                else port_forward_url(MONITORING_NAMESPACE, GRAFANA_SERVICE, 3000)
             )
         if charts.JAEGER.name in installed:
             self._jaeger(namespaces[TRACING_NAMESPACE])
@@ -171,7 +171,7 @@ class ClusterAddons(pulumi.ComponentResource):
             self.argocd_url = (
                 f"{scheme}://argocd.{domain}"
                 if self._published
-                else _port_forward(ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080)
+                else port_forward_url(ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080)
             )
         self._ingress_policies(namespaces, service_namespace)
         if foundation.cluster.needs_metrics_server:
@@ -591,8 +591,8 @@ def _jaeger_url(port: int) -> str:
     return f"http://{JAEGER_RELEASE}.{TRACING_NAMESPACE}.svc.cluster.local:{port}"
 
 
-def _port_forward(namespace: str, service: str, local_port: int) -> str:
-    """How to reach an admin UI that is not published through the ingress."""
+def port_forward_url(namespace: str, service: str, local_port: int) -> str:
+    """How to reach a Service (port 80) that is not published through the ingress."""
     return f"http://127.0.0.1:{local_port} after `kubectl -n {namespace} port-forward svc/{service} {local_port}:80`"
 
 
