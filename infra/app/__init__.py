@@ -57,6 +57,10 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform
 # to and the disruption budget counts. A budget that also matched the Job's pod found no scale subresource
 # on the Job and allowed no disruption at all, so a node drain blocked.
 API_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "api"}
+# What each process reads from the credentials Secret. `migrate` reaches Postgres only, so its Job's pod
+# holds neither the cache's password nor the key that signs write tokens.
+SERVER_CREDENTIALS = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
+MIGRATION_CREDENTIALS = ("DATABASE_URL",)
 
 
 class ProductService(pulumi.ComponentResource):
@@ -131,7 +135,7 @@ class ProductService(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=self._k8s(),
         )
-        env = _environment(credentials.metadata["name"], settings.metadata["name"])
+        env = _environment(credentials.metadata["name"], SERVER_CREDENTIALS, settings.metadata["name"])
         trust = self._trust(foundation)
         self._network_policies(foundation)
 
@@ -139,7 +143,8 @@ class ProductService(pulumi.ComponentResource):
         if gitops:
             self._argocd_application(cfg, addons)
         else:
-            migration = self._workloads(cfg, env, account, trust)
+            migration_env = _environment(credentials.metadata["name"], MIGRATION_CREDENTIALS)
+            migration = self._workloads(cfg, env, migration_env, account, trust)
         ProductGrpcService(
             "grpc",
             cfg,
@@ -231,6 +236,7 @@ class ProductService(pulumi.ComponentResource):
         self,
         cfg: PlatformConfig,
         env: dict[str, Any],
+        migration_env: dict[str, Any],
         account: k8s.core.v1.ServiceAccount,
         trust: list[dict[str, Any]],
     ) -> k8s.batch.v1.Job:
@@ -251,7 +257,7 @@ class ProductService(pulumi.ComponentResource):
                         account.metadata["name"],
                         _container(
                             cfg,
-                            env,
+                            migration_env,
                             command=["python", "-m", "product_service", "migrate"],
                             resources=resources("100m", "128Mi", "500m", "256Mi"),
                         ),
@@ -451,13 +457,15 @@ def jwt_issuer(stack: str) -> str:
     return f"product-platform/{stack}"
 
 
-def _environment(secret_name: pulumi.Input[str], config_map_name: pulumi.Input[str]) -> dict[str, Any]:
+def _environment(
+    secret_name: pulumi.Input[str], keys: tuple[str, ...], config_map_name: pulumi.Input[str] | None = None
+) -> dict[str, Any]:
+    """`keys` of the credentials Secret, and the settings ConfigMap for a process that reads it."""
     return {
         "env": [
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
-            for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}} for key in keys
         ],
-        "envFrom": [{"configMapRef": {"name": config_map_name}}],
+        **({"envFrom": [{"configMapRef": {"name": config_map_name}}]} if config_map_name is not None else {}),
     }
 
 

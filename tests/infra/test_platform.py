@@ -132,16 +132,45 @@ def test_resources_json_masks_every_secret(plan: Plan) -> None:
     assert set(secret.manifest()["stringData"].values()) == {"[secret]"}
 
 
-def test_the_deployment_takes_its_credentials_from_the_secret(plan: Plan) -> None:
+def test_the_rest_and_grpc_deployments_take_every_credential_and_the_settings_from_their_objects(
+    plan: Plan,
+) -> None:
     [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
     [config_map] = [c for c in plan.objects("ConfigMap", "products") if c.name == "settings"]
-    for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
-        [container] = _pod_spec(workload)["containers"]
-        env = {e["name"]: e for e in container["env"]}
-        for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET"):
-            assert "value" not in env[key]
-            assert env[key]["valueFrom"]["secretKeyRef"] == {"name": secret.metadata["name"], "key": key}
+    for name in ("product-service", "product-service-grpc"):
+        [container] = _pod_spec(plan.object("Deployment", name))["containers"]
+        assert _from_secret(container) == {
+            key: {"name": secret.metadata["name"], "key": key}
+            for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
+        }, name
         assert container["envFrom"] == [{"configMapRef": {"name": config_map.metadata["name"]}}]
+
+
+def test_the_migration_job_receives_only_the_database_url(plan: Plan) -> None:
+    """`migrate` reads DATABASE_URL alone: a Job pod must not hold the cache's password or the key
+    that signs write tokens."""
+    [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
+    [job] = plan.objects("Job", "products")
+    [container] = _pod_spec(job)["containers"]
+    assert container["command"] == ["python", "-m", "product_service", "migrate"]
+    assert container["env"] == [
+        {
+            "name": "DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": secret.metadata["name"], "key": "DATABASE_URL"}},
+        }
+    ]
+    assert "envFrom" not in container
+
+
+def _from_secret(container: dict[str, Any]) -> dict[str, Any]:
+    """The container's variables that reference a Secret, and no variable holding a literal credential."""
+    env = {e["name"]: e for e in container["env"]}
+    assert not {"DATABASE_URL", "REDIS_URL", "JWT_SECRET"} & {n for n, e in env.items() if "value" in e}
+    return {
+        name: e["valueFrom"]["secretKeyRef"]
+        for name, e in env.items()
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
 
 
 def test_secret_and_config_map_are_auto_named_so_changes_roll_the_deployment(plan: Plan) -> None:
