@@ -57,6 +57,11 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform
 # to and the disruption budget counts. A budget that also matched the Job's pod found no scale subresource
 # on the Job and allowed no disruption at all, so a node drain blocked.
 API_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "api"}
+# What the Ingress publishes: the API and its OpenAPI document. Probes and metrics stay in the cluster
+# (the kubelet and Prometheus reach the pods directly); a public /ready let anyone make every pod query
+# Postgres and ping Redis. Kubernetes' Prefix compares whole `/`-separated elements (`/api` takes
+# /api/v1/products... but not /apifoo), Exact the whole path.
+PUBLIC_PATHS = (("/api", "Prefix"), ("/openapi.json", "Exact"))
 # What each process reads from the credentials Secret. `migrate` reaches Postgres only, so its Job's pod
 # holds neither the cache's password nor the key that signs write tokens.
 SERVER_CREDENTIALS = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
@@ -189,10 +194,12 @@ class ProductService(pulumi.ComponentResource):
     def _ingress(
         self, cfg: PlatformConfig, foundation: Foundation, service: k8s.core.v1.Service, addons: ClusterAddons
     ) -> str:
-        """The API's Ingress on the platform's ingress controller, and the URL it answers at. Without that
-        controller (platform:addons leaves traefik out) there is none: the team routes to the Service."""
+        """The API's Ingress on the platform's ingress controller (PUBLIC_PATHS only), and the URL it
+        answers at. Without that controller (platform:addons leaves traefik out) there is none: the team
+        routes to the Service."""
         if addons.ingress_controller is None:
             return port_forward_url(NAMESPACE, NAME, 8080)
+        backend = {"service": {"name": service.metadata["name"], "port": {"name": "http"}}}
         k8s.networking.v1.Ingress(
             "ingress",
             metadata={
@@ -208,16 +215,8 @@ class ProductService(pulumi.ComponentResource):
                         "host": cfg.host,
                         "http": {
                             "paths": [
-                                {
-                                    "path": "/",
-                                    "pathType": "Prefix",
-                                    "backend": {
-                                        "service": {
-                                            "name": service.metadata["name"],
-                                            "port": {"name": "http"},
-                                        }
-                                    },
-                                }
+                                {"path": path, "pathType": path_type, "backend": backend}
+                                for path, path_type in PUBLIC_PATHS
                             ]
                         },
                     }

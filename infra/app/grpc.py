@@ -30,7 +30,9 @@ from kube import cpu_autoscaling, ingress_await, namespace_peer, spread
 NAME = "product-service-grpc"
 GRPC_PORT = 50051
 METRICS_PORT = 9464
-# The RPCs' paths start with the service's full name; the Ingress sends exactly these to gRPC.
+# The RPCs' paths start with the service's full name; the Ingress sends exactly these to gRPC. Health
+# (/grpc.health.v1.Health/) and reflection (/grpc.reflection.*/) stay in the cluster: the kubelet probes
+# the pods directly, and reflection is a tool for developers, not part of the API.
 ROUTE_PREFIX = "/product.v1.ProductService"
 COMMAND = ["python", "-m", "product_service", "grpc"]
 # NOT_SERVING on SIGTERM, then this long for probes and endpoints to notice, then up to the grace for

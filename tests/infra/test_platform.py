@@ -337,6 +337,62 @@ def test_the_ingress_routes_the_configured_host_to_the_service(plan_for: PlanFor
     assert plan.outputs["grafana_url"] == "https://grafana.shop.example.com"
 
 
+def test_the_rest_ingress_publishes_the_api_and_its_openapi_document_only(plan: Plan) -> None:
+    [rule] = plan.object("Ingress", "product-service").inputs["spec"]["rules"]
+    backend = {"service": {"name": "product-service", "port": {"name": "http"}}}
+    assert rule["http"]["paths"] == [
+        {"path": "/api", "pathType": "Prefix", "backend": backend},
+        {"path": "/openapi.json", "pathType": "Exact", "backend": backend},
+    ]
+
+
+# Requests as a client on the internet could send them; the Ingresses must route the first set only.
+PUBLIC_REQUESTS = (
+    "/api/v1/products",
+    "/api/v1/products/0b5e7c1e-0000-4000-8000-000000000000",
+    "/api/v1/products:batchGet",
+    "/openapi.json",
+    "/product.v1.ProductService/ListProducts",
+)
+IN_CLUSTER_REQUESTS = (
+    "/",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/metrics/",
+    "/openapi.json/x",
+    "/apifoo",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
+
+
+def test_no_ingress_routes_probes_metrics_or_grpc_health_and_reflection_from_the_internet(plan: Plan) -> None:
+    paths = [
+        (path["path"], path["pathType"])
+        for ingress in plan.objects("Ingress", "products")
+        for rule in ingress.inputs["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert all("defaultBackend" not in i.inputs["spec"] for i in plan.objects("Ingress", "products"))
+    for request in PUBLIC_REQUESTS:
+        assert any(_ingress_matches(path, kind, request) for path, kind in paths), request
+    for request in IN_CLUSTER_REQUESTS:
+        assert not any(_ingress_matches(path, kind, request) for path, kind in paths), request
+
+
+def _ingress_matches(path: str, path_type: str, request: str) -> bool:
+    """Kubernetes' Ingress path semantics (networking.k8s.io/v1 HTTPIngressPath): Exact compares the
+    whole path; Prefix compares `/`-separated elements, so `/api` matches `/api/v1` but not `/apifoo`."""
+    if path_type == "Exact":
+        return request == path
+    assert path_type == "Prefix", f"{path_type}: matching is up to the controller, name Exact or Prefix"
+    elements = [e for e in path.split("/") if e]
+    return [e for e in request.split("/") if e][: len(elements)] == elements
+
+
 def test_stack_outputs_keep_the_kubeconfig_secret_and_endpoints_without_passwords(plan: Plan) -> None:
     assert plan.output_is_secret("kubeconfig")
     for key in ("database_endpoint", "redis_endpoint"):
