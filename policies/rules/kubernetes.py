@@ -40,12 +40,26 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:core/v1:Pod": ("spec",),
 }
 WORKLOADS = tuple(POD_SPEC_PATHS)
+# What a service answers for the cluster, not for its clients: metrics, liveness and readiness under
+# their usual names, gRPC health and reflection (an RPC's path starts with its service's full name).
+OPERATIONAL_PATHS = (
+    "/metrics",
+    "/health",
+    "/healthz",
+    "/livez",
+    "/ready",
+    "/readyz",
+    "/grpc.health.v1.Health",
+    "/grpc.reflection.v1.ServerReflection",
+    "/grpc.reflection.v1alpha.ServerReflection",
+)
 # Run-to-completion workloads: no probes expected.
 BATCH = frozenset({"kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"})
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 KUBERNETES_SECRET = "kubernetes:core/v1:Secret"  # noqa: S105 (a type token, not a credential)
 SERVICE = "kubernetes:core/v1:Service"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 HPA_TYPES = (
@@ -417,6 +431,51 @@ def no_loadbalancer_service(subject: Subject, findings: Findings) -> None:
         )
 
 
+# why: a catch-all route publishes whatever the backend serves; probes and metrics are for the cluster
+# (the kubelet and Prometheus reach the pods directly), and a public readiness check lets anyone make
+# every pod query its databases.
+@resource_rule(
+    "k8s-ingress-no-ops-paths",
+    "Ingresses publish named paths: no catch-all (a `/` prefix, a defaultBackend) and no operational "
+    "endpoint (metrics, health, readiness, gRPC health or reflection): those are for the cluster, and a "
+    "public readiness check lets anyone make every pod query its databases.",
+    (INGRESS,),
+)
+def ingress_no_ops_paths(subject: Subject, findings: Findings) -> None:
+    with findings.verifying():
+        if dig(subject.props, "spec", "defaultBackend") is not None:
+            findings.violation("spec.defaultBackend publishes every path of its backend")
+    for rule in items(dig(subject.props, "spec", "rules")):
+        for route in items(dig(rule, "http", "paths")):
+            with findings.verifying():
+                # A path may be left out only with ImplementationSpecific, and then matches everything.
+                path = str(dig(route, "path", default="/"))
+                path_type = str(dig(route, "pathType"))
+                if not _elements(path) and path_type != "Exact":
+                    findings.violation(f"path '{path}' ({path_type}) publishes every path of its backend")
+                    continue
+                published = [p for p in OPERATIONAL_PATHS if _publishes(path, path_type, p)]
+                if published:
+                    findings.violation(f"path '{path}' ({path_type}) publishes {', '.join(published)}")
+
+
+def _publishes(path: str, path_type: str, endpoint: str) -> bool:
+    """Whether requests under `endpoint` reach the backend through `path`. Kubernetes' semantics: Exact
+    compares the whole path, Prefix whole `/`-separated elements (`/metrics` is not a prefix of
+    `/metricsviewer`). ImplementationSpecific is up to the controller (Traefik's is a plain string
+    prefix), so it is judged as both."""
+    route, target = _elements(path), _elements(endpoint)
+    if path_type == "Exact":
+        return route[: len(target)] == target
+    shared = min(len(route), len(target))
+    element_wise = route[:shared] == target[:shared]
+    return element_wise or (path_type != "Prefix" and endpoint.startswith(path))
+
+
+def _elements(path: str) -> list[str]:
+    return [element for element in path.split("/") if element]
+
+
 # --- stack-wide: network isolation and disruption budgets ---------------------------------------------
 
 
@@ -530,6 +589,7 @@ POLICIES = [
     helm_chart_pinned,
     hpa_min_replicas,
     no_loadbalancer_service,
+    ingress_no_ops_paths,
     namespace_network_policy,
     helm_namespace_network_policy,
     pdb_for_multi_replica,

@@ -14,6 +14,7 @@ JOB = "kubernetes:batch/v1:Job"
 CRON_JOB = "kubernetes:batch/v1:CronJob"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SECRET = "kubernetes:core/v1:Secret"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 SERVICE = "kubernetes:core/v1:Service"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
@@ -184,6 +185,29 @@ def service(type_: str = "ClusterIP", name: str = "api", namespace: str = "shop"
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"type": type_, "selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+
+
+def ingress() -> dict[str, Any]:
+    backend = {"service": {"name": "api", "port": {"name": "http"}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {
+            "ingressClassName": "traefik",
+            "rules": [
+                {
+                    "host": "api.example.com",
+                    "http": {
+                        "paths": [
+                            {"path": "/api", "pathType": "Prefix", "backend": backend},
+                            {"path": "/openapi.json", "pathType": "Exact", "backend": backend},
+                        ]
+                    },
+                }
+            ],
+        },
     }
 
 

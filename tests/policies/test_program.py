@@ -128,6 +128,25 @@ def test_a_product_container_running_as_root_fails(cloud: str) -> None:
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
+def test_an_api_ingress_that_publishes_everything_again_fails(cloud: str) -> None:
+    """What the REST Ingress did before it named its paths: `/` published /metrics, /health and /ready."""
+    plan = plan_of(cloud, "dev")
+    rest = next(r for r in plan.objects("Ingress") if r.metadata["name"] == "product-service")
+    catch_all = (
+        "spec.rules[0].http.paths",
+        [{**rest.inputs["spec"]["rules"][0]["http"]["paths"][0], "path": "/"}],
+    )
+    edited = dataclasses.replace(
+        rest,
+        inputs=changed(rest.inputs, catch_all),
+        outputs=changed(rest.outputs, catch_all) if rest.outputs else rest.outputs,
+    )
+    resources = [edited if r is rest else r for r in plan.resources]
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
+    assert [(v.policy, v.urn) for v in violations] == [("k8s-ingress-no-ops-paths", rest.urn)]
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
 def test_a_connection_string_copied_into_the_service_configmap_fails(cloud: str) -> None:
     plan = plan_of(cloud, "dev")
     secret = next(

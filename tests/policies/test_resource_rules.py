@@ -292,6 +292,30 @@ CASES = [
         "is of type LoadBalancer",
         "spec.type",
     ),
+    Case(
+        "k8s-ingress-no-ops-paths",
+        fx.INGRESS,
+        fx.ingress,
+        (("spec.rules[0].http.paths[0].path", "/"),),
+        "path '/' (Prefix) publishes every path of its backend",
+        "spec.rules[0].http.paths[0].path",
+    ),
+    Case(
+        "k8s-ingress-no-ops-paths",
+        fx.INGRESS,
+        fx.ingress,
+        (("spec.rules[0].http.paths[1].path", "/metrics"),),
+        "path '/metrics' (Exact) publishes /metrics",
+        "spec.rules[0].http.paths[1].pathType",
+    ),
+    Case(
+        "k8s-ingress-no-ops-paths",
+        fx.INGRESS,
+        fx.ingress,
+        (("spec.defaultBackend", {"service": {"name": "api", "port": {"name": "http"}}}),),
+        "spec.defaultBackend publishes every path",
+        "spec.defaultBackend",
+    ),
     # --- AWS ---
     Case(
         "aws-eks-endpoint-restricted",
@@ -863,6 +887,50 @@ def test_a_load_balancer_for_the_ingress_controller_is_fine(engine: Engine) -> N
     # Traefik's chart names its Service after the release; the namespace says what it is.
     props = fx.service("LoadBalancer", name="traefik", namespace="ingress")
     assert of(engine.analyze(fx.SERVICE, props), "k8s-no-loadbalancer-service") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "path_type", "published"),
+    [
+        ("/health", "Prefix", "/health"),
+        ("/ready/", "Prefix", "/ready"),
+        ("/grpc.health.v1.Health", "Prefix", "/grpc.health.v1.Health"),
+        ("/grpc.health.v1.Health/Check", "Exact", "/grpc.health.v1.Health"),
+        (
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "Exact",
+            "/grpc.reflection.v1alpha",
+        ),
+        ("/readyz", "ImplementationSpecific", "/readyz"),
+        ("/met", "ImplementationSpecific", "/metrics"),
+    ],
+)
+def test_an_ingress_path_onto_an_operational_endpoint_is_a_violation(
+    engine: Engine, path: str, path_type: str, published: str
+) -> None:
+    props = changed(
+        fx.ingress(),
+        ("spec.rules[0].http.paths[0].path", path),
+        ("spec.rules[0].http.paths[0].pathType", path_type),
+    )
+    [violation] = of(engine.analyze(fx.INGRESS, props), "k8s-ingress-no-ops-paths")
+    assert published in violation.message and violation.level == "mandatory"
+
+
+@pytest.mark.parametrize(
+    ("path", "path_type"),
+    [("/apifoo", "Prefix"), ("/metricsviewer", "Prefix"), ("/product.v1.ProductService", "Prefix")],
+)
+def test_an_ingress_path_beside_the_operational_endpoints_is_fine(
+    engine: Engine, path: str, path_type: str
+) -> None:
+    # Prefix compares whole `/`-separated elements: /metricsviewer is not under /metrics.
+    props = changed(
+        fx.ingress(),
+        ("spec.rules[0].http.paths[0].path", path),
+        ("spec.rules[0].http.paths[0].pathType", path_type),
+    )
+    assert of(engine.analyze(fx.INGRESS, props), "k8s-ingress-no-ops-paths") == []
 
 
 @pytest.mark.parametrize(
