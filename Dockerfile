@@ -52,8 +52,10 @@ COPY --from=build /opt/venv /opt/venv
 COPY service/gunicorn.conf.py /etc/product-service/gunicorn.conf.py
 USER 10001:10001
 EXPOSE 8080 50051
-# Kubernetes uses the Deployment's probes and ignores this; it serves `docker run` and Compose users.
+# Kubernetes uses the Deployments' probes and ignores this; it serves `docker run` and Compose users. It
+# asks the server the container runs (PID 1's command line): gunicorn GET /health on PORT, `python -m
+# product_service grpc` grpc.health.v1 Check("") on GRPC_PORT.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/health', timeout=2)"]
+    CMD ["python", "-m", "product_service.healthcheck"]
 # Worker heartbeat files on tmpfs: gunicorn must not need a writable root filesystem.
 ENTRYPOINT ["gunicorn", "--config", "/etc/product-service/gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", "product_service.wsgi:app"]

@@ -62,6 +62,17 @@ def test_final_stage_carries_runtime_dependencies_only():
     assert "--from=" in copied, "the final stage copies the installed environment from the build stage"
 
 
+def test_healthcheck_asks_the_server_the_container_runs():
+    from product_service import healthcheck
+
+    final = parse_stages()[-1]
+    options, _, command = final.last("HEALTHCHECK").partition(" CMD ")
+    assert json.loads(command) == ["python", "-m", "product_service.healthcheck"]
+    assert (REPO / "service/src/product_service/healthcheck.py").is_file()
+    timeout = re.search(r"--timeout=(\d+)s", options)
+    assert timeout and int(timeout.group(1)) > healthcheck.TIMEOUT_SECONDS, "the check's own timeout fits"
+
+
 def test_final_stage_runs_as_a_numeric_non_root_user():
     users = parse_stages()[-1].all("USER")
     assert users, "the final stage sets no USER"
