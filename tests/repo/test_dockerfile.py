@@ -62,6 +62,30 @@ def test_final_stage_carries_runtime_dependencies_only():
     assert "--from=" in copied, "the final stage copies the installed environment from the build stage"
 
 
+def test_final_stage_holds_no_package_installer():
+    """pip, setuptools and wheel leave the copied environment and the base's Python; apt is purged."""
+    *build, final = parse_stages()
+    venv_build = next(stage for stage in build if any("/opt/venv" in args for args in stage.all("RUN")))
+    build_runs = venv_build.all("RUN")
+    installed = max(i for i, args in enumerate(build_runs) if "pip install" in args)
+    removed = [
+        i for i, args in enumerate(build_runs) if re.search(r"pip uninstall --yes pip setuptools\b", args)
+    ]
+    assert removed and removed[-1] >= installed, "the build stage removes pip after its last install"
+    assert f"--from={venv_build.alias} /opt/venv /opt/venv" in " ".join(final.all("COPY"))
+    runs = " ".join(final.all("RUN"))
+    assert re.search(r"python -m pip uninstall --yes pip setuptools wheel\b", runs), "the base's pip stays"
+    purged = re.search(r"dpkg --purge ([^&]+)", runs)
+    assert purged and "apt" in purged.group(1).split(), "apt stays in the final image"
+    assert "rm -rf /var/lib/apt /var/cache/apt /var/log/apt" in runs
+    # The base's Python runs the uninstall, before the environment's directory comes first on PATH.
+    first_path = next(i for i, (k, args) in enumerate(final.instructions) if k == "ENV" and "PATH=" in args)
+    uninstall = next(
+        i for i, (k, args) in enumerate(final.instructions) if k == "RUN" and "pip uninstall" in args
+    )
+    assert uninstall < first_path
+
+
 def test_healthcheck_asks_the_server_the_container_runs():
     from product_service import healthcheck
 
