@@ -1,9 +1,10 @@
 """Generate the gRPC Python code from proto/ into product_service/grpc/generated/ (git-ignored).
 
 `make generate` and the image's build stage run it, with the pinned grpcio-tools; nothing generated is
-committed. The proto directory is mapped to the package path (`-I<package path>=proto`), so the
-generated modules import each other as `product_service.grpc.generated.product.v1...` rather than as
-a top-level `product` package.
+committed. Each file keeps its own name in the descriptor pool (`product/v1/product.proto`, what
+reflection serves and what other protos import), and the generated modules' imports of each other are
+rewritten to the package they live in (`product_service.grpc.generated.product.v1...`), since protoc
+writes them as imports of a top-level `product` package.
 
     python service/generate_grpc.py [--proto proto] [--out service/src]
 """
@@ -11,6 +12,7 @@ a top-level `product` package.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from importlib.resources import files
@@ -37,17 +39,23 @@ def main() -> int:
     status = protoc.main(
         [
             "grpc_tools.protoc",
-            f"-I{PACKAGE_PATH}={args.proto}",
+            f"-I{args.proto}",
             f"-I{well_known_types}",
-            f"--python_out={args.out}",
-            f"--pyi_out={args.out}",
-            f"--grpc_python_out={args.out}",
+            f"--python_out={target}",
+            f"--pyi_out={target}",
+            f"--grpc_python_out={target}",
             *(str(source) for source in sources),
         ]
     )
     if status != 0:
         print(f"protoc failed ({status}) on {', '.join(map(str, sources))}", file=sys.stderr)
         return 1
+    packages = "|".join(re.escape(path.name) for path in args.proto.iterdir() if path.is_dir())
+    top_level_import = re.compile(rf"^from ({packages})\.", re.MULTILINE)
+    package = PACKAGE_PATH.replace("/", ".")
+    for module in [*target.rglob("*.py"), *target.rglob("*.pyi")]:
+        text = module.read_text()
+        module.write_text(top_level_import.sub(rf"from {package}.\1.", text))
     for directory in [target, *(path for path in target.rglob("*") if path.is_dir())]:
         (directory / "__init__.py").write_text(MARKER)
     return 0

@@ -29,7 +29,7 @@ def grpc_settings(servers: DevServers, **overrides: str) -> GrpcSettings:
         "DATABASE_URL": servers.database_url,
         "REDIS_URL": servers.redis_url,
         "JWT_SECRET": JWT_SECRET,
-        "DB_POOL_TIMEOUT_SECONDS": "2",
+        "DB_REQUEST_BUDGET_SECONDS": "2",
         "GRPC_HOST": "127.0.0.1",
         "GRPC_PORT": "0",
         **overrides,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from product_service.devservers import DevServers, free_port, stop_child
+from product_service.devservers import DevServers, EmbeddedPostgres, free_port, stop_child
 from product_service.settings import Settings, load_settings
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -28,7 +29,7 @@ def settings_for(servers: DevServers, **overrides: str) -> Settings:
         "DATABASE_URL": servers.database_url,
         "REDIS_URL": servers.redis_url,
         "JWT_SECRET": JWT_SECRET,
-        "DB_POOL_TIMEOUT_SECONDS": "2",
+        "DB_REQUEST_BUDGET_SECONDS": "2",
         **overrides,
     }
     return load_settings(environ)
@@ -114,3 +115,20 @@ def _answers(server: Gunicorn) -> bool:
         return server.get("/health", timeout=1)[0] == 200
     except OSError:
         return False
+
+
+@contextmanager
+def stalled(postgres: EmbeddedPostgres) -> Iterator[None]:
+    """Postgres frozen, postmaster and backends alike: connections stay open and nothing answers, as
+    in a failover or a network drop. Resumed on exit, whatever happened. Each backend is a session of
+    its own (Postgres calls setsid), so they are found as the postmaster's children, not its group."""
+    assert postgres.pid is not None
+    children = Path(f"/proc/{postgres.pid}/task/{postgres.pid}/children").read_text().split()
+    processes = [postgres.pid, *map(int, children)]
+    for pid in processes:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in processes:
+            os.kill(pid, signal.SIGCONT)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from product_service.__main__ import grpc_metrics_port_for
 from product_service.devservers import free_port
 from product_service.settings import DatabaseSettings, SettingsError, load_settings
 from service_helpers import JWT_SECRET
@@ -27,7 +28,17 @@ def test_defaults_apply_when_only_the_required_variables_are_set() -> None:
     assert (settings.db_pool_min_size, settings.db_pool_max_size) == (1, 4)
     assert settings.cache_ttl_seconds == 300
     assert settings.redis_timeout_seconds == 0.1
+    assert settings.db_request_budget_seconds == 3.0
     assert settings.prometheus_multiproc_dir is None
+
+
+def test_settings_never_show_the_urls_or_the_secret_they_hold() -> None:
+    settings = load_settings({**VALID, "REDIS_URL": "redis://:cache-password@cache:6379/0"})
+
+    for shown in (repr(settings), str(settings), repr(load_settings(VALID, DatabaseSettings))):
+        assert "secret" not in shown  # the database password and the JWT secret
+        assert "cache-password" not in shown
+        assert JWT_SECRET not in shown
 
 
 def test_every_variable_is_read_from_the_environment() -> None:
@@ -37,7 +48,7 @@ def test_every_variable_is_read_from_the_environment() -> None:
             "PORT": "9000",
             "DB_POOL_MIN_SIZE": "2",
             "DB_POOL_MAX_SIZE": "8",
-            "DB_POOL_TIMEOUT_SECONDS": "1.5",
+            "DB_REQUEST_BUDGET_SECONDS": "1.5",
             "CACHE_TTL_SECONDS": "60",
             "REDIS_TIMEOUT_SECONDS": "0.05",
             "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
@@ -45,7 +56,7 @@ def test_every_variable_is_read_from_the_environment() -> None:
     )
 
     assert (settings.port, settings.db_pool_min_size, settings.db_pool_max_size) == (9000, 2, 8)
-    assert (settings.db_pool_timeout_seconds, settings.cache_ttl_seconds) == (1.5, 60)
+    assert (settings.db_request_budget_seconds, settings.cache_ttl_seconds) == (1.5, 60)
     assert settings.redis_timeout_seconds == 0.05
     assert str(settings.prometheus_multiproc_dir) == "/tmp/metrics"
 
@@ -144,3 +155,11 @@ def test_token_command_mints_a_write_token() -> None:
 
     claims = jwt.decode(result.stdout.strip(), JWT_SECRET, algorithms=["HS256"])
     assert claims["scope"] == "products:write"
+
+
+@pytest.mark.parametrize(
+    ("grpc_port", "metrics_port"), [("50051", "9464"), ("50052", "9465"), ("50151", "9564"), ("80", "0")]
+)
+def test_make_run_moves_the_grpc_metrics_port_with_the_grpc_port(grpc_port: str, metrics_port: str) -> None:
+    # So a second `PORT=8081 GRPC_PORT=50052 make run` starts beside the first instead of failing on 9464.
+    assert grpc_metrics_port_for(grpc_port) == metrics_port

@@ -80,11 +80,28 @@ def test_get_of_a_malformed_id_is_invalid_argument_naming_the_field(stub) -> Non
 
 
 def test_a_huge_malformed_id_is_invalid_argument_quoting_only_its_start(stub) -> None:
-    # The whole id echoed in the BadRequest trailer (1 MB) made a default client see RESOURCE_EXHAUSTED.
-    error = rpc_error(stub.GetProduct, pb.GetProductRequest(id="x" * 1_000_000))
+    # The whole id echoed in the BadRequest trailer (up to the message cap, 64 KiB) would make a default
+    # client see RESOURCE_EXHAUSTED.
+    error = rpc_error(stub.GetProduct, pb.GetProductRequest(id="x" * 60_000))
 
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert field_violations(error) == {"id": f"'{'x' * 64}'... (1000000 characters) is not a UUID"}
+    assert field_violations(error) == {"id": f"'{'x' * 64}'... (60000 characters) is not a UUID"}
+
+
+def test_the_largest_valid_product_fits_the_message_cap(stub, write_token) -> None:
+    # Four bytes a character: the longest name and description the API accepts.
+    cup = "\N{TEACUP WITHOUT HANDLE}"
+    product = create(stub, write_token, name=cup * 200, description=cup * 2000)
+
+    assert product.ByteSize() > 8 * 1024
+    assert stub.GetProduct(pb.GetProductRequest(id=product.id), timeout=5) == product
+
+
+def test_a_request_larger_than_the_api_needs_is_refused_before_it_is_parsed(stub) -> None:
+    error = rpc_error(stub.GetProduct, pb.GetProductRequest(id="x" * (64 * 1024 + 1)))
+
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (error.details() or "")
 
 
 @pytest.mark.usefixtures("empty_catalog")

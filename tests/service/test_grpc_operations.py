@@ -125,6 +125,30 @@ def test_an_rpc_with_time_left_is_not_cancelled(grpc_server: GrpcServer, write_t
     assert renamed.name == again.name == "renamed"
 
 
+def test_rpcs_beyond_the_concurrency_cap_are_refused_at_once_and_health_still_answers(
+    servers: DevServers, write_token: str, row_lock: RowLock, db: psycopg.Connection[Any]
+) -> None:
+    with serving(grpc_settings(servers, GRPC_MAX_CONCURRENT_RPCS="2")) as server:
+        products = [create(server.stub, write_token, name=f"held {i}") for i in range(2)]
+        for product in products:
+            row_lock.lock(product.id)
+        held = [
+            server.stub.UpdateProduct.future(rename(p.id, "after"), metadata=bearer(write_token), timeout=10)
+            for p in products
+        ]
+        wait_until(lambda: lock_waiters(db) == 2, 5, "two UpdateProducts waiting on their row locks")
+
+        with pytest.raises(grpc.RpcError) as refused:
+            server.stub.GetProduct(pb.GetProductRequest(id=products[0].id), timeout=5)
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.value.details() == "the server is at its limit of 2 concurrent RPCs, retry later"
+        assert health_status(server.channel) == health_pb2.HealthCheckResponse.SERVING
+
+        row_lock.release()
+        assert [call.result().name for call in held] == ["after", "after"]
+        assert server.stub.GetProduct(pb.GetProductRequest(id=products[0].id), timeout=5).name == "after"
+
+
 def test_health_reports_serving_for_the_server_and_the_product_service(grpc_server: GrpcServer) -> None:
     assert health_status(grpc_server.channel) == health_pb2.HealthCheckResponse.SERVING
     assert (
@@ -147,6 +171,30 @@ def test_reflection_lists_the_product_health_and_reflection_services(grpc_server
     assert [method.name for method in methods] == [
         "GetProduct", "ListProducts", "CreateProduct", "UpdateProduct", "DeleteProduct", "BatchGetProducts",
     ]  # fmt: skip
+    # Under its own path, as other protos import it, with the files it imports.
+    assert database.FindFileContainingSymbol("product.v1.ProductService").name == "product/v1/product.proto"
+    assert database.FindFileByName("google/protobuf/field_mask.proto").package == "google.protobuf"
+
+
+def test_reflection_serves_no_file_but_the_apis_even_with_tracing_on(
+    traced_grpc: tuple[GrpcServer, InMemorySpanExporter],
+) -> None:
+    # Loaded in this process, like the OTLP exporter's protos in a traced server.
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    server, _ = traced_grpc
+    database = ProtoReflectionDescriptorDatabase(server.channel)
+
+    for name in (
+        trace_service_pb2.DESCRIPTOR.name,
+        "product_service/grpc/generated/product/v1/product.proto",
+    ):
+        with pytest.raises(KeyError):
+            database.FindFileByName(name)
+    with pytest.raises(KeyError):
+        database.FindFileContainingSymbol("opentelemetry.proto.collector.trace.v1.TraceService")
+    # (grpcio-health-checking registers its proto under its Python package path.)
+    assert database.FindFileContainingSymbol("grpc.health.v1.Health").name == "grpc_health/v1/health.proto"
 
 
 def test_metrics_count_rpcs_by_method_and_code(grpc_server: GrpcServer, write_token: str) -> None:
@@ -266,7 +314,7 @@ def test_postgres_down_is_unavailable_except_for_cached_reads_and_not_ready(
 ) -> None:
     settings = grpc_settings(
         DevServers(own_postgres.url, servers.redis_url),
-        DB_POOL_TIMEOUT_SECONDS="1",
+        DB_REQUEST_BUDGET_SECONDS="1",
         GRPC_READINESS_INTERVAL_SECONDS="0.2",
     )
     with serving(settings) as server:

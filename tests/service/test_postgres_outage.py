@@ -15,7 +15,7 @@ def test_postgres_down_means_not_ready_and_fast_503s_then_the_first_request_with
 ) -> None:
     # The production pool timeout: a request must not wait for it while Postgres is down.
     settings = settings_for(
-        DevServers(own_postgres.url, servers.redis_url), DB_POOL_MIN_SIZE="2", DB_POOL_TIMEOUT_SECONDS="5"
+        DevServers(own_postgres.url, servers.redis_url), DB_POOL_MIN_SIZE="2", DB_REQUEST_BUDGET_SECONDS="5"
     )
     app = open_app(settings)
     client = app.test_client()

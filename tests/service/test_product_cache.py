@@ -132,7 +132,7 @@ def components(
     settings: Settings,
 ) -> Iterator[tuple[ProductRepository, ProductCache, CachedProductRepository]]:
     metrics = ServiceMetrics()
-    pool = open_pool(settings.database_url, min_size=1, max_size=2, timeout=2)
+    pool = open_pool(settings.database_url, min_size=1, max_size=2, budget=2)
     client = redis.Redis.from_url(settings.redis_url)
     repository = ProductRepository(pool, metrics)
     cache = ProductCache(client, settings.cache_ttl_seconds)
@@ -204,7 +204,7 @@ def held(
     settings: Settings, redis_client: redis.Redis
 ) -> Iterator[tuple[HeldCache, ServiceMetrics, ProductRepository]]:
     metrics = ServiceMetrics()
-    pool = open_pool(settings.database_url, min_size=1, max_size=2, timeout=2)
+    pool = open_pool(settings.database_url, min_size=1, max_size=2, budget=2)
     client = redis.Redis.from_url(settings.redis_url)
     cache = HeldCache(client, settings.cache_ttl_seconds)
     yield cache, metrics, ProductRepository(pool, metrics)

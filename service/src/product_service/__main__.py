@@ -109,6 +109,7 @@ def run_dev(data_dir: Path, workers: int) -> int:
     env = dict(os.environ)
     port = env.setdefault("PORT", "8080")
     grpc_port = env.setdefault("GRPC_PORT", "50051")
+    metrics_port = env.setdefault("GRPC_METRICS_PORT", grpc_metrics_port_for(grpc_port))
     data_dir.mkdir(parents=True, exist_ok=True)
     record = ProcessRecord(data_dir / "dev-processes.json")
     started: dict[str, int | None] = {}
@@ -150,6 +151,7 @@ def run_dev(data_dir: Path, workers: int) -> int:
                 f'  grpcurl -plaintext -H "authorization: Bearer $TOKEN" '
                 f'-d \'{{"name": "Tea", "price_decimal": "3.50"}}\' '
                 f"127.0.0.1:{grpc_port} product.v1.ProductService/CreateProduct\n"
+                f"gRPC metrics on http://127.0.0.1:{metrics_port}/metrics (GRPC_METRICS_PORT)\n"
                 "Ctrl-C stops the service and the servers it started.\n",
                 flush=True,
             )
@@ -204,6 +206,17 @@ def _on_stop_signal(signum: int, frame: object) -> None:
     for stop_signal in _STOP_SIGNALS:
         signal.signal(stop_signal, signal.SIG_IGN)
     raise _Stopped
+
+
+def grpc_metrics_port_for(grpc_port: str) -> str:
+    """The gRPC metrics port of a `make run` that did not choose one: 9464 moved as far as GRPC_PORT
+    moved from 50051, so a second `make run` on its own PORT and GRPC_PORT does not clash with the
+    first (out of range: any free port)."""
+    try:
+        port = 9464 + int(grpc_port) - 50051
+    except ValueError:
+        return "9464"  # the gRPC server names the bad GRPC_PORT
+    return str(port) if 0 < port < 65536 else "0"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

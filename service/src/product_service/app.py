@@ -13,11 +13,11 @@ import redis
 from flask import Flask, Response, g, request
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from psycopg_pool import ConnectionPool
 
 from product_service.api import create_products_blueprint
 from product_service.auth import TokenVerifier
 from product_service.breaker import CircuitBreaker
+from product_service.budget import BudgetedPool
 from product_service.cache import BackFills, CachedProductRepository, ProductCache, open_redis
 from product_service.errors import register_error_handlers
 from product_service.logs import SPAN_ID_ENVIRON_KEY, TRACE_ID_ENVIRON_KEY
@@ -56,7 +56,7 @@ def create_app(
 class OpenResources:
     """What `open_app` opened; `close` releases it when the worker exits."""
 
-    pool: ConnectionPool
+    pool: BudgetedPool
     redis: redis.Redis
     breakers: tuple[CircuitBreaker, ...]
     backfills: BackFills
@@ -88,7 +88,7 @@ def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) 
         settings.database_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
-        timeout=settings.db_pool_timeout_seconds,
+        budget=settings.db_request_budget_seconds,
         configure=configure,
     )
     redis_client = open_redis(settings.redis_url, settings.redis_timeout_seconds)
@@ -96,7 +96,12 @@ def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) 
     cache = ProductCache(
         redis_client,
         settings.cache_ttl_seconds,
-        CircuitBreaker("redis", redis_client.ping, on_change=metrics.dependency_available),
+        CircuitBreaker(
+            "redis",
+            redis_client.ping,
+            on_change=metrics.dependency_available,
+            verdict_wait=settings.redis_timeout_seconds,
+        ),
     )
     backfills = BackFills(cache, metrics)  # one thread for the app and its untraced twin
     app = create_app(settings, repository, cache, metrics, backfills)

@@ -1,10 +1,13 @@
 """A circuit breaker per backing service (Postgres, Redis), shared by every thread of a process.
 
 Closed, calls go through. When a call fails, the breaker asks the service directly (its `probe`, with a
-short timeout): if the service answers, the failure was a one-off (a dead pooled connection after a
-restart) and the breaker stays closed; if not, it opens. Open, calls are refused at once, without
-touching the network, and a background thread probes every `probe_interval` seconds; the first probe
-that succeeds closes the breaker. So an outage costs one timeout per process, not one per request, and
+short timeout) on a thread of its own, one probe at a time: if the service answers, the failure was a
+one-off (a dead pooled connection after a restart) and the breaker stays closed; if not, it opens. A
+failing caller waits for that verdict at most `verdict_wait` seconds: Redis's breaker waits its short
+timeout (the next call is then refused at once instead of paying a timeout of its own); Postgres's
+waits not at all, since its probe may take a connect timeout, beyond a request's budget (budget.py).
+Open, calls are refused at once, without touching the network, and the same thread probes every
+`probe_interval` seconds; the first probe that succeeds closes the breaker. So an outage costs one timeout per process, not one per request, and
 recovery is noticed within one probe interval instead of at the next request that dares to try.
 
 Pattern: Nygard, "Release It!", Circuit Breaker; the background probe replaces the half-open trial call.
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,6 @@ Probe = Callable[[], None]  # returns when the service answers, raises otherwise
 StateListener = Callable[[str, bool], None]  # (service name, available)
 
 DEFAULT_PROBE_INTERVAL_SECONDS = 0.5
-PROBE_REUSE_SECONDS = 0.1
 
 
 class CircuitOpen(Exception):
@@ -41,14 +42,16 @@ class CircuitBreaker:
         probe: Probe,
         probe_interval: float = DEFAULT_PROBE_INTERVAL_SECONDS,
         on_change: StateListener | None = None,
+        verdict_wait: float = 0.0,
     ) -> None:
         self.service = service
         self._probe = probe
         self._probe_interval = probe_interval
+        self._verdict_wait = verdict_wait
         self._on_change = on_change
         self._lock = threading.Lock()
         self._open = False
-        self._answered_at = -float("inf")
+        self._verdict: threading.Event | None = None  # set when the probe after a failure has decided
         self._stopped = threading.Event()
         if on_change is not None:
             on_change(service, True)
@@ -63,24 +66,38 @@ class CircuitBreaker:
             raise CircuitOpen(self.service)
 
     def record_failure(self) -> None:
-        """A call failed: open the breaker unless the service still answers a probe."""
-        if self._open or self._answers():
-            return
+        """A call failed: probe the service in the background, and open the breaker unless it answers."""
         with self._lock:
             if self._open:
                 return
-            self._open = True
-        log.warning(
-            "%s does not answer: circuit open, probing every %.1f s", self.service, self._probe_interval
-        )
-        self._notify(available=False)
-        threading.Thread(target=self._probe_until_closed, name=f"{self.service}-probe", daemon=True).start()
+            if self._verdict is None:
+                self._verdict = threading.Event()
+                threading.Thread(
+                    target=self._probe_after_failure,
+                    args=(self._verdict,),
+                    name=f"{self.service}-probe",
+                    daemon=True,
+                ).start()
+            verdict = self._verdict
+        if self._verdict_wait:
+            verdict.wait(self._verdict_wait)
 
     def close(self) -> None:
         """Stop probing (the process is shutting down)."""
         self._stopped.set()
 
-    def _probe_until_closed(self) -> None:
+    def _probe_after_failure(self, verdict: threading.Event) -> None:
+        answers = self._answers()
+        with self._lock:
+            self._open = not answers
+            self._verdict = None
+        verdict.set()
+        if answers:
+            return
+        log.warning(
+            "%s does not answer: circuit open, probing every %.1f s", self.service, self._probe_interval
+        )
+        self._notify(available=False)
         while not self._stopped.wait(self._probe_interval):
             if self._answers():
                 with self._lock:
@@ -90,14 +107,10 @@ class CircuitBreaker:
                 return
 
     def _answers(self) -> bool:
-        # Many threads may report failures at once (a saturated pool): a probe that just succeeded stands.
-        if time.monotonic() - self._answered_at < PROBE_REUSE_SECONDS:
-            return True
         try:
             self._probe()
         except Exception:
             return False
-        self._answered_at = time.monotonic()
         return True
 
     def _notify(self, available: bool) -> None:

@@ -7,6 +7,9 @@ Pooled connections are not checked before use (that would cost a round trip per 
 connection found dead instead makes the pool check all its idle connections, and a read is retried
 once; a write is not (it may have been applied), it answers 503 and the client retries.
 
+Each operation (with its one retry) waits on Postgres no longer than its time budget, DB_REQUEST_BUDGET
+_SECONDS or the RPC's deadline if that ends first: a stalled server is cut off at the socket (budget.py).
+
 Outages go through a `CircuitBreaker` (breaker.py): when a connection fails and Postgres does not answer
 a direct connection attempt either, every request answers 503 at once until a background probe
 connects again. The pool gives up reconnecting in the background after `RECONNECT_TIMEOUT_SECONDS`
@@ -27,9 +30,10 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from product_service.breaker import CircuitBreaker, CircuitOpen
+from product_service.budget import BudgetedPool, TimeBudget
 from product_service.errors import ServiceUnavailable
 from product_service.metrics import ServiceMetrics
 from product_service.schemas import PRODUCT_JSON, Product, ProductCreate, ProductRow
@@ -100,25 +104,22 @@ def open_pool(
     *,
     min_size: int,
     max_size: int,
-    timeout: float,
+    budget: float,
     configure: Callable[[psycopg.Connection[Any]], None] | None = None,
-    pool_class: type[ConnectionPool] = ConnectionPool,
-) -> ConnectionPool:
-    """A connection pool for this process. Call it after gunicorn forks: sockets must not be shared.
-
-    `pool_class` lets the gRPC server bound each checkout by its RPC's deadline (grpc/deadlines.py).
-    """
-    return pool_class(
+) -> BudgetedPool:
+    """A connection pool for this process. Call it after gunicorn forks: sockets must not be shared."""
+    return BudgetedPool(
         database_url,
+        budget=budget,
         min_size=min_size,
         max_size=max_size,
-        timeout=timeout,
+        timeout=budget,
         open=True,
         configure=configure,
         reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         name="products",
         # Each row is read into a dict; autocommit keeps single-statement reads out of a transaction.
-        kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(2, int(timeout))},
+        kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(2, int(budget))},
     )
 
 
@@ -126,7 +127,7 @@ class ProductRepository:
     """Reads and writes products; raises `ServiceUnavailable` when Postgres cannot be reached."""
 
     def __init__(
-        self, pool: ConnectionPool, metrics: ServiceMetrics, breaker: CircuitBreaker | None = None
+        self, pool: BudgetedPool, metrics: ServiceMetrics, breaker: CircuitBreaker | None = None
     ) -> None:
         self._pool = pool
         self._metrics = metrics
@@ -197,31 +198,33 @@ class ProductRepository:
         return row["version"] if row else None
 
     def ping(self, timeout: float) -> None:
-        self._read(lambda conn: conn.execute("SELECT 1"), timeout)
+        with TimeBudget.bound(timeout):
+            self._read(lambda conn: conn.execute("SELECT 1"))
 
-    def _read(
-        self, work: Callable[[psycopg.Connection[Any]], Result], timeout: float | None = None
-    ) -> Result:
+    def _read(self, work: Callable[[psycopg.Connection[Any]], Result]) -> Result:
         """Run read-only `work`, once more on a fresh connection if the first one was found dead."""
-        try:
-            with self._connection(timeout) as conn:
+        with TimeBudget.bound(self._pool.budget):
+            try:
+                with self._connection() as conn:
+                    return work(conn)
+            except ServiceUnavailable as error:
+                if not isinstance(error.__cause__, psycopg.OperationalError) or self.breaker.is_open:
+                    raise
+            with self._connection() as conn:
                 return work(conn)
-        except ServiceUnavailable as error:
-            if not isinstance(error.__cause__, psycopg.OperationalError) or self.breaker.is_open:
-                raise
-        with self._connection(timeout) as conn:
-            return work(conn)
 
     @contextmanager
-    def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         try:
             self.breaker.check()
         except CircuitOpen as error:
             raise ServiceUnavailable("postgres") from error
         started = time.perf_counter()
+        budget: TimeBudget
         try:
             with ExitStack() as checked_out:
-                conn = self._checkout(checked_out, self._pool.timeout if timeout is None else timeout)
+                budget = checked_out.enter_context(TimeBudget.bound(self._pool.budget))
+                conn = self._checkout(checked_out, budget.remaining())
                 self._metrics.db_connection_acquired(time.perf_counter() - started, self._pool.get_stats())
                 try:
                     yield conn
@@ -230,16 +233,17 @@ class ProductRepository:
         except PoolTimeout as error:
             raise ServiceUnavailable("postgres") from error
         except psycopg.OperationalError as error:
-            # The server went away (restart, failover): its other idle connections are dead too.
-            self._pool.check()
             self.breaker.record_failure()
+            if not budget.spent:
+                # The server went away (restart, failover): its other idle connections are dead too.
+                # (When the budget cut the connection, the server may be stalled, and so would the check.)
+                self._pool.check()
             raise ServiceUnavailable("postgres") from error
 
     def _checkout(self, checked_out: ExitStack, timeout: float) -> psycopg.Connection[Any]:
         """A connection from `pool.connection()`, waited for in slices: a request that queued before
         the breaker opened (or while nobody noticed that Postgres is gone) must not wait out the whole
-        pool timeout. The pool's own context manager is kept (the gRPC server's pool bounds it by the
-        RPC's deadline, grpc/deadlines.py)."""
+        budget. The pool's own context manager is kept: it watches the connection's budget (budget.py)."""
         deadline = time.monotonic() + timeout
         while True:
             wait = max(min(POOL_WAIT_SLICE_SECONDS, deadline - time.monotonic()), 0.001)

@@ -30,7 +30,7 @@ class DatabaseSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    database_url: Annotated[str, Field(alias="DATABASE_URL")]
+    database_url: Annotated[str, Field(alias="DATABASE_URL", repr=False)]  # it holds the password
 
     @field_validator("database_url")
     @classmethod
@@ -46,14 +46,15 @@ class Settings(DatabaseSettings):
     """Everything the server needs."""
 
     port: Annotated[int, Field(alias="PORT", ge=1, le=65535)] = 8080
-    redis_url: Annotated[str, Field(alias="REDIS_URL")]
+    redis_url: Annotated[str, Field(alias="REDIS_URL", repr=False)]  # it may hold a password
     jwt_secret: Annotated[str, Field(alias="JWT_SECRET", min_length=MIN_JWT_SECRET_LENGTH, repr=False)]
     # When set, a write token must carry exactly this `aud` (one of its audiences) and this `iss`.
     jwt_audience: Annotated[str | None, Field(alias="JWT_AUDIENCE", min_length=1)] = None
     jwt_issuer: Annotated[str | None, Field(alias="JWT_ISSUER", min_length=1)] = None
     db_pool_min_size: Annotated[int, Field(alias="DB_POOL_MIN_SIZE", ge=0, le=100)] = 1
     db_pool_max_size: Annotated[int, Field(alias="DB_POOL_MAX_SIZE", ge=1, le=100)] = 4
-    db_pool_timeout_seconds: Annotated[float, Field(alias="DB_POOL_TIMEOUT_SECONDS", gt=0, le=60)] = 5.0
+    # How long one request may wait on Postgres, for a connection and its statements (budget.py).
+    db_request_budget_seconds: Annotated[float, Field(alias="DB_REQUEST_BUDGET_SECONDS", gt=0, le=60)] = 3.0
     cache_ttl_seconds: Annotated[int, Field(alias="CACHE_TTL_SECONDS", ge=1, le=7 * 24 * 3600)] = 300
     redis_timeout_seconds: Annotated[float, Field(alias="REDIS_TIMEOUT_SECONDS", gt=0, le=10)] = 0.1
     prometheus_multiproc_dir: Annotated[Path | None, Field(alias="PROMETHEUS_MULTIPROC_DIR")] = None

@@ -1,4 +1,8 @@
-"""What every unary RPC goes through: its deadline bound, a Prometheus count and latency, a JSON log line.
+"""What every unary RPC goes through: a cap on concurrent product RPCs, its deadline as its time budget
+on Postgres (budget.py), a Prometheus count and latency, a JSON log line.
+
+The code counted is the one the client saw: an RPC whose deadline passed before the server finished
+is DEADLINE_EXCEEDED, whatever the handler returned, since gRPC answered the client at its deadline.
 
 Labels are the service and method names gRPC routed the call to and the status code, so they are
 bounded by the proto: a call to an unknown method never reaches an interceptor's handler. The
@@ -8,14 +12,16 @@ OpenTelemetry interceptor runs outside this one, so the log line carries the RPC
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from product_service.grpc.deadlines import RpcDeadline
+from product_service.budget import TimeBudget
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,13 @@ class RpcMetrics:
 
 
 class ObservedRpcs(grpc.ServerInterceptor):
-    def __init__(self, metrics: RpcMetrics) -> None:
+    """`max_in_flight` product RPCs at a time; beyond it, RESOURCE_EXHAUSTED at once. Health checks are
+    outside the cap, so the server's workers beyond it always answer the kubelet's probes."""
+
+    def __init__(self, metrics: RpcMetrics, max_in_flight: int) -> None:
         self._metrics = metrics
+        self._max_in_flight = max_in_flight
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
 
     def intercept_service(
         self,
@@ -62,16 +73,21 @@ class ObservedRpcs(grpc.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler  # unknown methods, and the streaming health Watch and reflection
         service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        is_health = service == _HEALTH_SERVICE
         # Probes check health every few seconds: at INFO their lines would bury the RPCs.
-        level = logging.DEBUG if service == _HEALTH_SERVICE else logging.INFO
+        level = logging.DEBUG if is_health else logging.INFO
         behaviour = handler.unary_unary
 
         def observed(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.UNKNOWN
             try:
-                with RpcDeadline.bind(context):
-                    response = behaviour(request, context)
+                with self._admitted(is_health, context):
+                    if context.time_remaining() <= 0:  # it waited in the queue past its deadline
+                        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed in the queue")
+                    with TimeBudget.bound(context.time_remaining()) as budget:
+                        context.add_callback(budget.end)  # the client cancelled: stop waiting on Postgres
+                        response = behaviour(request, context)
                 code = _code(context) or grpc.StatusCode.OK
                 return response
             except Exception:
@@ -80,8 +96,8 @@ class ObservedRpcs(grpc.ServerInterceptor):
                     log.exception("unhandled error in %s", handler_call_details.method)
                 raise
             finally:
-                if not context.is_active() and code is grpc.StatusCode.OK:
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED if context.time_remaining() <= 0 else code
+                if context.time_remaining() <= 0:
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED  # what the client saw at its deadline
                 elapsed = time.perf_counter() - started
                 self._metrics.observe(service, method, code, elapsed)
                 log.log(
@@ -103,6 +119,21 @@ class ObservedRpcs(grpc.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    @contextmanager
+    def _admitted(self, exempt: bool, context: grpc.ServicerContext) -> Iterator[None]:
+        if exempt:
+            yield
+            return
+        if not self._in_flight.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is at its limit of {self._max_in_flight} concurrent RPCs, retry later",
+            )
+        try:
+            yield
+        finally:
+            self._in_flight.release()
 
 
 def _code(context: grpc.ServicerContext) -> grpc.StatusCode | None:

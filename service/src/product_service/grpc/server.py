@@ -28,18 +28,20 @@ from typing import Annotated, Any
 
 import grpc
 import redis
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, start_http_server
-from psycopg_pool import ConnectionPool
 from pydantic import Field
 
 from product_service.auth import TokenVerifier
 from product_service.breaker import CircuitBreaker
+from product_service.budget import BudgetedPool
 from product_service.cache import BackFills, CachedProductRepository, ProductCache, open_redis
-from product_service.grpc.deadlines import DeadlineBoundPool
+from product_service.grpc.generated.product.v1 import product_pb2 as pb
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from product_service.grpc.interceptors import ObservedRpcs, RpcMetrics
 from product_service.grpc.servicer import SERVICE_NAME, ProductServicer
@@ -53,14 +55,38 @@ READY_TIMEOUT_SECONDS = 1.0  # as REST's /ready
 SIGNAL_CHECK_SECONDS = 0.2  # how soon a SIGTERM takes effect, at worst (see serve)
 
 
+# What the API needs: its largest valid request (an UpdateProduct with a 2,000-character description
+# and a 200-character name, up to 4 bytes a character) is under 10 KiB; REST caps bodies at 1 MiB.
+MAX_REQUEST_BYTES = 64 * 1024
+# Workers beyond GRPC_MAX_CONCURRENT_RPCS: health checks and refusals always find one.
+SPARE_WORKERS = 2
+# Connections (gRFC A8, A9). Clients reconnect every few minutes, so a Deployment that the HPA scaled out
+# gets their calls (one HTTP/2 connection otherwise pins a client to one pod); in-flight RPCs get the
+# grace to finish, longer than DB_REQUEST_BUDGET_SECONDS allows. Idle connections are closed, and
+# dead peers are found by pings within about a minute and a half.
+CONNECTION_OPTIONS = {
+    "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+    "grpc.max_connection_age_ms": 5 * 60_000,
+    "grpc.max_connection_age_grace_ms": 30_000,
+    "grpc.max_connection_idle_ms": 5 * 60_000,
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+}
+# Calls accepted by gRPC itself (running or queued) before it answers RESOURCE_EXHAUSTED: bounds the
+# memory a flood can queue; the interceptor's cap refuses most of it sooner, with a clearer message.
+QUEUED_RPCS_PER_RUNNING = 4
+
+
 class GrpcSettings(Settings):
     """The REST settings plus the gRPC process's own. Field aliases are the environment variables."""
 
     # Every interface in a container; `make run` binds 127.0.0.1.
     grpc_host: Annotated[str, Field(alias="GRPC_HOST", min_length=1)] = "0.0.0.0"  # noqa: S104
     grpc_port: Annotated[int, Field(alias="GRPC_PORT", ge=0, le=65535)] = 50051  # 0: a free port (tests)
-    grpc_metrics_port: Annotated[int, Field(alias="GRPC_METRICS_PORT", ge=1, le=65535)] = 9464
-    grpc_max_workers: Annotated[int, Field(alias="GRPC_MAX_WORKERS", ge=1, le=256)] = 16
+    grpc_metrics_port: Annotated[int, Field(alias="GRPC_METRICS_PORT", ge=0, le=65535)] = 9464  # 0: free
+    # Product RPCs served at once; beyond it, RESOURCE_EXHAUSTED. Each may hold one of the
+    # DB_POOL_MAX_SIZE connections, the others wait for one within their budget.
+    grpc_max_concurrent_rpcs: Annotated[int, Field(alias="GRPC_MAX_CONCURRENT_RPCS", ge=1, le=256)] = 16
     grpc_drain_seconds: Annotated[float, Field(alias="GRPC_DRAIN_SECONDS", ge=0, le=60)] = 5.0
     grpc_grace_seconds: Annotated[float, Field(alias="GRPC_GRACE_SECONDS", ge=0, le=120)] = 20.0
     grpc_readiness_interval_seconds: Annotated[
@@ -76,7 +102,7 @@ class ProductGrpcServer:
     port: int
     health: health.HealthServicer
     registry: CollectorRegistry
-    pool: ConnectionPool
+    pool: BudgetedPool
     redis: redis.Redis
     readiness: ReadinessWatch
     backfills: BackFills
@@ -109,9 +135,8 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
         settings.database_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
-        timeout=settings.db_pool_timeout_seconds,
+        budget=settings.db_request_budget_seconds,
         configure=configure,
-        pool_class=DeadlineBoundPool,
     )
     redis_client = open_redis(settings.redis_url, settings.redis_timeout_seconds)
     if tracer_provider is not None:
@@ -122,13 +147,21 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     cache = ProductCache(
         redis_client,
         settings.cache_ttl_seconds,
-        CircuitBreaker("redis", redis_client.ping, on_change=metrics.dependency_available),
+        CircuitBreaker(
+            "redis",
+            redis_client.ping,
+            on_change=metrics.dependency_available,
+            verdict_wait=settings.redis_timeout_seconds,
+        ),
     )
     backfills = BackFills(cache, metrics)
     products = CachedProductRepository(repository, cache, metrics, backfills)
+    capacity = settings.grpc_max_concurrent_rpcs
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="grpc"),
-        interceptors=[*_tracing(tracer_provider), ObservedRpcs(RpcMetrics(registry))],
+        ThreadPoolExecutor(max_workers=capacity + SPARE_WORKERS, thread_name_prefix="grpc"),
+        interceptors=[*_tracing(tracer_provider), ObservedRpcs(RpcMetrics(registry), capacity)],
+        options=list(CONNECTION_OPTIONS.items()),
+        maximum_concurrent_rpcs=capacity * QUEUED_RPCS_PER_RUNNING,
     )
     pb_grpc.add_ProductServiceServicer_to_server(
         ProductServicer(
@@ -139,7 +172,9 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server, pool=_reflected_files()
+    )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     server.start()
     # "" is the server as a whole, what a probe without `service` asks.
@@ -206,7 +241,7 @@ def serve(settings: GrpcSettings, tracer_provider: TracerProvider | None = None)
         extra={
             "fields": {
                 "address": f"{settings.grpc_host}:{running.port}",
-                "metrics": f"http://{settings.grpc_host}:{settings.grpc_metrics_port}/metrics",
+                "metrics": f"http://{settings.grpc_host}:{metrics_server.server_port}/metrics",
             }
         },
     )
@@ -218,6 +253,27 @@ def serve(settings: GrpcSettings, tracer_provider: TracerProvider | None = None)
     running.shutdown(settings.grpc_drain_seconds, settings.grpc_grace_seconds)
     metrics_server.shutdown()
     return 0
+
+
+def _reflected_files() -> descriptor_pool.DescriptorPool:
+    """The files reflection serves: this API's, health's and reflection's, with the files they import.
+    The process's default pool also holds whatever else is loaded (OpenTelemetry's exporter protos)."""
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(file.name)
+
+    for module in (pb, health_pb2, reflection_pb2):
+        add(module.DESCRIPTOR)
+    return pool
 
 
 def _tracing(tracer_provider: TracerProvider | None) -> list[grpc.ServerInterceptor]:
