@@ -153,6 +153,41 @@ def test_access_log_is_one_json_object_per_request(gunicorn: Gunicorn) -> None:
     assert all(line.startswith("{") for line in gunicorn.log_lines() if line.strip())
 
 
+def headers_of(gunicorn: Gunicorn, path: str, **sent: str) -> dict[str, str]:
+    request = urllib.request.Request(gunicorn.base_url + path, headers=sent)  # noqa: S310 (127.0.0.1)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (127.0.0.1)
+            return dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return dict(error.headers)
+
+
+@pytest.mark.parametrize(
+    ("path", "cache_control"),
+    [
+        ("/api/v1/products", "no-store"),
+        ("/api/v1/products/not-a-uuid", "no-store"),
+        ("/openapi.json", "public, max-age=300"),
+        ("/health", "no-store"),
+    ],
+)
+def test_answers_carry_protective_headers_and_no_server_banner(
+    gunicorn: Gunicorn, path: str, cache_control: str
+) -> None:
+    headers = headers_of(gunicorn, path)
+
+    assert "Server" not in headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == cache_control
+    assert "Strict-Transport-Security" not in headers  # served over plain HTTP
+
+
+def test_answers_behind_a_tls_proxy_ask_for_https_only(gunicorn: Gunicorn) -> None:
+    headers = headers_of(gunicorn, "/api/v1/products", **{"X-Forwarded-Proto": "https"})
+
+    assert headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
 def test_sigterm_lets_in_flight_requests_finish_and_exits_0(
     servers: DevServers, tmp_path: Path, db: psycopg.Connection[Any]
 ) -> None:

@@ -31,6 +31,9 @@ MAX_BODY_BYTES = 1024 * 1024
 READY_TIMEOUT_SECONDS = 1.0
 # Probes and scrapes are never traced.
 UNTRACED_PATHS = ("/health", "/ready", "/metrics")
+CACHEABLE_PATHS = ("/openapi.json",)
+CACHEABLE = "public, max-age=300"
+HSTS_MAX_AGE_SECONDS = 365 * 24 * 3600
 
 
 def create_app(
@@ -49,6 +52,7 @@ def create_app(
     app.register_blueprint(create_ops_blueprint(readiness, metrics, _service_version()))
     register_error_handlers(app)
     _observe_requests(app, metrics)
+    _protective_headers(app)
     return app
 
 
@@ -147,6 +151,22 @@ def _observe_requests(app: Flask, metrics: ServiceMetrics) -> None:
         if span_context.is_valid:
             request.environ[TRACE_ID_ENVIRON_KEY] = format(span_context.trace_id, "032x")
             request.environ[SPAN_ID_ENVIRON_KEY] = format(span_context.span_id, "016x")
+        return response
+
+
+def _protective_headers(app: Flask) -> None:
+    """What every answer says about itself: never sniff its type; products change with every write and
+    answer bearers of tokens, so no cache keeps them (the OpenAPI document changes only with a release);
+    and, behind TLS, HTTPS only from now on (browsers ignore the header over plain HTTP, RFC 6797
+    section 8.1, so a forged X-Forwarded-Proto changes nothing)."""
+
+    @app.after_request
+    def protect(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        cacheable = request.path in CACHEABLE_PATHS and response.status_code == 200
+        response.headers["Cache-Control"] = CACHEABLE if cacheable else "no-store"
+        if request.scheme == "https" or request.headers.get("X-Forwarded-Proto") == "https":
+            response.headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_SECONDS}"
         return response
 
 
