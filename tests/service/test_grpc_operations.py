@@ -362,9 +362,7 @@ def _lists(server: GrpcServer) -> bool:
         return False
 
 
-def test_redis_down_fails_no_read_and_updates_answer_unavailable_with_nothing_changed(
-    servers: DevServers, tmp_path: Path, write_token: str
-) -> None:
+def test_redis_down_fails_no_read_and_no_write(servers: DevServers, tmp_path: Path, write_token: str) -> None:
     valkey = EmbeddedValkey(tmp_path / "valkey")
     valkey.start()
     try:
@@ -380,13 +378,11 @@ def test_redis_down_fails_no_read_and_updates_answer_unavailable_with_nothing_ch
             assert server.stub.GetProduct(pb.GetProductRequest(id=product.id), timeout=5) == product
             batch = server.stub.BatchGetProducts(pb.BatchGetProductsRequest(ids=[product.id]), timeout=5)
             assert list(batch.products) == [product]
-            # An update could leave the old entry in the cache (docs/service.md, cache consistency).
-            with pytest.raises(grpc.RpcError) as refused:
-                server.stub.UpdateProduct(
-                    rename(product.id, "renamed"), metadata=bearer(write_token), timeout=5
-                )
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert server.stub.GetProduct(pb.GetProductRequest(id=product.id), timeout=5) == product
+            # Writes go on; the cache entry they could not mark is repaired once Redis answers.
+            renamed = server.stub.UpdateProduct(
+                rename(product.id, "renamed"), metadata=bearer(write_token), timeout=5
+            )
+            assert server.stub.GetProduct(pb.GetProductRequest(id=product.id), timeout=5) == renamed
             assert metric_total(server.metrics(), "product_cache_errors_total", operation="get") >= 1
             assert metric_total(server.metrics(), "product_dependency_up", dependency="redis") == 0
             # Readiness (checked every 0.2 s meanwhile) stays SERVING: Redis down must not pull the pods out.

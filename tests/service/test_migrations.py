@@ -58,7 +58,7 @@ def test_migrate_creates_the_schema_concurrent_runs_serialize_and_a_rerun_change
     assert set(schema) == {"id", "name", "price", "description", "version", "created_at", "updated_at"}
     assert columns(blank_postgres.url) == schema
     with psycopg.connect(blank_postgres.url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
 
 
 def test_the_product_count_starts_from_existing_rows_and_follows_every_write(

@@ -18,7 +18,13 @@ from product_service.api import create_products_blueprint
 from product_service.auth import TokenVerifier
 from product_service.breaker import CircuitBreaker
 from product_service.budget import BudgetedPool
-from product_service.cache import BackFills, CachedProductRepository, ProductCache, open_redis
+from product_service.cache import (
+    BackFills,
+    CachedProductRepository,
+    CacheRepairs,
+    ProductCache,
+    open_redis,
+)
 from product_service.errors import register_error_handlers
 from product_service.logs import SPAN_ID_ENVIRON_KEY, TRACE_ID_ENVIRON_KEY
 from product_service.metrics import ServiceMetrics
@@ -41,11 +47,10 @@ def create_app(
     repository: ProductRepository,
     cache: ProductCache,
     metrics: ServiceMetrics,
-    backfills: BackFills,
+    products: CachedProductRepository,
 ) -> Flask:
     app = Flask("product_service")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    products = CachedProductRepository(repository, cache, metrics, backfills)
     tokens = TokenVerifier(settings.jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     app.register_blueprint(create_products_blueprint(products, tokens))
     readiness = {"postgres": lambda: repository.ping(READY_TIMEOUT_SECONDS), "redis": cache.ping}
@@ -64,10 +69,12 @@ class OpenResources:
     redis: redis.Redis
     breakers: tuple[CircuitBreaker, ...]
     backfills: BackFills
+    repairs: CacheRepairs
 
     def close(self) -> None:
         for breaker in self.breakers:
             breaker.close()
+        self.repairs.close()
         self.backfills.close()
         self.pool.close()
         self.redis.close()
@@ -107,16 +114,19 @@ def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) 
             verdict_wait=settings.redis_timeout_seconds,
         ),
     )
-    backfills = BackFills(cache, metrics)  # one thread for the app and its untraced twin
-    app = create_app(settings, repository, cache, metrics, backfills)
+    # One of each for the app and its untraced twin: their threads, the process's.
+    backfills = BackFills(cache, metrics)
+    repairs = CacheRepairs(repository, cache, metrics)
+    products = CachedProductRepository(repository, cache, metrics, backfills, repairs)
+    app = create_app(settings, repository, cache, metrics, products)
     app.extensions["product_service"] = OpenResources(
-        pool, redis_client, (repository.breaker, cache.breaker), backfills
+        pool, redis_client, (repository.breaker, cache.breaker), backfills, repairs
     )
     if tracer_provider is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-        untraced = create_app(settings, repository, cache, metrics, backfills)
+        untraced = create_app(settings, repository, cache, metrics, products)
         FlaskInstrumentor.instrument_app(
             app, tracer_provider=tracer_provider, excluded_urls=",".join(UNTRACED_PATHS)
         )

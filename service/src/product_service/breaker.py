@@ -52,6 +52,7 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._open = False
         self._verdict: threading.Event | None = None  # set when the probe after a failure has decided
+        self._closing_steps: list[Callable[[], None]] = []
         self._stopped = threading.Event()
         if on_change is not None:
             on_change(service, True)
@@ -82,6 +83,11 @@ class CircuitBreaker:
         if self._verdict_wait:
             verdict.wait(self._verdict_wait)
 
+    def before_closing(self, step: Callable[[], None]) -> None:
+        """Run `step` when the service answers again, before calls go through; while it raises, the
+        breaker stays open (and tries again at the next probe)."""
+        self._closing_steps.append(step)
+
     def close(self) -> None:
         """Stop probing (the process is shutting down)."""
         self._stopped.set()
@@ -99,12 +105,21 @@ class CircuitBreaker:
         )
         self._notify(available=False)
         while not self._stopped.wait(self._probe_interval):
-            if self._answers():
+            if self._answers() and self._closing_steps_done():
                 with self._lock:
                     self._open = False
                 log.warning("%s answers again: circuit closed", self.service)
                 self._notify(available=True)
                 return
+
+    def _closing_steps_done(self) -> bool:
+        try:
+            for step in self._closing_steps:
+                step()
+        except Exception as error:
+            log.warning("%s answers, but a step before closing its circuit failed: %r", self.service, error)
+            return False
+        return True
 
     def _answers(self) -> bool:
         try:

@@ -10,16 +10,22 @@ that stale value then lives for a whole TTL. Here every cache write is condition
 - every write to the cache goes through one Lua script that stores it only when the key is absent or
   holds a lower version, or a pending mark of the same version (which the committed value replaces);
 - a writer marks the key pending with the row's new version *before* it commits, inside the
-  transaction that holds the row lock; if Redis does not take the mark, the transaction is rolled back
-  and the write answers 503 (Redis is unavailable), so no write ever succeeds while an old entry may
-  survive it. After the commit, and before it answers, it stores the new value (update) or the
-  tombstone (delete) over the mark; if that fails, the mark stays and readers go to Postgres.
+  transaction that holds the row lock. After the commit, and before it answers, it stores the new
+  value (update) or the tombstone (delete) over the mark; if that fails, the mark stays and readers go
+  to Postgres.
 - a back-fill from a reader that read the old row carries a lower version and is refused.
 
 So once an update or delete has answered, every reader gets the new value (from the cache or from
-Postgres), even when Redis stalled or restarted in between. The price: while Redis is unavailable,
-updates and deletes answer 503 (reads and creates keep working from Postgres). A mark sent to a
-stalled Redis may land after the write was rolled back; it only keeps that product out of the cache
+Postgres), even when Redis stalled or restarted in between.
+
+Writes through a Redis outage. When Redis does not take the mark, the write still commits (the cache
+holds nothing Postgres does not), and notes a repair in `cache_repairs` in the same transaction: Redis
+may still hold the old entry. `CacheRepairs` marks each noted entry pending once Redis answers, and
+forgets the note: in this process before its breaker closes (so it never reads such an entry), and in
+every process soon after such a write, and when it starts (the notes of a process that died first).
+A process that never noticed the outage may read an old entry until the first repair, within one
+probe interval (0.5 s) of Redis answering again: the bound tests/service/test_product_cache.py
+measures. A mark sent to a stalled Redis may land late; it only keeps that product out of the cache
 until the mark's TTL ends (readers go to Postgres meanwhile).
 
 Back-fills. A read that missed answers without waiting for its back-fill: `BackFills` stores them from
@@ -53,7 +59,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from product_service.breaker import CircuitBreaker, CircuitOpen
-from product_service.errors import ServiceUnavailable
 from product_service.metrics import ServiceMetrics
 from product_service.repository import ProductRepository, StoredProduct
 from product_service.schemas import Product, ProductCreate
@@ -146,6 +151,14 @@ class ProductCache:
     def mark_pending(self, product_id: UUID, version: int) -> None:
         """Readers miss and older back-fills are refused until `version` is stored over the mark."""
         self._store(_key(product_id), version, _PENDING)
+
+    def mark_many_pending(self, marks: Sequence[tuple[UUID, int]]) -> None:
+        """Mark each (product id, version) pending in one round trip, whatever the breaker says: the
+        repairs run before it closes."""
+        pipeline = self._client.pipeline(transaction=False)
+        for product_id, version in marks:
+            pipeline.eval(_STORE_IF_NEWER, 1, _key(product_id), version, _PENDING, self._ttl_ms)
+        pipeline.execute()
 
     def ping(self) -> None:
         self._call(self._client.ping)
@@ -240,6 +253,70 @@ class BackFills:
         log.warning(message, count)
 
 
+class CacheRepairs:
+    """Marks pending the cache entries that writes noted in `cache_repairs` (Redis did not take their
+    mark), then forgets the notes. See "Writes through a Redis outage" above for when it runs.
+
+    Make it in the process that serves (after gunicorn forks): its thread starts with it.
+    """
+
+    BATCH = 500
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, repository: ProductRepository, cache: ProductCache, metrics: ServiceMetrics) -> None:
+        self._repository = repository
+        self._cache = cache
+        self._metrics = metrics
+        self._wanted = threading.Event()
+        self._stopped = threading.Event()
+        cache.breaker.before_closing(self.run)
+        self._wanted.set()  # at start: notes a process left when it died
+        self._thread = threading.Thread(target=self._run_when_wanted, name="cache-repairs", daemon=True)
+        self._thread.start()
+
+    def soon(self) -> None:
+        """A write has just noted a repair (and committed)."""
+        self._wanted.set()
+
+    def run(self) -> None:
+        """Repair every noted entry; raises, leaving the rest noted, when Redis or Postgres fails."""
+        with suppress_instrumentation():
+            while True:
+                noted = self._repository.cache_repairs(self.BATCH)
+                if not noted:
+                    return
+                self._cache.mark_many_pending(noted)
+                self._repository.forget_cache_repairs(noted)
+                log.warning("repaired %d cache entries that writes during a redis outage left", len(noted))
+                if len(noted) < self.BATCH:
+                    return
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._stopped.set()
+        self._wanted.set()
+        self._thread.join(timeout)
+
+    def _run_when_wanted(self) -> None:
+        failing = False
+        while True:
+            self._wanted.wait()
+            if self._stopped.is_set():
+                return
+            self._wanted.clear()
+            if self._cache.breaker.is_open:
+                continue  # the breaker runs the repairs before it closes
+            try:
+                self.run()
+                failing = False
+            except Exception as error:  # the thread must outlive any one attempt
+                self._metrics.cache_error("repair")
+                if not failing:
+                    log.warning("cache repairs failed, retrying every %.0f s: %r", self.RETRY_SECONDS, error)
+                failing = True
+                self._stopped.wait(self.RETRY_SECONDS)
+                self._wanted.set()
+
+
 @dataclass(frozen=True)
 class BatchResult(Generic[Found]):
     products: list[Found]
@@ -263,11 +340,13 @@ class CachedProductRepository:
         cache: ProductCache,
         metrics: ServiceMetrics,
         backfills: BackFills,
+        repairs: CacheRepairs,
     ) -> None:
         self._repository = repository
         self._cache = cache
         self._metrics = metrics
         self._backfills = backfills
+        self._repairs = repairs
 
     def get(self, product_id: UUID) -> Product | None:
         return self._get(product_id, _AS_MODEL)
@@ -354,10 +433,11 @@ class CachedProductRepository:
         return self._repository.create(new).product
 
     def update(self, product_id: UUID, changes: dict[str, Any]) -> Product | None:
-        """Raises `ServiceUnavailable("redis")`, with nothing changed, when the cache cannot be marked."""
+        marks: list[bool] = []
         stored = self._repository.update(
-            product_id, changes, before_commit=lambda new: self._mark_pending(product_id, new.version)
+            product_id, changes, before_commit=lambda new: self._mark_pending(product_id, new.version, marks)
         )
+        self._repair_if_unmarked(marks)
         if stored is not None:
             try:  # over its mark, before the update answers: never left to `BackFills`
                 self._cache.store(stored)
@@ -366,10 +446,11 @@ class CachedProductRepository:
         return stored.product if stored else None
 
     def delete(self, product_id: UUID) -> bool:
-        """Raises `ServiceUnavailable("redis")`, with nothing deleted, when the cache cannot be marked."""
+        marks: list[bool] = []
         deleted_version = self._repository.delete(
-            product_id, before_commit=lambda version: self._mark_pending(product_id, version + 1)
+            product_id, before_commit=lambda version: self._mark_pending(product_id, version + 1, marks)
         )
+        self._repair_if_unmarked(marks)
         if deleted_version is None:
             return False
         try:
@@ -378,12 +459,20 @@ class CachedProductRepository:
             self._cache_failed("invalidate", product_id)
         return True
 
-    def _mark_pending(self, product_id: UUID, version: int) -> None:
+    def _mark_pending(self, product_id: UUID, version: int, marks: list[bool]) -> bool:
+        """Whether Redis took the mark; when not, the write notes a repair and still commits."""
         try:
             self._cache.mark_pending(product_id, version)
-        except CACHE_FAILURES as error:
+            marked = True
+        except CACHE_FAILURES:
             self._metrics.cache_error("mark")
-            raise ServiceUnavailable("redis") from error
+            marked = False
+        marks.append(marked)
+        return marked
+
+    def _repair_if_unmarked(self, marks: list[bool]) -> None:
+        if not all(marks):  # committed with its repair noted
+            self._repairs.soon()
 
     def _cache_failed(self, operation: str, product_id: UUID | None = None) -> None:
         self._metrics.cache_error(operation)

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 ReadinessCheck = Callable[[], None]  # returns when the dependency answers, raises otherwise
 
 # Readiness means "this pod can serve": without Postgres it cannot; without Redis it serves from
-# Postgres (updates and deletes answer 503), so a Redis outage must not pull every pod out of service.
+# Postgres (and writes on), so a Redis outage must not pull every pod out of service.
 REQUIRED_FOR_READINESS = ("postgres",)
 
 

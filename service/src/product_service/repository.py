@@ -66,7 +66,22 @@ _UPDATE = """
 """
 
 
+# A write whose cache mark failed notes its product for repair (cache.py, migration 0003).
+_NOTE_CACHE_REPAIR = """
+    INSERT INTO cache_repairs (product_id, version) VALUES (%s, %s)
+    ON CONFLICT (product_id) DO UPDATE SET version = GREATEST(cache_repairs.version, EXCLUDED.version),
+                                           noted_at = now()
+"""
+_CACHE_REPAIRS = "SELECT product_id, version FROM cache_repairs ORDER BY noted_at LIMIT %s"
+# Only what was repaired: a write since then noted a newer version, which waits for the next repair.
+_FORGET_CACHE_REPAIRS = """
+    DELETE FROM cache_repairs AS noted USING unnest(%s::uuid[], %s::bigint[]) AS repaired(id, version)
+    WHERE noted.product_id = repaired.id AND noted.version <= repaired.version
+"""
+
 Result = TypeVar("Result")
+# Whether the cache took a write's pending mark; when it did not, the write notes a cache repair.
+CacheMarked = bool
 
 RECONNECT_TIMEOUT_SECONDS = 1.0
 POOL_WAIT_SLICE_SECONDS = 0.25
@@ -167,11 +182,12 @@ class ProductRepository:
         self,
         product_id: UUID,
         changes: dict[str, Any],
-        before_commit: Callable[[StoredProduct], None] | None = None,
+        before_commit: Callable[[StoredProduct], CacheMarked] | None = None,
     ) -> StoredProduct | None:
         """Apply `changes` (column -> value); None when the product does not exist.
 
-        `before_commit` sees the new row while its lock is held; if it raises, nothing is applied.
+        `before_commit` sees the new row while its lock is held; if it raises, nothing is applied; if it
+        returns False, the cache repair is noted in the same transaction.
         """
         assignments = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)) for column in changes
@@ -180,22 +196,35 @@ class ProductRepository:
         with self._connection() as conn, conn.transaction():
             row = conn.execute(query, {**changes, "id": product_id}).fetchone()
             stored = _stored(row) if row else None
-            if stored is not None and before_commit is not None:
-                before_commit(stored)
+            if stored is not None and before_commit is not None and not before_commit(stored):
+                conn.execute(_NOTE_CACHE_REPAIR, (product_id, stored.version))
         return stored
 
-    def delete(self, product_id: UUID, before_commit: Callable[[int], None] | None = None) -> int | None:
+    def delete(
+        self, product_id: UUID, before_commit: Callable[[int], CacheMarked] | None = None
+    ) -> int | None:
         """Delete the product; the version it had, or None when it did not exist.
 
-        `before_commit` gets that version while the row lock is held; if it raises, nothing is deleted.
+        `before_commit` gets that version while the row lock is held; if it raises, nothing is deleted;
+        if it returns False, the cache repair (of the tombstone's version) is noted in the same transaction.
         """
         with self._connection() as conn, conn.transaction():
             row = conn.execute(
                 "DELETE FROM products WHERE id = %s RETURNING version", (product_id,)
             ).fetchone()
-            if row is not None and before_commit is not None:
-                before_commit(row["version"])
+            if row is not None and before_commit is not None and not before_commit(row["version"]):
+                conn.execute(_NOTE_CACHE_REPAIR, (product_id, row["version"] + 1))
         return row["version"] if row else None
+
+    def cache_repairs(self, limit: int) -> list[tuple[UUID, int]]:
+        """The oldest noted cache repairs: (product id, the version its entry must not be older than)."""
+        rows = self._read(lambda conn: conn.execute(_CACHE_REPAIRS, (limit,)).fetchall())
+        return [(row["product_id"], row["version"]) for row in rows]
+
+    def forget_cache_repairs(self, repaired: Sequence[tuple[UUID, int]]) -> None:
+        ids, versions = [product_id for product_id, _ in repaired], [version for _, version in repaired]
+        with self._connection() as conn:
+            conn.execute(_FORGET_CACHE_REPAIRS, (ids, versions))
 
     def ping(self, timeout: float) -> None:
         with TimeBudget.bound(timeout):

@@ -40,7 +40,13 @@ from pydantic import Field
 from product_service.auth import TokenVerifier
 from product_service.breaker import CircuitBreaker
 from product_service.budget import BudgetedPool
-from product_service.cache import BackFills, CachedProductRepository, ProductCache, open_redis
+from product_service.cache import (
+    BackFills,
+    CachedProductRepository,
+    CacheRepairs,
+    ProductCache,
+    open_redis,
+)
 from product_service.grpc.generated.product.v1 import product_pb2 as pb
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from product_service.grpc.interceptors import ObservedRpcs, RpcMetrics
@@ -106,6 +112,7 @@ class ProductGrpcServer:
     redis: redis.Redis
     readiness: ReadinessWatch
     backfills: BackFills
+    repairs: CacheRepairs
 
     def shutdown(self, drain_seconds: float, grace_seconds: float) -> None:
         """NOT_SERVING first, then stop accepting, then let in-flight RPCs finish."""
@@ -114,6 +121,7 @@ class ProductGrpcServer:
         log.info("shutting down: health is NOT_SERVING, draining for %s s", drain_seconds)
         time.sleep(drain_seconds)
         self.server.stop(grace_seconds).wait()
+        self.repairs.close()
         self.backfills.close()
         self.pool.close()
         self.redis.close()
@@ -155,7 +163,8 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
         ),
     )
     backfills = BackFills(cache, metrics)
-    products = CachedProductRepository(repository, cache, metrics, backfills)
+    repairs = CacheRepairs(repository, cache, metrics)
+    products = CachedProductRepository(repository, cache, metrics, backfills, repairs)
     capacity = settings.grpc_max_concurrent_rpcs
     server = grpc.server(
         ThreadPoolExecutor(max_workers=capacity + SPARE_WORKERS, thread_name_prefix="grpc"),
@@ -183,7 +192,7 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS)]
     readiness = ReadinessWatch(health_servicer, checks, settings.grpc_readiness_interval_seconds)
     return ProductGrpcServer(
-        server, port, health_servicer, registry, pool, redis_client, readiness, backfills
+        server, port, health_servicer, registry, pool, redis_client, readiness, backfills, repairs
     )
 
 
