@@ -19,8 +19,15 @@ CLOUDS = ("aws", "gcp", "azure", "local")
 # cluster-autoscaler chart follows this minor.
 KUBERNETES_VERSION = "1.36"
 # The local target's data services: the official images, unless platform:postgresImage / redisImage say.
-LOCAL_POSTGRES_IMAGE = "postgres:17.6-bookworm"
-LOCAL_REDIS_IMAGE = "redis:7.4.5-bookworm"
+# By digest (the tags' multi-architecture index digests, as public repositories pinning the same tags
+# record them; the registry cannot be reached from where this was written), so the prod profile's
+# digest rule holds for them too; the tag stays for people to read.
+LOCAL_POSTGRES_IMAGE = (
+    "postgres:17.6-bookworm@sha256:f3bd19c606e442c3d7bdfa8002e03fe260a1023351e0ea4598032022b68dd6e3"
+)
+LOCAL_REDIS_IMAGE = (
+    "redis:7.4.5-bookworm@sha256:90e7a336d044f1abc9e9dbc05d65566850896d11453bbd1dd0fb7e5059f0e8fb"
+)
 PROFILES = ("dev", "prod")
 DELIVERY_MODES = ("direct", "argocd")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -198,15 +205,15 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         db_storage_gb=number("dbStorageGb", 20, 16384),
         redis_size=cfg.get("redisSize"),
         api_allowed_cidrs=cidrs,
-        image=_image(cfg, "image", "ghcr.io/example/product-service:0.1.0"),
+        image=_image(cfg, "image", "ghcr.io/example/product-service:0.1.0", profile),
         hpa_min_replicas=hpa_min,
         hpa_max_replicas=number("hpaMaxReplicas", hpa_min, 100),
         host=_text(cfg, "host", f"api.{stack}.localtest.me", r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name"),
         tls_secret_name=cfg.get("tlsSecretName"),
         delivery=delivery,
         kube_context=cfg.get("kubeContext"),
-        postgres_image=_image(cfg, "postgresImage", LOCAL_POSTGRES_IMAGE),
-        redis_image=_image(cfg, "redisImage", LOCAL_REDIS_IMAGE),
+        postgres_image=_image(cfg, "postgresImage", LOCAL_POSTGRES_IMAGE, profile),
+        redis_image=_image(cfg, "redisImage", LOCAL_REDIS_IMAGE, profile),
         log_level=_choice(cfg, "logLevel", LOG_LEVELS, default=defaults["logLevel"]),
         db_pool_min=pool_min,
         db_pool_max=_int(cfg, "dbPoolMax", pool_min, 100, 10),
@@ -330,13 +337,25 @@ def _secret_url(cfg: pulumi.Config, key: str) -> pulumi.Output[str] | None:
     return value
 
 
-def _image(cfg: pulumi.Config, key: str, default: str) -> str:
+DIGEST = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
+
+
+def _image(cfg: pulumi.Config, key: str, default: str, profile: str) -> str:
+    """An image pinned by a tag other than latest, or by digest; in prod by digest, as the deploy
+    workflow sets the service's: a tag can be moved to other code after review, a digest cannot."""
     value = cfg.get(key, default)
     pinned = "@sha256:" in value or (":" in value.rsplit("/", 1)[-1] and not value.endswith(":latest"))
     if not pinned:
         raise ConfigError(
             f"platform:{key} must name an image by a tag other than latest or by digest (got '{value}')"
         )
+    if not DIGEST.fullmatch(value):
+        if profile == "prod":
+            raise ConfigError(
+                f"platform:{key} must name the image by digest in the prod profile "
+                f"(repository@sha256:<64 hex digits>, got '{value}')"
+            )
+        pulumi.log.warn(f"platform:{key} '{value}' is a tag; the prod profile requires a digest")
     return value
 
 

@@ -271,6 +271,27 @@ def image_pinned(subject: Subject, findings: Findings) -> None:
                 findings.violation(f"{c.label} image '{image}' is not pinned to a tag or digest")
 
 
+# why: a tag can be moved to other code after the release was reviewed; a digest names the bytes.
+@resource_rule(
+    "k8s-image-digest-in-prod",
+    "In prod, the workloads' images are pinned by digest (repository@sha256:...), as the deploy "
+    "workflow sets them: a tag can be moved to other code after the release was reviewed.",
+    WORKLOADS,
+    environment_aware=True,
+)
+def image_digest_in_prod(subject: Subject, findings: Findings) -> None:
+    if not subject.prod:
+        return
+    for c in containers(pod_spec(subject)):
+        with findings.verifying():
+            image = dig(c.spec, "image")
+            if not isinstance(image, str) or not DIGEST.fullmatch(image):
+                findings.violation(f"{c.label} image '{image}' is not pinned by digest")
+
+
+DIGEST = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
+
+
 def image_is_pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
@@ -584,6 +605,7 @@ POLICIES = [
     resource_requests_limits,
     liveness_readiness_probes,
     image_pinned,
+    image_digest_in_prod,
     dedicated_service_account,
     no_secret_literals,
     helm_chart_pinned,

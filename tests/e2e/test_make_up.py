@@ -195,11 +195,20 @@ def test_changing_hpa_max_replicas_updates_the_autoscalers_and_nothing_else(
 def test_a_live_stack_switches_its_profile_to_prod_and_back(
     deployed: str, checkout: Checkout, cluster: Cluster
 ) -> None:
+    tagged = checkout.pulumi("config", "get", "platform:image").stdout.strip()
     checkout.pulumi("config", "set", "platform:profile", "prod")
+    refused = checkout.make(*UP, check=False)  # prod runs an image by digest only
+    assert refused.returncode != 0
+    assert (
+        "platform:image must name the image by digest in the prod profile" in refused.stdout + refused.stderr
+    )
+    # kwok's pods pull nothing: any digest does here.
+    checkout.pulumi("config", "set", "platform:image", f"{tagged.split(':')[0]}@sha256:{'0' * 64}")
     checkout.make(*UP)
     hpa = get(cluster, "horizontalpodautoscaler", "product-service", "--namespace", "products")
     assert hpa["spec"]["minReplicas"] == 3
     checkout.pulumi("config", "rm", "platform:profile")
+    checkout.pulumi("config", "set", "platform:image", tagged)
     checkout.make(*UP)
     hpa = get(cluster, "horizontalpodautoscaler", "product-service", "--namespace", "products")
     assert hpa["spec"]["minReplicas"] == 1

@@ -48,6 +48,14 @@ def _error(target: str = "local", **overrides: Any) -> str:
         ({"image": "ghcr.io/example/product-service:latest"}, "platform:image must name an image by a tag"),
         ({"image": "ghcr.io/example/product-service"}, "platform:image must name an image by a tag"),
         (
+            {"profile": "prod", "image": "ghcr.io/example/product-service:1.2.3"},
+            "platform:image must name the image by digest in the prod profile",
+        ),
+        (
+            {"profile": "prod", "image": "ghcr.io/example/product-service@sha256:abc"},
+            "platform:image must name the image by digest in the prod profile",
+        ),
+        (
             {"apiAllowedCidrs": '["0.0.0.0/0"]'},
             "platform:apiAllowedCidrs must be a list of CIDRs narrower than /0",
         ),

@@ -401,13 +401,16 @@ def test_stack_outputs_keep_the_kubeconfig_secret_and_endpoints_without_password
     assert not any(s in repr(plan.masked_outputs()) for s in _generated_secrets(plan))
 
 
+DIGEST_IMAGE = f"r/s@sha256:{'1' * 64}"
+
+
 def test_argocd_delivery_hands_the_workloads_to_an_application_pinned_to_the_image(plan_for: PlanFor) -> None:
     plan = plan_for(
         "local",
         "prod",
         delivery="argocd",
         gitopsRepoUrl="https://git.example.com/deploy.git",
-        image="r/s:1.2.3",
+        image=DIGEST_IMAGE,
     )
     assert not plan.objects("Deployment", "products") and not plan.objects("Job", "products")
     [app] = plan.objects("Application")
@@ -415,7 +418,7 @@ def test_argocd_delivery_hands_the_workloads_to_an_application_pinned_to_the_ima
     assert (source["repoURL"], source["path"], source["kustomize"]["images"]) == (
         "https://git.example.com/deploy.git",
         "deploy/product-service",
-        ["r/s:1.2.3"],
+        [DIGEST_IMAGE],
     )
     assert app.inputs["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
     argocd = next(r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "argocd")

@@ -62,7 +62,7 @@ def pod_spec() -> dict[str, Any]:
         "containers": [
             {
                 "name": "api",
-                "image": "ghcr.io/example/product-service:0.1.0",
+                "image": f"ghcr.io/example/product-service@sha256:{'ab' * 32}",
                 "env": [
                     {"name": "LOG_LEVEL", "value": "INFO"},
                     {

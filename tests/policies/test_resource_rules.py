@@ -156,6 +156,14 @@ CASES = [
         f"{C0}.image",
     ),
     Case(
+        "k8s-image-digest-in-prod",
+        fx.DEPLOYMENT,
+        fx.workload,
+        ((f"{C0}.image", "ghcr.io/example/product-service:1.2.3"),),
+        "is not pinned by digest",
+        f"{C0}.image",
+    ),
+    Case(
         "k8s-dedicated-service-account",
         fx.DEPLOYMENT,
         fx.workload,
@@ -970,6 +978,11 @@ def test_an_ingress_path_beside_the_operational_endpoints_is_fine(
             "azure-postgres-high-availability",
             fx.FLEXIBLE_SERVER,
             changed(fx.flexible_server(), ("highAvailability", {})),
+        ),
+        (
+            "k8s-image-digest-in-prod",
+            fx.DEPLOYMENT,
+            changed(fx.workload(), (f"{C0}.image", "ghcr.io/example/product-service:1.2.3")),
         ),
     ],
 )
