@@ -5,31 +5,21 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
-import redis
 from flask import Flask, Response, g, request
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from product_service.api import create_products_blueprint
 from product_service.auth import TokenVerifier
-from product_service.breaker import CircuitBreaker
-from product_service.budget import BudgetedPool
-from product_service.cache import (
-    BackFills,
-    CachedProductRepository,
-    CacheRepairs,
-    ProductCache,
-    open_redis,
-)
+from product_service.cache import CachedProductRepository, ProductCache
+from product_service.dependencies import Dependencies, open_dependencies
 from product_service.errors import register_error_handlers
 from product_service.logs import SPAN_ID_ENVIRON_KEY, TRACE_ID_ENVIRON_KEY
 from product_service.metrics import ServiceMetrics
 from product_service.ops import create_ops_blueprint
-from product_service.repository import ProductRepository, open_pool
+from product_service.repository import ProductRepository
 from product_service.settings import Settings
 from product_service.tracing import SampledFirst
 
@@ -61,25 +51,6 @@ def create_app(
     return app
 
 
-@dataclass
-class OpenResources:
-    """What `open_app` opened; `close` releases it when the worker exits."""
-
-    pool: BudgetedPool
-    redis: redis.Redis
-    breakers: tuple[CircuitBreaker, ...]
-    backfills: BackFills
-    repairs: CacheRepairs
-
-    def close(self) -> None:
-        for breaker in self.breakers:
-            breaker.close()
-        self.repairs.close()
-        self.backfills.close()
-        self.pool.close()
-        self.redis.close()
-
-
 def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) -> Flask:
     """The app on fresh connections. Call it in the process that serves (after gunicorn forks).
 
@@ -87,50 +58,18 @@ def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) 
     samples are traced with their SQL queries and Redis commands; the others are served by an
     uninstrumented twin of the app on the same connections (`tracing.SampledFirst`).
     """
-    configure = None
-    if tracer_provider is not None:
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-
-        def configure(conn: Any) -> None:
-            PsycopgInstrumentor.instrument_connection(conn, tracer_provider=tracer_provider)
-
     metrics = ServiceMetrics(settings.prometheus_multiproc_dir)
-    pool = open_pool(
-        settings.database_url,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
-        budget=settings.db_request_budget_seconds,
-        configure=configure,
-    )
-    redis_client = open_redis(settings.redis_url, settings.redis_timeout_seconds)
-    repository = ProductRepository(pool, metrics)
-    cache = ProductCache(
-        redis_client,
-        settings.cache_ttl_seconds,
-        CircuitBreaker(
-            "redis",
-            redis_client.ping,
-            on_change=metrics.dependency_available,
-            verdict_wait=settings.redis_timeout_seconds,
-        ),
-    )
     # One of each for the app and its untraced twin: their threads, the process's.
-    backfills = BackFills(cache, metrics)
-    repairs = CacheRepairs(repository, cache, metrics)
-    products = CachedProductRepository(repository, cache, metrics, backfills, repairs)
-    app = create_app(settings, repository, cache, metrics, products)
-    app.extensions["product_service"] = OpenResources(
-        pool, redis_client, (repository.breaker, cache.breaker), backfills, repairs
-    )
+    opened = open_dependencies(settings, metrics, tracer_provider)
+    app = create_app(settings, opened.repository, opened.cache, metrics, opened.products)
+    app.extensions["product_service"] = opened
     if tracer_provider is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
-        from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-        untraced = create_app(settings, repository, cache, metrics, products)
+        untraced = create_app(settings, opened.repository, opened.cache, metrics, opened.products)
         FlaskInstrumentor.instrument_app(
             app, tracer_provider=tracer_provider, excluded_urls=",".join(UNTRACED_PATHS)
         )
-        RedisInstrumentor.instrument_client(redis_client, tracer_provider=tracer_provider)
         app.wsgi_app = SampledFirst(  # type: ignore[method-assign]
             app.wsgi_app, untraced.wsgi_app, tracer_provider, excluded_paths=UNTRACED_PATHS
         )
@@ -138,9 +77,9 @@ def open_app(settings: Settings, tracer_provider: TracerProvider | None = None) 
 
 
 def close_app(app: Flask) -> None:
-    resources = app.extensions.get("product_service")
-    if isinstance(resources, OpenResources):
-        resources.close()
+    opened = app.extensions.get("product_service")
+    if isinstance(opened, Dependencies):
+        opened.close()
 
 
 def _observe_requests(app: Flask, metrics: ServiceMetrics) -> None:

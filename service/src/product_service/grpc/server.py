@@ -24,10 +24,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import grpc
-import redis
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -38,21 +37,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import Field
 
 from product_service.auth import TokenVerifier
-from product_service.breaker import CircuitBreaker
-from product_service.budget import BudgetedPool
-from product_service.cache import (
-    BackFills,
-    CachedProductRepository,
-    CacheRepairs,
-    ProductCache,
-    open_redis,
-)
+from product_service.dependencies import Dependencies, open_dependencies
 from product_service.grpc.generated.product.v1 import product_pb2 as pb
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
 from product_service.grpc.interceptors import ObservedRpcs, RpcMetrics
 from product_service.grpc.servicer import SERVICE_NAME, ProductServicer
 from product_service.metrics import ServiceMetrics
-from product_service.repository import ProductRepository, open_pool
 from product_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,11 +98,8 @@ class ProductGrpcServer:
     port: int
     health: health.HealthServicer
     registry: CollectorRegistry
-    pool: BudgetedPool
-    redis: redis.Redis
     readiness: ReadinessWatch
-    backfills: BackFills
-    repairs: CacheRepairs
+    dependencies: Dependencies
 
     def shutdown(self, drain_seconds: float, grace_seconds: float) -> None:
         """NOT_SERVING first, then stop accepting, then let in-flight RPCs finish."""
@@ -121,10 +108,7 @@ class ProductGrpcServer:
         log.info("shutting down: health is NOT_SERVING, draining for %s s", drain_seconds)
         time.sleep(drain_seconds)
         self.server.stop(grace_seconds).wait()
-        self.repairs.close()
-        self.backfills.close()
-        self.pool.close()
-        self.redis.close()
+        self.dependencies.close()
         log.info("stopped: in-flight RPCs finished")
 
 
@@ -132,39 +116,7 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     """Open the pool and the Redis client, and start the server on GRPC_HOST:GRPC_PORT (0: any free port)."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry=registry)
-    configure = None
-    if tracer_provider is not None:
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-
-        def configure(conn: Any) -> None:
-            PsycopgInstrumentor.instrument_connection(conn, tracer_provider=tracer_provider)
-
-    pool = open_pool(
-        settings.database_url,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
-        budget=settings.db_request_budget_seconds,
-        configure=configure,
-    )
-    redis_client = open_redis(settings.redis_url, settings.redis_timeout_seconds)
-    if tracer_provider is not None:
-        from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-        RedisInstrumentor.instrument_client(redis_client, tracer_provider=tracer_provider)
-    repository = ProductRepository(pool, metrics)
-    cache = ProductCache(
-        redis_client,
-        settings.cache_ttl_seconds,
-        CircuitBreaker(
-            "redis",
-            redis_client.ping,
-            on_change=metrics.dependency_available,
-            verdict_wait=settings.redis_timeout_seconds,
-        ),
-    )
-    backfills = BackFills(cache, metrics)
-    repairs = CacheRepairs(repository, cache, metrics)
-    products = CachedProductRepository(repository, cache, metrics, backfills, repairs)
+    opened = open_dependencies(settings, metrics, tracer_provider)
     capacity = settings.grpc_max_concurrent_rpcs
     server = grpc.server(
         ThreadPoolExecutor(max_workers=capacity + SPARE_WORKERS, thread_name_prefix="grpc"),
@@ -174,7 +126,7 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     )
     pb_grpc.add_ProductServiceServicer_to_server(
         ProductServicer(
-            products,
+            opened.products,
             TokenVerifier(settings.jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
         ),
         server,
@@ -189,11 +141,9 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     # "" is the server as a whole, what a probe without `service` asks.
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     # Like REST's /ready: Postgres only; without Redis the server still serves (ops.REQUIRED_FOR_READINESS).
-    checks = [lambda: repository.ping(READY_TIMEOUT_SECONDS)]
+    checks = [lambda: opened.repository.ping(READY_TIMEOUT_SECONDS)]
     readiness = ReadinessWatch(health_servicer, checks, settings.grpc_readiness_interval_seconds)
-    return ProductGrpcServer(
-        server, port, health_servicer, registry, pool, redis_client, readiness, backfills, repairs
-    )
+    return ProductGrpcServer(server, port, health_servicer, registry, readiness, opened)
 
 
 class ReadinessWatch:
