@@ -3,8 +3,8 @@
 Closed, calls go through. When a call fails, the breaker asks the service directly (its `probe`, with a
 short timeout) on a thread of its own, one probe at a time: if the service answers, the failure was a
 one-off (a dead pooled connection after a restart) and the breaker stays closed; if not, it opens. A
-failing caller waits for that verdict at most `verdict_wait` seconds: Redis's breaker waits its short
-timeout (the next call is then refused at once instead of paying a timeout of its own); Postgres's
+failing caller waits for that verdict at most `verdict_wait` seconds: Redis's breaker waits about its
+short timeout (the next call is then refused at once instead of paying a timeout of its own); Postgres's
 waits not at all, since its probe may take a connect timeout, beyond a request's budget (budget.py).
 Open, calls are refused at once, without touching the network, and the same thread probes every
 `probe_interval` seconds; the first probe that succeeds closes the breaker. So an outage costs one timeout per process, not one per request, and
