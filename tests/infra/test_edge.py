@@ -1,5 +1,5 @@
 """The edge: per-client rate and in-flight limits on every route of the API, sized by profile and set
-by stack config."""
+by stack config; and the client's address kept up to Traefik on every cloud and trusted from no header."""
 
 from __future__ import annotations
 
@@ -107,6 +107,36 @@ def test_a_limit_that_is_no_whole_number_in_range_stops_with_one_sentence(
 def test_without_the_platforms_traefik_there_is_no_middleware_to_name(plan_for: PlanFor) -> None:
     plan = plan_for("local", "dev", addons=["kube-prometheus-stack", "jaeger", "argo-cd"])
     assert plan.of_type(MIDDLEWARE) == [] and plan.objects("Ingress") == []
+
+
+# --- the client's address -------------------------------------------------------------------------------
+
+
+def test_the_load_balancer_hands_traefik_the_clients_own_address(plan: Plan) -> None:
+    """Also without platform:adminAllowedCidrs: the limits count by it on every stack."""
+    values = _traefik(plan).inputs["values"]
+    assert values["service"]["spec"] == {"externalTrafficPolicy": "Local"}
+    # No proxy protocol: an L4 load balancer passes the connection through.
+    for entry_point in ("web", "websecure"):
+        ports = values["ports"][entry_point]
+        assert ports["forwardedHeaders"] == {"trustedIPs": [], "insecure": False}
+        assert ports["proxyProtocol"] == {"trustedIPs": [], "insecure": False}
+
+
+def test_traefik_spreads_over_nodes_and_accepts_until_the_load_balancer_has_noticed(plan: Plan) -> None:
+    values = _traefik(plan).inputs["values"]
+    spread = values["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    # The chart's own pod labels (traefik.labelselector), or the constraints select nothing.
+    assert all(
+        c["labelSelector"]["matchLabels"]
+        == {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-ingress"}
+        for c in spread
+    )
+    for entry_point in ("web", "websecure"):
+        life_cycle = values["ports"][entry_point]["transport"]["lifeCycle"]
+        # AWS's NLB notices a node without Traefik after 2 health checks 10 s apart, GKE's after up to 24 s.
+        assert life_cycle == {"requestAcceptGraceTimeout": "30s"}
 
 
 # --- the e2e tier's placeholder charts -------------------------------------------------------------------
