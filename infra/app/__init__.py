@@ -127,6 +127,11 @@ class ProductService(pulumi.ComponentResource):
                 "CACHE_TTL_SECONDS": str(cfg.cache_ttl_seconds),
                 "JWT_AUDIENCE": JWT_AUDIENCE,
                 "JWT_ISSUER": jwt_issuer(cfg.stack),
+                # Which peers' X-Forwarded-For names the client in the logs (gunicorn's setting; the gRPC
+                # server reads it too): any, since the pods' NetworkPolicies admit only the ingress
+                # controller and Prometheus. A pod-network CIDR would differ per cloud and CNI and trust
+                # every pod of the cluster, more than those policies let through.
+                "FORWARDED_ALLOW_IPS": "*",
             },
             opts=self._k8s(),
         )

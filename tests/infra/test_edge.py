@@ -1,5 +1,6 @@
 """The edge: per-client rate and in-flight limits on every route of the API, sized by profile and set
-by stack config; and the client's address kept up to Traefik on every cloud and trusted from no header."""
+by stack config; the client's address kept up to Traefik on every cloud and trusted from no header; and
+the service told which proxy may name the client in its logs."""
 
 from __future__ import annotations
 
@@ -137,6 +138,25 @@ def test_traefik_spreads_over_nodes_and_accepts_until_the_load_balancer_has_noti
         life_cycle = values["ports"][entry_point]["transport"]["lifeCycle"]
         # AWS's NLB notices a node without Traefik after 2 health checks 10 s apart, GKE's after up to 24 s.
         assert life_cycle == {"requestAcceptGraceTimeout": "30s"}
+
+
+def test_the_service_takes_the_client_from_x_forwarded_for_only_behind_its_network_policy(plan: Plan) -> None:
+    [settings] = [c for c in plan.objects("ConfigMap", "products") if c.name == "settings"]
+    assert settings.inputs["data"]["FORWARDED_ALLOW_IPS"] == "*"
+    # Trusting every peer is safe only while nothing but the ingress controller (and Prometheus, which
+    # sends no X-Forwarded-For) reaches the REST and gRPC ports.
+    rules = [
+        rule
+        for p in plan.objects("NetworkPolicy", "products")
+        for rule in p.inputs["spec"].get("ingress", [])
+    ]
+    assert rules and all(rule.get("from") for rule in rules), "a rule without `from` admits every pod"
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in rules
+        for peer in rule["from"]
+    }
+    assert sources <= {"ingress", "monitoring"}
 
 
 # --- the e2e tier's placeholder charts -------------------------------------------------------------------
