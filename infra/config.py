@@ -63,6 +63,15 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "logLevel": "INFO",
         "traceSampleRatio": "1",
         "logRetentionDays": 30,
+        # Per client address, route and Traefik replica (docs/clouds.md, "Edge limits"). Dev runs one pod,
+        # about 800 cached GETs a second (docs/performance.md): 20 a second is more than a person or a
+        # test script sends and under 3 % of that pod; a load test sets platform:apiRateLimit.
+        "apiRateLimit": 20,
+        # Twice the rate: a page load's fan-out or a client's retry wave of two seconds passes at once.
+        "apiRateBurst": 40,
+        # Requests held at once. A request waiting on a stalled Postgres holds a gunicorn thread for up to
+        # its 3 s budget, and dev's one pod has 8: one client may hold half of them.
+        "apiInFlightLimit": 4,
     },
     "prod": {
         "zoneCount": 3,
@@ -79,6 +88,15 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "traceSampleRatio": "0.1",
         # A year of control-plane audit and database logs: what incident reviews and audits ask for.
         "logRetentionDays": 365,
+        # Prod starts at 3 pods (about 2,400 cached GETs a second): 50 a second through each of the 2
+        # Traefik replicas is about 4 % of that for one client, and still 4 million requests a day (batch
+        # get reads 100 products a request) for a legitimate integration.
+        "apiRateLimit": 50,
+        "apiRateBurst": 100,
+        # 6 through each Traefik replica: at most 12 of the 24 threads of the 3 smallest pods, so a client
+        # whose requests stall cannot hold them all; at normal latency (a few ms) 6 in flight carry far
+        # more than the rate limit.
+        "apiInFlightLimit": 6,
     },
 }
 
@@ -120,6 +138,11 @@ class PlatformConfig:
     db_pool_max: int
     cache_ttl_seconds: int
     trace_sample_ratio: float  # share of new traces recorded (parent-based: a sampled caller wins)
+    # Per client address at the ingress, on each API route (infra/app/edge.py): requests a second, the
+    # burst allowed at once, and requests in flight.
+    api_rate_limit: int
+    api_rate_burst: int
+    api_in_flight_limit: int
     # secrets the stack supplies with `pulumi config set --secret` (infra/secrets.py); others are generated
     supplied_secrets: dict[str, pulumi.Output[str]]
     # delivery=argocd: where an Argo CD Application finds the service's manifests (a Kustomize dir)
@@ -219,6 +242,9 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         db_pool_max=_int(cfg, "dbPoolMax", pool_min, 100, 10),
         cache_ttl_seconds=_int(cfg, "cacheTtlSeconds", 1, 86400, 300),
         trace_sample_ratio=_ratio(cfg, "traceSampleRatio", defaults["traceSampleRatio"]),
+        api_rate_limit=number("apiRateLimit", 1, 100_000),
+        api_rate_burst=number("apiRateBurst", 1, 100_000),
+        api_in_flight_limit=number("apiInFlightLimit", 1, 10_000),
         supplied_secrets=_supplied_secrets(cfg),
         gitops_repo_url=gitops_repo,
         gitops_path=cfg.get("gitopsPath") or "deploy/product-service",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from .rules import aws, azure, gcp, helm, kubernetes, stack
+from .rules import aws, azure, edge, gcp, helm, kubernetes, stack
 
 PACK_NAME = "platform-guardrails"
 
 POLICIES: list[Policy] = [
     *kubernetes.POLICIES,
+    *edge.POLICIES,
     *helm.POLICIES,
     *aws.POLICIES,
     *gcp.POLICIES,

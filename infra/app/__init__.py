@@ -34,6 +34,7 @@ from kube import (
 )
 from passwords import supplied_or_generated
 
+from app.edge import EdgeLimits, per_client_limits
 from app.grpc import ProductGrpcService, grpc_labels
 
 NAME = "product-service"  # also the Service name, hence the `job` label of its metrics
@@ -126,6 +127,11 @@ class ProductService(pulumi.ComponentResource):
                 "CACHE_TTL_SECONDS": str(cfg.cache_ttl_seconds),
                 "JWT_AUDIENCE": JWT_AUDIENCE,
                 "JWT_ISSUER": jwt_issuer(cfg.stack),
+                # Which peers' X-Forwarded-For names the client in the logs (gunicorn's setting; the gRPC
+                # server reads it too): any, since the pods' NetworkPolicies admit only the ingress
+                # controller and Prometheus. A pod-network CIDR would differ per cloud and CNI and trust
+                # every pod of the cluster, more than those policies let through.
+                "FORWARDED_ALLOW_IPS": "*",
             },
             opts=self._k8s(),
         )
@@ -144,6 +150,12 @@ class ProductService(pulumi.ComponentResource):
         trust = self._trust(foundation)
         self._network_policies(foundation)
 
+        # Per-client limits on every route of the API, where the platform's Traefik serves it.
+        edge = None
+        if addons.ingress_controller is not None:
+            edge = per_client_limits(
+                cfg, NAMESPACE, LABELS, self._k8s(depends_on=[addons.ingress_controller])
+            )
         migration = None
         if gitops:
             self._argocd_application(cfg, addons)
@@ -161,6 +173,7 @@ class ProductService(pulumi.ComponentResource):
             ),
             container=_container(cfg, env, resources=resources("100m", "256Mi", "1", "512Mi")),
             migration=migration,
+            edge=edge,
             load_balancer_addresses=foundation.cluster.load_balancer_addresses,
             provider=self._provider,
             depends_on=self._ready,
@@ -188,26 +201,33 @@ class ProductService(pulumi.ComponentResource):
                 },
                 opts=self._k8s(depends_on=[addons.monitoring_crds]),
             )
-        self.api_url = self._ingress(cfg, foundation, service, addons)
+        self.api_url = self._ingress(cfg, foundation, service, addons, edge)
         self.register_outputs({"api_url": self.api_url})
 
     def _ingress(
-        self, cfg: PlatformConfig, foundation: Foundation, service: k8s.core.v1.Service, addons: ClusterAddons
+        self,
+        cfg: PlatformConfig,
+        foundation: Foundation,
+        service: k8s.core.v1.Service,
+        addons: ClusterAddons,
+        edge: EdgeLimits | None,
     ) -> str:
-        """The API's Ingress on the platform's ingress controller (PUBLIC_PATHS only), and the URL it
-        answers at. Without that controller (platform:addons leaves traefik out) there is none: the team
-        routes to the Service."""
-        if addons.ingress_controller is None:
+        """The API's Ingress on the platform's ingress controller (PUBLIC_PATHS only, behind the per-client
+        limits), and the URL it answers at. Without that controller (platform:addons leaves traefik out)
+        there is none: the team routes to the Service."""
+        if addons.ingress_controller is None or edge is None:
             return port_forward_url(NAMESPACE, NAME, 8080)
         backend = {"service": {"name": service.metadata["name"], "port": {"name": "http"}}}
         k8s.networking.v1.Ingress(
             "ingress",
-            metadata={
-                "name": NAME,
-                "namespace": NAMESPACE,
-                "labels": LABELS,
-                **ingress_await(foundation.cluster.load_balancer_addresses),
-            },
+            metadata=edge.limiting(
+                {
+                    "name": NAME,
+                    "namespace": NAMESPACE,
+                    "labels": LABELS,
+                    **ingress_await(foundation.cluster.load_balancer_addresses),
+                }
+            ),
             spec={
                 "ingressClassName": INGRESS_CLASS,
                 "rules": [
@@ -227,7 +247,8 @@ class ProductService(pulumi.ComponentResource):
                     else {}
                 ),
             },
-            opts=self._k8s(depends_on=[addons.ingress_controller]),
+            # Created after its Middlewares: Traefik leaves out a route whose Middleware is missing.
+            opts=self._k8s(depends_on=[addons.ingress_controller, *edge.middlewares]),
         )
         return f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
 

@@ -1,7 +1,8 @@
 """The gRPC side of the product service: `python -m product_service grpc` from the same image.
 
 Its own Deployment (autoscaler, disruption budget), Service, ServiceMonitor, NetworkPolicy and an
-Ingress route for `/product.v1.ProductService/*` on the REST host. Pods carry labels of their own, so
+Ingress route for `/product.v1.ProductService/*` on the REST host, behind the same per-client limits
+as REST's (app/edge.py; each RPC is one request to them). Pods carry labels of their own, so
 the REST Service, Deployment and budget never select them (nor the REST ones these).
 
 h2c to the pods: `appProtocol: kubernetes.io/h2c` on the Service port says so to any controller that
@@ -27,6 +28,8 @@ from cluster import (
 from config import PlatformConfig
 from kube import cpu_autoscaling, ingress_await, namespace_peer, spread
 
+from app.edge import EdgeLimits
+
 NAME = "product-service-grpc"
 GRPC_PORT = 50051
 METRICS_PORT = 9464
@@ -49,7 +52,8 @@ def grpc_labels(part_of: str) -> dict[str, str]:
 class ProductGrpcService(pulumi.ComponentResource):
     """`container` is the REST container's template (image, env, security, mounts) and `pod_spec` wraps
     a container into the REST pod's spec. Without a `migration` Job, Argo CD delivers the workloads
-    (Deployment, HPA, PDB) from Git, as it does REST's, and only the platform's part is declared here."""
+    (Deployment, HPA, PDB) from Git, as it does REST's, and only the platform's part is declared here.
+    `edge` is REST's per-client limits, None where the platform runs no ingress controller."""
 
     def __init__(
         self,
@@ -61,6 +65,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         pod_spec: Callable[[dict[str, Any]], dict[str, Any]],
         container: dict[str, Any],
         migration: pulumi.Resource | None,
+        edge: EdgeLimits | None,
         load_balancer_addresses: bool,
         provider: pulumi.ProviderResource,
         depends_on: list[pulumi.Resource],
@@ -88,8 +93,8 @@ class ProductGrpcService(pulumi.ComponentResource):
                 },
                 opts=self._opts(depends_on=[addons.monitoring_crds]),
             )
-        if addons.ingress_controller is not None:
-            self._ingress(cfg, service, addons.ingress_controller)
+        if addons.ingress_controller is not None and edge is not None:
+            self._ingress(cfg, service, addons.ingress_controller, edge)
         self.register_outputs({})
 
     def _container(self, template: dict[str, Any]) -> dict[str, Any]:
@@ -206,13 +211,13 @@ class ProductGrpcService(pulumi.ComponentResource):
             )
 
     def _ingress(
-        self, cfg: PlatformConfig, service: k8s.core.v1.Service, controller: pulumi.Resource
+        self, cfg: PlatformConfig, service: k8s.core.v1.Service, controller: pulumi.Resource, edge: EdgeLimits
     ) -> None:
         """The RPC paths on the REST host; TLS at the ingress when the host has a certificate."""
         backend = {"service": {"name": service.metadata["name"], "port": {"name": "grpc"}}}
         k8s.networking.v1.Ingress(
             "grpc-ingress",
-            metadata={**self._metadata(), **ingress_await(self._load_balancer_addresses)},
+            metadata=edge.limiting({**self._metadata(), **ingress_await(self._load_balancer_addresses)}),
             spec={
                 "ingressClassName": INGRESS_CLASS,
                 "rules": [
@@ -227,7 +232,7 @@ class ProductGrpcService(pulumi.ComponentResource):
                     else {}
                 ),
             },
-            opts=self._opts(depends_on=[controller]),
+            opts=self._opts(depends_on=[controller, *edge.middlewares]),
         )
 
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
 from foundation import Foundation
-from kube import namespace_peer
+from kube import namespace_peer, spread
 from passwords import supplied_or_generated
 
 from cluster import bounds, charts, dashboards
@@ -43,6 +43,18 @@ ADMIN_NAMESPACES = (MONITORING_NAMESPACE, ARGOCD_NAMESPACE)
 TRAEFIK_WEB_PORT = 8000
 TRAEFIK_WEBSECURE_PORT = 8443
 TRAEFIK_METRICS_PORT = 9100
+# The chart's pod labels (traefik.labelselector: the chart's name, `<release>-<namespace>`).
+TRAEFIK_POD_LABELS = {
+    "app.kubernetes.io/name": "traefik",
+    "app.kubernetes.io/instance": f"{INGRESS_RELEASE}-{INGRESS_NAMESPACE}",
+}
+# How long a stopping Traefik pod still accepts connections: with externalTrafficPolicy Local the load
+# balancer sends a node's traffic to that node's Traefik until its health check of the node fails: 2 checks
+# 10 s apart on AWS (cloud-provider-aws, buildNLBHealthCheckConfiguration), 3 x 8 s on GKE's target-pool
+# load balancers and 2 x 3 s on its backend-service ones (cloud-provider-gcp, ingress-gce), 2 x 5 s on AKS
+# (cloud-provider-azure's probe defaults). With Traefik's 10 s for requests in flight after it, this fits
+# the chart's 60 s termination grace period.
+TRAEFIK_ACCEPT_GRACE = "30s"
 # Release names are fixed so the charts' Service names are known: `<release>-grafana`, `argocd-server`,
 # and Jaeger's one Service, named after its release (charts.JAEGER).
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
@@ -388,15 +400,19 @@ class ClusterAddons(pulumi.ComponentResource):
     def _ingress_controller(self, namespace: k8s.core.v1.Namespace) -> k8s.helm.v3.Release:
         """Traefik serving standard `networking.k8s.io/v1` Ingresses of class INGRESS_CLASS."""
         prod = self._cfg.is_prod
-        web: dict[str, Any] = {"port": TRAEFIK_WEB_PORT}
+        web = _traffic_entry_point(TRAEFIK_WEB_PORT)
         if self._cfg.tls_secret_name:
             # Every published host has TLS then: send plain HTTP to HTTPS, as clients expect.
             web["redirections"] = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
-        service: dict[str, Any] = {"annotations": self._foundation.cluster.load_balancer_annotations}
-        if self._published:
-            # The allow-list matches the client address Traefik sees; `Local` keeps the load balancer
-            # from replacing it with a node's address.
-            service["spec"] = {"externalTrafficPolicy": "Local"}
+        service: dict[str, Any] = {
+            "annotations": self._foundation.cluster.load_balancer_annotations,
+            # The per-client limits and the admin allow-list match the client address Traefik sees.
+            # `Cluster` (the default) lets a node forward to a Traefik pod on another node, and that hop
+            # replaces the client's address with the node's; `Local` sends each node's traffic to its own
+            # Traefik pod and the load balancers of AWS (NLB, instance targets), GCP and Azure (passthrough
+            # L4) keep the client's address up to it (docs/clouds.md, "Edge limits and the client address").
+            "spec": {"externalTrafficPolicy": "Local"},
+        }
         values = {
             "deployment": {"replicas": 2 if prod else 1},
             "podDisruptionBudget": {"enabled": True, "minAvailable": 1} if prod else {"enabled": False},
@@ -407,10 +423,13 @@ class ClusterAddons(pulumi.ComponentResource):
             },
             "ports": {
                 "web": web,
-                "websecure": {"port": TRAEFIK_WEBSECURE_PORT},
+                "websecure": _traffic_entry_point(TRAEFIK_WEBSECURE_PORT),
                 "metrics": {"port": TRAEFIK_METRICS_PORT},
             },
             "service": service,
+            # With `Local` a node without a Traefik pod takes no traffic: spread the replicas over zones
+            # and nodes, so two of them never leave one node carrying everything.
+            "topologySpreadConstraints": spread(TRAEFIK_POD_LABELS),
             # The metrics port is not on the LoadBalancer Service: the ServiceMonitor scrapes a
             # dedicated ClusterIP Service.
             "metrics": {
@@ -562,6 +581,19 @@ class ClusterAddons(pulumi.ComponentResource):
         if not self._cfg.tls_secret_name:
             return {}
         return {"tls": [{"hosts": hosts, "secretName": self._cfg.tls_secret_name}]}
+
+
+def _traffic_entry_point(port: int) -> dict[str, Any]:
+    """web or websecure on `port`. The connection's own address is the client's: nothing in front of
+    Traefik (an L4 load balancer) writes X-Forwarded-* or PROXY headers, so Traefik takes them from no one,
+    drops a client's X-Forwarded-For and sends its own (the chart's defaults, stated so the policy pack can
+    hold them). A stopping pod keeps accepting for TRAEFIK_ACCEPT_GRACE."""
+    return {
+        "port": port,
+        "forwardedHeaders": {"trustedIPs": [], "insecure": False},
+        "proxyProtocol": {"trustedIPs": [], "insecure": False},
+        "transport": {"lifeCycle": {"requestAcceptGraceTimeout": TRAEFIK_ACCEPT_GRACE}},
+    }
 
 
 def _present(*resources: pulumi.Resource | None) -> list[pulumi.Resource]:

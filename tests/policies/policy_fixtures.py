@@ -153,6 +153,21 @@ def bounded_release() -> dict[str, Any]:
     }
 
 
+def client_address_release() -> dict[str, Any]:
+    """A Traefik release that keeps the client's address and trusts no forwarded header."""
+    trust_no_one = {"trustedIPs": [], "insecure": False}
+    entry_point = {"forwardedHeaders": trust_no_one, "proxyProtocol": trust_no_one}
+    return {
+        "chart": "traefik",
+        "version": "37.3.0",
+        "namespace": "ingress",
+        "values": {
+            "ports": {"web": {"port": 8000, **entry_point}, "websecure": {"port": 8443, **entry_point}},
+            "service": {"spec": {"externalTrafficPolicy": "Local"}},
+        },
+    }
+
+
 def monitoring_release() -> dict[str, Any]:
     """kube-prometheus-stack with volumes for its data and a receiver that notifies someone."""
     claim = {"volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": "50Gi"}}}}}

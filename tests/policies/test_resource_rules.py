@@ -284,6 +284,31 @@ CASES = [
         "has no receiver but `null`",
         "values.alertmanager.config.receivers",
     ),
+    # --- the edge ---
+    Case(
+        "k8s-ingress-controller-client-address",
+        fx.HELM_RELEASE,
+        fx.client_address_release,
+        (("values.service.spec.externalTrafficPolicy", "Cluster"),),
+        "externalTrafficPolicy is Cluster: every client reaches Traefik with a node's address",
+        "values.service.spec.externalTrafficPolicy",
+    ),
+    Case(
+        "k8s-ingress-controller-client-address",
+        fx.HELM_RELEASE,
+        fx.client_address_release,
+        (("values.ports.websecure.forwardedHeaders.insecure", True),),
+        "ports.websecure.forwardedHeaders.insecure trusts every client",
+        "values.ports.websecure.forwardedHeaders",
+    ),
+    Case(
+        "k8s-ingress-controller-client-address",
+        fx.HELM_RELEASE,
+        fx.client_address_release,
+        (("values.ports.web.proxyProtocol.trustedIPs", ["10.0.0.0/16", "0.0.0.0/0"]),),
+        "ports.web.proxyProtocol.trustedIPs include every address",
+        "values.ports.web.proxyProtocol.trustedIPs",
+    ),
     Case(
         "k8s-hpa-min-replicas",
         fx.HPA,

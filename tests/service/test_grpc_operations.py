@@ -245,6 +245,40 @@ def test_rpcs_are_traced_and_logged_as_json_with_the_trace_id(
     assert line["trace_id"] == format(rpc_span.context.trace_id, "032x")
 
 
+@pytest.mark.parametrize(
+    ("allowed", "client"),
+    [("127.0.0.1", "198.51.100.7"), ("10.0.0.0/8", "127.0.0.1")],
+    ids=["from-a-trusted-proxy", "from-anyone-else"],
+)
+def test_the_rpc_log_names_the_client_a_trusted_proxy_put_last_in_x_forwarded_for(
+    servers: DevServers, allowed: str, client: str
+) -> None:
+    """Traefik appends the address it received an RPC from to its x-forwarded-for metadata, as to any
+    request's X-Forwarded-For; an untrusted peer's header names nobody."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    rpc_log = logging.getLogger("product_service.grpc.interceptors")
+    rpc_log.addHandler(handler)
+    rpc_log.setLevel(logging.INFO)
+    try:
+        with (
+            serving(grpc_settings(servers, FORWARDED_ALLOW_IPS=allowed)) as server,
+            pytest.raises(grpc.RpcError),
+        ):
+            server.stub.GetProduct(
+                pb.GetProductRequest(id=str(uuid.uuid4())),
+                metadata=[("x-forwarded-for", "203.0.113.9, 198.51.100.7")],
+                timeout=5,
+            )
+    finally:
+        rpc_log.removeHandler(handler)
+
+    [line] = [json.loads(text) for text in lines.getvalue().splitlines()]
+    assert line["peer"].startswith("ipv4:127.0.0.1:")
+    assert line["client_addr"] == client
+
+
 def test_a_callers_traceparent_continues_its_trace_into_the_rpc(
     traced_grpc: tuple[GrpcServer, InMemorySpanExporter], write_token: str
 ) -> None:

@@ -188,6 +188,44 @@ def test_answers_behind_a_tls_proxy_ask_for_https_only(gunicorn: Gunicorn) -> No
     assert headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
+# In the tests below this client is a trusted proxy: 127.0.0.1 is in gunicorn's default FORWARDED_ALLOW_IPS,
+# as the ingress controller is in Kubernetes' `*`.
+
+
+def test_the_access_log_names_the_client_the_trusted_proxy_put_last_in_x_forwarded_for(
+    gunicorn: Gunicorn,
+) -> None:
+    headers_of(gunicorn, "/health?client=1", **{"X-Forwarded-For": "203.0.113.9, 198.51.100.7"})
+
+    def logged() -> bool:
+        return any("client=1" in line for line in gunicorn.log_lines())
+
+    wait_until(logged, 10, "the access log line")
+    [line] = [json.loads(text) for text in gunicorn.log_lines() if "client=1" in text]
+    # 203.0.113.9 is what the client itself wrote; the proxy appended the address it saw.
+    assert (line["remote_addr"], line["client_addr"]) == ("127.0.0.1", "198.51.100.7")
+
+
+def test_a_proxy_passing_on_a_clients_script_name_cannot_open_an_internal_path(gunicorn: Gunicorn) -> None:
+    """Traefik passes a client's `SCRIPT_NAME` header on; gunicorn's default forwarder_headers would take
+    it from a trusted proxy, strip `/api` from `/api/metrics` and serve /metrics on the public route."""
+    request = urllib.request.Request(gunicorn.base_url + "/api/metrics", headers={"SCRIPT_NAME": "/api"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (127.0.0.1)
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+
+    assert status == 404 and b"http_server_requests" not in body
+
+
+def test_a_proxy_says_https_by_x_forwarded_proto_alone(gunicorn: Gunicorn) -> None:
+    """X-Forwarded-Ssl and X-Forwarded-Protocol are not among the headers Traefik replaces, so a client
+    sets them; gunicorn's default secure_scheme_headers would take either as the proxy's word."""
+    for header, value in (("X-Forwarded-Ssl", "on"), ("X-Forwarded-Protocol", "ssl")):
+        assert "Strict-Transport-Security" not in headers_of(gunicorn, "/api/v1/products", **{header: value})
+
+
 def test_sigterm_lets_in_flight_requests_finish_and_exits_0(
     servers: DevServers, tmp_path: Path, db: psycopg.Connection[Any]
 ) -> None:

@@ -6,8 +6,9 @@ The e2e tier cannot reach the charts' repositories, and the Kubernetes provider 
 chart during preview. So it serves this repository on 127.0.0.1 through `platform:chartRepository`
 (the setting that air-gapped clusters and company mirrors use). Each placeholder has a Chart.yaml and
 no templates, so a Release installs nothing but itself; the kube-prometheus-stack placeholder carries
-the ServiceMonitor and PrometheusRule CRDs in its crds/ (with open schemas), because the program's
-own monitoring objects need those kinds to exist. What the real charts render is not seen here.
+the ServiceMonitor and PrometheusRule CRDs in its crds/ and the Traefik one the Middleware CRD (open
+schemas), because the program's own monitoring objects and the API's per-client limits need those kinds
+to exist. What the real charts render is not seen here.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ sys.path.insert(0, str(REPO / "infra"))
 from cluster import charts  # noqa: E402 (the program's own pins)
 
 PLACEHOLDER_NOTE = "PLACEHOLDER for the e2e tier: the real chart's name and version, none of its contents."
-# The kinds the program declares whose CRDs ship in kube-prometheus-stack's crds/.
-MONITORING_CRDS = {"ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules"}
+# The custom resources the program declares, by the chart whose crds/ ship their CRD: (group, version,
+# kind, plural) each.
+CRDS = {
+    charts.KUBE_PROMETHEUS_STACK.name: (
+        ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+        ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
+    ),
+    charts.TRAEFIK.name: (("traefik.io", "v1alpha1", "Middleware", "middlewares"),),
+}
 
 
 def main() -> None:
@@ -63,11 +71,10 @@ def placeholder(chart: charts.Chart) -> bytes:
             }
         )
     }
-    if chart.name == charts.KUBE_PROMETHEUS_STACK.name:
-        files |= {
-            f"crds/{plural}.yaml": json.dumps(_open_crd(kind, plural))
-            for kind, plural in MONITORING_CRDS.items()
-        }
+    files |= {
+        f"crds/{plural}.yaml": json.dumps(_open_crd(group, version, kind, plural))
+        for group, version, kind, plural in CRDS.get(chart.name, ())
+    }
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, text in sorted(files.items()):
@@ -78,9 +85,8 @@ def placeholder(chart: charts.Chart) -> bytes:
     return buffer.getvalue()
 
 
-def _open_crd(kind: str, plural: str) -> dict[str, object]:
-    """The CRD's name, group and version as the operator's; any spec is accepted."""
-    group = "monitoring.coreos.com"
+def _open_crd(group: str, version: str, kind: str, plural: str) -> dict[str, object]:
+    """The CRD's name, group and version as the chart's; any spec is accepted."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -94,7 +100,7 @@ def _open_crd(kind: str, plural: str) -> dict[str, object]:
             "scope": "Namespaced",
             "versions": [
                 {
-                    "name": "v1",
+                    "name": version,
                     "served": True,
                     "storage": True,
                     "schema": {

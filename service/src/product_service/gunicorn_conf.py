@@ -2,7 +2,8 @@
 
 The image uses `service/gunicorn.conf.py`, which is this module. Environment variables:
 `PORT` (8080), `WEB_CONCURRENCY` (workers, 8 threads each; default one per CPU as the cgroup quota allows),
-`LOG_LEVEL` (info), `PROMETHEUS_MULTIPROC_DIR` (a fresh temporary directory when unset), and every
+`LOG_LEVEL` (info), `PROMETHEUS_MULTIPROC_DIR` (a fresh temporary directory when unset),
+`FORWARDED_ALLOW_IPS` (the proxies trusted with X-Forwarded-*; 127.0.0.1,::1), and every
 variable of `product_service.settings`, validated before any worker starts. Command-line options
 (e.g. `--bind 127.0.0.1:9000`, `--workers 2`) override these values.
 """
@@ -31,6 +32,7 @@ from prometheus_client import multiprocess  # noqa: E402
 # created in each worker, after fork (product_service.wsgi).
 import product_service.app  # noqa: E402, F401
 from product_service.logs import JsonAccessLogger, logging_config  # noqa: E402
+from product_service.proxies import DEFAULT_FORWARDED_ALLOW_IPS  # noqa: E402
 from product_service.settings import SettingsError, load_settings  # noqa: E402
 from product_service.tracing import (  # noqa: E402
     import_tracing_modules,
@@ -75,6 +77,16 @@ max_requests_jitter = 2500
 control_socket_disable = True
 accesslog = "-"
 logger_class = JsonAccessLogger
+# The proxies whose X-Forwarded-* headers count: the access log's `client_addr` and the request's scheme.
+# Kubernetes sets `*` (infra/app: only the ingress controller and Prometheus reach the pods).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", DEFAULT_FORWARDED_ALLOW_IPS)
+# What such a proxy may set, and no more. The scheme by X-Forwarded-Proto alone, which Traefik overwrites on
+# every request (gunicorn's default also reads X-Forwarded-Ssl and X-Forwarded-Protocol, which Traefik
+# passes on from the client). No SCRIPT_NAME or PATH_INFO header (gunicorn's default forwarder_headers):
+# Traefik passes a client's `SCRIPT_NAME: /api` on, and gunicorn would then serve /api/metrics as /metrics,
+# which the Ingress keeps inside the cluster.
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+forwarder_headers = ""
 loglevel = os.environ.get("LOG_LEVEL", "info")
 logconfig_dict = logging_config(loglevel.upper())
 

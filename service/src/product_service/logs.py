@@ -11,6 +11,8 @@ from typing import Any
 from gunicorn.glogging import Logger as GunicornLogger
 from opentelemetry import trace
 
+from product_service.proxies import trusted_proxies
+
 # The app stores a request's ids under these WSGI environ keys for the access log line.
 TRACE_ID_ENVIRON_KEY = "product_service.trace_id"
 SPAN_ID_ENVIRON_KEY = "product_service.span_id"
@@ -57,13 +59,18 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 class JsonAccessLogger(GunicornLogger):
-    """gunicorn's logger with one JSON object per request in the access log."""
+    """gunicorn's logger with one JSON object per request in the access log. `remote_addr` is the
+    connection's peer (behind the ingress, a Traefik pod), `client_addr` the client's address: the one
+    the peer puts last in X-Forwarded-For when gunicorn's `forwarded_allow_ips` trusts it (proxies.py)."""
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.access_log_enabled:
             return
+        peer = environ.get("REMOTE_ADDR")
+        proxies = trusted_proxies(tuple(self.cfg.forwarded_allow_ips))
         fields = {
-            "remote_addr": environ.get("REMOTE_ADDR"),
+            "remote_addr": peer,
+            "client_addr": proxies.client(peer, environ.get("HTTP_X_FORWARDED_FOR")),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
             "query": environ.get("QUERY_STRING") or None,

@@ -1,5 +1,7 @@
 """What every unary RPC goes through: a cap on concurrent product RPCs, its deadline as its time budget
-on Postgres (budget.py), a Prometheus count and latency, a JSON log line.
+on Postgres (budget.py), a Prometheus count and latency, a JSON log line with the connection's `peer`
+and the client's address (`client_addr`: the last x-forwarded-for entry of a trusted proxy, proxies.py;
+Traefik sets it on the RPCs it proxies, as on any request).
 
 The code counted is the one the client saw: an RPC whose deadline passed before the server finished
 is DEADLINE_EXCEEDED, whatever the handler returned, since gRPC answered the client at its deadline.
@@ -22,6 +24,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from product_service.budget import TimeBudget
+from product_service.proxies import TrustedProxies, grpc_peer_address
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +62,11 @@ class ObservedRpcs(grpc.ServerInterceptor):
     """`max_in_flight` product RPCs at a time; beyond it, RESOURCE_EXHAUSTED at once. Health checks are
     outside the cap, so the server's workers beyond it always answer the kubelet's probes."""
 
-    def __init__(self, metrics: RpcMetrics, max_in_flight: int) -> None:
+    def __init__(self, metrics: RpcMetrics, max_in_flight: int, proxies: TrustedProxies) -> None:
         self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._in_flight = threading.BoundedSemaphore(max_in_flight)
+        self._proxies = proxies
 
     def intercept_service(
         self,
@@ -110,6 +114,7 @@ class ObservedRpcs(grpc.ServerInterceptor):
                             "grpc_code": code.name,
                             "duration_ms": round(elapsed * 1000, 3),
                             "peer": context.peer(),
+                            "client_addr": self._client(context),
                         }
                     },
                 )
@@ -119,6 +124,10 @@ class ObservedRpcs(grpc.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def _client(self, context: grpc.ServicerContext) -> str | None:
+        forwarded = [str(value) for key, value in context.invocation_metadata() if key == "x-forwarded-for"]
+        return self._proxies.client(grpc_peer_address(context.peer()), ",".join(forwarded) or None)
 
     @contextmanager
     def _admitted(self, exempt: bool, context: grpc.ServicerContext) -> Iterator[None]:

@@ -34,7 +34,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, start_http_server
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from product_service.auth import TokenVerifier
 from product_service.dependencies import Dependencies, open_dependencies
@@ -43,6 +43,7 @@ from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grp
 from product_service.grpc.interceptors import ObservedRpcs, RpcMetrics
 from product_service.grpc.servicer import SERVICE_NAME, ProductServicer
 from product_service.metrics import ServiceMetrics
+from product_service.proxies import DEFAULT_FORWARDED_ALLOW_IPS, TrustedProxies
 from product_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,17 @@ class GrpcSettings(Settings):
     grpc_readiness_interval_seconds: Annotated[
         float, Field(alias="GRPC_READINESS_INTERVAL_SECONDS", gt=0, le=60)
     ] = 2.0
+    # gunicorn's setting, read the same way: the peers whose x-forwarded-for names the client in the log.
+    forwarded_allow_ips: Annotated[str, Field(alias="FORWARDED_ALLOW_IPS")] = DEFAULT_FORWARDED_ALLOW_IPS
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        try:
+            TrustedProxies.parse(value)
+        except ValueError:
+            raise ValueError("must be IP addresses or networks separated by commas, or *") from None
+        return value
 
 
 @dataclass
@@ -120,7 +132,10 @@ def open_server(settings: GrpcSettings, tracer_provider: TracerProvider | None =
     capacity = settings.grpc_max_concurrent_rpcs
     server = grpc.server(
         ThreadPoolExecutor(max_workers=capacity + SPARE_WORKERS, thread_name_prefix="grpc"),
-        interceptors=[*_tracing(tracer_provider), ObservedRpcs(RpcMetrics(registry), capacity)],
+        interceptors=[
+            *_tracing(tracer_provider),
+            ObservedRpcs(RpcMetrics(registry), capacity, TrustedProxies.parse(settings.forwarded_allow_ips)),
+        ],
         options=list(CONNECTION_OPTIONS.items()),
         maximum_concurrent_rpcs=capacity * QUEUED_RPCS_PER_RUNNING,
     )
