@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -528,6 +529,7 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "subscriptionId": "00000000-0000-0000-0000-000000000000",
         "tenantId": "00000000-0000-0000-0000-000000000003",
     },
+    "azure-native:authorization:getClientToken": lambda args: {"token": _azure_token(args["__config"])},
     "azure-native:containerservice:listManagedClusterUserCredentials": lambda args: {
         "kubeconfigs": [
             {
@@ -553,6 +555,34 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+# Who the Azure CLI is signed in as, when the azure-native provider signs in through it (no client id,
+# no managed identity in its config or ARM_* variables): a person after `az login`, or "application"
+# for a service principal (CI's azure/login signs the CLI in as one).
+AZURE_CLI_ACCOUNT = "user"
+
+
+def _azure_token(config: dict[str, str]) -> str:
+    """An unsigned stand-in for the provider's ARM access token, with the claims Entra ID puts in a user's
+    (delegated scopes, `scp`) or an application's (none; `idtyp: app`) token."""
+    application = (
+        bool(config.get("azure-native:clientId") or os.environ.get("ARM_CLIENT_ID"))
+        or config.get("azure-native:useMsi", "").lower() == "true"
+        or os.environ.get("ARM_USE_MSI", "").lower() == "true"
+        or AZURE_CLI_ACCOUNT == "application"
+    )
+    claims: dict[str, Any] = {
+        "aud": "https://management.core.windows.net/",
+        "oid": "00000000-0000-0000-0000-000000000002",  # getClientConfig's objectId
+        "tid": "00000000-0000-0000-0000-000000000003",
+        **({"idtyp": "app"} if application else {"idtyp": "user", "scp": "user_impersonation"}),
+    }
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'typ': 'JWT', 'alg': 'none'})}.{part(claims)}."
+
+
 # GCP data sources and the API each needs enabled in the project (the program enables them itself).
 GCP_INVOKE_APIS: dict[str, str] = {
     "gcp:compute/getZones:getZones": "compute.googleapis.com",
@@ -561,6 +591,7 @@ GCP_INVOKE_APIS: dict[str, str] = {
 # Data sources whose answers are credentials: the provider returns these properties as secrets.
 INVOKE_SECRETS: dict[str, set[str]] = {
     "azure-native:redisenterprise:listDatabaseKeys": {"primaryKey", "secondaryKey"},
+    "azure-native:authorization:getClientToken": {"token"},
 }
 
 

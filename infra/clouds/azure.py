@@ -12,10 +12,12 @@ create one, and its Basic/Standard/Premium tiers retire on 2028-09-30.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -174,10 +176,15 @@ class AzureFoundation(pulumi.ComponentResource):
         # new assignment takes minutes to reach the cluster's authorizer (the first call is then
         # Forbidden). Granted on the stack's resource group before the cluster exists, it
         # propagates while AKS is created (minutes) and covers the cluster from its first call.
+        # Azure refuses a principal type that does not match the principal (UnmatchedPrincipalType),
+        # and leaving it out is no way around it: the SDK then sends User. Guessed from the provider's
+        # settings it was wrong for a service principal signed in through the Azure CLI (azure/login
+        # over OIDC, this repository's workflow). getClientConfig gives the object id but not the type,
+        # so the type comes from the deployer's own token (_principal_type).
         deployer = authorization.RoleAssignment(
             "aks-deployer-admin",
             principal_id=self._client.object_id,
-            principal_type=_deployer_principal_type(),
+            principal_type=_principal_type(authorization.get_client_token_output().token),
             role_definition_id=self._role(AKS_RBAC_CLUSTER_ADMIN_ROLE),
             scope=self._group.id,
             opts=pulumi.ResourceOptions(parent=self),
@@ -242,7 +249,8 @@ class AzureFoundation(pulumi.ComponentResource):
                 parent=self, depends_on=[deployer], ignore_changes=["agentPoolProfiles[0].count"]
             ),
         )
-        # The cluster's identity manages load balancers and routes in the VNet it was given.
+        # The cluster's identity manages load balancers and routes in the VNet it was given. That
+        # identity is created moments before, so the type is named: ARM then skips the directory lookup.
         authorization.RoleAssignment(
             "aks-network",
             principal_id=aks.identity.principal_id,
@@ -508,10 +516,6 @@ class _ProviderLogin:
     msi: bool
     federated_token: bool  # OpenID Connect with a token file (a pod's Azure workload identity)
 
-    @property
-    def service_principal(self) -> bool:
-        return bool(self.client_id or self.msi)
-
 
 def _provider_login() -> _ProviderLogin:
     provider = pulumi.Config("azure-native")
@@ -527,10 +531,38 @@ def _provider_login() -> _ProviderLogin:
     )
 
 
-def _deployer_principal_type() -> str:
-    """Azure checks a role assignment's principal type: a service principal or managed identity
-    signs in with a client id or MSI; a person through the Azure CLI, with neither."""
-    return "ServicePrincipal" if _provider_login().service_principal else "User"
+def _principal_type(token: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The role-assignment principal type of whoever holds `token`, the provider's access token for ARM.
+
+    A user's access token carries the scopes granted to the client (`scp`, "only included for user
+    tokens"); an application's (service principal, managed identity) carries none, and `idtyp`, where
+    present, says which it is (learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+    azure-native tells the two apart the same way for its own client config
+    (provider/pkg/provider/auth_getclientconfig.go). The type is no secret, though the token is."""
+    return pulumi.Output.unsecret(token.apply(_principal_type_of))
+
+
+def _principal_type_of(token: str) -> str:
+    claims = _token_claims(token)
+    kind = claims.get("idtyp")
+    if kind in ("app", "user"):
+        return "ServicePrincipal" if kind == "app" else "User"
+    return "User" if "scp" in claims else "ServicePrincipal"
+
+
+def _token_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, read without verifying it: the token is the provider's own, fresh from Entra ID."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        claims = None
+    if not isinstance(claims, dict):
+        raise pulumi.RunError(
+            "the azure-native provider's access token is not a JWT, so the deployer's principal type "
+            "(User or ServicePrincipal) for its role assignment cannot be told"
+        )
+    return claims
 
 
 def _kubelogin_login() -> list[str]:
