@@ -352,7 +352,29 @@ def _azure_name_key(inputs: dict[str, Any]) -> str:
 
 
 _FAKE_CA_PEM = "-----BEGIN CERTIFICATE-----\noffline\n-----END CERTIFICATE-----\n"
+
 _FAKE_CA = base64.b64encode(_FAKE_CA_PEM.encode()).decode()  # kubeconfig certificate-authority-data
+
+
+def _cloud_sql_instance(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
+    """An instance reports a DNS name (with the DNS root's dot) only under a CAS-based server CA."""
+    mode = (((inputs.get("settings") or {}).get("ipConfiguration") or {}).get("serverCaMode")) or ""
+    dns_name = f"{suffix(urn, 12)}.{suffix(urn + 'psa', 12)}.{site.gcp_region}.sql.goog."
+    cas = mode in ("GOOGLE_MANAGED_CAS_CA", "CUSTOMER_MANAGED_CAS_CA")
+    return {
+        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
+        "privateIpAddress": "10.30.0.3",  # in the range reserved for private services access
+        "publicIpAddress": None,
+        "connectionName": f"{site.gcp_project}:{site.gcp_region}:{name}",
+        "serverCaCerts": [{"cert": _FAKE_CA_PEM}],
+        "dnsName": dns_name if cas else "",
+        "dnsNames": (
+            [{"name": dns_name, "connectionType": "PRIVATE_SERVICES_ACCESS", "dnsScope": "INSTANCE"}]
+            if cas
+            else []
+        ),
+    }
+
 
 _GENERIC: dict[str, tuple[ComputedFn, ...]] = {
     "kubernetes": (_kubernetes_object,),
@@ -406,15 +428,9 @@ COMPUTED: dict[str, ComputedFn] = {
         "masterAuth": {"clusterCaCertificate": _FAKE_CA},
         "location": inputs.get("location", site.gcp_region),
     },
-    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, urn, inputs, site: {
-        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
-        "privateIpAddress": "10.10.0.3",
-        "publicIpAddress": None,
-        "connectionName": f"{site.gcp_project}:{site.gcp_region}:{name}",
-        "serverCaCerts": [{"cert": _FAKE_CA_PEM}],
-    },
+    "gcp:sql/databaseInstance:DatabaseInstance": _cloud_sql_instance,
     "gcp:redis/instance:Instance": lambda name, urn, inputs, site: {
-        "host": "10.20.0.4",
+        "host": "10.30.1.4",  # in the range reserved for private services access, like Cloud SQL's
         "port": 6378 if inputs.get("transitEncryptionMode") == "SERVER_AUTHENTICATION" else 6379,
         "authString": _random_text(urn, 36, _ALNUM),
         # Memorystore lists two CAs while it rotates its server certificate's CA.

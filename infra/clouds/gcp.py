@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,16 @@ SERVICES_RANGE_PREFIX = 16
 # Cloud SQL ENTERPRISE keeps 1-7 days of transaction log, and refuses fewer retained backups than
 # that plus one ("backup retention should be > transaction log retention").
 MAX_TRANSACTION_LOG_DAYS = 7
-APIS = ["compute", "container", "iam", "cloudresourcemanager", "sqladmin", "redis", "servicenetworking"]
+APIS = [
+    "compute",
+    "container",
+    "iam",
+    "cloudresourcemanager",
+    "sqladmin",
+    "redis",
+    "servicenetworking",
+    "dns",
+]
 NODE_ROLES = [
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
@@ -317,9 +326,9 @@ class GcpFoundation(pulumi.ComponentResource):
                     private_network=network.vpc.id,
                     allocated_ip_range=network.services_range.name,
                     ssl_mode="ENCRYPTED_ONLY",
-                    # The shared CA signs server certificates that name the instance's IP addresses, so
-                    # clients can verify chain and name (verify-full); the per-instance CA's do not
-                    # (cloud.google.com/sql/docs/postgres/authorize-ssl, "CA hierarchies").
+                    # Under the shared CA an instance has a DNS name that its server certificate carries,
+                    # which clients verify (see _postgres_name); the per-instance CA's certificates name
+                    # only `<project>:<instance>` in their CN, which libpq cannot match.
                     server_ca_mode="GOOGLE_MANAGED_CAS_CA",
                 ),
                 backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
@@ -360,7 +369,7 @@ class GcpFoundation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[database]),
         )
         return PostgresEndpoint(
-            host=instance.private_ip_address,
+            host=self._postgres_name(instance, network),
             port=5432,
             database=DATABASE,
             user=DATABASE_USER,
@@ -370,6 +379,48 @@ class GcpFoundation(pulumi.ComponentResource):
             # (every client needs them), and they go to the pods in a ConfigMap.
             ca_certificate=pulumi.Output.unsecret(instance.server_ca_certs.apply(_pem_bundle)),
         )
+
+    def _postgres_name(self, instance: gcp.sql.DatabaseInstance, network: _Network) -> pulumi.Output[str]:
+        """The name pods connect to Cloud SQL by: the one its server certificate carries.
+
+        verify-full matches the name the client dialled against the certificate, and nothing Google
+        publishes says a certificate of the shared CA names the private IP. What Google's own connectors
+        do: an instance under the CAS hierarchy reports a DNS name (`dnsNames`, legacy `dnsName`), and they
+        verify the server certificate against it (GoogleCloudPlatform/cloud-sql-go-connector,
+        internal/cloudsql/refresh.go: "CAS instances also set the DnsName", "Any name in the list may be
+        used to validate the server TLS certificate"; tls_verify.go matches it against the SANs). Google
+        resolves that name for no one, so a private zone of this VPC, named like it, holds an A record to
+        the private IP, as Cloud SQL's manual DNS setup for Private Service Connect does.
+        """
+        fqdn = pulumi.Output.all(instance.dns_names, instance.dns_name).apply(
+            lambda names: _private_services_dns_name(names[0], names[1])
+        )
+        zone = gcp.dns.ManagedZone(
+            "postgres",
+            dns_name=fqdn,
+            description=f"Cloud SQL's name inside the platform VPC ({self._cfg.stack})",
+            visibility="private",
+            private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
+                networks=[gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(network_url=network.vpc.id)]
+            ),
+            labels=self._labels,
+            project=self._project,
+            opts=self._after_apis,
+        )
+        record = gcp.dns.RecordSet(
+            "postgres",
+            managed_zone=zone.name,
+            name=fqdn,
+            type="A",
+            ttl=300,
+            # Cloud SQL keeps its private IP through a regional failover.
+            rrdatas=[instance.private_ip_address],
+            project=self._project,
+            opts=pulumi.ResourceOptions(parent=zone),
+        )
+        # The record's own output: whatever connects by the name waits until it resolves. libpq compares
+        # the name as written with the certificate's, so without the DNS root's trailing dot.
+        return record.name.apply(lambda name: name.rstrip("."))
 
     def _redis(self, network: _Network) -> tuple[RedisEndpoint, pulumi.Output[str]]:
         """Memorystore generates the AUTH string and serves TLS with a per-instance Google CA.
@@ -459,6 +510,22 @@ def _pem_bundle(certificates: Sequence[Any] | None) -> str:
     """Every CA an instance lists (its `server_ca_certs`), as one PEM file: two while a CA rotates."""
     pems = [c.cert for c in certificates or [] if c.cert]
     return "".join(pem if pem.endswith("\n") else pem + "\n" for pem in pems)
+
+
+def _private_services_dns_name(dns_names: Sequence[Mapping[str, Any]] | None, dns_name: str | None) -> str:
+    """The instance's DNS name for private services access, as a zone wants it (with the root's dot)."""
+    names = [
+        n["name"]
+        for n in dns_names or []
+        if n.get("name") and n.get("connection_type") == "PRIVATE_SERVICES_ACCESS"
+    ]
+    name = names[0] if names else dns_name
+    if not name:
+        raise pulumi.RunError(
+            "Cloud SQL reported no DNS name for the instance, so sslmode=verify-full has no name to check "
+            "its certificate against: the instance must use serverCaMode GOOGLE_MANAGED_CAS_CA"
+        )
+    return name.rstrip(".") + "."
 
 
 def _check_backup_retention(days: int) -> None:

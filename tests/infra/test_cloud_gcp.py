@@ -251,6 +251,31 @@ def test_service_verifies_cloud_sql_chain_and_name_against_its_server_cas(plan_f
         assert {"name": "postgres-ca", "mountPath": "/etc/platform/postgres-ca", "readOnly": True} in mounts
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_pods_connect_to_cloud_sql_by_the_dns_name_its_certificate_carries(plan_for, profile):
+    # verify-full checks the dialled name against the certificate: by IP it would need the IP named there,
+    # which nothing says Cloud SQL does. The shared CA's instances report a DNS name to verify instead.
+    plan = plan_for("gcp", profile)
+    instance = plan.one(SQL)
+    [psa] = [n for n in instance.outputs["dnsNames"] if n["connectionType"] == "PRIVATE_SERVICES_ACCESS"]
+    name = psa["name"].rstrip(".")
+    url = next(s for s in plan.objects("Secret", "products") if s.name == "credentials").inputs["stringData"]
+    assert f"@{name}:5432/products?sslmode=verify-full&" in url["DATABASE_URL"]
+    assert instance.outputs["privateIpAddress"] not in url["DATABASE_URL"]
+    # Nothing resolves that name but a private zone of the VPC, with the instance's private IP in it.
+    zone = plan.one("gcp:dns/managedZone:ManagedZone", "postgres")
+    assert zone.inputs["dnsName"] == f"{name}."
+    assert zone.inputs["visibility"] == "private"
+    networks = zone.inputs["privateVisibilityConfig"]["networks"]
+    assert networks == [{"networkUrl": plan.one(GKE).inputs["network"]}]  # the cluster's VPC
+    record = plan.one("gcp:dns/recordSet:RecordSet", "postgres")
+    assert (record.inputs["name"], record.inputs["type"]) == (f"{name}.", "A")
+    assert record.inputs["rrdatas"] == [instance.outputs["privateIpAddress"]]
+    assert record.inputs["managedZone"] == zone.outputs["name"]
+    apis = {a.inputs["service"]: a.urn for a in plan.of_type("gcp:projects/service:Service")}
+    assert apis["dns.googleapis.com"] in zone.dependencies
+
+
 def test_zones_are_asked_for_only_after_the_program_enables_the_compute_api(plan_for):
     # The offline engine answers getZones like a fresh project: 403 until compute.googleapis.com is
     # enabled (an api-compute Service registered), so the plan exists only if the order is right.
