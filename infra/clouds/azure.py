@@ -2,7 +2,8 @@
 
 AKS authenticates through Microsoft Entra ID only (local accounts off, Azure RBAC for
 Kubernetes). Postgres sits in a delegated subnet and Redis behind a private endpoint; both are
-resolved through private DNS zones linked to the VNet and refuse public traffic.
+resolved through private DNS zones linked to the VNet, refuse public traffic, and their subnets'
+security groups admit only the cluster's nodes.
 
 Redis is Azure Managed Redis (`Microsoft.Cache/redisEnterprise`: a cluster and its one database),
 not Azure Cache for Redis: since 2026-04-01 a tenant without an Azure Cache for Redis cannot
@@ -156,6 +157,11 @@ class AzureFoundation(pulumi.ComponentResource):
                     name="postgres", service_name="Microsoft.DBforPostgreSQL/flexibleServers"
                 )
             ],
+            # High availability needs 5432 between the servers of the subnet itself
+            # (learn.microsoft.com/azure/postgresql/flexible-server/concepts-networking-private).
+            network_security_group=self._reachable_from_nodes(
+                "postgres", POSTGRES_CIDR, POSTGRES_PORT, within_subnet=True
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]),
         )
         endpoints = network.Subnet(
@@ -163,9 +169,60 @@ class AzureFoundation(pulumi.ComponentResource):
             resource_group_name=group,
             virtual_network_name=vnet.name,
             address_prefix=ENDPOINT_CIDR,
+            network_security_group=self._reachable_from_nodes("endpoints", ENDPOINT_CIDR, REDIS_PORT),
+            # A subnet's security group applies to its private endpoints only when asked to
+            # (learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy).
+            private_endpoint_network_policies="NetworkSecurityGroupEnabled",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[postgres]),
         )
         return _Network(vnet=vnet, nodes=nodes, postgres=postgres, endpoints=endpoints)
+
+    def _reachable_from_nodes(
+        self, name: str, subnet_cidr: str, port: int, within_subnet: bool = False
+    ) -> network.NetworkSecurityGroupArgs:
+        """A data subnet's security group: the cluster's nodes (and, `within_subnet`, the subnet's own
+        servers) on the service's port, nothing else from the VNet. Node-level is as narrow as the VNet
+        gets: with Azure CNI overlay a pod reaches anything outside the cluster with its node's address
+        (learn.microsoft.com/training/modules/aks-network-design-azure-container-network-interface), so
+        which pods may connect is decided inside the cluster, by NetworkPolicy. The deny names the VNet's
+        own range, so Azure's platform traffic (the AzureLoadBalancer tag's default rule) is untouched."""
+        sources = [("nodes", NODE_CIDR), *([("subnet", subnet_cidr)] if within_subnet else [])]
+        rules = [
+            network.SecurityRuleArgs(
+                name=f"allow-{rule}",
+                priority=100 + 10 * index,
+                direction="Inbound",
+                access="Allow",
+                protocol="Tcp",
+                source_address_prefix=source,
+                source_port_range="*",
+                destination_address_prefix=subnet_cidr,
+                destination_port_range=str(port),
+            )
+            for index, (rule, source) in enumerate(sources)
+        ]
+        rules.append(
+            network.SecurityRuleArgs(
+                name="deny-vnet",
+                priority=4000,
+                direction="Inbound",
+                access="Deny",
+                protocol="*",
+                source_address_prefix=VNET_CIDR,
+                source_port_range="*",
+                destination_address_prefix="*",
+                destination_port_range="*",
+            )
+        )
+        group = network.NetworkSecurityGroup(
+            name,
+            resource_group_name=self._group.name,
+            location=self._location,
+            security_rules=rules,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return network.NetworkSecurityGroupArgs(id=group.id)
 
     # --- AKS -----------------------------------------------------------------------------------------
 

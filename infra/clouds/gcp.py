@@ -2,7 +2,8 @@
 
 Nodes have no public addresses (Cloud NAT gives them egress). Cloud SQL and Memorystore live in
 a range reserved for Google's service producers and peered into the VPC, so they have private
-addresses only. GKE runs Dataplane V2, which enforces NetworkPolicy without a Calico add-on.
+addresses only, which only the GKE nodes may reach (egress firewall rules). GKE runs Dataplane V2,
+which enforces NetworkPolicy without a Calico add-on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ POSTGRES_VERSION = "POSTGRES_17"
 REDIS_VERSION = "REDIS_7_2"
 DATABASE = "products"
 DATABASE_USER = "platform"
+POSTGRES_PORT = 5432
 RELEASE_CHANNEL = "REGULAR"
 
 NODE_CIDR = "10.10.0.0/20"
@@ -99,8 +101,13 @@ class GcpFoundation(pulumi.ComponentResource):
 
         network = self._network()
         cluster = self._cluster(network)
-        postgres = self._postgres(network)
+        postgres, postgres_address = self._postgres(network)
         redis, redis_ca = self._redis(network)
+        self._data_firewall(
+            network,
+            cluster.nodes_account,
+            [("postgres", postgres_address, POSTGRES_PORT), ("redis", redis.host, redis.port)],
+        )
         self.foundation = Foundation(
             cloud="gcp",
             provider=cluster.provider,
@@ -299,11 +306,12 @@ class GcpFoundation(pulumi.ComponentResource):
         provider = k8s.Provider(
             "gke", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self, depends_on=[node_pool])
         )
-        return _Cluster(gke=gke, provider=provider, kubeconfig=kubeconfig)
+        return _Cluster(gke=gke, provider=provider, kubeconfig=kubeconfig, nodes_account=nodes_account)
 
     # --- data services -------------------------------------------------------------------------------
 
-    def _postgres(self, network: _Network) -> PostgresEndpoint:
+    def _postgres(self, network: _Network) -> tuple[PostgresEndpoint, pulumi.Output[str]]:
+        """The endpoint, and the instance's private address."""
         cfg = self._cfg
         opts = pulumi.ResourceOptions(parent=self, depends_on=[*self._apis, network.peering])
         instance = gcp.sql.DatabaseInstance(
@@ -368,9 +376,9 @@ class GcpFoundation(pulumi.ComponentResource):
             deletion_policy="ABANDON",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[database]),
         )
-        return PostgresEndpoint(
+        endpoint = PostgresEndpoint(
             host=self._postgres_name(instance, network),
-            port=5432,
+            port=POSTGRES_PORT,
             database=DATABASE,
             user=DATABASE_USER,
             password=_secret(password),
@@ -379,6 +387,7 @@ class GcpFoundation(pulumi.ComponentResource):
             # (every client needs them), and they go to the pods in a ConfigMap.
             ca_certificate=pulumi.Output.unsecret(instance.server_ca_certs.apply(_pem_bundle)),
         )
+        return endpoint, instance.private_ip_address
 
     def _postgres_name(self, instance: gcp.sql.DatabaseInstance, network: _Network) -> pulumi.Output[str]:
         """The name pods connect to Cloud SQL by: the one its server certificate carries.
@@ -469,6 +478,49 @@ class GcpFoundation(pulumi.ComponentResource):
         )
         return endpoint, ca_certificate
 
+    def _data_firewall(
+        self,
+        network: _Network,
+        nodes: gcp.serviceaccount.Account,
+        servers: list[tuple[str, pulumi.Input[str], pulumi.Input[int]]],
+    ) -> None:
+        """Only the cluster's nodes reach Cloud SQL and Memorystore, each on its own address and port;
+        nothing else in the VPC reaches the range reserved for them.
+
+        Node-level is as narrow as the VPC gets: firewall rules select instances (here by the nodes'
+        service account) and a pod's traffic leaves with its node's rules, whatever the pod. Which pods
+        may connect is decided inside the cluster, by NetworkPolicy (Dataplane V2). Google's side of the
+        peering takes no rules of ours, so the limit is on egress from this VPC.
+        """
+        for name, address, port in servers:
+            gcp.compute.Firewall(
+                f"{name}-from-nodes",
+                network=network.vpc.id,
+                description=f"{name}: from the GKE nodes only, on its port",
+                direction="EGRESS",
+                priority=1000,
+                target_service_accounts=[nodes.email],
+                destination_ranges=[pulumi.Output.from_input(address).apply(lambda ip: f"{ip}/32")],
+                allows=[
+                    gcp.compute.FirewallAllowArgs(
+                        protocol="tcp", ports=[pulumi.Output.from_input(port).apply(str)]
+                    )
+                ],
+                project=self._project,
+                opts=self._after_apis,
+            )
+        gcp.compute.Firewall(
+            "private-services-deny",
+            network=network.vpc.id,
+            description="Nothing else reaches the range reserved for Cloud SQL and Memorystore",
+            direction="EGRESS",
+            priority=1100,  # after the allows above (a lower number wins)
+            destination_ranges=[f"{SERVICES_RANGE_ADDRESS}/{SERVICES_RANGE_PREFIX}"],
+            denies=[gcp.compute.FirewallDenyArgs(protocol="all")],
+            project=self._project,
+            opts=self._after_apis,
+        )
+
 
 @dataclass
 class _Network:
@@ -483,6 +535,7 @@ class _Cluster:
     gke: gcp.container.Cluster
     provider: k8s.Provider
     kubeconfig: pulumi.Output[str]
+    nodes_account: gcp.serviceaccount.Account
 
 
 def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:

@@ -143,6 +143,36 @@ def test_postgres_lives_in_a_delegated_subnet_behind_private_dns_with_no_public_
 
 
 @pytest.mark.parametrize("profile", PROFILES)
+def test_only_the_cluster_nodes_reach_the_postgres_and_redis_subnets(plan_for, profile):
+    plan = plan_for("azure", profile)
+    vnet = plan.one("azure-native:network:VirtualNetwork").inputs["addressSpace"]["addressPrefixes"][0]
+    nodes = plan.one(SUBNET, "nodes").inputs["addressPrefix"]
+    groups = {g.name: g for g in plan.of_type("azure-native:network:NetworkSecurityGroup")}
+    for subnet_name, port, sources in (
+        ("postgres", "5432", {nodes, plan.one(SUBNET, "postgres").inputs["addressPrefix"]}),  # + HA peers
+        ("endpoints", "10000", {nodes}),
+    ):
+        subnet = plan.one(SUBNET, subnet_name)
+        group = groups.pop(subnet_name)
+        assert group.urn in subnet.dependencies and subnet.inputs["networkSecurityGroup"]["id"]
+        rules = group.inputs["securityRules"]
+        allows = [r for r in rules if r["access"] == "Allow"]
+        assert {r["sourceAddressPrefix"] for r in allows} == sources
+        for rule in allows:
+            assert (rule["direction"], rule["protocol"]) == ("Inbound", "Tcp")
+            assert rule["destinationAddressPrefix"] == subnet.inputs["addressPrefix"]
+            assert rule["destinationPortRange"] == port
+        [deny] = [r for r in rules if r["access"] == "Deny"]
+        assert (deny["direction"], deny["sourceAddressPrefix"], deny["protocol"]) == ("Inbound", vnet, "*")
+        assert all(deny["priority"] > rule["priority"] for rule in allows)
+    assert groups == {}
+    # A private endpoint obeys its subnet's security group only when the subnet says so.
+    endpoints = plan.one(SUBNET, "endpoints").inputs
+    assert endpoints["privateEndpointNetworkPolicies"] == "NetworkSecurityGroupEnabled"
+    assert plan.one("azure-native:network:PrivateEndpoint").inputs["subnet"]["id"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 def test_postgres_requires_tls_and_its_password_is_generated_and_secret(plan_for, profile):
     plan = plan_for("azure", profile)
     server = plan.one(POSTGRES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from types import SimpleNamespace
@@ -274,6 +275,33 @@ def test_pods_connect_to_cloud_sql_by_the_dns_name_its_certificate_carries(plan_
     assert record.inputs["managedZone"] == zone.outputs["name"]
     apis = {a.inputs["service"]: a.urn for a in plan.of_type("gcp:projects/service:Service")}
     assert apis["dns.googleapis.com"] in zone.dependencies
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_only_the_cluster_nodes_reach_cloud_sql_and_memorystore_on_their_ports(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    rules = {f.name: f.inputs for f in plan.of_type("gcp:compute/firewall:Firewall")}
+    nodes = next(a for a in plan.of_type("gcp:serviceaccount/account:Account") if a.name == "gke-nodes")
+    servers = {
+        "postgres-from-nodes": (plan.one(SQL).outputs["privateIpAddress"], "5432"),
+        "redis-from-nodes": (plan.one(REDIS).outputs["host"], str(plan.one(REDIS).outputs["port"])),
+    }
+    reserved = ipaddress.ip_network("10.30.0.0/16")  # the private services range
+    for name, (address, port) in servers.items():
+        rule = rules.pop(name)
+        assert ipaddress.ip_address(address) in reserved
+        assert (rule["direction"], rule["destinationRanges"]) == ("EGRESS", [f"{address}/32"])
+        assert rule["targetServiceAccounts"] == [nodes.outputs["email"]]
+        assert rule["allows"] == [{"protocol": "tcp", "ports": [port]}]
+    # Everything else in the VPC, nodes included on other addresses and ports, is denied the range.
+    deny = rules.pop("private-services-deny")
+    assert (deny["direction"], deny["destinationRanges"]) == ("EGRESS", [str(reserved)])
+    assert deny["denies"] == [{"protocol": "all"}]
+    assert "targetServiceAccounts" not in deny and "targetTags" not in deny
+    assert all(
+        deny["priority"] > plan.one("gcp:compute/firewall:Firewall", n).inputs["priority"] for n in servers
+    )
+    assert rules == {}
 
 
 def test_zones_are_asked_for_only_after_the_program_enables_the_compute_api(plan_for):
