@@ -594,8 +594,9 @@ def _principal_type(token: pulumi.Output[str]) -> pulumi.Output[str]:
     A user's access token carries the scopes granted to the client (`scp`, "only included for user
     tokens"); an application's (service principal, managed identity) carries none, and `idtyp`, where
     present, says which it is (learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
-    azure-native tells the two apart the same way for its own client config
-    (provider/pkg/provider/auth_getclientconfig.go). The type is no secret, though the token is."""
+    azure-native reads `scp` too, to tell whether it signed in as a service principal
+    (provider/pkg/provider/auth_getclientconfig.go), but keeps the answer to itself. The type is no
+    secret, though the token is."""
     return pulumi.Output.unsecret(token.apply(_principal_type_of))
 
 
