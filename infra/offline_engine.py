@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -351,7 +352,29 @@ def _azure_name_key(inputs: dict[str, Any]) -> str:
 
 
 _FAKE_CA_PEM = "-----BEGIN CERTIFICATE-----\noffline\n-----END CERTIFICATE-----\n"
+
 _FAKE_CA = base64.b64encode(_FAKE_CA_PEM.encode()).decode()  # kubeconfig certificate-authority-data
+
+
+def _cloud_sql_instance(name: str, urn: str, inputs: dict[str, Any], site: Site) -> dict[str, Any]:
+    """An instance reports a DNS name (with the DNS root's dot) only under a CAS-based server CA."""
+    mode = (((inputs.get("settings") or {}).get("ipConfiguration") or {}).get("serverCaMode")) or ""
+    dns_name = f"{suffix(urn, 12)}.{suffix(urn + 'psa', 12)}.{site.gcp_region}.sql.goog."
+    cas = mode in ("GOOGLE_MANAGED_CAS_CA", "CUSTOMER_MANAGED_CAS_CA")
+    return {
+        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
+        "privateIpAddress": "10.30.0.3",  # in the range reserved for private services access
+        "publicIpAddress": None,
+        "connectionName": f"{site.gcp_project}:{site.gcp_region}:{name}",
+        "serverCaCerts": [{"cert": _FAKE_CA_PEM}],
+        "dnsName": dns_name if cas else "",
+        "dnsNames": (
+            [{"name": dns_name, "connectionType": "PRIVATE_SERVICES_ACCESS", "dnsScope": "INSTANCE"}]
+            if cas
+            else []
+        ),
+    }
+
 
 _GENERIC: dict[str, tuple[ComputedFn, ...]] = {
     "kubernetes": (_kubernetes_object,),
@@ -405,15 +428,9 @@ COMPUTED: dict[str, ComputedFn] = {
         "masterAuth": {"clusterCaCertificate": _FAKE_CA},
         "location": inputs.get("location", site.gcp_region),
     },
-    "gcp:sql/databaseInstance:DatabaseInstance": lambda name, urn, inputs, site: {
-        "name": inputs.get("name") or f"{name}-{suffix(urn)}",
-        "privateIpAddress": "10.10.0.3",
-        "publicIpAddress": None,
-        "connectionName": f"{site.gcp_project}:{site.gcp_region}:{name}",
-        "serverCaCerts": [{"cert": _FAKE_CA_PEM}],
-    },
+    "gcp:sql/databaseInstance:DatabaseInstance": _cloud_sql_instance,
     "gcp:redis/instance:Instance": lambda name, urn, inputs, site: {
-        "host": "10.20.0.4",
+        "host": "10.30.1.4",  # in the range reserved for private services access, like Cloud SQL's
         "port": 6378 if inputs.get("transitEncryptionMode") == "SERVER_AUTHENTICATION" else 6379,
         "authString": _random_text(urn, 36, _ALNUM),
         # Memorystore lists two CAs while it rotates its server certificate's CA.
@@ -528,6 +545,7 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "subscriptionId": "00000000-0000-0000-0000-000000000000",
         "tenantId": "00000000-0000-0000-0000-000000000003",
     },
+    "azure-native:authorization:getClientToken": lambda args: {"token": _azure_token(args["__config"])},
     "azure-native:containerservice:listManagedClusterUserCredentials": lambda args: {
         "kubeconfigs": [
             {
@@ -553,6 +571,34 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+# Who the Azure CLI is signed in as, when the azure-native provider signs in through it (no client id,
+# no managed identity in its config or ARM_* variables): a person after `az login`, or "application"
+# for a service principal (CI's azure/login signs the CLI in as one).
+AZURE_CLI_ACCOUNT = "user"
+
+
+def _azure_token(config: dict[str, str]) -> str:
+    """An unsigned stand-in for the provider's ARM access token, with the claims Entra ID puts in a user's
+    (delegated scopes, `scp`) or an application's (none; `idtyp: app`) token."""
+    application = (
+        bool(config.get("azure-native:clientId") or os.environ.get("ARM_CLIENT_ID"))
+        or config.get("azure-native:useMsi", "").lower() == "true"
+        or os.environ.get("ARM_USE_MSI", "").lower() == "true"
+        or AZURE_CLI_ACCOUNT == "application"
+    )
+    claims: dict[str, Any] = {
+        "aud": "https://management.core.windows.net/",
+        "oid": "00000000-0000-0000-0000-000000000002",  # getClientConfig's objectId
+        "tid": "00000000-0000-0000-0000-000000000003",
+        **({"idtyp": "app"} if application else {"idtyp": "user", "scp": "user_impersonation"}),
+    }
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'typ': 'JWT', 'alg': 'none'})}.{part(claims)}."
+
+
 # GCP data sources and the API each needs enabled in the project (the program enables them itself).
 GCP_INVOKE_APIS: dict[str, str] = {
     "gcp:compute/getZones:getZones": "compute.googleapis.com",
@@ -561,6 +607,7 @@ GCP_INVOKE_APIS: dict[str, str] = {
 # Data sources whose answers are credentials: the provider returns these properties as secrets.
 INVOKE_SECRETS: dict[str, set[str]] = {
     "azure-native:redisenterprise:listDatabaseKeys": {"primaryKey", "secondaryKey"},
+    "azure-native:authorization:getClientToken": {"token"},
 }
 
 

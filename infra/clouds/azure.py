@@ -2,7 +2,8 @@
 
 AKS authenticates through Microsoft Entra ID only (local accounts off, Azure RBAC for
 Kubernetes). Postgres sits in a delegated subnet and Redis behind a private endpoint; both are
-resolved through private DNS zones linked to the VNet and refuse public traffic.
+resolved through private DNS zones linked to the VNet, refuse public traffic, and their subnets'
+security groups admit only the cluster's nodes.
 
 Redis is Azure Managed Redis (`Microsoft.Cache/redisEnterprise`: a cluster and its one database),
 not Azure Cache for Redis: since 2026-04-01 a tenant without an Azure Cache for Redis cannot
@@ -12,10 +13,12 @@ create one, and its Basic/Standard/Premium tiers retire on 2028-09-30.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -154,6 +157,11 @@ class AzureFoundation(pulumi.ComponentResource):
                     name="postgres", service_name="Microsoft.DBforPostgreSQL/flexibleServers"
                 )
             ],
+            # High availability needs 5432 between the servers of the subnet itself
+            # (learn.microsoft.com/azure/postgresql/flexible-server/concepts-networking-private).
+            network_security_group=self._reachable_from_nodes(
+                "postgres", POSTGRES_CIDR, POSTGRES_PORT, within_subnet=True
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[nodes]),
         )
         endpoints = network.Subnet(
@@ -161,9 +169,60 @@ class AzureFoundation(pulumi.ComponentResource):
             resource_group_name=group,
             virtual_network_name=vnet.name,
             address_prefix=ENDPOINT_CIDR,
+            network_security_group=self._reachable_from_nodes("endpoints", ENDPOINT_CIDR, REDIS_PORT),
+            # A subnet's security group applies to its private endpoints only when asked to
+            # (learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy).
+            private_endpoint_network_policies="NetworkSecurityGroupEnabled",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[postgres]),
         )
         return _Network(vnet=vnet, nodes=nodes, postgres=postgres, endpoints=endpoints)
+
+    def _reachable_from_nodes(
+        self, name: str, subnet_cidr: str, port: int, within_subnet: bool = False
+    ) -> network.NetworkSecurityGroupArgs:
+        """A data subnet's security group: the cluster's nodes (and, `within_subnet`, the subnet's own
+        servers) on the service's port, nothing else from the VNet. Node-level is as narrow as the VNet
+        gets: with Azure CNI overlay a pod reaches anything outside the cluster with its node's address
+        (learn.microsoft.com/training/modules/aks-network-design-azure-container-network-interface), so
+        which pods may connect is decided inside the cluster, by NetworkPolicy. The deny names the VNet's
+        own range, so Azure's platform traffic (the AzureLoadBalancer tag's default rule) is untouched."""
+        sources = [("nodes", NODE_CIDR), *([("subnet", subnet_cidr)] if within_subnet else [])]
+        rules = [
+            network.SecurityRuleArgs(
+                name=f"allow-{rule}",
+                priority=100 + 10 * index,
+                direction="Inbound",
+                access="Allow",
+                protocol="Tcp",
+                source_address_prefix=source,
+                source_port_range="*",
+                destination_address_prefix=subnet_cidr,
+                destination_port_range=str(port),
+            )
+            for index, (rule, source) in enumerate(sources)
+        ]
+        rules.append(
+            network.SecurityRuleArgs(
+                name="deny-vnet",
+                priority=4000,
+                direction="Inbound",
+                access="Deny",
+                protocol="*",
+                source_address_prefix=VNET_CIDR,
+                source_port_range="*",
+                destination_address_prefix="*",
+                destination_port_range="*",
+            )
+        )
+        group = network.NetworkSecurityGroup(
+            name,
+            resource_group_name=self._group.name,
+            location=self._location,
+            security_rules=rules,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return network.NetworkSecurityGroupArgs(id=group.id)
 
     # --- AKS -----------------------------------------------------------------------------------------
 
@@ -174,10 +233,15 @@ class AzureFoundation(pulumi.ComponentResource):
         # new assignment takes minutes to reach the cluster's authorizer (the first call is then
         # Forbidden). Granted on the stack's resource group before the cluster exists, it
         # propagates while AKS is created (minutes) and covers the cluster from its first call.
+        # Azure refuses a principal type that does not match the principal (UnmatchedPrincipalType),
+        # and leaving it out is no way around it: the SDK then sends User. Guessed from the provider's
+        # settings it was wrong for a service principal signed in through the Azure CLI (azure/login
+        # over OIDC, this repository's workflow). getClientConfig gives the object id but not the type,
+        # so the type comes from the deployer's own token (_principal_type).
         deployer = authorization.RoleAssignment(
             "aks-deployer-admin",
             principal_id=self._client.object_id,
-            principal_type=_deployer_principal_type(),
+            principal_type=_principal_type(authorization.get_client_token_output().token),
             role_definition_id=self._role(AKS_RBAC_CLUSTER_ADMIN_ROLE),
             scope=self._group.id,
             opts=pulumi.ResourceOptions(parent=self),
@@ -242,7 +306,8 @@ class AzureFoundation(pulumi.ComponentResource):
                 parent=self, depends_on=[deployer], ignore_changes=["agentPoolProfiles[0].count"]
             ),
         )
-        # The cluster's identity manages load balancers and routes in the VNet it was given.
+        # The cluster's identity manages load balancers and routes in the VNet it was given. That
+        # identity is created moments before, so the type is named: ARM then skips the directory lookup.
         authorization.RoleAssignment(
             "aks-network",
             principal_id=aks.identity.principal_id,
@@ -508,10 +573,6 @@ class _ProviderLogin:
     msi: bool
     federated_token: bool  # OpenID Connect with a token file (a pod's Azure workload identity)
 
-    @property
-    def service_principal(self) -> bool:
-        return bool(self.client_id or self.msi)
-
 
 def _provider_login() -> _ProviderLogin:
     provider = pulumi.Config("azure-native")
@@ -527,10 +588,39 @@ def _provider_login() -> _ProviderLogin:
     )
 
 
-def _deployer_principal_type() -> str:
-    """Azure checks a role assignment's principal type: a service principal or managed identity
-    signs in with a client id or MSI; a person through the Azure CLI, with neither."""
-    return "ServicePrincipal" if _provider_login().service_principal else "User"
+def _principal_type(token: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The role-assignment principal type of whoever holds `token`, the provider's access token for ARM.
+
+    A user's access token carries the scopes granted to the client (`scp`, "only included for user
+    tokens"); an application's (service principal, managed identity) carries none, and `idtyp`, where
+    present, says which it is (learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+    azure-native reads `scp` too, to tell whether it signed in as a service principal
+    (provider/pkg/provider/auth_getclientconfig.go), but keeps the answer to itself. The type is no
+    secret, though the token is."""
+    return pulumi.Output.unsecret(token.apply(_principal_type_of))
+
+
+def _principal_type_of(token: str) -> str:
+    claims = _token_claims(token)
+    kind = claims.get("idtyp")
+    if kind in ("app", "user"):
+        return "ServicePrincipal" if kind == "app" else "User"
+    return "User" if "scp" in claims else "ServicePrincipal"
+
+
+def _token_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, read without verifying it: the token is the provider's own, fresh from Entra ID."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        claims = None
+    if not isinstance(claims, dict):
+        raise pulumi.RunError(
+            "the azure-native provider's access token is not a JWT, so the deployer's principal type "
+            "(User or ServicePrincipal) for its role assignment cannot be told"
+        )
+    return claims
 
 
 def _kubelogin_login() -> list[str]:

@@ -2,7 +2,8 @@
 
 Nodes have no public addresses (Cloud NAT gives them egress). Cloud SQL and Memorystore live in
 a range reserved for Google's service producers and peered into the VPC, so they have private
-addresses only. GKE runs Dataplane V2, which enforces NetworkPolicy without a Calico add-on.
+addresses only, which only the GKE nodes may reach (egress firewall rules). GKE runs Dataplane V2,
+which enforces NetworkPolicy without a Calico add-on.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ POSTGRES_VERSION = "POSTGRES_17"
 REDIS_VERSION = "REDIS_7_2"
 DATABASE = "products"
 DATABASE_USER = "platform"
+POSTGRES_PORT = 5432
 RELEASE_CHANNEL = "REGULAR"
 
 NODE_CIDR = "10.10.0.0/20"
@@ -43,7 +45,16 @@ SERVICES_RANGE_PREFIX = 16
 # Cloud SQL ENTERPRISE keeps 1-7 days of transaction log, and refuses fewer retained backups than
 # that plus one ("backup retention should be > transaction log retention").
 MAX_TRANSACTION_LOG_DAYS = 7
-APIS = ["compute", "container", "iam", "cloudresourcemanager", "sqladmin", "redis", "servicenetworking"]
+APIS = [
+    "compute",
+    "container",
+    "iam",
+    "cloudresourcemanager",
+    "sqladmin",
+    "redis",
+    "servicenetworking",
+    "dns",
+]
 NODE_ROLES = [
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
@@ -90,8 +101,13 @@ class GcpFoundation(pulumi.ComponentResource):
 
         network = self._network()
         cluster = self._cluster(network)
-        postgres = self._postgres(network)
+        postgres, postgres_address = self._postgres(network)
         redis, redis_ca = self._redis(network)
+        self._data_firewall(
+            network,
+            cluster.nodes_account,
+            [("postgres", postgres_address, POSTGRES_PORT), ("redis", redis.host, redis.port)],
+        )
         self.foundation = Foundation(
             cloud="gcp",
             provider=cluster.provider,
@@ -290,11 +306,12 @@ class GcpFoundation(pulumi.ComponentResource):
         provider = k8s.Provider(
             "gke", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self, depends_on=[node_pool])
         )
-        return _Cluster(gke=gke, provider=provider, kubeconfig=kubeconfig)
+        return _Cluster(gke=gke, provider=provider, kubeconfig=kubeconfig, nodes_account=nodes_account)
 
     # --- data services -------------------------------------------------------------------------------
 
-    def _postgres(self, network: _Network) -> PostgresEndpoint:
+    def _postgres(self, network: _Network) -> tuple[PostgresEndpoint, pulumi.Output[str]]:
+        """The endpoint, and the instance's private address."""
         cfg = self._cfg
         opts = pulumi.ResourceOptions(parent=self, depends_on=[*self._apis, network.peering])
         instance = gcp.sql.DatabaseInstance(
@@ -317,9 +334,9 @@ class GcpFoundation(pulumi.ComponentResource):
                     private_network=network.vpc.id,
                     allocated_ip_range=network.services_range.name,
                     ssl_mode="ENCRYPTED_ONLY",
-                    # The shared CA signs server certificates that name the instance's IP addresses, so
-                    # clients can verify chain and name (verify-full); the per-instance CA's do not
-                    # (cloud.google.com/sql/docs/postgres/authorize-ssl, "CA hierarchies").
+                    # Under the shared CA an instance has a DNS name that its server certificate carries,
+                    # which clients verify (see _postgres_name); the per-instance CA's certificates name
+                    # only `<project>:<instance>` in their CN, which libpq cannot match.
                     server_ca_mode="GOOGLE_MANAGED_CAS_CA",
                 ),
                 backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
@@ -359,9 +376,9 @@ class GcpFoundation(pulumi.ComponentResource):
             deletion_policy="ABANDON",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[database]),
         )
-        return PostgresEndpoint(
-            host=instance.private_ip_address,
-            port=5432,
+        endpoint = PostgresEndpoint(
+            host=self._postgres_name(instance, network),
+            port=POSTGRES_PORT,
             database=DATABASE,
             user=DATABASE_USER,
             password=_secret(password),
@@ -370,6 +387,49 @@ class GcpFoundation(pulumi.ComponentResource):
             # (every client needs them), and they go to the pods in a ConfigMap.
             ca_certificate=pulumi.Output.unsecret(instance.server_ca_certs.apply(_pem_bundle)),
         )
+        return endpoint, instance.private_ip_address
+
+    def _postgres_name(self, instance: gcp.sql.DatabaseInstance, network: _Network) -> pulumi.Output[str]:
+        """The name pods connect to Cloud SQL by: the one its server certificate carries.
+
+        verify-full matches the name the client dialled against the certificate, and nothing Google
+        publishes says a certificate of the shared CA names the private IP. What Google's own connectors
+        do: an instance under the CAS hierarchy reports a DNS name (`dnsNames`, legacy `dnsName`), and they
+        verify the server certificate against it (GoogleCloudPlatform/cloud-sql-go-connector,
+        internal/cloudsql/refresh.go: "CAS instances also set the DnsName", "Any name in the list may be
+        used to validate the server TLS certificate"; tls_verify.go matches it against the SANs). Google
+        resolves that name for no one, so a private zone of this VPC, named like it, holds an A record to
+        the private IP, as Cloud SQL's manual DNS setup for Private Service Connect does.
+        """
+        fqdn = pulumi.Output.all(instance.dns_names, instance.dns_name).apply(
+            lambda names: _private_services_dns_name(names[0], names[1])
+        )
+        zone = gcp.dns.ManagedZone(
+            "postgres",
+            dns_name=fqdn,
+            description=f"Cloud SQL's name inside the platform VPC ({self._cfg.stack})",
+            visibility="private",
+            private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
+                networks=[gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(network_url=network.vpc.id)]
+            ),
+            labels=self._labels,
+            project=self._project,
+            opts=self._after_apis,
+        )
+        record = gcp.dns.RecordSet(
+            "postgres",
+            managed_zone=zone.name,
+            name=fqdn,
+            type="A",
+            ttl=300,
+            # Cloud SQL keeps its private IP through a regional failover.
+            rrdatas=[instance.private_ip_address],
+            project=self._project,
+            opts=pulumi.ResourceOptions(parent=zone),
+        )
+        # The record's own output: whatever connects by the name waits until it resolves. libpq compares
+        # the name as written with the certificate's, so without the DNS root's trailing dot.
+        return record.name.apply(lambda name: name.rstrip("."))
 
     def _redis(self, network: _Network) -> tuple[RedisEndpoint, pulumi.Output[str]]:
         """Memorystore generates the AUTH string and serves TLS with a per-instance Google CA.
@@ -418,6 +478,49 @@ class GcpFoundation(pulumi.ComponentResource):
         )
         return endpoint, ca_certificate
 
+    def _data_firewall(
+        self,
+        network: _Network,
+        nodes: gcp.serviceaccount.Account,
+        servers: list[tuple[str, pulumi.Input[str], pulumi.Input[int]]],
+    ) -> None:
+        """Only the cluster's nodes reach Cloud SQL and Memorystore, each on its own address and port;
+        nothing else in the VPC reaches the range reserved for them.
+
+        Node-level is as narrow as the VPC gets: firewall rules select instances (here by the nodes'
+        service account) and a pod's traffic leaves with its node's rules, whatever the pod. Which pods
+        may connect is decided inside the cluster, by NetworkPolicy (Dataplane V2). Google's side of the
+        peering takes no rules of ours, so the limit is on egress from this VPC.
+        """
+        for name, address, port in servers:
+            gcp.compute.Firewall(
+                f"{name}-from-nodes",
+                network=network.vpc.id,
+                description=f"{name}: from the GKE nodes only, on its port",
+                direction="EGRESS",
+                priority=1000,
+                target_service_accounts=[nodes.email],
+                destination_ranges=[pulumi.Output.from_input(address).apply(lambda ip: f"{ip}/32")],
+                allows=[
+                    gcp.compute.FirewallAllowArgs(
+                        protocol="tcp", ports=[pulumi.Output.from_input(port).apply(str)]
+                    )
+                ],
+                project=self._project,
+                opts=self._after_apis,
+            )
+        gcp.compute.Firewall(
+            "private-services-deny",
+            network=network.vpc.id,
+            description="Nothing else reaches the range reserved for Cloud SQL and Memorystore",
+            direction="EGRESS",
+            priority=1100,  # after the allows above (a lower number wins)
+            destination_ranges=[f"{SERVICES_RANGE_ADDRESS}/{SERVICES_RANGE_PREFIX}"],
+            denies=[gcp.compute.FirewallDenyArgs(protocol="all")],
+            project=self._project,
+            opts=self._after_apis,
+        )
+
 
 @dataclass
 class _Network:
@@ -432,6 +535,7 @@ class _Cluster:
     gke: gcp.container.Cluster
     provider: k8s.Provider
     kubeconfig: pulumi.Output[str]
+    nodes_account: gcp.serviceaccount.Account
 
 
 def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -459,6 +563,22 @@ def _pem_bundle(certificates: Sequence[Any] | None) -> str:
     """Every CA an instance lists (its `server_ca_certs`), as one PEM file: two while a CA rotates."""
     pems = [c.cert for c in certificates or [] if c.cert]
     return "".join(pem if pem.endswith("\n") else pem + "\n" for pem in pems)
+
+
+def _private_services_dns_name(dns_names: Sequence[Mapping[str, Any]] | None, dns_name: str | None) -> str:
+    """The instance's DNS name for private services access, as a zone wants it (with the root's dot)."""
+    names = [
+        n["name"]
+        for n in dns_names or []
+        if n.get("name") and n.get("connection_type") == "PRIVATE_SERVICES_ACCESS"
+    ]
+    name = names[0] if names else dns_name
+    if not name:
+        raise pulumi.RunError(
+            "Cloud SQL reported no DNS name for the instance, so sslmode=verify-full has no name to check "
+            "its certificate against: the instance must use serverCaMode GOOGLE_MANAGED_CAS_CA"
+        )
+    return name.rstrip(".") + "."
 
 
 def _check_backup_retention(days: int) -> None:

@@ -27,6 +27,10 @@ REDIS_PORT = 6379
 DATA_UID = 999
 # A mount path inside the container (the root filesystem is read-only), not a file here.
 SCRATCH_DIR = "/tmp"  # noqa: S108
+# redis-server takes its password from a config file mounted from the credentials Secret: given as an
+# argument, the password would show in `ps` and, once Kubernetes expands $(VAR), in the process's argv.
+REDIS_AUTH_KEY = "redis-auth.conf"  # its key in the Secret, and the file name
+REDIS_AUTH_DIR = "/etc/redis/auth"
 
 
 def build(cfg: PlatformConfig) -> Foundation:
@@ -59,7 +63,11 @@ class LocalFoundation(pulumi.ComponentResource):
             "data-credentials",
             metadata={"name": "data-credentials", "namespace": self._ns},
             type="Opaque",
-            string_data={"POSTGRES_PASSWORD": postgres_password, "REDIS_PASSWORD": redis_password},
+            string_data={
+                "POSTGRES_PASSWORD": postgres_password,
+                "REDIS_PASSWORD": redis_password,
+                REDIS_AUTH_KEY: pulumi.Output.concat("requirepass ", redis_password, "\n"),
+            },
             opts=self._k8s,
         )
         secret_name = credentials.metadata["name"]
@@ -159,20 +167,20 @@ class LocalFoundation(pulumi.ComponentResource):
                 {"name": "tmp", "mountPath": SCRATCH_DIR},
             ],
         }
-        self._stateful_service("postgres", POSTGRES_PORT, container, cfg.db_storage_gb, ["run", "tmp"])
+        self._stateful_service(
+            "postgres", POSTGRES_PORT, container, cfg.db_storage_gb, [_scratch("run"), _scratch("tmp")]
+        )
 
     def _redis(self, cfg: PlatformConfig, secret_name: pulumi.Input[str]) -> None:
         container = {
             "name": "redis",
             "image": cfg.redis_image,
-            # Kubernetes expands $(REDIS_PASSWORD) from the env below; the value never enters the spec.
-            "args": ["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes", "--dir", "/data"],
+            # A config file as the first argument, then options: `redis-server <file> --opt value`. The
+            # official image's entrypoint runs redis-server for a first argument ending in `.conf`.
+            "args": [f"{REDIS_AUTH_DIR}/{REDIS_AUTH_KEY}", "--appendonly", "yes", "--dir", "/data"],
             "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
-            "env": [
-                _secret_env("REDIS_PASSWORD", secret_name, "REDIS_PASSWORD"),
-                # redis-cli reads its password from REDISCLI_AUTH, which keeps it out of probe commands.
-                _secret_env("REDISCLI_AUTH", secret_name, "REDIS_PASSWORD"),
-            ],
+            # redis-cli reads its password from REDISCLI_AUTH, which keeps it out of probe commands.
+            "env": [_secret_env("REDISCLI_AUTH", secret_name, "REDIS_PASSWORD")],
             "readinessProbe": _exec_probe(["redis-cli", "ping"], period=5),
             "livenessProbe": _exec_probe(["redis-cli", "ping"], period=15),
             "resources": resources("100m", "128Mi", "500m", "512Mi"),
@@ -180,12 +188,22 @@ class LocalFoundation(pulumi.ComponentResource):
             "volumeMounts": [
                 {"name": "data", "mountPath": "/data"},
                 {"name": "tmp", "mountPath": SCRATCH_DIR},
+                {"name": "auth", "mountPath": REDIS_AUTH_DIR, "readOnly": True},
             ],
         }
-        self._stateful_service("redis", REDIS_PORT, container, 5, ["tmp"])
+        # Only the config file, readable by the pod's group (fsGroup) and no one else.
+        auth = {
+            "name": "auth",
+            "secret": {
+                "secretName": secret_name,
+                "items": [{"key": REDIS_AUTH_KEY, "path": REDIS_AUTH_KEY}],
+                "defaultMode": 0o440,
+            },
+        }
+        self._stateful_service("redis", REDIS_PORT, container, 5, [_scratch("tmp"), auth])
 
     def _stateful_service(
-        self, app: str, port: int, container: dict[str, Any], storage_gb: int, scratch: list[str]
+        self, app: str, port: int, container: dict[str, Any], storage_gb: int, volumes: list[dict[str, Any]]
     ) -> None:
         labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "platform"}
         account = k8s.core.v1.ServiceAccount(
@@ -223,7 +241,7 @@ class LocalFoundation(pulumi.ComponentResource):
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [container],
-                        "volumes": [{"name": name, "emptyDir": {}} for name in scratch],
+                        "volumes": volumes,
                     },
                 },
                 "volumeClaimTemplates": [
@@ -247,10 +265,14 @@ class LocalFoundation(pulumi.ComponentResource):
 
 def _password(cfg: PlatformConfig, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     """The stack's supplied password or a generated one; a secret output either way.
-    Letters and digits only: it goes into URLs and command lines unescaped."""
+    Letters and digits only: it goes into URLs and Redis's config file unescaped."""
     return supplied_or_generated(
         cfg, f"{name}Password", f"{name}-password", 32, pulumi.ResourceOptions(parent=parent)
     )
+
+
+def _scratch(name: str) -> dict[str, Any]:
+    return {"name": name, "emptyDir": {}}
 
 
 def _secret_env(name: str, secret_name: pulumi.Input[str], key: str) -> dict[str, Any]:

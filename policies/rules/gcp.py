@@ -187,12 +187,13 @@ def sql_backups_outlast_transaction_logs(subject: Subject, findings: Findings) -
         )
 
 
-# why: with the per-instance CA the server certificate does not name the instance's address.
+# why: with the per-instance CA the server certificate names no host a client can connect by.
 @resource_rule(
     "gcp-sql-verifiable-server-certificate",
     "Cloud SQL certificates come from a CA hierarchy (serverCaMode GOOGLE_MANAGED_CAS_CA or "
-    "CUSTOMER_MANAGED_CAS_CA) that names the instance's addresses, so clients can verify the server "
-    "(sslmode verify-full); the per-instance CA's certificates do not.",
+    "CUSTOMER_MANAGED_CAS_CA) under which the instance has a DNS name its certificate carries, so "
+    "clients that connect by that name can verify the server (sslmode verify-full); the per-instance "
+    "CA's certificates name only project:instance.",
     (SQL_INSTANCE,),
 )
 def sql_verifiable_server_certificate(subject: Subject, findings: Findings) -> None:

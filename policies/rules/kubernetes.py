@@ -326,12 +326,16 @@ def _plain_kubernetes_object(type_: str) -> bool:
 
 
 # why: env values, command lines, ConfigMaps, annotations and Helm values are readable by anyone who
-# can read the object (and land in logs and state); credentials belong in Secrets.
+# can read the object (and land in logs and state); credentials belong in Secrets. A Secret's value
+# expanded into a container's arguments ($(VAR)) stays out of the object but lands on the process's
+# command line, which `ps` and /proc/<pid>/cmdline show to anyone on the node.
 @resource_rule(
     "k8s-no-secret-literals",
     "No secret-looking literal (a password/token/key-named value, a URL with credentials, a private "
     "key) in container env values or arguments, ConfigMaps, annotations or Helm values: those are "
-    "readable by anyone who can read the object; reference a Secret instead.",
+    "readable by anyone who can read the object; reference a Secret instead. And no container "
+    "argument that expands a variable taken from a Secret ($(VAR)): the value lands on the process's "
+    "command line; pass it in a file or the environment.",
     _plain_kubernetes_object,
 )
 def no_secret_literals(subject: Subject, findings: Findings) -> None:
@@ -340,14 +344,19 @@ def no_secret_literals(subject: Subject, findings: Findings) -> None:
             _check_literal(findings, f"annotation '{key}'", str(key), value)
     if subject.type in POD_SPEC_PATHS:
         for c in containers(pod_spec(subject)):
+            from_secrets: set[str] = set()
             for env in items(dig(c.spec, "env")):
                 with findings.verifying():
                     name = str(dig(env, "name", default=""))
                     _check_literal(findings, f"{c.label} env {name}", name, dig(env, "value"))
+                    if dig(env, "valueFrom", "secretKeyRef") is not None:
+                        from_secrets.add(name)
             for field in ("command", "args"):
                 for index, argument in enumerate(items(dig(c.spec, field))):
                     with findings.verifying():
-                        _check_literal(findings, f"{c.label} {field}[{index}]", "", argument)
+                        where = f"{c.label} {field}[{index}]"
+                        _check_literal(findings, where, "", argument)
+                        _check_expansion(findings, where, argument, from_secrets)
     elif subject.type == CONFIG_MAP:
         for key in dig(subject.props, "data", default={}) or {}:
             with findings.verifying():
@@ -377,6 +386,21 @@ def _check_literal(findings: Findings, where: str, key: str, value: Any) -> None
         findings.violation(f"{where} holds {shape} in plain text; reference a Secret instead")
     elif looks_like_secret_key(key) and not _is_reference(value):
         findings.violation(f"{where} looks like a credential set in plain text; reference a Secret instead")
+
+
+# Kubernetes expands $(VAR) in command and args from the container's env; $$(VAR) is a literal.
+_EXPANSION = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _check_expansion(findings: Findings, where: str, value: Any, from_secrets: set[str]) -> None:
+    if not isinstance(value, str):
+        return
+    for name in _EXPANSION.findall(value):
+        if name in from_secrets:
+            findings.violation(
+                f"{where} expands $({name}), a Secret's value, into the process's command line, which "
+                "ps shows; pass it in a file or the environment"
+            )
 
 
 def _is_reference(value: str) -> bool:

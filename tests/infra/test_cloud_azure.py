@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 
+import offline_engine
+import pulumi
 import pytest
 import yaml
-from clouds.azure import _kubelogin_as_deployer
+from clouds.azure import _kubelogin_as_deployer, _principal_type_of
 from plan import run_plan
 
 PROFILES = ("dev", "prod")
@@ -79,7 +81,48 @@ def test_deployer_gets_kubernetes_rbac_admin_before_the_cluster_exists(plan_for)
     assert group.urn in assignment.dependencies and plan.one(AKS).urn not in assignment.dependencies
     assert assignment.urn in plan.one(AKS).dependencies
     assert assignment.urn in plan.one("pulumi:providers:kubernetes").dependencies
-    assert assignment.inputs["principalType"] == "User"  # the offline run signs in as no service principal
+
+
+# How the deployer signs in, what the Azure CLI is signed in as, and the type its assignment must name:
+# a person after `az login`; this repository's workflow (azure/login over OIDC signs the Azure CLI in as a
+# service principal and sets only AZURE_CLIENT_ID); a service principal with a secret; a managed identity.
+DEPLOYER_SIGN_INS = {
+    "person": ({}, {}, "user", "User"),
+    "workflow": ({}, {"AZURE_CLIENT_ID": "5555"}, "application", "ServicePrincipal"),
+    "secret": (
+        {"azure-native:clientId": "1111", "azure-native:clientSecret": "s3cr3t"},
+        {},
+        "user",
+        "ServicePrincipal",
+    ),
+    "msi": ({"azure-native:useMsi": "true"}, {}, "user", "ServicePrincipal"),
+}
+
+
+@pytest.mark.parametrize("sign_in", DEPLOYER_SIGN_INS)
+def test_the_deployers_role_assignment_names_the_type_of_the_signed_in_principal(monkeypatch, sign_in):
+    # Azure refuses a type that does not match the principal (UnmatchedPrincipalType), and AKS waits for
+    # the assignment: guessed from the provider's settings, the workflow's service principal went out as
+    # User. The type now comes from the provider's own token (offline_engine._azure_token).
+    overrides, environment, cli_account, expected = DEPLOYER_SIGN_INS[sign_in]
+    for name in ("ARM_CLIENT_ID", "ARM_CLIENT_SECRET", "ARM_USE_MSI", "ARM_USE_OIDC"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(offline_engine, "AZURE_CLI_ACCOUNT", cli_account)
+    plan = run_plan("dev", cloud="azure", overrides={"profile": "dev", **overrides})
+    deployer = plan.one("azure-native:authorization:RoleAssignment", "aks-deployer-admin")
+    assert deployer.inputs["principalType"] == expected
+    assert deployer.inputs["principalId"] == "00000000-0000-0000-0000-000000000002"  # getClientConfig
+    assert not deployer.is_secret(("principalType",))  # read from a secret token, but no secret itself
+    # The cluster's own identity is a service principal created moments before its assignment.
+    network = plan.one("azure-native:authorization:RoleAssignment", "aks-network")
+    assert network.inputs["principalType"] == "ServicePrincipal"
+
+
+def test_a_provider_token_that_is_no_jwt_stops_the_program_with_one_sentence():
+    with pytest.raises(pulumi.RunError, match=r"^the azure-native provider's access token is not a JWT"):
+        _principal_type_of("opaque-token")
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -97,6 +140,36 @@ def test_postgres_lives_in_a_delegated_subnet_behind_private_dns_with_no_public_
     assert zone.urn in server.dependencies
     assert plan.one(ZONE_LINK, "postgres").urn in server.dependencies
     assert int(server.inputs["version"]) >= 16
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_only_the_cluster_nodes_reach_the_postgres_and_redis_subnets(plan_for, profile):
+    plan = plan_for("azure", profile)
+    vnet = plan.one("azure-native:network:VirtualNetwork").inputs["addressSpace"]["addressPrefixes"][0]
+    nodes = plan.one(SUBNET, "nodes").inputs["addressPrefix"]
+    groups = {g.name: g for g in plan.of_type("azure-native:network:NetworkSecurityGroup")}
+    for subnet_name, port, sources in (
+        ("postgres", "5432", {nodes, plan.one(SUBNET, "postgres").inputs["addressPrefix"]}),  # + HA peers
+        ("endpoints", "10000", {nodes}),
+    ):
+        subnet = plan.one(SUBNET, subnet_name)
+        group = groups.pop(subnet_name)
+        assert group.urn in subnet.dependencies and subnet.inputs["networkSecurityGroup"]["id"]
+        rules = group.inputs["securityRules"]
+        allows = [r for r in rules if r["access"] == "Allow"]
+        assert {r["sourceAddressPrefix"] for r in allows} == sources
+        for rule in allows:
+            assert (rule["direction"], rule["protocol"]) == ("Inbound", "Tcp")
+            assert rule["destinationAddressPrefix"] == subnet.inputs["addressPrefix"]
+            assert rule["destinationPortRange"] == port
+        [deny] = [r for r in rules if r["access"] == "Deny"]
+        assert (deny["direction"], deny["sourceAddressPrefix"], deny["protocol"]) == ("Inbound", vnet, "*")
+        assert all(deny["priority"] > rule["priority"] for rule in allows)
+    assert groups == {}
+    # A private endpoint obeys its subnet's security group only when the subnet says so.
+    endpoints = plan.one(SUBNET, "endpoints").inputs
+    assert endpoints["privateEndpointNetworkPolicies"] == "NetworkSecurityGroupEnabled"
+    assert plan.one("azure-native:network:PrivateEndpoint").inputs["subnet"]["id"]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -250,8 +323,6 @@ def test_kubelogin_signs_in_as_the_providers_service_principal_without_its_secre
     args = _kubelogin_args(plan)
     assert args[:7] == ["get-token", "--login", "spn", "--client-id", "1111", "--tenant-id", "2222"]
     assert "s3cr3t" not in plan.one("pulumi:providers:kubernetes").inputs["kubeconfig"]
-    assignment = plan.one("azure-native:authorization:RoleAssignment", "aks-deployer-admin")
-    assert assignment.inputs["principalType"] == "ServicePrincipal"
 
 
 def test_kubelogin_uses_the_managed_identity_the_provider_uses(plan_for):

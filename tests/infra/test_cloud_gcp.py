@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from types import SimpleNamespace
@@ -249,6 +250,58 @@ def test_service_verifies_cloud_sql_chain_and_name_against_its_server_cas(plan_f
     for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
         mounts = workload.inputs["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
         assert {"name": "postgres-ca", "mountPath": "/etc/platform/postgres-ca", "readOnly": True} in mounts
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_pods_connect_to_cloud_sql_by_the_dns_name_its_certificate_carries(plan_for, profile):
+    # verify-full checks the dialled name against the certificate: by IP it would need the IP named there,
+    # which nothing says Cloud SQL does. The shared CA's instances report a DNS name to verify instead.
+    plan = plan_for("gcp", profile)
+    instance = plan.one(SQL)
+    [psa] = [n for n in instance.outputs["dnsNames"] if n["connectionType"] == "PRIVATE_SERVICES_ACCESS"]
+    name = psa["name"].rstrip(".")
+    url = next(s for s in plan.objects("Secret", "products") if s.name == "credentials").inputs["stringData"]
+    assert f"@{name}:5432/products?sslmode=verify-full&" in url["DATABASE_URL"]
+    assert instance.outputs["privateIpAddress"] not in url["DATABASE_URL"]
+    # Nothing resolves that name but a private zone of the VPC, with the instance's private IP in it.
+    zone = plan.one("gcp:dns/managedZone:ManagedZone", "postgres")
+    assert zone.inputs["dnsName"] == f"{name}."
+    assert zone.inputs["visibility"] == "private"
+    networks = zone.inputs["privateVisibilityConfig"]["networks"]
+    assert networks == [{"networkUrl": plan.one(GKE).inputs["network"]}]  # the cluster's VPC
+    record = plan.one("gcp:dns/recordSet:RecordSet", "postgres")
+    assert (record.inputs["name"], record.inputs["type"]) == (f"{name}.", "A")
+    assert record.inputs["rrdatas"] == [instance.outputs["privateIpAddress"]]
+    assert record.inputs["managedZone"] == zone.outputs["name"]
+    apis = {a.inputs["service"]: a.urn for a in plan.of_type("gcp:projects/service:Service")}
+    assert apis["dns.googleapis.com"] in zone.dependencies
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_only_the_cluster_nodes_reach_cloud_sql_and_memorystore_on_their_ports(plan_for, profile):
+    plan = plan_for("gcp", profile)
+    rules = {f.name: f.inputs for f in plan.of_type("gcp:compute/firewall:Firewall")}
+    nodes = next(a for a in plan.of_type("gcp:serviceaccount/account:Account") if a.name == "gke-nodes")
+    servers = {
+        "postgres-from-nodes": (plan.one(SQL).outputs["privateIpAddress"], "5432"),
+        "redis-from-nodes": (plan.one(REDIS).outputs["host"], str(plan.one(REDIS).outputs["port"])),
+    }
+    reserved = ipaddress.ip_network("10.30.0.0/16")  # the private services range
+    for name, (address, port) in servers.items():
+        rule = rules.pop(name)
+        assert ipaddress.ip_address(address) in reserved
+        assert (rule["direction"], rule["destinationRanges"]) == ("EGRESS", [f"{address}/32"])
+        assert rule["targetServiceAccounts"] == [nodes.outputs["email"]]
+        assert rule["allows"] == [{"protocol": "tcp", "ports": [port]}]
+    # Everything else in the VPC, nodes included on other addresses and ports, is denied the range.
+    deny = rules.pop("private-services-deny")
+    assert (deny["direction"], deny["destinationRanges"]) == ("EGRESS", [str(reserved)])
+    assert deny["denies"] == [{"protocol": "all"}]
+    assert "targetServiceAccounts" not in deny and "targetTags" not in deny
+    assert all(
+        deny["priority"] > plan.one("gcp:compute/firewall:Firewall", n).inputs["priority"] for n in servers
+    )
+    assert rules == {}
 
 
 def test_zones_are_asked_for_only_after_the_program_enables_the_compute_api(plan_for):

@@ -96,6 +96,31 @@ def test_the_default_kubernetes_version_is_1_36_in_the_program_and_the_project_f
     assert project["config"]["platform:kubernetesVersion"]["default"] == KUBERNETES_VERSION
 
 
+def test_the_docs_state_what_each_cloud_offers_of_the_default_version_and_how_to_choose() -> None:
+    # A default bumped without its facts is a guess: the version section names it, each provider's
+    # status with a source, the autoscaler tag EKS gets for it, and the key that chooses another.
+    clouds = (REPO_DIR / "docs" / "clouds.md").read_text()
+    section = clouds.split("## Kubernetes version", 1)[1].split("\n## ", 1)[0]
+    assert f"The default is **{KUBERNETES_VERSION}**" in section
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    for row in (
+        "upstream",
+        "EKS",
+        "GKE, Regular channel",
+        "AKS",
+        f"cluster-autoscaler `v{KUBERNETES_VERSION}.0`",
+    ):
+        assert "](https://" in rows[row], f"{row}: no source"
+    assert "`platform:kubernetesVersion`" in section
+
+
+def test_the_eks_cluster_autoscaler_image_follows_the_configured_minor() -> None:
+    plan = run_plan("dev", cloud="aws", overrides={"kubernetesVersion": "1.35"})
+    [release] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "cluster-autoscaler"]
+    assert release.inputs["values"]["image"]["tag"] == "v1.35.0"
+    assert plan.one("aws:eks/cluster:Cluster").inputs["version"] == "1.35"
+
+
 def test_the_local_data_images_follow_the_image_rule():
     assert _error(postgresImage="postgres") == (
         "platform:postgresImage must name an image by a tag other than latest or by digest (got 'postgres')"

@@ -44,11 +44,31 @@ def test_data_passwords_are_generated_secrets_that_reach_pods_only_through_a_sec
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "data-credentials"
 
 
-def test_redis_requires_a_password_and_probes_without_putting_it_on_a_command_line(plan: Plan) -> None:
-    redis = plan.object("StatefulSet", "redis").inputs["spec"]["template"]["spec"]["containers"][0]
-    assert redis["args"][:2] == ["--requirepass", "$(REDIS_PASSWORD)"]
+def test_redis_reads_its_password_from_a_file_of_the_secret_never_from_its_command_line(plan: Plan) -> None:
+    # An argument shows in `ps` and in the pod spec; a $(VAR) argument shows in `ps` once expanded.
+    secret = plan.object("Secret", "data-credentials")
+    password = secret.inputs["stringData"]["REDIS_PASSWORD"]
+    assert secret.inputs["stringData"]["redis-auth.conf"] == f"requirepass {password}\n"
+    assert secret.is_secret(("stringData", "redis-auth.conf"))
+    pod = plan.object("StatefulSet", "redis").inputs["spec"]["template"]["spec"]
+    [redis] = pod["containers"]
+    [auth] = [v for v in pod["volumes"] if v["name"] == "auth"]
+    assert auth["secret"]["secretName"] == secret.metadata["name"]
+    assert auth["secret"]["items"] == [{"key": "redis-auth.conf", "path": "redis-auth.conf"}]
+    [mount] = [m for m in redis["volumeMounts"] if m["name"] == "auth"]
+    assert mount["readOnly"] is True
+    # The file is redis-server's first argument: `redis-server <config file> --option value ...`.
+    assert redis["args"][0] == f"{mount['mountPath']}/redis-auth.conf"
     assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
-    assert {e["name"] for e in redis["env"]} == {"REDIS_PASSWORD", "REDISCLI_AUTH"}
+    assert [e["name"] for e in redis["env"]] == ["REDISCLI_AUTH"]
+    assert redis["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "REDIS_PASSWORD"
+    for workload in (*plan.objects("StatefulSet"), *plan.objects("Deployment"), *plan.objects("Job")):
+        spec = workload.inputs["spec"]["template"]["spec"]
+        for container in (*spec["containers"], *spec.get("initContainers", [])):
+            words = [*container.get("command", []), *container.get("args", [])]
+            values = [str(e.get("value", "")) for e in container.get("env", [])]
+            assert not any(password in word or "REDIS_PASSWORD" in word for word in words), workload.name
+            assert not any(password in value for value in values), workload.name
 
 
 def test_the_data_namespace_denies_everything_but_the_two_server_ports(plan: Plan) -> None:

@@ -49,7 +49,9 @@ def test_secret_data_is_masked_in_manifests(plan_for: Callable[..., Plan], tmp_p
     secret = yaml.safe_load(
         (tmp_path / "manifests" / "platform-data.secret.data-credentials.yaml").read_text()
     )
-    assert secret["stringData"] == {"POSTGRES_PASSWORD": "[secret]", "REDIS_PASSWORD": "[secret]"}
+    assert secret["stringData"] == dict.fromkeys(
+        ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "redis-auth.conf"), "[secret]"
+    )
 
 
 def test_helm_releases_are_listed_with_chart_version_repo_and_values(

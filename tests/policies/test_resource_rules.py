@@ -197,6 +197,14 @@ CASES = [
     ),
     Case(
         "k8s-no-secret-literals",
+        fx.DEPLOYMENT,
+        fx.workload,
+        ((f"{C0}.args", ["--requirepass", "$(DATABASE_URL)"]),),  # env[1] comes from a Secret
+        "args[1] expands $(DATABASE_URL), a Secret's value, into the process's command line",
+        f"{C0}.args",
+    ),
+    Case(
+        "k8s-no-secret-literals",
         fx.CONFIG_MAP,
         fx.config_map,
         (("data.REDIS_PASSWORD", "s3cr3t-value"),),
@@ -891,6 +899,9 @@ def test_run_to_completion_workloads_need_no_probes(engine: Engine, kind: str) -
 def test_secret_references_in_env_and_helm_values_are_fine(engine: Engine) -> None:
     props = changed(fx.workload(), (f"{C0}.env[0]", {"name": "PGPASSWORD", "value": "$(DB_PASSWORD)"}))
     assert of(engine.analyze(fx.DEPLOYMENT, props), "k8s-no-secret-literals") == []
+    # Arguments may expand plain variables, and $$(VAR) is a literal, not an expansion.
+    args = changed(fx.workload(), (f"{C0}.args", ["--level", "$(LOG_LEVEL)", "--raw", "$$(DATABASE_URL)"]))
+    assert of(engine.analyze(fx.DEPLOYMENT, args), "k8s-no-secret-literals") == []
     secret = {"kind": "Secret", "metadata": {"name": "db"}, "stringData": {"DB_PASSWORD": "hunter2hunter2"}}
     assert of(engine.analyze(fx.SECRET, secret), "k8s-no-secret-literals") == []
     assert of(engine.analyze(fx.HELM_RELEASE, fx.helm_release()), "k8s-no-secret-literals") == []
