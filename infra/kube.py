@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-# Namespaces whose pods must meet the `restricted` Pod Security Standard, enforced by the API server.
-RESTRICTED_NAMESPACE_LABELS = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-}
+# A Pod Security Standard (https://kubernetes.io/docs/concepts/security/pod-security-standards/).
+PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
+
+
+def pod_security_labels(enforce: PodSecurityLevel, kubernetes_version: str) -> dict[str, str]:
+    """Namespace labels for Pod Security admission: the API server refuses pods above `enforce` (the
+    strictest level the namespace's workloads meet), and warns about and audits every pod that is not
+    `restricted`, so a deviation is seen where it is allowed too. Each mode is pinned to the stack's
+    Kubernetes minor (`v1.36`) rather than `latest`: the checks of a minor never change, so a control
+    plane upgraded under the stack (EKS at the end of standard support, GKE's release channel) cannot
+    start refusing pods; the standard moves with platform:kubernetesVersion, in a reviewed change. A
+    cluster older than that minor evaluates it at its own newest (k8s.io/pod-security-admission,
+    policy/registry.go: EvaluatePod caps the version at the newest it knows)."""
+    version = f"v{kubernetes_version}"
+    labels: dict[str, str] = {}
+    for mode, level in (("enforce", enforce), ("warn", "restricted"), ("audit", "restricted")):
+        labels[f"pod-security.kubernetes.io/{mode}"] = level
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = version
+    return labels
 
 
 def container_security(**extra: Any) -> dict[str, Any]:

@@ -24,11 +24,11 @@ from cluster import (
 from config import PlatformConfig
 from foundation import Foundation
 from kube import (
-    RESTRICTED_NAMESPACE_LABELS,
     container_security,
     cpu_autoscaling,
     ingress_await,
     namespace_peer,
+    pod_security_labels,
     resources,
     spread,
 )
@@ -84,9 +84,10 @@ class ProductService(pulumi.ComponentResource):
         self._provider = foundation.provider
         namespace = k8s.core.v1.Namespace(
             "products",
+            # Every pod here (the service, its migration Job) is built restricted.
             metadata={
                 "name": NAMESPACE,
-                "labels": RESTRICTED_NAMESPACE_LABELS,
+                "labels": pod_security_labels("restricted", foundation.cluster.kubernetes_version),
             },
             opts=self._k8s(),
         )

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
-from kube import RESTRICTED_NAMESPACE_LABELS, container_security, resources
+from kube import container_security, pod_security_labels, resources
 from passwords import supplied_or_generated
 
 DATA_NAMESPACE = "platform-data"
@@ -47,7 +47,11 @@ class LocalFoundation(pulumi.ComponentResource):
         self._k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
         namespace = k8s.core.v1.Namespace(
             "data",
-            metadata={"name": DATA_NAMESPACE, "labels": RESTRICTED_NAMESPACE_LABELS},
+            # Postgres and Redis run as uid 999 with the restricted securityContext.
+            metadata={
+                "name": DATA_NAMESPACE,
+                "labels": pod_security_labels("restricted", cfg.kubernetes_version),
+            },
             opts=self._k8s,
         )
         self._ns = namespace.metadata["name"]

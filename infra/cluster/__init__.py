@@ -16,13 +16,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
 from foundation import Foundation
-from kube import namespace_peer
+from kube import PodSecurityLevel, namespace_peer, pod_security_labels
 from passwords import supplied_or_generated
 
 from cluster import bounds, charts, dashboards
 from cluster.charts import Chart, ChartService
 
 MONITORING_NAMESPACE = "monitoring"
+# kube-prometheus-stack's node-exporter alone (its subchart's namespaceOverride), see POD_SECURITY.
+NODE_EXPORTER_NAMESPACE = "node-exporter"
 TRACING_NAMESPACE = "tracing"
 ARGOCD_NAMESPACE = "argocd"
 # "ingress", not the product's name: the namespace says what runs there (and the policy pack knows
@@ -30,14 +32,29 @@ ARGOCD_NAMESPACE = "argocd"
 INGRESS_NAMESPACE = "ingress"
 INGRESS_CLASS = "traefik"
 INGRESS_RELEASE = "traefik"
-# The namespace of each add-on platform:addons may leave out, and the UIs published behind the allow-list.
+# The namespaces of each add-on platform:addons may leave out, and the UIs published behind the allow-list.
 ADDON_NAMESPACES = {
     MONITORING_NAMESPACE: charts.KUBE_PROMETHEUS_STACK.name,
+    NODE_EXPORTER_NAMESPACE: charts.KUBE_PROMETHEUS_STACK.name,
     TRACING_NAMESPACE: charts.JAEGER.name,
     ARGOCD_NAMESPACE: charts.ARGO_CD.name,
     INGRESS_NAMESPACE: charts.TRAEFIK.name,
 }
 ADMIN_NAMESPACES = (MONITORING_NAMESPACE, ARGOCD_NAMESPACE)
+# Pod Security `enforce` per namespace: the strictest standard its pods meet, as `make charts` renders
+# them (every container of every workload, hook Jobs included, judged against `restricted`) and as the
+# Prometheus operator builds Prometheus and Alertmanager (read-only root, no escalation, ALL dropped; the
+# pod's non-root user and seccomp come from the values in bounds.py). Node exporter reports the node
+# itself through the host's network and PID namespaces and read-only host paths (charts.EXCEPTIONS),
+# which `baseline` forbids as well: it runs apart, in a namespace that allows `privileged` and holds
+# nothing else, so Grafana, Prometheus and the operator stay `restricted`.
+POD_SECURITY: dict[str, PodSecurityLevel] = {
+    MONITORING_NAMESPACE: "restricted",
+    NODE_EXPORTER_NAMESPACE: "privileged",
+    TRACING_NAMESPACE: "restricted",
+    ARGOCD_NAMESPACE: "restricted",
+    INGRESS_NAMESPACE: "restricted",
+}
 # Traefik's container ports (the chart's defaults, set explicitly so the NetworkPolicy matches them):
 # its Service maps 80 -> web and 443 -> websecure; metrics stay inside the cluster.
 TRAEFIK_WEB_PORT = 8000
@@ -146,7 +163,9 @@ class ClusterAddons(pulumi.ComponentResource):
 
         if charts.KUBE_PROMETHEUS_STACK.name in installed:
             monitoring = namespaces[MONITORING_NAMESPACE]
-            self.monitoring_crds = self._prometheus_stack(monitoring, f"grafana.{domain}")
+            self.monitoring_crds = self._prometheus_stack(
+                monitoring, namespaces[NODE_EXPORTER_NAMESPACE], f"grafana.{domain}"
+            )
             self._dashboard_and_alerts(monitoring, service_job)
             self.grafana_url = (
                 f"{scheme}://grafana.{domain}"
@@ -197,7 +216,9 @@ class ClusterAddons(pulumi.ComponentResource):
 
     # --- the add-ons, one method each ------------------------------------------------------------
 
-    def _prometheus_stack(self, namespace: k8s.core.v1.Namespace, grafana_host: str) -> k8s.helm.v3.Release:
+    def _prometheus_stack(
+        self, namespace: k8s.core.v1.Namespace, node_namespace: k8s.core.v1.Namespace, grafana_host: str
+    ) -> k8s.helm.v3.Release:
         prod = self._cfg.is_prod
         admin_password = supplied_or_generated(
             self._cfg, "grafanaAdminPassword", "grafana-admin", 32, pulumi.ResourceOptions(parent=self)
@@ -262,6 +283,8 @@ class ClusterAddons(pulumi.ComponentResource):
                 },
                 "ingress": self._admin_ingress(MONITORING_NAMESPACE, grafana_host),
             },
+            # Its own namespace, the one that allows host access (POD_SECURITY).
+            "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
             **self._control_plane_monitors(),
         }
         return self._release(
@@ -269,7 +292,7 @@ class ClusterAddons(pulumi.ComponentResource):
             PROMETHEUS_RELEASE,
             namespace,
             bounds.merged(values, bounds.kube_prometheus_stack(prod)),
-            [admin, *([receiver] if receiver else [])],
+            [node_namespace, admin, *([receiver] if receiver else [])],
         )
 
     def _alert_receiver(
@@ -509,7 +532,8 @@ class ClusterAddons(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on or [])
 
     def _namespace(self, name: str) -> k8s.core.v1.Namespace:
-        return k8s.core.v1.Namespace(name, metadata={"name": name}, opts=self._k8s())
+        labels = pod_security_labels(POD_SECURITY[name], self._foundation.cluster.kubernetes_version)
+        return k8s.core.v1.Namespace(name, metadata={"name": name, "labels": labels}, opts=self._k8s())
 
     def _release(
         self,

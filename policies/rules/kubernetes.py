@@ -61,6 +61,7 @@ KUBERNETES_SECRET = "kubernetes:core/v1:Secret"  # noqa: S105 (a type token, not
 SERVICE = "kubernetes:core/v1:Service"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 HPA_TYPES = (
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
@@ -69,6 +70,10 @@ HPA_TYPES = (
 SAFE_SECCOMP = frozenset({"RuntimeDefault", "Localhost"})
 # The only capability the restricted Pod Security Standard lets a container add back.
 ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+# Pod Security admission's namespace labels: the standards, and what a version label may say.
+POD_SECURITY_LABEL = "pod-security.kubernetes.io"
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+POD_SECURITY_VERSION = re.compile(r"latest|v1\.\d+")
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,34 @@ def no_host_access(subject: Subject, findings: Findings) -> None:
             with findings.verifying():
                 if dig(port, "hostPort") is not None:
                     findings.violation(f"{c.label} binds hostPort {shown(dig(port, 'hostPort'))}")
+
+
+# why: a namespace without an `enforce` label admits privileged pods (the API server's default), and
+# without `warn` and `audit` at restricted nobody sees a pod that falls short of it.
+@resource_rule(
+    "k8s-namespace-pod-security",
+    "Every Namespace carries the Pod Security admission labels: `enforce` at a standard (privileged, "
+    "baseline, restricted), `warn` and `audit` at restricted, their versions `latest` or a minor like "
+    "v1.36. Without `enforce` the API server admits privileged pods there; without `warn` and `audit` at "
+    "restricted, a pod that falls short of it goes unseen.",
+    (NAMESPACE,),
+)
+def namespace_pod_security(subject: Subject, findings: Findings) -> None:
+    labels = dig(subject.props, "metadata", "labels", default={})
+    for mode in ("enforce", "warn", "audit"):
+        label = f"{POD_SECURITY_LABEL}/{mode}"
+        with findings.verifying():
+            level = dig(labels, label)
+            if level is None:
+                findings.violation(f"no {label} label")
+            elif level not in POD_SECURITY_LEVELS:
+                findings.violation(f"{label} is '{level}', none of {', '.join(POD_SECURITY_LEVELS)}")
+            elif mode != "enforce" and level != "restricted":
+                findings.violation(f"{label} is {level}; use restricted")
+        with findings.verifying():
+            version = dig(labels, f"{label}-version")
+            if version is not None and not POD_SECURITY_VERSION.fullmatch(str(version)):
+                findings.violation(f"{label}-version is '{version}'; use latest or a minor like v1.36")
 
 
 # --- resources, probes, images, identity ------------------------------------------------------------
@@ -581,6 +614,7 @@ POLICIES = [
     seccomp_runtime_default,
     read_only_root_filesystem,
     no_host_access,
+    namespace_pod_security,
     resource_requests_limits,
     liveness_readiness_probes,
     image_pinned,

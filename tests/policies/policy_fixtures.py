@@ -19,6 +19,7 @@ SERVICE = "kubernetes:core/v1:Service"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
@@ -230,6 +231,24 @@ def pdb(app: str = "api", namespace: str = "shop") -> dict[str, Any]:
         "kind": "PodDisruptionBudget",
         "metadata": {"name": app, "namespace": namespace},
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+    }
+
+
+def pod_security(enforce: str = "restricted", **modes: str) -> dict[str, str]:
+    """Pod Security labels: `enforce` as given, warn and audit restricted unless `modes` say otherwise."""
+    levels = {"enforce": enforce, "warn": "restricted", "audit": "restricted", **modes}
+    labels = {}
+    for mode, level in levels.items():
+        labels[f"pod-security.kubernetes.io/{mode}"] = level
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = "v1.36"
+    return labels
+
+
+def namespace(name: str = "shop") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": pod_security()},
     }
 
 

@@ -173,3 +173,13 @@ def test_a_service_that_stops_verifying_the_database_fails(cloud: str) -> None:
     assert [v.message.splitlines()[-1] for v in found] == [
         f"{secret.name}: DATABASE_URL connects with sslmode=require; use verify-full"
     ]
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_namespace_that_drops_its_pod_security_labels_fails(cloud: str) -> None:
+    """What every add-on namespace was before: no label, so the API server admitted privileged pods."""
+    plan = plan_of(cloud, "dev")
+    namespace = next(r for r in plan.objects("Namespace") if r.metadata["name"] == "tracing")
+    resources = tampered(plan, namespace.type, ("metadata.labels", {}), where=namespace.name)
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
+    assert {(v.policy, v.urn) for v in violations} == {("k8s-namespace-pod-security", namespace.urn)}

@@ -316,6 +316,38 @@ CASES = [
         "spec.defaultBackend publishes every path",
         "spec.defaultBackend",
     ),
+    Case(
+        "k8s-namespace-pod-security",
+        fx.NAMESPACE,
+        fx.namespace,
+        (("metadata.labels", {"pod-security.kubernetes.io/enforce": "restricted"}),),
+        "no pod-security.kubernetes.io/warn label",
+        "metadata.labels",
+    ),
+    Case(
+        "k8s-namespace-pod-security",
+        fx.NAMESPACE,
+        fx.namespace,
+        (("metadata.labels", fx.pod_security("privileged", audit="baseline")),),
+        "pod-security.kubernetes.io/audit is baseline; use restricted",
+        "metadata.labels",
+    ),
+    Case(
+        "k8s-namespace-pod-security",
+        fx.NAMESPACE,
+        fx.namespace,
+        (("metadata.labels", fx.pod_security("strict")),),
+        "pod-security.kubernetes.io/enforce is 'strict', none of privileged, baseline, restricted",
+        "metadata.labels",
+    ),
+    Case(
+        "k8s-namespace-pod-security",
+        fx.NAMESPACE,
+        fx.namespace,
+        (("metadata.labels", {**fx.pod_security(), "pod-security.kubernetes.io/warn-version": "1.36"}),),
+        "pod-security.kubernetes.io/warn-version is '1.36'; use latest or a minor like v1.36",
+        "metadata",
+    ),
     # --- AWS ---
     Case(
         "aws-eks-endpoint-restricted",
