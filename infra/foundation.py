@@ -56,6 +56,9 @@ class ClusterFacts:
     # NetworkPolicy egress peers (Kubernetes NetworkPolicyPeer dicts) where Postgres and Redis live:
     # ipBlocks of the data subnets on a cloud, a namespaceSelector in-cluster.
     data_network_peers: list[dict[str, Any]] = field(default_factory=list)
+    # The ports the Kubernetes API server listens on, as the pods' NetworkPolicies see it (the `kubernetes`
+    # Service's endpoints, after its address is translated): 443 on EKS, GKE and AKS.
+    api_server_ports: tuple[int, ...] = (443,)
     # Helm values for the Kubernetes cluster-autoscaler where the cloud's node groups do not resize
     # themselves (EKS); None where the cloud autoscales nodes (GKE, AKS) or there is nothing to scale.
     cluster_autoscaler_values: dict[str, Any] | None = None

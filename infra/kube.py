@@ -46,6 +46,36 @@ def namespace_peer(namespace: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
 
 
+def pods_peer(namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A NetworkPolicy peer for the pods with these labels in one namespace (both selectors in one peer)."""
+    return {**namespace_peer(namespace), "podSelector": {"matchLabels": labels}}
+
+
+# A namespace's first NetworkPolicy: its pods accept and send nothing until another policy says so.
+DEFAULT_DENY: dict[str, Any] = {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+# The cluster's DNS: the kube-dns pods of kube-system (CoreDNS on EKS, AKS, kind, k3d and minikube, kube-dns
+# on GKE Standard; every one labelled k8s-app=kube-dns), namespace and pods in one peer, so a pod that
+# calls itself kube-dns in another namespace answers nobody's queries.
+CLUSTER_DNS = pods_peer("kube-system", {"k8s-app": "kube-dns"})
+# Outside the pod network, where NetworkPolicy can only name addresses: nodes, the API server, Git.
+ANY_ADDRESS = {"ipBlock": {"cidr": "0.0.0.0/0"}}
+
+
+def dns_egress() -> dict[str, Any]:
+    """An egress rule to the cluster's DNS, and nowhere else, on port 53."""
+    return {"to": [CLUSTER_DNS], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def egress_anywhere(ports: tuple[int, ...]) -> dict[str, Any]:
+    """An egress rule to any address on these TCP ports: what NetworkPolicy can say of a destination
+    outside the cluster whose addresses it does not know."""
+    return {"to": [ANY_ADDRESS], "ports": tcp(*ports)}
+
+
 def cpu_autoscaling(deployment_name: Any, min_replicas: int, max_replicas: int) -> dict[str, Any]:
     """A HorizontalPodAutoscaler spec for a Deployment of the service: CPU at 70% of the request.
 

@@ -103,6 +103,8 @@ class LocalFoundation(pulumi.ComponentResource):
                 load_balancer_addresses=False,
                 # The control plane runs as pods of this cluster, which Prometheus can reach.
                 control_plane_metrics=True,
+                # kind, k3d and Docker Desktop serve the API on 6443, minikube on 8443.
+                api_server_ports=(6443, 8443),
                 data_network_peers=[
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA_NAMESPACE}}}
                 ],

@@ -538,6 +538,45 @@ def namespace_network_policy(resources: Sequence[Any], findings: Findings, prod:
                     )
 
 
+# why: pods no policy selects accept from and send to anywhere; a namespace that starts from default deny
+# admits only the flows its policies name, however many pods come later.
+@stack_rule(
+    "k8s-namespace-default-deny",
+    "Every Namespace the program declares has a default-deny NetworkPolicy (every pod, Ingress and Egress, "
+    "no rule): then every flow in or out is one a policy names, for the pods of today and those a chart or a "
+    "teammate adds later, which would otherwise accept from and send to anywhere.",
+)
+def namespace_default_deny(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
+    denied: set[str] = set()
+    for r in resources:
+        if _kind_of(r) == NETWORK_POLICY:
+            with findings.verifying():
+                if _denies_everything(dig(r.props, "spec", default={})):
+                    denied.add(_namespace(r.props))
+    for r in resources:
+        if _kind_of(r) == NAMESPACE:
+            with findings.verifying():
+                name = str(dig(r.props, "metadata", "name"))
+                if name not in denied:
+                    findings.violation(
+                        f"namespace '{name}' has no default-deny NetworkPolicy "
+                        "(podSelector {}, policyTypes Ingress and Egress, no rules)",
+                        r.urn,
+                    )
+
+
+def _denies_everything(spec: Mapping[str, Any]) -> bool:
+    selector = dig(spec, "podSelector", default={})
+    types = {str(t) for t in items(dig(spec, "policyTypes"))}
+    return (
+        not dig(selector, "matchLabels")
+        and not dig(selector, "matchExpressions")
+        and {"Ingress", "Egress"} <= types
+        and not items(dig(spec, "ingress"))
+        and not items(dig(spec, "egress"))
+    )
+
+
 # why: charts bring their own pods; the pack cannot see whether the chart renders a NetworkPolicy.
 @stack_rule(
     "k8s-helm-namespace-network-policy",
@@ -625,6 +664,7 @@ POLICIES = [
     no_loadbalancer_service,
     ingress_no_ops_paths,
     namespace_network_policy,
+    namespace_default_deny,
     helm_namespace_network_policy,
     pdb_for_multi_replica,
 ]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from config import KUBERNETES_VERSION
+from flows import Address, Pod, allowed, receives, sends
 from plan import Plan, PlannedResource
 
 PlanFor = Callable[..., Plan]
@@ -22,6 +23,49 @@ ENFORCED = {
     "argocd": "restricted",
     "ingress": "restricted",
 }
+
+
+# The pods, with the labels their charts, the Prometheus operator or the program give them.
+PART_OF = {"app.kubernetes.io/part-of": "platform"}
+API = Pod(
+    "products", {"app.kubernetes.io/name": "product-service", **PART_OF, "app.kubernetes.io/component": "api"}
+)
+GRPC = Pod(
+    "products",
+    {"app.kubernetes.io/name": "product-service-grpc", **PART_OF, "app.kubernetes.io/component": "grpc"},
+)
+MIGRATION = Pod(
+    "products",
+    {"app.kubernetes.io/name": "product-service", **PART_OF, "app.kubernetes.io/component": "migration"},
+)
+PROMETHEUS = Pod(
+    "monitoring", {"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack-prometheus"}
+)
+ALERTMANAGER = Pod("monitoring", {"app.kubernetes.io/name": "alertmanager"})
+GRAFANA = Pod(
+    "monitoring", {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": "kube-prometheus-stack"}
+)
+OPERATOR = Pod("monitoring", {"app": "kube-prometheus-stack-operator", "release": "kube-prometheus-stack"})
+KUBE_STATE_METRICS = Pod("monitoring", {"app.kubernetes.io/name": "kube-state-metrics"})
+JAEGER = Pod("tracing", {"app.kubernetes.io/name": "jaeger", "app.kubernetes.io/component": "all-in-one"})
+TRAEFIK = Pod(
+    "ingress", {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-ingress"}
+)
+ARGOCD_SERVER = Pod(
+    "argocd", {"app.kubernetes.io/name": "argocd-server", "app.kubernetes.io/instance": "argocd"}
+)
+ARGOCD_REPO_SERVER = Pod("argocd", {"app.kubernetes.io/name": "argocd-repo-server"})
+ARGOCD_CONTROLLER = Pod("argocd", {"app.kubernetes.io/name": "argocd-application-controller"})
+ARGOCD_REDIS = Pod("argocd", {"app.kubernetes.io/name": "argocd-redis"})
+CLUSTER_DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
+COREDNS_ELSEWHERE = Pod("default", {"k8s-app": "kube-dns"})
+# Outside the pod network.
+NODE = Address("10.0.1.20")
+INTERNET = Address("203.0.113.7")
+PLATFORM_PODS = (
+    API, GRPC, MIGRATION, PROMETHEUS, ALERTMANAGER, GRAFANA, OPERATOR, KUBE_STATE_METRICS, JAEGER, TRAEFIK,
+    ARGOCD_SERVER, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, ARGOCD_REDIS,
+)  # fmt: skip
 
 
 @pytest.fixture(params=TARGETS, ids=[f"{c}-{p}" for c, p in TARGETS])
@@ -70,3 +114,150 @@ def test_node_exporter_runs_alone_in_the_one_namespace_that_allows_host_access(p
     assert not [r for r in plan.kubernetes_objects() if r.metadata.get("namespace") == "node-exporter"
                 and r.kind != "NetworkPolicy"]  # fmt: skip
     assert not [r for r in plan.of_type(RELEASE) if r.inputs["namespace"] == "node-exporter"]
+
+
+# --- network: default deny and the flows each add-on needs ------------------------------------------
+
+
+def _api_server_port(plan: Plan) -> int:
+    """Where the API server listens: 443 on the clouds, 6443 on kind, k3d and Docker Desktop."""
+    return 6443 if plan.cloud == "local" else 443
+
+
+def test_every_namespace_starts_from_default_deny_both_ways(plan: Plan) -> None:
+    for namespace in plan.objects("Namespace"):
+        name = namespace.metadata["name"]
+        specs = [
+            p.inputs["spec"]
+            for p in plan.objects("NetworkPolicy", name)
+            if p.metadata["name"] == "default-deny"
+        ]
+        assert specs == [{"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}], name
+
+
+def test_every_pod_resolves_names_through_kube_system_dns_only(plan: Plan) -> None:
+    for pod in (p for p in PLATFORM_PODS if p.namespace != "products"):
+        for protocol in ("UDP", "TCP"):
+            assert allowed(plan, pod, CLUSTER_DNS, 53, protocol), pod
+            # Prometheus scrapes every pod on TCP, whatever it calls itself.
+            if not (pod == PROMETHEUS and protocol == "TCP"):
+                assert not allowed(plan, pod, COREDNS_ELSEWHERE, 53, protocol), pod
+
+
+def test_each_addon_reaches_what_it_needs(plan: Plan) -> None:
+    api_server = (Address("172.20.0.1"), _api_server_port(plan))
+    needed = [
+        # Prometheus scrapes every namespace's metrics ports, and the nodes' node-exporter and kubelet.
+        (PROMETHEUS, API, 8080),
+        (PROMETHEUS, GRPC, 9464),
+        (PROMETHEUS, TRAEFIK, 9100),
+        (PROMETHEUS, JAEGER, 8888),
+        (PROMETHEUS, ARGOCD_SERVER, 8083),
+        (PROMETHEUS, KUBE_STATE_METRICS, 8080),
+        (PROMETHEUS, NODE, 9100),
+        (PROMETHEUS, NODE, 10250),
+        (PROMETHEUS, CLUSTER_DNS, 9153),
+        (PROMETHEUS, ALERTMANAGER, 9093),
+        (GRAFANA, PROMETHEUS, 9090),
+        (GRAFANA, ALERTMANAGER, 9093),
+        (PROMETHEUS, *api_server),
+        (OPERATOR, *api_server),
+        (GRAFANA, *api_server),
+        (KUBE_STATE_METRICS, *api_server),
+        # The API server calls the operator's admission webhook from outside the pod network.
+        (api_server[0], OPERATOR, 10250),
+        (API, JAEGER, 4318),
+        (GRPC, JAEGER, 4317),
+        (INTERNET, TRAEFIK, 8000),
+        (INTERNET, TRAEFIK, 8443),
+        (TRAEFIK, API, 8080),
+        (TRAEFIK, GRPC, 50051),
+        (TRAEFIK, *api_server),
+        (ARGOCD_CONTROLLER, *api_server),
+        (ARGOCD_SERVER, *api_server),
+        (ARGOCD_REPO_SERVER, INTERNET, 443),
+        (ARGOCD_REPO_SERVER, INTERNET, 22),
+    ]
+    assert [flow for flow in needed if not allowed(plan, *flow)] == []
+
+
+def test_nothing_else_gets_through(plan: Plan) -> None:
+    intruders = [Pod(namespace, {"app": "intruder"}) for namespace in ENFORCED]
+    refused = [
+        (INTERNET, TRAEFIK, 9100),
+        (INTERNET, GRAFANA, 3000),
+        (INTERNET, PROMETHEUS, 9090),
+        (TRAEFIK, PROMETHEUS, 9090),
+        # The admin UIs are not published by default.
+        (TRAEFIK, GRAFANA, 3000),
+        (TRAEFIK, ARGOCD_SERVER, 8080),
+        (API, PROMETHEUS, 9090),
+        (API, GRAFANA, 3000),
+        (JAEGER, INTERNET, 443),
+        (JAEGER, API, 8080),
+        (PROMETHEUS, INTERNET, 5432),
+        (ALERTMANAGER, INTERNET, 80),
+        (ARGOCD_REDIS, INTERNET, 22),
+        (ARGOCD_SERVER, INTERNET, 22),
+        (Address("172.20.0.1"), GRAFANA, 3000),
+        *((intruder, INTERNET, 80) for intruder in intruders),
+        *(
+            (intruder, API, 8080)
+            for intruder in intruders
+            if intruder.namespace not in ("ingress", "monitoring")
+        ),
+        *((intruder, JAEGER, 4318) for intruder in intruders if intruder.namespace != "products"),
+    ]
+    assert [flow for flow in refused if allowed(plan, *flow)] == []
+
+
+def test_the_api_servers_port_is_open_at_any_address_to_the_namespaces_that_call_it(plan: Plan) -> None:
+    """NetworkPolicy sees the API server at its endpoints' addresses, which the program does not know (a
+    cloud's control plane): the namespaces whose pods call it may send to its port anywhere. On the
+    clouds that port is 443, so they reach HTTPS anywhere; Jaeger and the service, which do not call
+    it, reach no address outside the cluster but the data services'."""
+    port = _api_server_port(plan)
+    for pod in (PROMETHEUS, ALERTMANAGER, GRAFANA, ARGOCD_REDIS, TRAEFIK):
+        assert allowed(plan, pod, INTERNET, port), pod
+    for pod in (JAEGER, API, GRPC, MIGRATION):
+        assert not allowed(plan, pod, INTERNET, port), pod
+
+
+def test_published_admin_uis_are_reachable_from_the_ingress_controller_only(plan_for: PlanFor) -> None:
+    plan = plan_for("aws", "prod", adminAllowedCidrs=["203.0.113.0/24"])
+    assert allowed(plan, TRAEFIK, GRAFANA, 3000) and allowed(plan, TRAEFIK, ARGOCD_SERVER, 8080)
+    assert not allowed(plan, API, GRAFANA, 3000) and not allowed(plan, API, ARGOCD_SERVER, 8080)
+
+
+def test_alertmanager_reaches_the_webhook_receiver_once_there_is_one(plan_for: PlanFor) -> None:
+    webhook = "https://hooks.example.com/services/T000/B000/abcdefghijklmnop"
+    plan = plan_for("gcp", "prod", alertWebhookUrl=webhook)
+    assert allowed(plan, ALERTMANAGER, INTERNET, 443)
+    assert not allowed(plan, ALERTMANAGER, INTERNET, 80)
+
+
+def test_argocd_components_talk_among_themselves_under_the_charts_own_policies(plan: Plan) -> None:
+    """The program lets Argo CD's components send to each other; what each admits is the chart's own
+    NetworkPolicies (9.6.0: repo-server from the server, controller, ApplicationSet and notifications,
+    Redis from the server, repo-server and controller, Dex from the server). The server's own would admit
+    every source, so the program's admits its clients instead."""
+    assert sends(plan, ARGOCD_CONTROLLER, ARGOCD_REPO_SERVER, 8081)
+    assert sends(plan, ARGOCD_SERVER, ARGOCD_REDIS, 6379)
+    assert not receives(plan, ARGOCD_REPO_SERVER, ARGOCD_CONTROLLER, 8081), "the chart's policy admits it"
+    values = _release(plan, "argo-cd").inputs["values"]
+    assert {
+        c: values[c]["networkPolicy"]["create"] for c in ("controller", "repoServer", "redis", "dex")
+    } == dict.fromkeys(("controller", "repoServer", "redis", "dex"), True)
+    assert values["server"]["networkPolicy"]["create"] is False
+
+
+def test_every_release_waits_for_its_namespaces_network_policies(plan: Plan) -> None:
+    """The charts' hook Jobs (kube-prometheus-stack's CRD upgrade and webhook certificate) run before the
+    release's other objects: the flows they need must already be open."""
+    for release in plan.of_type(RELEASE):
+        namespaces = {release.inputs["namespace"]} - {"kube-system"}
+        if release.inputs["chart"].endswith("kube-prometheus-stack"):
+            namespaces.add("node-exporter")
+        for namespace in namespaces:
+            policies = {p.urn for p in plan.objects("NetworkPolicy", namespace)}
+            assert policies and policies <= set(release.dependencies), (release.name, namespace)

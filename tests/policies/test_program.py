@@ -183,3 +183,15 @@ def test_a_namespace_that_drops_its_pod_security_labels_fails(cloud: str) -> Non
     resources = tampered(plan, namespace.type, ("metadata.labels", {}), where=namespace.name)
     violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
     assert {(v.policy, v.urn) for v in violations} == {("k8s-namespace-pod-security", namespace.urn)}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_namespace_whose_default_deny_lets_traffic_in_fails(cloud: str) -> None:
+    plan = plan_of(cloud, "dev")
+    deny = next(
+        r for r in plan.objects("NetworkPolicy", "monitoring") if r.metadata["name"] == "default-deny"
+    )
+    resources = tampered(plan, deny.type, ("spec.ingress", [{}]), where=deny.name)
+    namespace = plan.object("Namespace", "monitoring")
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
+    assert {(v.policy, v.urn) for v in violations} == {("k8s-namespace-default-deny", namespace.urn)}
