@@ -24,11 +24,14 @@ from cluster import (
 from config import PlatformConfig
 from foundation import Foundation
 from kube import (
+    DEFAULT_DENY,
     container_security,
     cpu_autoscaling,
+    dns_egress,
     ingress_await,
     namespace_peer,
     pod_security_labels,
+    pods_peer,
     resources,
     spread,
 )
@@ -57,6 +60,8 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform
 # to and the disruption budget counts. A budget that also matched the Job's pod found no scale subresource
 # on the Job and allowed no disruption at all, so a node drain blocked.
 API_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "api"}
+MIGRATION_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "migration"}
+GRPC_POD_LABELS = grpc_labels(LABELS["app.kubernetes.io/part-of"])
 # What the Ingress publishes: the API and its OpenAPI document. Probes and metrics stay in the cluster
 # (the kubelet and Prometheus reach the pods directly); a public /ready let anyone make every pod query
 # Postgres and ping Redis. Kubernetes' Prefix compares whole `/`-separated elements (`/api` takes
@@ -143,7 +148,7 @@ class ProductService(pulumi.ComponentResource):
         )
         env = _environment(credentials.metadata["name"], SERVER_CREDENTIALS, settings.metadata["name"])
         trust = self._trust(foundation)
-        self._network_policies(foundation)
+        server_egress = self._network_policies(foundation, addons)
 
         migration = None
         if gitops:
@@ -155,13 +160,14 @@ class ProductService(pulumi.ComponentResource):
             "grpc",
             cfg,
             NAMESPACE,
-            grpc_labels(LABELS["app.kubernetes.io/part-of"]),
+            GRPC_POD_LABELS,
             addons,
             pod_spec=lambda container: _pod_spec(
                 cfg, account.metadata["name"], container, restart_policy="Always", trust=trust
             ),
             container=_container(cfg, env, resources=resources("100m", "256Mi", "1", "512Mi")),
             migration=migration,
+            egress=server_egress,
             load_balancer_addresses=foundation.cluster.load_balancer_addresses,
             provider=self._provider,
             depends_on=self._ready,
@@ -245,13 +251,13 @@ class ProductService(pulumi.ComponentResource):
             "migrate",
             metadata={
                 "namespace": NAMESPACE,
-                "labels": {**LABELS, "app.kubernetes.io/component": "migration"},
+                "labels": MIGRATION_POD_LABELS,
             },
             spec={
                 "backoffLimit": 3,
                 "activeDeadlineSeconds": 600,
                 "template": {
-                    "metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "migration"}},
+                    "metadata": {"labels": MIGRATION_POD_LABELS},
                     "spec": _pod_spec(
                         cfg,
                         account.metadata["name"],
@@ -371,12 +377,21 @@ class ProductService(pulumi.ComponentResource):
         depends_on = [*getattr(self, "_ready", []), *kwargs.pop("depends_on", [])]
         return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on, **kwargs)
 
-    def _network_policies(self, foundation: Foundation) -> None:
-        """Default deny both ways, then exactly the traffic the service needs."""
+    def _network_policies(self, foundation: Foundation, addons: ClusterAddons) -> list[dict[str, Any]]:
+        """Default deny both ways, then exactly the traffic each workload needs, per port: the ingress
+        controller and Prometheus reach the API's pods; the REST and gRPC pods reach DNS, Postgres, Redis
+        and Jaeger's OTLP ports; the migration Job, DNS and Postgres only. Where the data services run in
+        the cluster, they admit these same workloads and no one else. Returns the servers' egress rules,
+        which the gRPC pods get too."""
+        data = foundation.cluster.data_network_peers
+        postgres = {"to": data, "ports": [{"protocol": "TCP", "port": foundation.postgres.port}]}
+        redis = {"to": data, "ports": [{"protocol": "TCP", "port": foundation.redis.port}]}
+        # Without the jaeger add-on the service has no OTLP endpoint and traces nothing.
+        server_egress = [dns_egress(), postgres, redis, *([traces_egress()] if addons.otlp_endpoint else [])]
         policies: dict[str, dict[str, Any]] = {
-            "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            "default-deny": DEFAULT_DENY,
             "allow-ingress-controller-and-prometheus": {
-                "podSelector": {"matchLabels": LABELS},
+                "podSelector": {"matchLabels": API_POD_LABELS},
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
@@ -385,28 +400,17 @@ class ProductService(pulumi.ComponentResource):
                     }
                 ],
             },
-            # Every pod in the namespace (the service and its migration Job) resolves names and
-            # reaches the data services; only the service sends traces.
-            "allow-egress-dns-and-data": {
-                "podSelector": {},
+            "allow-api-egress": {
+                "podSelector": {"matchLabels": API_POD_LABELS},
                 "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
-                        ],
-                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                    },
-                    {
-                        "to": foundation.cluster.data_network_peers,
-                        "ports": [
-                            {"protocol": "TCP", "port": foundation.postgres.port},
-                            {"protocol": "TCP", "port": foundation.redis.port},
-                        ],
-                    },
-                ],
+                "egress": server_egress,
             },
-            "allow-egress-traces": traces_egress(LABELS),
+            # `migrate` reads DATABASE_URL alone: no cache, no traces.
+            "allow-migration-egress": {
+                "podSelector": {"matchLabels": MIGRATION_POD_LABELS},
+                "policyTypes": ["Egress"],
+                "egress": [dns_egress(), postgres],
+            },
         }
         for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(
@@ -415,6 +419,12 @@ class ProductService(pulumi.ComponentResource):
                 spec=spec,
                 opts=self._k8s(),
             )
+        if foundation.cluster.admit_data_clients is not None:
+            servers = [pods_peer(NAMESPACE, API_POD_LABELS), pods_peer(NAMESPACE, GRPC_POD_LABELS)]
+            foundation.cluster.admit_data_clients(
+                [*servers, pods_peer(NAMESPACE, MIGRATION_POD_LABELS)], servers
+            )
+        return server_egress
 
 
 def _credentials(cfg: PlatformConfig, foundation: Foundation, parent: pulumi.Resource) -> dict[str, Any]:

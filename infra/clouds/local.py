@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
-from kube import container_security, pod_security_labels, resources
+from kube import DEFAULT_DENY, container_security, pod_security_labels, resources
 from passwords import supplied_or_generated
 
 DATA_NAMESPACE = "platform-data"
@@ -108,6 +108,7 @@ class LocalFoundation(pulumi.ComponentResource):
                 data_network_peers=[
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA_NAMESPACE}}}
                 ],
+                admit_data_clients=self._admit_data_clients,
             ),
         )
         self.register_outputs(
@@ -118,27 +119,25 @@ class LocalFoundation(pulumi.ComponentResource):
         )
 
     def _data_network_policies(self) -> None:
-        """Deny everything, then admit only the two server ports (any namespace may be a client:
-        the passwords guard the data; the app's own egress policy names this namespace)."""
+        """Deny everything: the servers admit only the clients the layers above name (_admit_data_clients)
+        and send nothing."""
         k8s.networking.v1.NetworkPolicy(
             "data-default-deny",
             metadata={"name": "default-deny", "namespace": self._ns},
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            spec=DEFAULT_DENY,
             opts=self._k8s,
         )
-        for app, port in (("postgres", POSTGRES_PORT), ("redis", REDIS_PORT)):
+
+    def _admit_data_clients(self, postgres: list[dict[str, Any]], redis: list[dict[str, Any]]) -> None:
+        """Postgres's and Redis's server ports, each open to its own clients only (NetworkPolicy peers)."""
+        for app, port, clients in (("postgres", POSTGRES_PORT, postgres), ("redis", REDIS_PORT, redis)):
             k8s.networking.v1.NetworkPolicy(
                 f"{app}-ingress",
                 metadata={"name": f"{app}-ingress", "namespace": self._ns},
                 spec={
                     "podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
                     "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {
-                            "from": [{"namespaceSelector": {}}],
-                            "ports": [{"protocol": "TCP", "port": port}],
-                        }
-                    ],
+                    "ingress": [{"from": clients, "ports": [{"protocol": "TCP", "port": port}]}],
                 },
                 opts=self._k8s,
             )

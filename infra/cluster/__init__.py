@@ -760,21 +760,9 @@ def _present(*resources: pulumi.Resource | None) -> list[pulumi.Resource]:
     return [r for r in resources if r is not None]
 
 
-def traces_egress(pod_labels: dict[str, str]) -> dict[str, Any]:
-    """A NetworkPolicy spec letting these pods send traces to Jaeger's OTLP ports, and nothing else."""
-    return {
-        "podSelector": {"matchLabels": pod_labels},
-        "policyTypes": ["Egress"],
-        "egress": [
-            {
-                "to": [namespace_peer(TRACING_NAMESPACE)],
-                "ports": [
-                    {"protocol": "TCP", "port": OTLP_GRPC_PORT},
-                    {"protocol": "TCP", "port": OTLP_HTTP_PORT},
-                ],
-            }
-        ],
-    }
+def traces_egress() -> dict[str, Any]:
+    """A NetworkPolicy egress rule to Jaeger's OTLP ports, for the pods that send traces."""
+    return {"to": [namespace_peer(TRACING_NAMESPACE)], "ports": tcp(OTLP_GRPC_PORT, OTLP_HTTP_PORT)}
 
 
 def _jaeger_url(port: int) -> str:

@@ -509,6 +509,58 @@ def _elements(path: str) -> list[str]:
     return [element for element in path.split("/") if element]
 
 
+# --- network -----------------------------------------------------------------------------------------
+
+
+# why: port 53 open to "pods labelled k8s-app=kube-dns" in any namespace (or to any address) lets a pod
+# that calls itself the cluster's DNS answer lookups, or carry data out through them.
+@resource_rule(
+    "k8s-network-policy-dns-to-kube-system",
+    "An egress rule that opens DNS (port 53) sends it to kube-system's DNS pods only: each peer names the "
+    "kube-system namespace (kubernetes.io/metadata.name) and selects pods in it. A pod selector alone, in "
+    "any namespace, lets a pod that calls itself kube-dns answer the lookups or carry data out through "
+    "them; an address block lets anything do so.",
+    (NETWORK_POLICY,),
+)
+def network_policy_dns_to_kube_system(subject: Subject, findings: Findings) -> None:
+    for index, rule in enumerate(items(dig(subject.props, "spec", "egress"))):
+        with findings.verifying():
+            if not any(_opens_dns(port) for port in items(dig(rule, "ports"))):
+                continue
+            peers = items(dig(rule, "to"))
+            if not peers:
+                findings.violation(f"egress rule {index} opens DNS to every destination; {DNS_ADVICE}")
+            for peer in peers:
+                wrong = _not_kube_system_dns(peer)
+                if wrong:
+                    findings.violation(f"egress rule {index} opens DNS to {wrong}; {DNS_ADVICE}")
+
+
+DNS_ADVICE = "name kube-system (kubernetes.io/metadata.name) and its DNS pods in one peer"
+
+
+def _opens_dns(port: Mapping[str, Any]) -> bool:
+    """A port entry that names DNS: 53, a range over it, or a port named dns. (An entry without a port
+    opens every port, as Prometheus's scrapes do; that is not a rule about DNS.)"""
+    number_ = number(dig(port, "port"))
+    if number_ is None:
+        return str(dig(port, "port", default="")).startswith("dns")
+    end = number(dig(port, "endPort")) or number_
+    return number_ <= 53 <= end
+
+
+def _not_kube_system_dns(peer: Mapping[str, Any]) -> str | None:
+    """What a peer opens beyond kube-system's DNS pods, or None."""
+    if dig(peer, "ipBlock") is not None:
+        return f"the addresses {dig(peer, 'ipBlock', 'cidr')}"
+    if dig(peer, "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name") != "kube-system":
+        return "pods outside kube-system"
+    selector = dig(peer, "podSelector", default={})
+    if not dig(selector, "matchLabels") and not dig(selector, "matchExpressions"):
+        return "every pod of kube-system"
+    return None
+
+
 # --- stack-wide: network isolation and disruption budgets ---------------------------------------------
 
 
@@ -663,6 +715,7 @@ POLICIES = [
     hpa_min_replicas,
     no_loadbalancer_service,
     ingress_no_ops_paths,
+    network_policy_dns_to_kube_system,
     namespace_network_policy,
     namespace_default_deny,
     helm_namespace_network_policy,

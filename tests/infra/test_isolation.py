@@ -3,6 +3,7 @@ creates, and the network flows each one admits."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 import pytest
@@ -136,7 +137,7 @@ def test_every_namespace_starts_from_default_deny_both_ways(plan: Plan) -> None:
 
 
 def test_every_pod_resolves_names_through_kube_system_dns_only(plan: Plan) -> None:
-    for pod in (p for p in PLATFORM_PODS if p.namespace != "products"):
+    for pod in PLATFORM_PODS:
         for protocol in ("UDP", "TCP"):
             assert allowed(plan, pod, CLUSTER_DNS, 53, protocol), pod
             # Prometheus scrapes every pod on TCP, whatever it calls itself.
@@ -261,3 +262,58 @@ def test_every_release_waits_for_its_namespaces_network_policies(plan: Plan) -> 
         for namespace in namespaces:
             policies = {p.urn for p in plan.objects("NetworkPolicy", namespace)}
             assert policies and policies <= set(release.dependencies), (release.name, namespace)
+
+
+# --- the service's egress, per workload and port, and who reaches its data ------------------------------
+
+
+def _data(plan: Plan) -> tuple[tuple[Pod | Address, int], tuple[Pod | Address, int]]:
+    """(Postgres, port), (Redis, port): the in-cluster StatefulSets' pods on the local target, an address
+    of the data services' network (the Foundation's data_network_peers) on a cloud."""
+    postgres_port, redis_port = (
+        int(plan.outputs[key].rsplit(":", 1)[1]) for key in ("database_endpoint", "redis_endpoint")
+    )
+    if plan.cloud == "local":
+        data = {"app.kubernetes.io/part-of": "platform"}
+        return (
+            (Pod("platform-data", {"app.kubernetes.io/name": "postgres", **data}), postgres_port),
+            (Pod("platform-data", {"app.kubernetes.io/name": "redis", **data}), redis_port),
+        )
+    egress = plan.object("NetworkPolicy", "allow-api-egress").inputs["spec"]["egress"]
+    [cidr, *_] = [peer["ipBlock"]["cidr"] for rule in egress for peer in rule["to"] if "ipBlock" in peer]
+    address = Address(str(next(ipaddress.ip_network(cidr).hosts())))
+    return (address, postgres_port), (address, redis_port)
+
+
+def test_each_workload_reaches_only_the_data_it_uses(plan: Plan) -> None:
+    (postgres, postgres_port), (redis, redis_port) = _data(plan)
+    for server in (API, GRPC):
+        assert allowed(plan, server, postgres, postgres_port) and allowed(plan, server, redis, redis_port)
+        assert allowed(plan, server, JAEGER, 4318)
+    assert allowed(plan, MIGRATION, postgres, postgres_port)
+    # `migrate` reads DATABASE_URL alone.
+    assert not allowed(plan, MIGRATION, redis, redis_port)
+    assert not allowed(plan, MIGRATION, JAEGER, 4318)
+
+
+def test_no_one_but_the_services_workloads_reaches_the_data(plan: Plan) -> None:
+    """From the platform's namespaces, on every target. From a namespace the platform does not own, only
+    the in-cluster data's own policies answer (local); a cloud's data services answer to the cloud's
+    network rules, which NetworkPolicy does not write."""
+    (postgres, postgres_port), (redis, redis_port) = _data(plan)
+    impostor = Pod(
+        "default", {"app.kubernetes.io/name": "product-service", "app.kubernetes.io/component": "api"}
+    )
+    others = [
+        Pod("products", {"app": "intruder"}),
+        *(pod for pod in PLATFORM_PODS if pod.namespace != "products"),
+        *(Pod(namespace, {"app": "intruder"}) for namespace in ENFORCED if namespace != "products"),
+        *([impostor] if plan.cloud == "local" else []),
+    ]
+    reached = [
+        (pod, target)
+        for pod in others
+        for target, port in ((postgres, postgres_port), (redis, redis_port))
+        if allowed(plan, pod, target, port)
+    ]
+    assert reached == []

@@ -252,6 +252,33 @@ def namespace(name: str = "shop") -> dict[str, Any]:
     }
 
 
+def dns_network_policy(namespace: str = "shop") -> dict[str, Any]:
+    """Every pod of the namespace may resolve names through kube-system's DNS pods, and nothing more."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-dns", "namespace": namespace},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                            },
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+                {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 5432}]},
+            ],
+        },
+    }
+
+
 def network_policy(namespace: str = "shop") -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",

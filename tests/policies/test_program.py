@@ -195,3 +195,20 @@ def test_a_namespace_whose_default_deny_lets_traffic_in_fails(cloud: str) -> Non
     namespace = plan.object("Namespace", "monitoring")
     violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
     assert {(v.policy, v.urn) for v in violations} == {("k8s-namespace-default-deny", namespace.urn)}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_dns_to_any_namespaces_kube_dns_pods_again_fails(cloud: str) -> None:
+    """What the service's egress said before: port 53 to any pod labelled k8s-app=kube-dns, anywhere."""
+    plan = plan_of(cloud, "dev")
+    policy = plan.object("NetworkPolicy", "allow-api-egress")
+    resources = tampered(plan, policy.type, ("spec.egress[0].to[0].namespaceSelector", {}), where=policy.name)
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
+    assert [(v.policy, v.urn, v.message.splitlines()[-1]) for v in violations] == [
+        (
+            "k8s-network-policy-dns-to-kube-system",
+            policy.urn,
+            "egress rule 0 opens DNS to pods outside kube-system; "
+            "name kube-system (kubernetes.io/metadata.name) and its DNS pods in one peer",
+        )
+    ]
