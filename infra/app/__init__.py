@@ -71,6 +71,15 @@ PUBLIC_PATHS = (("/api", "Prefix"), ("/openapi.json", "Exact"))
 # holds neither the cache's password nor the key that signs write tokens.
 SERVER_CREDENTIALS = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
 MIGRATION_CREDENTIALS = ("DATABASE_URL",)
+# Delivered through Argo CD, what its project lets it sync from Git, (API group, kind): the workloads, no
+# more (the platform's objects stay Pulumi's), into the service's namespace of this cluster only.
+SYNCED_KINDS = (
+    ("batch", "Job"),
+    ("apps", "Deployment"),
+    ("autoscaling", "HorizontalPodAutoscaler"),
+    ("policy", "PodDisruptionBudget"),
+)
+IN_CLUSTER = "https://kubernetes.default.svc"
 
 
 class ProductService(pulumi.ComponentResource):
@@ -330,28 +339,47 @@ class ProductService(pulumi.ComponentResource):
     def _argocd_application(self, cfg: PlatformConfig, addons: ClusterAddons) -> None:
         """Argo CD syncs the workloads (migration Job, Deployment, HPA, PDB) from a Kustomize directory
         in Git; Pulumi keeps what the platform owns (namespace, credentials, settings, network policy,
-        Service, Ingress, monitoring) and pins the image, so `platform:image` still decides the release."""
+        Service, Ingress, monitoring) and pins the image, so `platform:image` still decides the release.
+        The Application belongs to a project of its own, which lets it sync only that repository, only
+        into NAMESPACE and only SYNCED_KINDS (Argo CD's `default` project allows any of them anywhere)."""
+        project = k8s.apiextensions.CustomResource(
+            "app-project",
+            api_version="argoproj.io/v1alpha1",
+            kind="AppProject",
+            metadata={"name": NAME, "namespace": ARGOCD_NAMESPACE},
+            spec={
+                "description": "The product service's workloads, synced from Git",
+                "sourceRepos": [cfg.gitops_repo_url],
+                "destinations": [{"server": IN_CLUSTER, "namespace": NAMESPACE}],
+                # No cluster-scoped kind: an empty allow-list (and no deny-list) allows none.
+                "clusterResourceWhitelist": [],
+                "namespaceResourceWhitelist": [
+                    {"group": group, "kind": kind} for group, kind in SYNCED_KINDS
+                ],
+            },
+            opts=self._k8s(depends_on=[addons.argocd]),
+        )
         k8s.apiextensions.CustomResource(
             "application",
             api_version="argoproj.io/v1alpha1",
             kind="Application",
             metadata={"name": NAME, "namespace": ARGOCD_NAMESPACE},
             spec={
-                "project": "default",
+                "project": NAME,
                 "source": {
                     "repoURL": cfg.gitops_repo_url,
                     "path": cfg.gitops_path,
                     "targetRevision": cfg.gitops_revision,
                     "kustomize": {"images": [cfg.image]},
                 },
-                "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE},
+                "destination": {"server": IN_CLUSTER, "namespace": NAMESPACE},
                 "syncPolicy": {
                     "automated": {"prune": True, "selfHeal": True},
                     "syncOptions": ["CreateNamespace=false"],
                     "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
                 },
             },
-            opts=self._k8s(depends_on=[addons.argocd]),
+            opts=self._k8s(depends_on=[addons.argocd, project]),
         )
 
     def _trust(self, foundation: Foundation) -> list[dict[str, Any]]:

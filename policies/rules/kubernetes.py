@@ -62,6 +62,8 @@ SERVICE = "kubernetes:core/v1:Service"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 NAMESPACE = "kubernetes:core/v1:Namespace"
+ARGOCD_APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+ARGOCD_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 HPA_TYPES = (
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
@@ -561,6 +563,49 @@ def _not_kube_system_dns(peer: Mapping[str, Any]) -> str | None:
     return None
 
 
+# --- GitOps ------------------------------------------------------------------------------------------
+
+
+# why: Argo CD's controller may write anything anywhere (its chart's ClusterRole); the project is what
+# limits what a commit to the synced repository can make it deploy.
+@resource_rule(
+    "argocd-project-scoped",
+    "Argo CD Applications belong to a project other than `default`, and every AppProject names its "
+    "repositories, its destinations and the namespaced kinds it may deploy, without wildcards: `default` "
+    "and a wildcard let whoever commits to the repository deploy any kind into any namespace, with the "
+    "controller's cluster-wide rights.",
+    (ARGOCD_APPLICATION, ARGOCD_PROJECT),
+)
+def argocd_project_scoped(subject: Subject, findings: Findings) -> None:
+    if subject.type == ARGOCD_APPLICATION:
+        project = dig(subject.props, "spec", "project", default="default")
+        if project in ("", "default"):
+            findings.violation("Application uses the `default` project, which allows any kind anywhere")
+        return
+    spec = dig(subject.props, "spec", default={})
+    checks: list[tuple[str, tuple[str, ...], bool]] = [
+        ("sourceRepos", (), True),
+        ("destinations", ("server", "name", "namespace"), True),
+        ("namespaceResourceWhitelist", ("group", "kind"), True),
+        ("clusterResourceWhitelist", ("group", "kind"), False),
+    ]
+    for field, keys, required in checks:
+        with findings.verifying():
+            entries = items(dig(spec, field))
+            if required and not entries:
+                findings.violation(f"spec.{field} is empty; name what the project allows")
+            for entry in entries:
+                values = [entry] if not keys else [dig(entry, key, default="") for key in keys]
+                if any("*" in str(value) for value in values):
+                    findings.violation(f"spec.{field} allows a wildcard ({_entry(entry, keys)})")
+
+
+def _entry(entry: Any, keys: tuple[str, ...]) -> str:
+    if not keys:
+        return str(entry)
+    return ", ".join(f"{key}={dig(entry, key)}" for key in keys if dig(entry, key) is not None)
+
+
 # --- stack-wide: network isolation and disruption budgets ---------------------------------------------
 
 
@@ -716,6 +761,7 @@ POLICIES = [
     no_loadbalancer_service,
     ingress_no_ops_paths,
     network_policy_dns_to_kube_system,
+    argocd_project_scoped,
     namespace_network_policy,
     namespace_default_deny,
     helm_namespace_network_policy,

@@ -317,3 +317,35 @@ def test_no_one_but_the_services_workloads_reaches_the_data(plan: Plan) -> None:
         if allowed(plan, pod, target, port)
     ]
     assert reached == []
+
+
+# --- Argo CD's reach ----------------------------------------------------------------------------------
+
+
+GITOPS = {"delivery": "argocd", "gitopsRepoUrl": "https://git.example.com/deploy.git"}
+
+
+@pytest.mark.parametrize("cloud", ["aws", "local"])
+def test_argocd_may_sync_only_the_workloads_it_took_over_into_the_services_namespace(
+    plan_for: PlanFor, cloud: str
+) -> None:
+    gitops = plan_for(cloud, "prod", **GITOPS)
+    [application] = gitops.objects("Application")
+    [project] = gitops.objects("AppProject")
+    assert application.inputs["spec"]["project"] == project.metadata["name"] != "default"
+    assert project.urn in application.dependencies
+    spec = project.inputs["spec"]
+    assert spec["sourceRepos"] == [GITOPS["gitopsRepoUrl"]]
+    assert spec["destinations"] == [{"server": "https://kubernetes.default.svc", "namespace": "products"}]
+    assert spec["clusterResourceWhitelist"] == []
+    # Exactly what direct delivery declares in products and Argo CD delivery leaves to Git.
+    direct = plan_for(cloud, "prod")
+
+    def kinds(plan: Plan) -> set[tuple[str, str]]:
+        return {
+            (r.inputs["apiVersion"].rpartition("/")[0], r.kind or "") for r in plan.kubernetes_objects()
+            if r.metadata.get("namespace") == "products"
+        }  # fmt: skip
+
+    handed_over = kinds(direct) - kinds(gitops)
+    assert {(k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"]} == handed_over

@@ -20,6 +20,8 @@ HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 NAMESPACE = "kubernetes:core/v1:Namespace"
+ARGOCD_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
+ARGOCD_APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
@@ -249,6 +251,33 @@ def namespace(name: str = "shop") -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": name, "labels": pod_security()},
+    }
+
+
+def argocd_project() -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "shop", "namespace": "argocd"},
+        "spec": {
+            "sourceRepos": ["https://git.example.com/deploy.git"],
+            "destinations": [{"server": "https://kubernetes.default.svc", "namespace": "shop"}],
+            "clusterResourceWhitelist": [],
+            "namespaceResourceWhitelist": [{"group": "apps", "kind": "Deployment"}],
+        },
+    }
+
+
+def argocd_application() -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "namespace": "argocd"},
+        "spec": {
+            "project": "shop",
+            "source": {"repoURL": "https://git.example.com/deploy.git", "path": "deploy/shop"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"},
+        },
     }
 
 

@@ -212,3 +212,16 @@ def test_dns_to_any_namespaces_kube_dns_pods_again_fails(cloud: str) -> None:
             "name kube-system (kubernetes.io/metadata.name) and its DNS pods in one peer",
         )
     ]
+
+
+GITOPS = {"delivery": "argocd", "gitopsRepoUrl": "https://git.example.com/deploy.git"}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_argocd_delivery_passes_the_gate_and_fails_it_in_the_default_project(cloud: str) -> None:
+    plan = plan_of(cloud, "prod", **GITOPS)
+    assert not gate.has_mandatory_violations(gate.evaluate(plan))
+    application = plan.object("Application", "product-service")
+    resources = tampered(plan, application.type, ("spec.project", "default"), where=application.name)
+    violations = [v for v in gate.evaluate(resources, "prod") if v.mandatory]
+    assert [(v.policy, v.urn) for v in violations] == [("argocd-project-scoped", application.urn)]
