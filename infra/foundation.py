@@ -7,6 +7,7 @@ never learn which cloud they run on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,13 @@ class ClusterFacts:
     # NetworkPolicy egress peers (Kubernetes NetworkPolicyPeer dicts) where Postgres and Redis live:
     # ipBlocks of the data subnets on a cloud, a namespaceSelector in-cluster.
     data_network_peers: list[dict[str, Any]] = field(default_factory=list)
+    # The ports the Kubernetes API server listens on, as the pods' NetworkPolicies see it (the `kubernetes`
+    # Service's endpoints, after its address is translated): 443 on EKS, GKE and AKS.
+    api_server_ports: tuple[int, ...] = (443,)
+    # Where Postgres and Redis run in the cluster (the local target's StatefulSets): admits their clients,
+    # given as NetworkPolicy peers (Postgres's, Redis's), and nobody else. None where the data services
+    # live outside the cluster, behind the cloud's own network rules.
+    admit_data_clients: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None] | None = None
     # Helm values for the Kubernetes cluster-autoscaler where the cloud's node groups do not resize
     # themselves (EKS); None where the cloud autoscales nodes (GKE, AKS) or there is nothing to scale.
     cluster_autoscaler_values: dict[str, Any] | None = None

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-# Namespaces whose pods must meet the `restricted` Pod Security Standard, enforced by the API server.
-RESTRICTED_NAMESPACE_LABELS = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-}
+# A Pod Security Standard (https://kubernetes.io/docs/concepts/security/pod-security-standards/).
+PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
+
+
+def pod_security_labels(enforce: PodSecurityLevel, kubernetes_version: str) -> dict[str, str]:
+    """Namespace labels for Pod Security admission: the API server refuses pods above `enforce` (the
+    strictest level the namespace's workloads meet), and warns about and audits every pod that is not
+    `restricted`, so a deviation is seen where it is allowed too. Each mode is pinned to the stack's
+    Kubernetes minor (`v1.36`) rather than `latest`: the checks of a minor never change, so a control
+    plane upgraded under the stack (EKS at the end of standard support, GKE's release channel) cannot
+    start refusing pods; the standard moves with platform:kubernetesVersion, in a reviewed change. A
+    cluster older than that minor evaluates it at its own newest (k8s.io/pod-security-admission,
+    policy/registry.go: EvaluatePod caps the version at the newest it knows)."""
+    version = f"v{kubernetes_version}"
+    labels: dict[str, str] = {}
+    for mode, level in (("enforce", enforce), ("warn", "restricted"), ("audit", "restricted")):
+        labels[f"pod-security.kubernetes.io/{mode}"] = level
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = version
+    return labels
 
 
 def container_security(**extra: Any) -> dict[str, Any]:
@@ -30,6 +44,36 @@ def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[
 def namespace_peer(namespace: str) -> dict[str, Any]:
     """A NetworkPolicy peer for every pod of one namespace (the label the API server sets on each)."""
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+
+
+def pods_peer(namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A NetworkPolicy peer for the pods with these labels in one namespace (both selectors in one peer)."""
+    return {**namespace_peer(namespace), "podSelector": {"matchLabels": labels}}
+
+
+# A namespace's first NetworkPolicy: its pods accept and send nothing until another policy says so.
+DEFAULT_DENY: dict[str, Any] = {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+# The cluster's DNS: the kube-dns pods of kube-system (CoreDNS on EKS, AKS, kind, k3d and minikube, kube-dns
+# on GKE Standard; every one labelled k8s-app=kube-dns), namespace and pods in one peer, so a pod that
+# calls itself kube-dns in another namespace answers nobody's queries.
+CLUSTER_DNS = pods_peer("kube-system", {"k8s-app": "kube-dns"})
+# Outside the pod network, where NetworkPolicy can only name addresses: nodes, the API server, Git.
+ANY_ADDRESS = {"ipBlock": {"cidr": "0.0.0.0/0"}}
+
+
+def dns_egress() -> dict[str, Any]:
+    """An egress rule to the cluster's DNS, and nowhere else, on port 53."""
+    return {"to": [CLUSTER_DNS], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def egress_anywhere(ports: tuple[int, ...]) -> dict[str, Any]:
+    """An egress rule to any address on these TCP ports: what NetworkPolicy can say of a destination
+    outside the cluster whose addresses it does not know."""
+    return {"to": [ANY_ADDRESS], "ports": tcp(*ports)}
 
 
 def cpu_autoscaling(deployment_name: Any, min_replicas: int, max_replicas: int) -> dict[str, Any]:

@@ -24,11 +24,14 @@ from cluster import (
 from config import PlatformConfig
 from foundation import Foundation
 from kube import (
-    RESTRICTED_NAMESPACE_LABELS,
+    DEFAULT_DENY,
     container_security,
     cpu_autoscaling,
+    dns_egress,
     ingress_await,
     namespace_peer,
+    pod_security_labels,
+    pods_peer,
     resources,
     spread,
 )
@@ -58,6 +61,8 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform
 # to and the disruption budget counts. A budget that also matched the Job's pod found no scale subresource
 # on the Job and allowed no disruption at all, so a node drain blocked.
 API_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "api"}
+MIGRATION_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "migration"}
+GRPC_POD_LABELS = grpc_labels(LABELS["app.kubernetes.io/part-of"])
 # What the Ingress publishes: the API and its OpenAPI document. Probes and metrics stay in the cluster
 # (the kubelet and Prometheus reach the pods directly); a public /ready let anyone make every pod query
 # Postgres and ping Redis. Kubernetes' Prefix compares whole `/`-separated elements (`/api` takes
@@ -67,6 +72,15 @@ PUBLIC_PATHS = (("/api", "Prefix"), ("/openapi.json", "Exact"))
 # holds neither the cache's password nor the key that signs write tokens.
 SERVER_CREDENTIALS = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
 MIGRATION_CREDENTIALS = ("DATABASE_URL",)
+# Delivered through Argo CD, what its project lets it sync from Git, (API group, kind): the workloads, no
+# more (the platform's objects stay Pulumi's), into the service's namespace of this cluster only.
+SYNCED_KINDS = (
+    ("batch", "Job"),
+    ("apps", "Deployment"),
+    ("autoscaling", "HorizontalPodAutoscaler"),
+    ("policy", "PodDisruptionBudget"),
+)
+IN_CLUSTER = "https://kubernetes.default.svc"
 
 
 class ProductService(pulumi.ComponentResource):
@@ -85,9 +99,10 @@ class ProductService(pulumi.ComponentResource):
         self._provider = foundation.provider
         namespace = k8s.core.v1.Namespace(
             "products",
+            # Every pod here (the service, its migration Job) is built restricted.
             metadata={
                 "name": NAMESPACE,
-                "labels": RESTRICTED_NAMESPACE_LABELS,
+                "labels": pod_security_labels("restricted", foundation.cluster.kubernetes_version),
             },
             opts=self._k8s(),
         )
@@ -148,7 +163,7 @@ class ProductService(pulumi.ComponentResource):
         )
         env = _environment(credentials.metadata["name"], SERVER_CREDENTIALS, settings.metadata["name"])
         trust = self._trust(foundation)
-        self._network_policies(foundation)
+        server_egress = self._network_policies(foundation, addons)
 
         # Per-client limits on every route of the API, where the platform's Traefik serves it.
         edge = None
@@ -166,7 +181,7 @@ class ProductService(pulumi.ComponentResource):
             "grpc",
             cfg,
             NAMESPACE,
-            grpc_labels(LABELS["app.kubernetes.io/part-of"]),
+            GRPC_POD_LABELS,
             addons,
             pod_spec=lambda container: _pod_spec(
                 cfg, account.metadata["name"], container, restart_policy="Always", trust=trust
@@ -174,6 +189,7 @@ class ProductService(pulumi.ComponentResource):
             container=_container(cfg, env, resources=resources("100m", "256Mi", "1", "512Mi")),
             migration=migration,
             edge=edge,
+            egress=server_egress,
             load_balancer_addresses=foundation.cluster.load_balancer_addresses,
             provider=self._provider,
             depends_on=self._ready,
@@ -265,13 +281,13 @@ class ProductService(pulumi.ComponentResource):
             "migrate",
             metadata={
                 "namespace": NAMESPACE,
-                "labels": {**LABELS, "app.kubernetes.io/component": "migration"},
+                "labels": MIGRATION_POD_LABELS,
             },
             spec={
                 "backoffLimit": 3,
                 "activeDeadlineSeconds": 600,
                 "template": {
-                    "metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "migration"}},
+                    "metadata": {"labels": MIGRATION_POD_LABELS},
                     "spec": _pod_spec(
                         cfg,
                         account.metadata["name"],
@@ -344,28 +360,47 @@ class ProductService(pulumi.ComponentResource):
     def _argocd_application(self, cfg: PlatformConfig, addons: ClusterAddons) -> None:
         """Argo CD syncs the workloads (migration Job, Deployment, HPA, PDB) from a Kustomize directory
         in Git; Pulumi keeps what the platform owns (namespace, credentials, settings, network policy,
-        Service, Ingress, monitoring) and pins the image, so `platform:image` still decides the release."""
+        Service, Ingress, monitoring) and pins the image, so `platform:image` still decides the release.
+        The Application belongs to a project of its own, which lets it sync only that repository, only
+        into NAMESPACE and only SYNCED_KINDS (Argo CD's `default` project allows any of them anywhere)."""
+        project = k8s.apiextensions.CustomResource(
+            "app-project",
+            api_version="argoproj.io/v1alpha1",
+            kind="AppProject",
+            metadata={"name": NAME, "namespace": ARGOCD_NAMESPACE},
+            spec={
+                "description": "The product service's workloads, synced from Git",
+                "sourceRepos": [cfg.gitops_repo_url],
+                "destinations": [{"server": IN_CLUSTER, "namespace": NAMESPACE}],
+                # No cluster-scoped kind: an empty allow-list (and no deny-list) allows none.
+                "clusterResourceWhitelist": [],
+                "namespaceResourceWhitelist": [
+                    {"group": group, "kind": kind} for group, kind in SYNCED_KINDS
+                ],
+            },
+            opts=self._k8s(depends_on=[addons.argocd]),
+        )
         k8s.apiextensions.CustomResource(
             "application",
             api_version="argoproj.io/v1alpha1",
             kind="Application",
             metadata={"name": NAME, "namespace": ARGOCD_NAMESPACE},
             spec={
-                "project": "default",
+                "project": NAME,
                 "source": {
                     "repoURL": cfg.gitops_repo_url,
                     "path": cfg.gitops_path,
                     "targetRevision": cfg.gitops_revision,
                     "kustomize": {"images": [cfg.image]},
                 },
-                "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE},
+                "destination": {"server": IN_CLUSTER, "namespace": NAMESPACE},
                 "syncPolicy": {
                     "automated": {"prune": True, "selfHeal": True},
                     "syncOptions": ["CreateNamespace=false"],
                     "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
                 },
             },
-            opts=self._k8s(depends_on=[addons.argocd]),
+            opts=self._k8s(depends_on=[addons.argocd, project]),
         )
 
     def _trust(self, foundation: Foundation) -> list[dict[str, Any]]:
@@ -391,12 +426,21 @@ class ProductService(pulumi.ComponentResource):
         depends_on = [*getattr(self, "_ready", []), *kwargs.pop("depends_on", [])]
         return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on, **kwargs)
 
-    def _network_policies(self, foundation: Foundation) -> None:
-        """Default deny both ways, then exactly the traffic the service needs."""
+    def _network_policies(self, foundation: Foundation, addons: ClusterAddons) -> list[dict[str, Any]]:
+        """Default deny both ways, then exactly the traffic each workload needs, per port: the ingress
+        controller and Prometheus reach the API's pods; the REST and gRPC pods reach DNS, Postgres, Redis
+        and Jaeger's OTLP ports; the migration Job, DNS and Postgres only. Where the data services run in
+        the cluster, they admit these same workloads and no one else. Returns the servers' egress rules,
+        which the gRPC pods get too."""
+        data = foundation.cluster.data_network_peers
+        postgres = {"to": data, "ports": [{"protocol": "TCP", "port": foundation.postgres.port}]}
+        redis = {"to": data, "ports": [{"protocol": "TCP", "port": foundation.redis.port}]}
+        # Without the jaeger add-on the service has no OTLP endpoint and traces nothing.
+        server_egress = [dns_egress(), postgres, redis, *([traces_egress()] if addons.otlp_endpoint else [])]
         policies: dict[str, dict[str, Any]] = {
-            "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            "default-deny": DEFAULT_DENY,
             "allow-ingress-controller-and-prometheus": {
-                "podSelector": {"matchLabels": LABELS},
+                "podSelector": {"matchLabels": API_POD_LABELS},
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
@@ -405,28 +449,17 @@ class ProductService(pulumi.ComponentResource):
                     }
                 ],
             },
-            # Every pod in the namespace (the service and its migration Job) resolves names and
-            # reaches the data services; only the service sends traces.
-            "allow-egress-dns-and-data": {
-                "podSelector": {},
+            "allow-api-egress": {
+                "podSelector": {"matchLabels": API_POD_LABELS},
                 "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
-                        ],
-                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                    },
-                    {
-                        "to": foundation.cluster.data_network_peers,
-                        "ports": [
-                            {"protocol": "TCP", "port": foundation.postgres.port},
-                            {"protocol": "TCP", "port": foundation.redis.port},
-                        ],
-                    },
-                ],
+                "egress": server_egress,
             },
-            "allow-egress-traces": traces_egress(LABELS),
+            # `migrate` reads DATABASE_URL alone: no cache, no traces.
+            "allow-migration-egress": {
+                "podSelector": {"matchLabels": MIGRATION_POD_LABELS},
+                "policyTypes": ["Egress"],
+                "egress": [dns_egress(), postgres],
+            },
         }
         for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(
@@ -435,6 +468,12 @@ class ProductService(pulumi.ComponentResource):
                 spec=spec,
                 opts=self._k8s(),
             )
+        if foundation.cluster.admit_data_clients is not None:
+            servers = [pods_peer(NAMESPACE, API_POD_LABELS), pods_peer(NAMESPACE, GRPC_POD_LABELS)]
+            foundation.cluster.admit_data_clients(
+                [*servers, pods_peer(NAMESPACE, MIGRATION_POD_LABELS)], servers
+            )
+        return server_egress
 
 
 def _credentials(cfg: PlatformConfig, foundation: Foundation, parent: pulumi.Resource) -> dict[str, Any]:

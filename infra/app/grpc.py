@@ -23,7 +23,6 @@ from cluster import (
     INGRESS_NAMESPACE,
     MONITORING_NAMESPACE,
     ClusterAddons,
-    traces_egress,
 )
 from config import PlatformConfig
 from kube import cpu_autoscaling, ingress_await, namespace_peer, spread
@@ -66,6 +65,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         container: dict[str, Any],
         migration: pulumi.Resource | None,
         edge: EdgeLimits | None,
+        egress: list[dict[str, Any]],
         load_balancer_addresses: bool,
         provider: pulumi.ProviderResource,
         depends_on: list[pulumi.Resource],
@@ -80,7 +80,7 @@ class ProductGrpcService(pulumi.ComponentResource):
         if migration is not None:
             self._workloads(cfg, pod_spec(self._container(container)), migration)
         service = self._service()
-        self._network_policies()
+        self._network_policies(egress)
         if addons.monitoring_crds is not None:
             k8s.apiextensions.CustomResource(
                 "grpc-service-monitor",
@@ -183,8 +183,9 @@ class ProductGrpcService(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
-    def _network_policies(self) -> None:
-        """On top of the namespace's default deny and its DNS/data egress (which select every pod)."""
+    def _network_policies(self, egress: list[dict[str, Any]]) -> None:
+        """On top of the namespace's default deny: who reaches the gRPC pods, and what they reach (`egress`,
+        the same rules as the REST pods': DNS, Postgres, Redis, OTLP)."""
         policies: dict[str, dict[str, Any]] = {
             "allow-grpc-from-ingress-controller-and-prometheus": {
                 "podSelector": {"matchLabels": self._labels},
@@ -200,7 +201,11 @@ class ProductGrpcService(pulumi.ComponentResource):
                     },
                 ],
             },
-            "allow-grpc-egress-traces": traces_egress(self._labels),
+            "allow-grpc-egress": {
+                "podSelector": {"matchLabels": self._labels},
+                "policyTypes": ["Egress"],
+                "egress": egress,
+            },
         }
         for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
-from kube import RESTRICTED_NAMESPACE_LABELS, container_security, resources
+from kube import DEFAULT_DENY, container_security, pod_security_labels, resources
 from passwords import supplied_or_generated
 
 DATA_NAMESPACE = "platform-data"
@@ -51,7 +51,11 @@ class LocalFoundation(pulumi.ComponentResource):
         self._k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
         namespace = k8s.core.v1.Namespace(
             "data",
-            metadata={"name": DATA_NAMESPACE, "labels": RESTRICTED_NAMESPACE_LABELS},
+            # Postgres and Redis run as uid 999 with the restricted securityContext.
+            metadata={
+                "name": DATA_NAMESPACE,
+                "labels": pod_security_labels("restricted", cfg.kubernetes_version),
+            },
             opts=self._k8s,
         )
         self._ns = namespace.metadata["name"]
@@ -107,9 +111,12 @@ class LocalFoundation(pulumi.ComponentResource):
                 load_balancer_addresses=False,
                 # The control plane runs as pods of this cluster, which Prometheus can reach.
                 control_plane_metrics=True,
+                # kind, k3d and Docker Desktop serve the API on 6443, minikube on 8443.
+                api_server_ports=(6443, 8443),
                 data_network_peers=[
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA_NAMESPACE}}}
                 ],
+                admit_data_clients=self._admit_data_clients,
             ),
         )
         self.register_outputs(
@@ -120,27 +127,25 @@ class LocalFoundation(pulumi.ComponentResource):
         )
 
     def _data_network_policies(self) -> None:
-        """Deny everything, then admit only the two server ports (any namespace may be a client:
-        the passwords guard the data; the app's own egress policy names this namespace)."""
+        """Deny everything: the servers admit only the clients the layers above name (_admit_data_clients)
+        and send nothing."""
         k8s.networking.v1.NetworkPolicy(
             "data-default-deny",
             metadata={"name": "default-deny", "namespace": self._ns},
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            spec=DEFAULT_DENY,
             opts=self._k8s,
         )
-        for app, port in (("postgres", POSTGRES_PORT), ("redis", REDIS_PORT)):
+
+    def _admit_data_clients(self, postgres: list[dict[str, Any]], redis: list[dict[str, Any]]) -> None:
+        """Postgres's and Redis's server ports, each open to its own clients only (NetworkPolicy peers)."""
+        for app, port, clients in (("postgres", POSTGRES_PORT, postgres), ("redis", REDIS_PORT, redis)):
             k8s.networking.v1.NetworkPolicy(
                 f"{app}-ingress",
                 metadata={"name": f"{app}-ingress", "namespace": self._ns},
                 spec={
                     "podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
                     "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {
-                            "from": [{"namespaceSelector": {}}],
-                            "ports": [{"protocol": "TCP", "port": port}],
-                        }
-                    ],
+                    "ingress": [{"from": clients, "ports": [{"protocol": "TCP", "port": port}]}],
                 },
                 opts=self._k8s,
             )

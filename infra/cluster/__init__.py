@@ -16,13 +16,25 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
 from foundation import Foundation
-from kube import namespace_peer, spread
+from kube import (
+    DEFAULT_DENY,
+    PodSecurityLevel,
+    dns_egress,
+    egress_anywhere,
+    namespace_peer,
+    pod_security_labels,
+    pods_peer,
+    spread,
+    tcp,
+)
 from passwords import supplied_or_generated
 
 from cluster import bounds, charts, dashboards
 from cluster.charts import Chart, ChartService
 
 MONITORING_NAMESPACE = "monitoring"
+# kube-prometheus-stack's node-exporter alone (its subchart's namespaceOverride), see POD_SECURITY.
+NODE_EXPORTER_NAMESPACE = "node-exporter"
 TRACING_NAMESPACE = "tracing"
 ARGOCD_NAMESPACE = "argocd"
 # "ingress", not the product's name: the namespace says what runs there (and the policy pack knows
@@ -30,14 +42,29 @@ ARGOCD_NAMESPACE = "argocd"
 INGRESS_NAMESPACE = "ingress"
 INGRESS_CLASS = "traefik"
 INGRESS_RELEASE = "traefik"
-# The namespace of each add-on platform:addons may leave out, and the UIs published behind the allow-list.
+# The namespaces of each add-on platform:addons may leave out, and the UIs published behind the allow-list.
 ADDON_NAMESPACES = {
     MONITORING_NAMESPACE: charts.KUBE_PROMETHEUS_STACK.name,
+    NODE_EXPORTER_NAMESPACE: charts.KUBE_PROMETHEUS_STACK.name,
     TRACING_NAMESPACE: charts.JAEGER.name,
     ARGOCD_NAMESPACE: charts.ARGO_CD.name,
     INGRESS_NAMESPACE: charts.TRAEFIK.name,
 }
 ADMIN_NAMESPACES = (MONITORING_NAMESPACE, ARGOCD_NAMESPACE)
+# Pod Security `enforce` per namespace: the strictest standard its pods meet, as `make charts` renders
+# them (every container of every workload, hook Jobs included, judged against `restricted`) and as the
+# Prometheus operator builds Prometheus and Alertmanager (read-only root, no escalation, ALL dropped; the
+# pod's non-root user and seccomp come from the values in bounds.py). Node exporter reports the node
+# itself through the host's network and PID namespaces and read-only host paths (charts.EXCEPTIONS),
+# which `baseline` forbids as well: it runs apart, in a namespace that allows `privileged` and holds
+# nothing else, so Grafana, Prometheus and the operator stay `restricted`.
+POD_SECURITY: dict[str, PodSecurityLevel] = {
+    MONITORING_NAMESPACE: "restricted",
+    NODE_EXPORTER_NAMESPACE: "privileged",
+    TRACING_NAMESPACE: "restricted",
+    ARGOCD_NAMESPACE: "restricted",
+    INGRESS_NAMESPACE: "restricted",
+}
 # Traefik's container ports (the chart's defaults, set explicitly so the NetworkPolicy matches them):
 # its Service maps 80 -> web and 443 -> websecure; metrics stay inside the cluster.
 TRAEFIK_WEB_PORT = 8000
@@ -65,6 +92,29 @@ ARGOCD_SERVICE = f"{ARGOCD_RELEASE}-server"
 OTLP_HTTP_PORT = 4318
 OTLP_GRPC_PORT = 4317
 JAEGER_QUERY_PORT = 16686
+JAEGER_METRICS_PORT = 8888  # the all-in-one's own metrics (its Deployment's prometheus.io/port)
+# The pods the NetworkPolicies name, by the labels their charts (or the Prometheus operator) give them,
+# and the container ports they serve on (each chart's default; the operator's is set in its values).
+PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
+ALERTMANAGER_PODS = {"app.kubernetes.io/name": "alertmanager"}
+GRAFANA_PODS = {"app.kubernetes.io/name": "grafana"}
+GRAFANA_PORT = 3000
+OPERATOR_PODS = {"app": f"{PROMETHEUS_RELEASE}-operator"}
+# The admission webhook's port; the chart's default, chosen because GKE's control plane may reach nodes on it.
+OPERATOR_WEBHOOK_PORT = 10250
+ARGOCD_SERVER_PODS = {"app.kubernetes.io/name": "argocd-server"}
+ARGOCD_REPO_SERVER_PODS = {"app.kubernetes.io/name": "argocd-repo-server"}
+ARGOCD_SERVER_PORT = 8080
+ARGOCD_SERVER_METRICS_PORT = 8083
+# What Prometheus scrapes at the nodes' own addresses: node-exporter (host network) and the kubelet with
+# its cAdvisor; where the control plane runs on the nodes, also kube-proxy, kube-controller-manager,
+# kube-scheduler and etcd (kube-prometheus-stack's ports for them).
+NODE_METRICS_PORTS = (9100, 10250)
+CONTROL_PLANE_METRICS_PORTS = (10249, 10257, 10259, 2381)
+# Git over SSH, for a platform:gitopsRepoUrl like git@host:org/repo (over HTTPS it is 443).
+GIT_SSH_PORT = 22
+# A NetworkPolicy peer: every pod of the policy's own namespace.
+SAME_NAMESPACE: dict[str, Any] = {"podSelector": {}}
 # Every Service of a chart that the program, a stack output or the docs name; `make charts` checks that
 # the pinned charts render each of them so.
 CHART_SERVICES = (
@@ -155,10 +205,18 @@ class ClusterAddons(pulumi.ComponentResource):
             for namespace, addon in ADDON_NAMESPACES.items()
             if addon in installed
         }
+        # Each namespace's NetworkPolicies, which every Release there waits for: its pods, the charts' hook
+        # Jobs too, start under default deny with the flows they need already open.
+        self._service_namespace = service_namespace
+        self._isolation = {
+            namespace: self._network_policies(name, namespace) for name, namespace in namespaces.items()
+        }
 
         if charts.KUBE_PROMETHEUS_STACK.name in installed:
             monitoring = namespaces[MONITORING_NAMESPACE]
-            self.monitoring_crds = self._prometheus_stack(monitoring, f"grafana.{domain}")
+            self.monitoring_crds = self._prometheus_stack(
+                monitoring, namespaces[NODE_EXPORTER_NAMESPACE], f"grafana.{domain}"
+            )
             self._dashboard_and_alerts(monitoring, service_job)
             self.grafana_url = (
                 f"{scheme}://grafana.{domain}"
@@ -185,7 +243,6 @@ class ClusterAddons(pulumi.ComponentResource):
                 if self._published
                 else port_forward_url(ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080)
             )
-        self._ingress_policies(namespaces, service_namespace)
         if foundation.cluster.needs_metrics_server:
             self._metrics_server()
         if foundation.cluster.cluster_autoscaler_values is not None:
@@ -209,7 +266,9 @@ class ClusterAddons(pulumi.ComponentResource):
 
     # --- the add-ons, one method each ------------------------------------------------------------
 
-    def _prometheus_stack(self, namespace: k8s.core.v1.Namespace, grafana_host: str) -> k8s.helm.v3.Release:
+    def _prometheus_stack(
+        self, namespace: k8s.core.v1.Namespace, node_namespace: k8s.core.v1.Namespace, grafana_host: str
+    ) -> k8s.helm.v3.Release:
         prod = self._cfg.is_prod
         admin_password = supplied_or_generated(
             self._cfg, "grafanaAdminPassword", "grafana-admin", 32, pulumi.ResourceOptions(parent=self)
@@ -274,6 +333,10 @@ class ClusterAddons(pulumi.ComponentResource):
                 },
                 "ingress": self._admin_ingress(MONITORING_NAMESPACE, grafana_host),
             },
+            # The admission webhook's port, set so that its NetworkPolicy matches it.
+            "prometheusOperator": {"tls": {"internalPort": OPERATOR_WEBHOOK_PORT}},
+            # Its own namespace, the one that allows host access (POD_SECURITY).
+            "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
             **self._control_plane_monitors(),
         }
         return self._release(
@@ -281,7 +344,7 @@ class ClusterAddons(pulumi.ComponentResource):
             PROMETHEUS_RELEASE,
             namespace,
             bounds.merged(values, bounds.kube_prometheus_stack(prod)),
-            [admin, *([receiver] if receiver else [])],
+            [node_namespace, *self._isolation[node_namespace], admin, *([receiver] if receiver else [])],
         )
 
     def _alert_receiver(
@@ -383,11 +446,20 @@ class ClusterAddons(pulumi.ComponentResource):
                     else {}
                 ),
             }
+        # The chart's own NetworkPolicies admit each component's clients among Argo CD's (repo-server from
+        # the server, controller, ApplicationSet and notifications; Redis from the server, repo-server and
+        # controller; Dex from the server) and metrics from any namespace. The server's would admit every
+        # source (`ingress: [{}]`); its clients are the program's (_argocd_flows).
+        own = {"networkPolicy": {"create": True}}
         values = {
             "global": {"domain": host},
             # TLS ends at the ingress controller; the server speaks plain HTTP behind it.
             "configs": {"params": {"server.insecure": True}},
-            "server": {"ingress": ingress},
+            "server": {"ingress": ingress, "networkPolicy": {"create": False}},
+            "controller": own,
+            "repoServer": own,
+            "redis": own,
+            "dex": own,
         }
         return self._release(
             charts.ARGO_CD,
@@ -464,54 +536,168 @@ class ClusterAddons(pulumi.ComponentResource):
                 opts=self._k8s(depends_on=[namespace, *_present(self.ingress_controller)]),
             )
 
-    def _ingress_policies(self, namespaces: dict[str, k8s.core.v1.Namespace], service_namespace: str) -> None:
-        """Ingress allow-lists where every client is known: traces come from the service, the Argo CD
-        UI through the ingress controller, metrics scrapes from Prometheus; components of one add-on
-        talk among themselves. The ingress controller is the edge: anyone may reach its web and
-        websecure ports, only Prometheus its metrics. (Egress stays open: Argo CD reaches Git, Jaeger
-        keeps spans in memory, Traefik reaches every backend.) The monitoring namespace gets none: the
-        API server calls the Prometheus operator's admission webhook from addresses outside the
-        cluster's pod network, which differ per cloud."""
-        same: dict[str, Any] = {"podSelector": {}}
-        allow: dict[str, list[dict[str, Any]]] = {
-            TRACING_NAMESPACE: [
-                {"from": [same]},
-                {
-                    "from": [namespace_peer(service_namespace)],
-                    "ports": [
-                        {"protocol": "TCP", "port": OTLP_GRPC_PORT},
-                        {"protocol": "TCP", "port": OTLP_HTTP_PORT},
-                    ],
-                },
-                {"from": [namespace_peer(MONITORING_NAMESPACE)]},
-            ],
-            ARGOCD_NAMESPACE: [
-                {"from": [same]},
-                {"from": [namespace_peer(INGRESS_NAMESPACE), namespace_peer(MONITORING_NAMESPACE)]},
-            ],
-            INGRESS_NAMESPACE: [
-                # No `from`: every source, in or outside the cluster.
-                {
-                    "ports": [
-                        {"protocol": "TCP", "port": TRAEFIK_WEB_PORT},
-                        {"protocol": "TCP", "port": TRAEFIK_WEBSECURE_PORT},
-                    ]
-                },
-                {
-                    "from": [namespace_peer(MONITORING_NAMESPACE)],
-                    "ports": [{"protocol": "TCP", "port": TRAEFIK_METRICS_PORT}],
-                },
-            ],
+    def _network_policies(
+        self, name: str, namespace: k8s.core.v1.Namespace
+    ) -> list[k8s.networking.v1.NetworkPolicy]:
+        """Default deny both ways, DNS to the cluster's resolver only, then the flows of the namespace's
+        add-on. Outside the pod network (nodes, the API server, Git) NetworkPolicy can name addresses and
+        ports only, and the program knows no addresses there: those flows name their ports, at any
+        address (the API server's are ClusterFacts.api_server_ports)."""
+        flows = {
+            MONITORING_NAMESPACE: self._monitoring_flows,
+            TRACING_NAMESPACE: self._tracing_flows,
+            ARGOCD_NAMESPACE: self._argocd_flows,
+            INGRESS_NAMESPACE: self._ingress_controller_flows,
         }
-        for namespace_name, rules in allow.items():
-            if namespace_name not in namespaces:
-                continue
+        policies = {
+            "default-deny": DEFAULT_DENY,
+            "allow-dns": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [dns_egress()]},
+            # node-exporter's namespace needs nothing more: its pods use the host's network, which
+            # NetworkPolicy does not govern, and nothing else runs there.
+            **(flows[name]() if name in flows else {}),
+        }
+        return [
             k8s.networking.v1.NetworkPolicy(
-                f"{namespace_name}-ingress",
-                metadata={"name": "allow-known-clients", "namespace": namespace_name},
-                spec={"podSelector": {}, "policyTypes": ["Ingress"], "ingress": rules},
-                opts=self._k8s(depends_on=[namespaces[namespace_name]]),
+                f"{name}-{policy}",
+                metadata={"name": policy, "namespace": name},
+                spec=spec,
+                opts=self._k8s(depends_on=[namespace]),
             )
+            for policy, spec in policies.items()
+        ]
+
+    def _monitoring_flows(self) -> dict[str, dict[str, Any]]:
+        """Grafana, Prometheus and Alertmanager among themselves; the Kubernetes API; Prometheus's scrapes
+        (every namespace admits monitoring on its metrics ports; node-exporter and the kubelet answer at
+        the nodes' addresses); the API server's calls to the operator's admission webhook; the alert
+        receiver; Grafana behind the ingress controller when published."""
+        scraped = NODE_METRICS_PORTS + (
+            CONTROL_PLANE_METRICS_PORTS if self._foundation.cluster.control_plane_metrics else ()
+        )
+        flows: dict[str, dict[str, Any]] = {
+            "allow-monitoring-components": {
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [SAME_NAMESPACE]}],
+                "egress": [{"to": [SAME_NAMESPACE]}],
+            },
+            # The operator, Prometheus's discovery, kube-state-metrics, Grafana's dashboard sidecar and the
+            # chart's hook Jobs (CRD upgrade, webhook certificate).
+            "allow-kubernetes-api": self._api_flow(),
+            "allow-prometheus-scrapes": {
+                "podSelector": {"matchLabels": PROMETHEUS_PODS},
+                "policyTypes": ["Egress"],
+                # Every pod of every namespace, on TCP (metrics are HTTP; a pod's own policies pick its ports).
+                "egress": [
+                    {"to": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP"}]},
+                    egress_anywhere(scraped),
+                ],
+            },
+            # The API server calls the webhook from outside the pod network, from addresses that differ per
+            # cloud (GKE's control plane range, AKS's konnectivity tunnel, EKS's ENIs): the port only.
+            "allow-admission-webhook": {
+                "podSelector": {"matchLabels": OPERATOR_PODS},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": tcp(OPERATOR_WEBHOOK_PORT)}],
+            },
+        }
+        if self._cfg.alert_webhook_url is not None:
+            # platform:alertWebhookUrl is an https:// URL.
+            flows["allow-alert-receiver"] = {
+                "podSelector": {"matchLabels": ALERTMANAGER_PODS},
+                "policyTypes": ["Egress"],
+                "egress": [egress_anywhere((443,))],
+            }
+        if self._published:
+            flows["allow-grafana-from-ingress-controller"] = {
+                "podSelector": {"matchLabels": GRAFANA_PODS},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [namespace_peer(INGRESS_NAMESPACE)], "ports": tcp(GRAFANA_PORT)}],
+            }
+        return flows
+
+    def _tracing_flows(self) -> dict[str, dict[str, Any]]:
+        """Jaeger receives OTLP from the service and scrapes from Prometheus; it keeps spans in memory and
+        calls nothing."""
+        return {
+            "allow-known-clients": {
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [namespace_peer(self._service_namespace)],
+                        "ports": tcp(OTLP_GRPC_PORT, OTLP_HTTP_PORT),
+                    },
+                    {"from": [namespace_peer(MONITORING_NAMESPACE)], "ports": tcp(JAEGER_METRICS_PORT)},
+                ],
+            }
+        }
+
+    def _argocd_flows(self) -> dict[str, dict[str, Any]]:
+        """Argo CD's components reach each other (what each admits, the chart's own policies say: see
+        _argocd), the Kubernetes API, and Git from the repo-server; the server admits Prometheus and,
+        when published, the ingress controller."""
+        server_clients = [
+            {"from": [namespace_peer(MONITORING_NAMESPACE)], "ports": tcp(ARGOCD_SERVER_METRICS_PORT)}
+        ]
+        if self._published:
+            server_clients.append(
+                {"from": [namespace_peer(INGRESS_NAMESPACE)], "ports": tcp(ARGOCD_SERVER_PORT)}
+            )
+        return {
+            "allow-argocd-components": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [SAME_NAMESPACE]}],
+            },
+            "allow-kubernetes-api": self._api_flow(),
+            "allow-git": {
+                "podSelector": {"matchLabels": ARGOCD_REPO_SERVER_PODS},
+                "policyTypes": ["Egress"],
+                "egress": [egress_anywhere((443, GIT_SSH_PORT))],
+            },
+            "allow-server-clients": {
+                "podSelector": {"matchLabels": ARGOCD_SERVER_PODS},
+                "policyTypes": ["Ingress"],
+                "ingress": server_clients,
+            },
+        }
+
+    def _ingress_controller_flows(self) -> dict[str, dict[str, Any]]:
+        """The edge: anyone reaches the traffic ports, only Prometheus the metrics port. Traefik watches
+        the Kubernetes API and sends to the service's namespace on any port (the service's own policies
+        admit this namespace on the ports it serves) and to the admin UIs it publishes."""
+        installed = self._cfg.addons
+        backends: list[dict[str, Any]] = [{"to": [namespace_peer(self._service_namespace)]}]
+        if self._published and charts.KUBE_PROMETHEUS_STACK.name in installed:
+            backends.append(
+                {"to": [pods_peer(MONITORING_NAMESPACE, GRAFANA_PODS)], "ports": tcp(GRAFANA_PORT)}
+            )
+        if self._published and charts.ARGO_CD.name in installed:
+            backends.append(
+                {"to": [pods_peer(ARGOCD_NAMESPACE, ARGOCD_SERVER_PODS)], "ports": tcp(ARGOCD_SERVER_PORT)}
+            )
+        return {
+            "allow-known-clients": {
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    # No `from`: every source, in or outside the cluster.
+                    {"ports": tcp(TRAEFIK_WEB_PORT, TRAEFIK_WEBSECURE_PORT)},
+                    {"from": [namespace_peer(MONITORING_NAMESPACE)], "ports": tcp(TRAEFIK_METRICS_PORT)},
+                ],
+            },
+            "allow-kubernetes-api": self._api_flow(),
+            "allow-backends": {"podSelector": {}, "policyTypes": ["Egress"], "egress": backends},
+        }
+
+    def _api_flow(self) -> dict[str, Any]:
+        """Every pod of the namespace to the Kubernetes API server: its ports, at any address."""
+        return {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [egress_anywhere(self._foundation.cluster.api_server_ports)],
+        }
 
     def _metrics_server(self) -> None:
         values = {"args": self._foundation.cluster.metrics_server_args}
@@ -528,7 +714,8 @@ class ClusterAddons(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on or [])
 
     def _namespace(self, name: str) -> k8s.core.v1.Namespace:
-        return k8s.core.v1.Namespace(name, metadata={"name": name}, opts=self._k8s())
+        labels = pod_security_labels(POD_SECURITY[name], self._foundation.cluster.kubernetes_version)
+        return k8s.core.v1.Namespace(name, metadata={"name": name, "labels": labels}, opts=self._k8s())
 
     def _release(
         self,
@@ -550,7 +737,12 @@ class ClusterAddons(pulumi.ComponentResource):
             values=values,
             timeout=900,
             skip_await=skip_await,
-            opts=self._k8s(depends_on=[*([namespace] if namespace else []), *(depends_on or [])]),
+            opts=self._k8s(
+                depends_on=[
+                    *([namespace, *self._isolation[namespace]] if namespace else []),
+                    *(depends_on or []),
+                ]
+            ),
         )
 
     def _volume(self, component: str) -> dict[str, Any]:
@@ -601,21 +793,9 @@ def _present(*resources: pulumi.Resource | None) -> list[pulumi.Resource]:
     return [r for r in resources if r is not None]
 
 
-def traces_egress(pod_labels: dict[str, str]) -> dict[str, Any]:
-    """A NetworkPolicy spec letting these pods send traces to Jaeger's OTLP ports, and nothing else."""
-    return {
-        "podSelector": {"matchLabels": pod_labels},
-        "policyTypes": ["Egress"],
-        "egress": [
-            {
-                "to": [namespace_peer(TRACING_NAMESPACE)],
-                "ports": [
-                    {"protocol": "TCP", "port": OTLP_GRPC_PORT},
-                    {"protocol": "TCP", "port": OTLP_HTTP_PORT},
-                ],
-            }
-        ],
-    }
+def traces_egress() -> dict[str, Any]:
+    """A NetworkPolicy egress rule to Jaeger's OTLP ports, for the pods that send traces."""
+    return {"to": [namespace_peer(TRACING_NAMESPACE)], "ports": tcp(OTLP_GRPC_PORT, OTLP_HTTP_PORT)}
 
 
 def _jaeger_url(port: int) -> str:

@@ -61,6 +61,9 @@ KUBERNETES_SECRET = "kubernetes:core/v1:Secret"  # noqa: S105 (a type token, not
 SERVICE = "kubernetes:core/v1:Service"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+ARGOCD_APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+ARGOCD_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 HPA_TYPES = (
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
@@ -69,6 +72,10 @@ HPA_TYPES = (
 SAFE_SECCOMP = frozenset({"RuntimeDefault", "Localhost"})
 # The only capability the restricted Pod Security Standard lets a container add back.
 ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+# Pod Security admission's namespace labels: the standards, and what a version label may say.
+POD_SECURITY_LABEL = "pod-security.kubernetes.io"
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+POD_SECURITY_VERSION = re.compile(r"latest|v1\.\d+")
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,34 @@ def no_host_access(subject: Subject, findings: Findings) -> None:
             with findings.verifying():
                 if dig(port, "hostPort") is not None:
                     findings.violation(f"{c.label} binds hostPort {shown(dig(port, 'hostPort'))}")
+
+
+# why: a namespace without an `enforce` label admits privileged pods (the API server's default), and
+# without `warn` and `audit` at restricted nobody sees a pod that falls short of it.
+@resource_rule(
+    "k8s-namespace-pod-security",
+    "Every Namespace carries the Pod Security admission labels: `enforce` at a standard (privileged, "
+    "baseline, restricted), `warn` and `audit` at restricted, their versions `latest` or a minor like "
+    "v1.36. Without `enforce` the API server admits privileged pods there; without `warn` and `audit` at "
+    "restricted, a pod that falls short of it goes unseen.",
+    (NAMESPACE,),
+)
+def namespace_pod_security(subject: Subject, findings: Findings) -> None:
+    labels = dig(subject.props, "metadata", "labels", default={})
+    for mode in ("enforce", "warn", "audit"):
+        label = f"{POD_SECURITY_LABEL}/{mode}"
+        with findings.verifying():
+            level = dig(labels, label)
+            if level is None:
+                findings.violation(f"no {label} label")
+            elif level not in POD_SECURITY_LEVELS:
+                findings.violation(f"{label} is '{level}', none of {', '.join(POD_SECURITY_LEVELS)}")
+            elif mode != "enforce" and level != "restricted":
+                findings.violation(f"{label} is {level}; use restricted")
+        with findings.verifying():
+            version = dig(labels, f"{label}-version")
+            if version is not None and not POD_SECURITY_VERSION.fullmatch(str(version)):
+                findings.violation(f"{label}-version is '{version}'; use latest or a minor like v1.36")
 
 
 # --- resources, probes, images, identity ------------------------------------------------------------
@@ -521,6 +556,101 @@ def _elements(path: str) -> list[str]:
     return [element for element in path.split("/") if element]
 
 
+# --- network -----------------------------------------------------------------------------------------
+
+
+# why: port 53 open to "pods labelled k8s-app=kube-dns" in any namespace (or to any address) lets a pod
+# that calls itself the cluster's DNS answer lookups, or carry data out through them.
+@resource_rule(
+    "k8s-network-policy-dns-to-kube-system",
+    "An egress rule that opens DNS (port 53) sends it to kube-system's DNS pods only: each peer names the "
+    "kube-system namespace (kubernetes.io/metadata.name) and selects pods in it. A pod selector alone, in "
+    "any namespace, lets a pod that calls itself kube-dns answer the lookups or carry data out through "
+    "them; an address block lets anything do so.",
+    (NETWORK_POLICY,),
+)
+def network_policy_dns_to_kube_system(subject: Subject, findings: Findings) -> None:
+    for index, rule in enumerate(items(dig(subject.props, "spec", "egress"))):
+        with findings.verifying():
+            if not any(_opens_dns(port) for port in items(dig(rule, "ports"))):
+                continue
+            peers = items(dig(rule, "to"))
+            if not peers:
+                findings.violation(f"egress rule {index} opens DNS to every destination; {DNS_ADVICE}")
+            for peer in peers:
+                wrong = _not_kube_system_dns(peer)
+                if wrong:
+                    findings.violation(f"egress rule {index} opens DNS to {wrong}; {DNS_ADVICE}")
+
+
+DNS_ADVICE = "name kube-system (kubernetes.io/metadata.name) and its DNS pods in one peer"
+
+
+def _opens_dns(port: Mapping[str, Any]) -> bool:
+    """A port entry that names DNS: 53, a range over it, or a port named dns. (An entry without a port
+    opens every port, as Prometheus's scrapes do; that is not a rule about DNS.)"""
+    number_ = number(dig(port, "port"))
+    if number_ is None:
+        return str(dig(port, "port", default="")).startswith("dns")
+    end = number(dig(port, "endPort")) or number_
+    return number_ <= 53 <= end
+
+
+def _not_kube_system_dns(peer: Mapping[str, Any]) -> str | None:
+    """What a peer opens beyond kube-system's DNS pods, or None."""
+    if dig(peer, "ipBlock") is not None:
+        return f"the addresses {dig(peer, 'ipBlock', 'cidr')}"
+    if dig(peer, "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name") != "kube-system":
+        return "pods outside kube-system"
+    selector = dig(peer, "podSelector", default={})
+    if not dig(selector, "matchLabels") and not dig(selector, "matchExpressions"):
+        return "every pod of kube-system"
+    return None
+
+
+# --- GitOps ------------------------------------------------------------------------------------------
+
+
+# why: Argo CD's controller may write anything anywhere (its chart's ClusterRole); the project is what
+# limits what a commit to the synced repository can make it deploy.
+@resource_rule(
+    "argocd-project-scoped",
+    "Argo CD Applications belong to a project other than `default`, and every AppProject names its "
+    "repositories, its destinations and the namespaced kinds it may deploy, without wildcards: `default` "
+    "and a wildcard let whoever commits to the repository deploy any kind into any namespace, with the "
+    "controller's cluster-wide rights.",
+    (ARGOCD_APPLICATION, ARGOCD_PROJECT),
+)
+def argocd_project_scoped(subject: Subject, findings: Findings) -> None:
+    if subject.type == ARGOCD_APPLICATION:
+        project = dig(subject.props, "spec", "project", default="default")
+        if project in ("", "default"):
+            findings.violation("Application uses the `default` project, which allows any kind anywhere")
+        return
+    spec = dig(subject.props, "spec", default={})
+    checks: list[tuple[str, tuple[str, ...], bool]] = [
+        ("sourceRepos", (), True),
+        ("destinations", ("server", "name", "namespace"), True),
+        ("namespaceResourceWhitelist", ("group", "kind"), True),
+        ("clusterResourceWhitelist", ("group", "kind"), False),
+    ]
+    for field, keys, required in checks:
+        with findings.verifying():
+            entries = items(dig(spec, field))
+            if required and not entries:
+                findings.violation(f"spec.{field} is empty; name what the project allows")
+            for entry in entries:
+                values = [entry] if not keys else [dig(entry, key, default="") for key in keys]
+                if any("*" in str(value) for value in values):
+                    findings.violation(f"spec.{field} allows a wildcard ({_entry(entry, keys)})")
+
+
+def _entry(entry: Any, keys: tuple[str, ...]) -> str:
+    if not keys:
+        return str(entry)
+    return ", ".join(f"{key}={dig(entry, key)}" for key in keys if dig(entry, key) is not None)
+
+
 # --- stack-wide: network isolation and disruption budgets ---------------------------------------------
 
 
@@ -548,6 +678,45 @@ def namespace_network_policy(resources: Sequence[Any], findings: Findings, prod:
                     findings.violation(
                         f"namespace '{namespace}' runs {r.name} but has no NetworkPolicy", r.urn
                     )
+
+
+# why: pods no policy selects accept from and send to anywhere; a namespace that starts from default deny
+# admits only the flows its policies name, however many pods come later.
+@stack_rule(
+    "k8s-namespace-default-deny",
+    "Every Namespace the program declares has a default-deny NetworkPolicy (every pod, Ingress and Egress, "
+    "no rule): then every flow in or out is one a policy names, for the pods of today and those a chart or a "
+    "teammate adds later, which would otherwise accept from and send to anywhere.",
+)
+def namespace_default_deny(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
+    denied: set[str] = set()
+    for r in resources:
+        if _kind_of(r) == NETWORK_POLICY:
+            with findings.verifying():
+                if _denies_everything(dig(r.props, "spec", default={})):
+                    denied.add(_namespace(r.props))
+    for r in resources:
+        if _kind_of(r) == NAMESPACE:
+            with findings.verifying():
+                name = str(dig(r.props, "metadata", "name"))
+                if name not in denied:
+                    findings.violation(
+                        f"namespace '{name}' has no default-deny NetworkPolicy "
+                        "(podSelector {}, policyTypes Ingress and Egress, no rules)",
+                        r.urn,
+                    )
+
+
+def _denies_everything(spec: Mapping[str, Any]) -> bool:
+    selector = dig(spec, "podSelector", default={})
+    types = {str(t) for t in items(dig(spec, "policyTypes"))}
+    return (
+        not dig(selector, "matchLabels")
+        and not dig(selector, "matchExpressions")
+        and {"Ingress", "Egress"} <= types
+        and not items(dig(spec, "ingress"))
+        and not items(dig(spec, "egress"))
+    )
 
 
 # why: charts bring their own pods; the pack cannot see whether the chart renders a NetworkPolicy.
@@ -626,6 +795,7 @@ POLICIES = [
     seccomp_runtime_default,
     read_only_root_filesystem,
     no_host_access,
+    namespace_pod_security,
     resource_requests_limits,
     liveness_readiness_probes,
     image_pinned,
@@ -636,7 +806,10 @@ POLICIES = [
     hpa_min_replicas,
     no_loadbalancer_service,
     ingress_no_ops_paths,
+    network_policy_dns_to_kube_system,
+    argocd_project_scoped,
     namespace_network_policy,
+    namespace_default_deny,
     helm_namespace_network_policy,
     pdb_for_multi_replica,
 ]

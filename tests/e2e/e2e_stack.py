@@ -22,7 +22,15 @@ SUPPLIED_SECRETS = {
     "grafanaAdminPassword": "E2eGrafanaPassword0123456789",
     "jwtSecret": "E2eJwtSecretThatIsLongEnough0123456789",
 }
-PLATFORM_NAMESPACES = ("products", "platform-data", "monitoring", "tracing", "argocd", "ingress")
+PLATFORM_NAMESPACES = (
+    "products",
+    "platform-data",
+    "monitoring",
+    "node-exporter",
+    "tracing",
+    "argocd",
+    "ingress",
+)
 
 
 @dataclass

@@ -85,7 +85,7 @@ def test_the_data_namespace_denies_everything_but_the_two_server_ports(plan: Pla
 
 
 def test_the_service_egress_reaches_the_data_namespace_by_label(plan: Plan) -> None:
-    policy = plan.object("NetworkPolicy", "allow-egress-dns-and-data").inputs["spec"]
+    policy = plan.object("NetworkPolicy", "allow-api-egress").inputs["spec"]
     peers = [peer for rule in policy["egress"] for peer in rule["to"]]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "platform-data"}}} in peers
 

@@ -19,6 +19,9 @@ SERVICE = "kubernetes:core/v1:Service"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+ARGOCD_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
+ARGOCD_APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
@@ -245,6 +248,78 @@ def pdb(app: str = "api", namespace: str = "shop") -> dict[str, Any]:
         "kind": "PodDisruptionBudget",
         "metadata": {"name": app, "namespace": namespace},
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+    }
+
+
+def pod_security(enforce: str = "restricted", **modes: str) -> dict[str, str]:
+    """Pod Security labels: `enforce` as given, warn and audit restricted unless `modes` say otherwise."""
+    levels = {"enforce": enforce, "warn": "restricted", "audit": "restricted", **modes}
+    labels = {}
+    for mode, level in levels.items():
+        labels[f"pod-security.kubernetes.io/{mode}"] = level
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = "v1.36"
+    return labels
+
+
+def namespace(name: str = "shop") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": pod_security()},
+    }
+
+
+def argocd_project() -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "shop", "namespace": "argocd"},
+        "spec": {
+            "sourceRepos": ["https://git.example.com/deploy.git"],
+            "destinations": [{"server": "https://kubernetes.default.svc", "namespace": "shop"}],
+            "clusterResourceWhitelist": [],
+            "namespaceResourceWhitelist": [{"group": "apps", "kind": "Deployment"}],
+        },
+    }
+
+
+def argocd_application() -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "namespace": "argocd"},
+        "spec": {
+            "project": "shop",
+            "source": {"repoURL": "https://git.example.com/deploy.git", "path": "deploy/shop"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"},
+        },
+    }
+
+
+def dns_network_policy(namespace: str = "shop") -> dict[str, Any]:
+    """Every pod of the namespace may resolve names through kube-system's DNS pods, and nothing more."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-dns", "namespace": namespace},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                            },
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+                {"to": [{"podSelector": {"matchLabels": {"app": "db"}}}], "ports": [{"port": 5432}]},
+            ],
+        },
     }
 
 

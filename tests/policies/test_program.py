@@ -173,3 +173,55 @@ def test_a_service_that_stops_verifying_the_database_fails(cloud: str) -> None:
     assert [v.message.splitlines()[-1] for v in found] == [
         f"{secret.name}: DATABASE_URL connects with sslmode=require; use verify-full"
     ]
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_namespace_that_drops_its_pod_security_labels_fails(cloud: str) -> None:
+    """What every add-on namespace was before: no label, so the API server admitted privileged pods."""
+    plan = plan_of(cloud, "dev")
+    namespace = next(r for r in plan.objects("Namespace") if r.metadata["name"] == "tracing")
+    resources = tampered(plan, namespace.type, ("metadata.labels", {}), where=namespace.name)
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
+    assert {(v.policy, v.urn) for v in violations} == {("k8s-namespace-pod-security", namespace.urn)}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_namespace_whose_default_deny_lets_traffic_in_fails(cloud: str) -> None:
+    plan = plan_of(cloud, "dev")
+    deny = next(
+        r for r in plan.objects("NetworkPolicy", "monitoring") if r.metadata["name"] == "default-deny"
+    )
+    resources = tampered(plan, deny.type, ("spec.ingress", [{}]), where=deny.name)
+    namespace = plan.object("Namespace", "monitoring")
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
+    assert {(v.policy, v.urn) for v in violations} == {("k8s-namespace-default-deny", namespace.urn)}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_dns_to_any_namespaces_kube_dns_pods_again_fails(cloud: str) -> None:
+    """What the service's egress said before: port 53 to any pod labelled k8s-app=kube-dns, anywhere."""
+    plan = plan_of(cloud, "dev")
+    policy = plan.object("NetworkPolicy", "allow-api-egress")
+    resources = tampered(plan, policy.type, ("spec.egress[0].to[0].namespaceSelector", {}), where=policy.name)
+    violations = [v for v in gate.evaluate(resources, "dev") if v.mandatory]
+    assert [(v.policy, v.urn, v.message.splitlines()[-1]) for v in violations] == [
+        (
+            "k8s-network-policy-dns-to-kube-system",
+            policy.urn,
+            "egress rule 0 opens DNS to pods outside kube-system; "
+            "name kube-system (kubernetes.io/metadata.name) and its DNS pods in one peer",
+        )
+    ]
+
+
+GITOPS = {"delivery": "argocd", "gitopsRepoUrl": "https://git.example.com/deploy.git"}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_argocd_delivery_passes_the_gate_and_fails_it_in_the_default_project(cloud: str) -> None:
+    plan = plan_of(cloud, "prod", **GITOPS)
+    assert not gate.has_mandatory_violations(gate.evaluate(plan))
+    application = plan.object("Application", "product-service")
+    resources = tampered(plan, application.type, ("spec.project", "default"), where=application.name)
+    violations = [v for v in gate.evaluate(resources, "prod") if v.mandatory]
+    assert [(v.policy, v.urn) for v in violations] == [("argocd-project-scoped", application.urn)]

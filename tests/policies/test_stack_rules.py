@@ -34,6 +34,33 @@ def test_an_unknown_namespace_cannot_be_verified(engine: Engine) -> None:
     assert found and all(d.unverifiable for d in found)
 
 
+def test_a_namespace_without_a_default_deny_network_policy_fails(engine: Engine) -> None:
+    allow_dns = changed(
+        fx.network_policy(), ("spec.policyTypes", ["Egress"]), ("spec.egress", [{"ports": [{"port": 53}]}])
+    )
+    for stack in (
+        [(fx.NAMESPACE, "shop", fx.namespace())],
+        [(fx.NAMESPACE, "shop", fx.namespace()), (fx.NETWORK_POLICY, "dns", allow_dns)],
+        [(fx.NAMESPACE, "shop", fx.namespace()), (fx.NETWORK_POLICY, "deny", fx.network_policy("other"))],
+    ):
+        found = of(engine.analyze_stack(stack), "k8s-namespace-default-deny")
+        assert [(d.level, d.message.splitlines()[-1]) for d in found] == [
+            (
+                "mandatory",
+                "namespace 'shop' has no default-deny NetworkPolicy "
+                "(podSelector {}, policyTypes Ingress and Egress, no rules)",
+            )
+        ]
+        assert found[0].urn.endswith("::shop")
+
+
+def test_a_default_deny_network_policy_in_the_namespace_satisfies_it(engine: Engine) -> None:
+    stack = [(fx.NAMESPACE, "shop", fx.namespace()), (fx.NETWORK_POLICY, "deny", fx.network_policy())]
+    assert of(engine.analyze_stack(stack), "k8s-namespace-default-deny") == []
+    unknown = [(fx.NAMESPACE, "shop", changed(fx.namespace(), ("metadata.name", UNKNOWN)))]
+    assert all(d.unverifiable for d in of(engine.analyze_stack(unknown), "k8s-namespace-default-deny"))
+
+
 def test_helm_release_namespaces_without_network_policy_are_advisory(engine: Engine) -> None:
     found = of(
         engine.analyze_stack([(fx.HELM_RELEASE, "monitoring", fx.helm_release())]),
