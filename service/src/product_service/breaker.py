@@ -7,8 +7,9 @@ failing caller waits for that verdict at most `verdict_wait` seconds: Redis's br
 short timeout (the next call is then refused at once instead of paying a timeout of its own); Postgres's
 waits not at all, since its probe may take a connect timeout, beyond a request's budget (budget.py).
 Open, calls are refused at once, without touching the network, and the same thread probes every
-`probe_interval` seconds; the first probe that succeeds closes the breaker. So an outage costs one timeout per process, not one per request, and
-recovery is noticed within one probe interval instead of at the next request that dares to try.
+`probe_interval` seconds; the first probe that succeeds closes the breaker (after any `before_closing`
+steps). So an outage costs one timeout per process, not one per request, and recovery is noticed
+within one probe interval instead of at the next request that dares to try.
 
 Pattern: Nygard, "Release It!", Circuit Breaker; the background probe replaces the half-open trial call.
 """
