@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +22,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from product_service.devservers import DevServers, EmbeddedPostgres, free_port, stop_child
+from product_service.logs import JsonFormatter
 from product_service.settings import Settings, load_settings
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -132,3 +136,20 @@ def stalled(postgres: EmbeddedPostgres) -> Iterator[None]:
     finally:
         for pid in processes:
             os.kill(pid, signal.SIGCONT)
+
+
+@contextmanager
+def logged_json(logger: logging.Logger, level: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """The lines `logger` writes inside the block, as `JsonFormatter` formats them, parsed once it ends."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    if level is not None:
+        logger.setLevel(level)
+    parsed: list[dict[str, Any]] = []
+    try:
+        yield parsed
+    finally:
+        logger.removeHandler(handler)
+        parsed.extend(json.loads(text) for text in lines.getvalue().splitlines())

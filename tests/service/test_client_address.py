@@ -4,18 +4,15 @@ trusted proxy (FORWARDED_ALLOW_IPS, gunicorn's setting, read the same way by the
 from __future__ import annotations
 
 import datetime
-import io
-import json
-import logging
 from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
 from product_service.grpc.server import GrpcSettings
-from product_service.logs import JsonAccessLogger, JsonFormatter
+from product_service.logs import JsonAccessLogger
 from product_service.proxies import TrustedProxies, grpc_peer_address
 from product_service.settings import SettingsError, load_settings
-from service_helpers import JWT_SECRET
+from service_helpers import JWT_SECRET, logged_json
 
 FORWARDED = "203.0.113.9, 198.51.100.7"
 
@@ -52,24 +49,17 @@ def test_grpc_peers_give_their_address(peer: str, address: str | None) -> None:
 
 def test_the_access_log_reads_gunicorns_forwarded_allow_ips() -> None:
     """The real logger class with gunicorn's own configuration object (the server path: test_gunicorn_serving)."""
-    lines = io.StringIO()
-    handler = logging.StreamHandler(lines)
-    handler.setFormatter(JsonFormatter())
     config = Config()
     config.set("accesslog", "-")
     config.set("forwarded_allow_ips", "10.0.0.0/8")
     logger = JsonAccessLogger(config)
-    logger.access_log.addHandler(handler)
     response = SimpleNamespace(status_code=200, sent=2)
     took = datetime.timedelta(milliseconds=3)
-    try:
+    with logged_json(logger.access_log) as logged:
         for peer in ("10.1.2.3", "192.0.2.10"):
             environ = {"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": FORWARDED, "PATH_INFO": "/health"}
             logger.access(response, None, environ, took)
-    finally:
-        logger.access_log.removeHandler(handler)
 
-    logged = [json.loads(text) for text in lines.getvalue().splitlines()]
     assert [(line["remote_addr"], line["client_addr"]) for line in logged] == [
         ("10.1.2.3", "198.51.100.7"),
         ("192.0.2.10", "192.0.2.10"),

@@ -3,8 +3,6 @@ traces and JSON logs, outages of Postgres and Redis, consistency with REST, and 
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import signal
 import uuid
@@ -27,11 +25,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from product_service.devservers import DevServers, EmbeddedPostgres, EmbeddedValkey
 from product_service.grpc.generated.product.v1 import product_pb2 as pb
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
-from product_service.logs import JsonFormatter
-from service_helpers import create_product, wait_until
+from service_helpers import create_product, logged_json, wait_until
 from test_product_cache import metric_total, spans_of
 
 SERVICE = "product.v1.ProductService"
+RPC_LOG = logging.getLogger("product_service.grpc.interceptors")
 
 
 @pytest.fixture(scope="module")
@@ -224,22 +222,14 @@ def test_rpcs_are_traced_and_logged_as_json_with_the_trace_id(
     server, exporter = traced_grpc
     product = create(server.stub, write_token)
     exporter.clear()
-    lines = io.StringIO()
-    handler = logging.StreamHandler(lines)
-    handler.setFormatter(JsonFormatter())
-    rpc_log = logging.getLogger("product_service.grpc.interceptors")
-    rpc_log.addHandler(handler)
-    rpc_log.setLevel(logging.INFO)
-    try:
+    with logged_json(RPC_LOG, logging.INFO) as lines:
         server.stub.GetProduct(pb.GetProductRequest(id=product.id), timeout=5)
         health_status(server.channel)
-    finally:
-        rpc_log.removeHandler(handler)
 
     spans = exporter.get_finished_spans()
     [rpc_span] = [span for span in spans if span.name == "/product.v1.ProductService/GetProduct"]
     assert not [span for span in spans if "Health" in span.name]
-    [line] = [json.loads(text) for text in lines.getvalue().splitlines()]
+    [line] = lines
     assert line["message"] == "rpc"
     assert (line["grpc_method"], line["grpc_code"]) == ("GetProduct", "OK")
     assert line["trace_id"] == format(rpc_span.context.trace_id, "032x")
@@ -255,26 +245,18 @@ def test_the_rpc_log_names_the_client_a_trusted_proxy_put_last_in_x_forwarded_fo
 ) -> None:
     """Traefik appends the address it received an RPC from to its x-forwarded-for metadata, as to any
     request's X-Forwarded-For; an untrusted peer's header names nobody."""
-    lines = io.StringIO()
-    handler = logging.StreamHandler(lines)
-    handler.setFormatter(JsonFormatter())
-    rpc_log = logging.getLogger("product_service.grpc.interceptors")
-    rpc_log.addHandler(handler)
-    rpc_log.setLevel(logging.INFO)
-    try:
-        with (
-            serving(grpc_settings(servers, FORWARDED_ALLOW_IPS=allowed)) as server,
-            pytest.raises(grpc.RpcError),
-        ):
-            server.stub.GetProduct(
-                pb.GetProductRequest(id=str(uuid.uuid4())),
-                metadata=[("x-forwarded-for", "203.0.113.9, 198.51.100.7")],
-                timeout=5,
-            )
-    finally:
-        rpc_log.removeHandler(handler)
+    with (
+        logged_json(RPC_LOG, logging.INFO) as lines,
+        serving(grpc_settings(servers, FORWARDED_ALLOW_IPS=allowed)) as server,
+        pytest.raises(grpc.RpcError),
+    ):
+        server.stub.GetProduct(
+            pb.GetProductRequest(id=str(uuid.uuid4())),
+            metadata=[("x-forwarded-for", "203.0.113.9, 198.51.100.7")],
+            timeout=5,
+        )
 
-    [line] = [json.loads(text) for text in lines.getvalue().splitlines()]
+    [line] = lines
     assert line["peer"].startswith("ipv4:127.0.0.1:")
     assert line["client_addr"] == client
 
