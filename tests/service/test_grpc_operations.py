@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import grpc
 import psycopg
@@ -25,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from product_service.devservers import DevServers, EmbeddedPostgres, EmbeddedValkey
 from product_service.grpc.generated.product.v1 import product_pb2 as pb
 from product_service.grpc.generated.product.v1 import product_pb2_grpc as pb_grpc
+from product_service.grpc.server import CONNECTION_OPTIONS
 from service_helpers import create_product, logged_json, wait_until
 from test_product_cache import metric_total, spans_of
 
@@ -145,6 +148,27 @@ def test_rpcs_beyond_the_concurrency_cap_are_refused_at_once_and_health_still_an
         row_lock.release()
         assert [call.result().name for call in held] == ["after", "after"]
         assert server.stub.GetProduct(pb.GetProductRequest(id=products[0].id), timeout=5).name == "after"
+
+
+@pytest.mark.parametrize("option", ["grpc.max_connection_idle_ms", "grpc.max_connection_age_ms"])
+def test_the_server_closes_connections_past_their_idle_and_age_limits(
+    servers: DevServers, option: str
+) -> None:
+    # gRPC ignores an option it does not know: shortened, each must make the server close the connection
+    # (GOAWAY), which turns the client's channel from READY back to IDLE.
+    ready_then_idle = threading.Event()
+    seen: list[grpc.ChannelConnectivity] = []
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        seen.append(state)
+        if state is grpc.ChannelConnectivity.IDLE and grpc.ChannelConnectivity.READY in seen:
+            ready_then_idle.set()
+
+    with mock.patch.dict(CONNECTION_OPTIONS, {option: 300}), serving(grpc_settings(servers)) as server:
+        server.channel.subscribe(watch, try_to_connect=False)
+        server.stub.ListProducts(pb.ListProductsRequest(), timeout=5)
+
+        assert ready_then_idle.wait(5), seen
 
 
 def test_health_reports_serving_for_the_server_and_the_product_service(grpc_server: GrpcServer) -> None:
