@@ -134,7 +134,11 @@ charts: $(VENV)/.installed $(TOOLS)/helm ## audit the pinned charts from their r
 # --- the real node (tools/e2e/node.py): Debian's container runtime, and images built here ------------
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah
 IMAGES := .tools/images
-IMAGE_NAMES := debian pause python postgres redis product-service
+# The add-ons' images: each one program built from its pinned module in tools/go (the config reloader's is
+# the operator's).
+ADDON_IMAGES := traefik jaeger metrics-server prometheus prometheus-operator prometheus-config-reloader
+IMAGE_NAMES := debian pause python postgres redis product-service $(ADDON_IMAGES)
+addon_module = $(if $(filter prometheus-config-reloader,$(1)),prometheus-operator,$(1))
 SERVICE_IMAGE_INPUTS := Dockerfile .dockerignore constraints.txt \
 	$(shell git ls-files service/src service/pyproject.toml service/requirements.txt service/gunicorn.conf.py \
 		service/generate_grpc.py proto 2>/dev/null)
@@ -155,6 +159,8 @@ $(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar
 	$(BIN)/python tools/e2e/images.py build $*
 $(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
 	$(BIN)/python tools/e2e/images.py build product-service
+$(addprefix $(IMAGES)/,$(addsuffix .tar,$(ADDON_IMAGES))): $(IMAGES)/%.tar: $$(wildcard tools/go/$$(call addon_module,$$*)/*) | node-packages need-go
+	$(BIN)/python tools/e2e/images.py build $*
 
 # The fast door: no Go, no root. Tests that run a Go-built tool are marked `go_tool` (pyproject.toml).
 check: python-lint $(CHECKOV_VENV)/.installed ## the fast door: lint and every test that needs neither Go nor root
