@@ -179,7 +179,7 @@ lint: python-lint $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check)
 python-lint: $(VENV)/.installed $(GENERATED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy infra
+	$(BIN)/mypy infra harness/plan
 	$(BIN)/mypy service/src
 	$(BIN)/mypy policies
 	$(BIN)/mypy tools/chart_audit.py
@@ -207,10 +207,10 @@ run: $(VENV)/.installed $(GENERATED) ## the service on http://127.0.0.1:8080 and
 	$(BIN)/python -m product_service dev --data-dir $(DATA_DIR)
 
 plan: $(VENV)/.installed ## offline plan of STACK (CLOUD overrides its cloud) into build/plan/
-	$(BIN)/python infra/plan.py $(STACK) $(if $(CLOUD),--cloud $(CLOUD))
+	$(BIN)/python harness/plan/plan.py $(STACK) $(if $(CLOUD),--cloud $(CLOUD))
 
 policy: $(VENV)/.installed ## the offline policy gate for every committed stack on every cloud
-	$(BIN)/python infra/plan.py --all
+	$(BIN)/python harness/plan/plan.py --all
 
 preview: $(VENV)/.installed ## pulumi preview of STACK with the policy pack (needs the Pulumi CLI)
 	tools/pulumi-stack.sh preview $(STACK) $(ARGS)
