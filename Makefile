@@ -131,7 +131,7 @@ CHART_REPOSITORY ?=
 charts: $(VENV)/.installed $(TOOLS)/helm ## audit the pinned charts from their repositories (CHART_REPOSITORY=<url>: a mirror)
 	$(BIN)/python tools/chart_audit.py $(if $(CHART_REPOSITORY),--repository $(CHART_REPOSITORY))
 
-# --- the real node (tools/e2e/node.py): Debian's container runtime, and images built here ------------
+# --- the real node (harness/e2e/node.py): Debian's container runtime, and images built here -----------
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah
 IMAGES := .tools/images
 IMAGE_NAMES := debian pause python postgres redis product-service
@@ -148,13 +148,13 @@ node-packages: ## install the real node's Debian packages (containerd, runc, CNI
 images: $(addprefix $(IMAGES)/,$(addsuffix .tar,$(IMAGE_NAMES))) ## build the real node's images into .tools/images (buildah; root)
 
 $(IMAGES)/debian.tar: | node-packages $(VENV)/.installed
-	$(BIN)/python tools/e2e/images.py build debian
+	$(BIN)/python harness/e2e/images.py build debian
 $(IMAGES)/pause.tar: $(wildcard tools/go/pause/*) | node-packages need-go
-	$(BIN)/python tools/e2e/images.py build pause
-$(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar: $(IMAGES)/debian.tar $$(wildcard tools/e2e/images/%/*)
-	$(BIN)/python tools/e2e/images.py build $*
+	$(BIN)/python harness/e2e/images.py build pause
+$(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar: $(IMAGES)/debian.tar $$(wildcard harness/e2e/images/%/*)
+	$(BIN)/python harness/e2e/images.py build $*
 $(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
-	$(BIN)/python tools/e2e/images.py build product-service
+	$(BIN)/python harness/e2e/images.py build product-service
 
 # The fast door: no Go, no root. Tests that run a Go-built tool are marked `go_tool` (pyproject.toml).
 check: python-lint $(CHECKOV_VENV)/.installed ## the fast door: lint and every test that needs neither Go nor root
@@ -168,10 +168,10 @@ e2e: need-root setup tools node-packages images ## tier 3: `make up STACK=dev` w
 
 NODE ?= kwok
 cluster: $(VENV)/.installed tools $(if $(filter real,$(NODE)),node-packages images) ## the e2e control plane on its own (NODE=real: with a real node); kubeconfig in build/cluster/
-	$(BIN)/python tools/e2e/control_plane.py up --node $(NODE)
+	$(BIN)/python harness/e2e/control_plane.py up --node $(NODE)
 
 cluster-down: ## stop everything `make cluster` started
-	$(PYTHON) tools/e2e/control_plane.py down
+	$(PYTHON) harness/e2e/control_plane.py down
 
 lint: python-lint $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check) and mypy
 	$(TOOLS)/buf lint proto
