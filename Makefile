@@ -10,7 +10,7 @@ CHECKOV_VENV := .venv-checkov
 TOOLS := .tools/bin
 UV_VERSION := 0.13.8
 ACTIONLINT_VERSION := v1.7.7
-# The Kubernetes provider's Go module is served only at the commit of this release (tools/go/pulumi-kubernetes).
+# The Kubernetes provider's Go module is served only at the commit of this release (harness/go/pulumi-kubernetes).
 PULUMI_KUBERNETES_VERSION := 4.25.0
 STACK ?= dev
 CLOUD ?=
@@ -58,16 +58,16 @@ $(GENERATED): $(PROTOS) service/generate_grpc.py $(VENV)/.installed
 	$(BIN)/python service/generate_grpc.py
 	touch $@
 
-# buf (proto lint, breaking-change check) is built from the pinned module in tools/go/buf, again
+# buf (proto lint, breaking-change check) is built from the pinned module in harness/go/buf, again
 # whenever its go.mod or go.sum changes.
-$(TOOLS)/buf: tools/go/buf/go.mod tools/go/buf/go.sum | need-go
-	go -C tools/go/buf build -trimpath -o $(CURDIR)/$@ github.com/bufbuild/buf/cmd/buf
+$(TOOLS)/buf: harness/go/buf/go.mod harness/go/buf/go.sum | need-go
+	go -C harness/go/buf build -trimpath -o $(CURDIR)/$@ github.com/bufbuild/buf/cmd/buf
 
-# --- the e2e tier's tools, each built from a pinned Go module (tools/go/<tool>/go.mod + go.sum) -------
+# --- the e2e tier's tools, each built from a pinned Go module (harness/go/<tool>/go.mod + go.sum) -----
 # A tool is rebuilt only when its pins change; Go's module and build caches make a rebuild cheap.
-go_build = go -C tools/go/$(1) build -trimpath
+go_build = go -C harness/go/$(1) build -trimpath
 # The version a go.mod requires of a module, whether on a `require` line or inside a require block.
-required = $(shell awk '$$1 == "$(2)" {print $$2} $$1 == "require" && $$2 == "$(2)" {print $$3}' tools/go/$(1)/go.mod)
+required = $(shell awk '$$1 == "$(2)" {print $$2} $$1 == "require" && $$2 == "$(2)" {print $$3}' harness/go/$(1)/go.mod)
 PULUMI_VERSION := $(call required,pulumi,github.com/pulumi/pulumi/pkg/v3)
 KUBERNETES_VERSION := $(call required,kubernetes,k8s.io/kubernetes)
 KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
@@ -86,43 +86,43 @@ need-go:
 need-root:
 	@[ "$$(id -u)" = 0 ] || { echo "make test runs the e2e tier's real node (containerd, network namespaces, cgroups), which needs root: run it as root, or \`make check\` for lint and every test that needs neither root nor Go"; exit 1; }
 
-$(TOOLS)/pulumi: tools/go/pulumi/go.mod tools/go/pulumi/go.sum | need-go
+$(TOOLS)/pulumi: harness/go/pulumi/go.mod harness/go/pulumi/go.sum | need-go
 	$(call go_build,pulumi) -o $(CURDIR)/$@ \
 		-ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$(PULUMI_VERSION)" \
 		github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 
-$(TOOLS)/pulumi-language-python: $(wildcard tools/go/pulumi-language-python/*) | need-go
+$(TOOLS)/pulumi-language-python: $(wildcard harness/go/pulumi-language-python/*) | need-go
 	$(call go_build,pulumi-language-python) -o $(CURDIR)/$@ .
 
 # The SDK's shim that the language host runs the program through, from the same sdk/v3 module.
-$(TOOLS)/pulumi-language-python-exec: tools/go/pulumi-language-python/go.sum | need-go
-	go -C tools/go/pulumi-language-python mod download github.com/pulumi/pulumi/sdk/v3
-	install -m 0755 "$$(go -C tools/go/pulumi-language-python list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec" $@
+$(TOOLS)/pulumi-language-python-exec: harness/go/pulumi-language-python/go.sum | need-go
+	go -C harness/go/pulumi-language-python mod download github.com/pulumi/pulumi/sdk/v3
+	install -m 0755 "$$(go -C harness/go/pulumi-language-python list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec" $@
 
 # The provider's cmd/ embeds its schema with the version set; write that (and the mapping) from the module.
-$(TOOLS)/pulumi-resource-kubernetes: $(wildcard tools/go/pulumi-kubernetes/*.go tools/go/pulumi-kubernetes/go.*) | need-go
-	go -C tools/go/pulumi-kubernetes mod download github.com/pulumi/pulumi-kubernetes/provider/v4
-	$(PYTHON) tools/go/pulumi-kubernetes/embed.py \
-		"$$(go -C tools/go/pulumi-kubernetes list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes" \
-		$(PULUMI_KUBERNETES_VERSION) tools/go/pulumi-kubernetes
+$(TOOLS)/pulumi-resource-kubernetes: $(wildcard harness/go/pulumi-kubernetes/*.go harness/go/pulumi-kubernetes/go.*) | need-go
+	go -C harness/go/pulumi-kubernetes mod download github.com/pulumi/pulumi-kubernetes/provider/v4
+	$(PYTHON) harness/go/pulumi-kubernetes/embed.py \
+		"$$(go -C harness/go/pulumi-kubernetes list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes" \
+		$(PULUMI_KUBERNETES_VERSION) harness/go/pulumi-kubernetes
 	$(call go_build,pulumi-kubernetes) -o $(CURDIR)/$@ \
 		-ldflags "-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$(PULUMI_KUBERNETES_VERSION)" .
 
-$(KUBE_TOOLS) &: tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum | need-go
+$(KUBE_TOOLS) &: harness/go/kubernetes/go.mod harness/go/kubernetes/go.sum | need-go
 	$(call go_build,kubernetes) -o $(CURDIR)/$(TOOLS)/ -ldflags "$(KUBE_VERSION_FLAGS)" \
 		$(addprefix k8s.io/kubernetes/cmd/,$(notdir $(KUBE_TOOLS)))
 
-$(TOOLS)/etcd: tools/go/etcd/go.mod tools/go/etcd/go.sum | need-go
+$(TOOLS)/etcd: harness/go/etcd/go.mod harness/go/etcd/go.sum | need-go
 	$(call go_build,etcd) -o $(CURDIR)/$@ go.etcd.io/etcd/server/v3
 
-$(TOOLS)/kwok: tools/go/kwok/go.mod tools/go/kwok/go.sum | need-go
+$(TOOLS)/kwok: harness/go/kwok/go.mod harness/go/kwok/go.sum | need-go
 	$(call go_build,kwok) -o $(CURDIR)/$@ sigs.k8s.io/kwok/cmd/kwok
 
-$(TOOLS)/coredns: $(wildcard tools/go/coredns/*) | need-go
+$(TOOLS)/coredns: $(wildcard harness/go/coredns/*) | need-go
 	$(call go_build,coredns) -o $(CURDIR)/$@ .
 
 # Helm for the chart audit: the release the Kubernetes provider embeds, so charts render as `up` installs them.
-$(TOOLS)/helm: tools/go/helm/go.mod tools/go/helm/go.sum | need-go
+$(TOOLS)/helm: harness/go/helm/go.mod harness/go/helm/go.sum | need-go
 	$(call go_build,helm) -o $(CURDIR)/$@ helm.sh/helm/v3/cmd/helm
 
 # --- the chart audit ------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ images: $(addprefix $(IMAGES)/,$(addsuffix .tar,$(IMAGE_NAMES))) ## build the re
 
 $(IMAGES)/debian.tar: | node-packages $(VENV)/.installed
 	$(BIN)/python harness/e2e/images.py build debian
-$(IMAGES)/pause.tar: $(wildcard tools/go/pause/*) | node-packages need-go
+$(IMAGES)/pause.tar: $(wildcard harness/go/pause/*) | node-packages need-go
 	$(BIN)/python harness/e2e/images.py build pause
 $(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar: $(IMAGES)/debian.tar $$(wildcard harness/e2e/images/%/*)
 	$(BIN)/python harness/e2e/images.py build $*

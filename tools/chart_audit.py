@@ -6,7 +6,7 @@ For every committed stack on every cloud it runs the offline plan (harness/plan/
 Release the program declares: chart, pinned version, release name, namespace and values. It pulls each
 pinned chart from the chart's own repository, or from one mirror (`--repository`, the same contract as
 `platform:chartRepository`: every chart under its own name and version), and renders it with Helm (built
-from tools/go/helm, the Helm release the Kubernetes provider embeds) at the stack's Kubernetes minor,
+from harness/go/helm, the Helm release the Kubernetes provider embeds) at the stack's Kubernetes minor,
 with the API versions of every CRD the stack's charts install. It prints one line per problem and
 exits 1 when there is one:
 

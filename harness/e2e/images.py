@@ -4,7 +4,7 @@
 
 No registry is reachable from this machine, so nothing is pulled:
 - `debian` is a `debootstrap --variant=minbase` of Debian bookworm, from this machine's own apt mirror;
-- `pause` is the static sandbox program of tools/go/pause;
+- `pause` is the static sandbox program of harness/go/pause;
 - `python` is a STAND-IN for the Dockerfile's pinned base (python:3.11.17-slim-bookworm): Debian's own
   Python 3.11 (3.11.2) on the same Debian release, instead of a CPython built from source in /usr/local;
 - `product-service` is the repository's own Dockerfile, built on that stand-in (buildah's --from), with pip
@@ -93,7 +93,7 @@ def _pause(name: str) -> None:
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
         rootfs = Path(scratch)
         _run(
-            "go", "-C", str(REPO / "tools/go/pause"), "build", "-trimpath", "-ldflags=-s -w",
+            "go", "-C", str(REPO / "harness/go/pause"), "build", "-trimpath", "-ldflags=-s -w",
             "-o", str(rootfs / "pause"), ".", env={**os.environ, "CGO_ENABLED": "0"},
         )  # fmt: skip
         _from_rootfs(name, rootfs, ["--entrypoint", '["/pause"]', "--user", "65535:65535"])
