@@ -222,7 +222,7 @@ destroy: $(VENV)/.installed ## pulumi destroy of STACK
 	tools/pulumi-stack.sh destroy $(STACK) $(ARGS)
 
 bench-service: $(VENV)/.installed $(GENERATED) ## load-test the service on loopback and print RPS, latency, RSS
-	$(BIN)/python service/bench/run.py
+	$(BIN)/python harness/bench/run.py
 
 lock: $(VENV)/.installed ## re-pin every transitive dependency (constraints.txt, tools/checkov/constraints.txt)
 	$(BIN)/uv pip compile --quiet --python $(BIN)/python --universal --no-header \

@@ -551,7 +551,7 @@ class Gunicorn:
             *self.options,
             self.app,
         ]
-        self.process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
+        self.process = subprocess.Popen(
             command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         self._wait_until_ready()
