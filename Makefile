@@ -129,7 +129,7 @@ $(TOOLS)/helm: harness/go/helm/go.mod harness/go/helm/go.sum | need-go
 CHART_REPOSITORY ?=
 
 charts: $(VENV)/.installed $(TOOLS)/helm ## audit the pinned charts from their repositories (CHART_REPOSITORY=<url>: a mirror)
-	$(BIN)/python tools/chart_audit.py $(if $(CHART_REPOSITORY),--repository $(CHART_REPOSITORY))
+	$(BIN)/python harness/chart_audit.py $(if $(CHART_REPOSITORY),--repository $(CHART_REPOSITORY))
 
 # --- the real node (harness/e2e/node.py): Debian's container runtime, and images built here -----------
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah
@@ -179,10 +179,9 @@ lint: python-lint $(TOOLS)/buf ## buf lint of proto/, ruff (lint + format check)
 python-lint: $(VENV)/.installed $(GENERATED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy infra harness/plan
+	$(BIN)/mypy infra harness/plan harness/chart_audit.py
 	$(BIN)/mypy service/src
 	$(BIN)/mypy policies
-	$(BIN)/mypy tools/chart_audit.py
 
 fmt: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -1,6 +1,6 @@
 """`make charts`: the real add-on charts, judged before a user's first `pulumi up`.
 
-    python tools/chart_audit.py [--repository URL] [--stack dev ...] [--cloud aws ...]
+    python harness/chart_audit.py [--repository URL] [--stack dev ...] [--cloud aws ...]
 
 For every committed stack on every cloud it runs the offline plan (harness/plan/plan.py) and takes each Helm
 Release the program declares: chart, pinned version, release name, namespace and values. It pulls each
