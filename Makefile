@@ -68,6 +68,7 @@ python-lint: $(VENV)/.installed $(GENERATED)
 	$(BIN)/mypy infra harness/plan harness/chart_audit.py
 	$(BIN)/mypy service/src
 	$(BIN)/mypy policies
+	$(BIN)/mypy harness/bench
 
 fmt: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
