@@ -1,6 +1,6 @@
 """`make up STACK=dev` on a real node: the service, its migration Job, Postgres and Redis run as containers.
 
-The node (tools/e2e/node.py) runs containerd, kubelet, kube-proxy and CoreDNS in a network namespace of
+The node (harness/e2e/node.py) runs containerd, kubelet, kube-proxy and CoreDNS in a network namespace of
 its own; every request below is sent from inside it, to the Service's cluster IP (kube-proxy's rules) or
 to a pod, exactly as another pod would. The images are built here (`make images`): the service from the
 repository's Dockerfile on a STAND-IN Python base, Postgres and Redis as STAND-INS from Debian's
