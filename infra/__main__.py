@@ -1,6 +1,6 @@
 """The platform: stack config -> Foundation (the chosen cloud) -> cluster add-ons + app -> outputs.
 
-Pulumi runs this file; `make plan` runs it too, under the offline engine (plan.py).
+Pulumi runs this file; `make plan` runs it too, under the offline engine (harness/plan/plan.py).
 """
 
 import config

@@ -115,7 +115,7 @@ def format_table(violations: Sequence[Violation]) -> str:
     return "\n".join(lines)
 
 
-# The offline plan (infra/plan.py) calls the table by this name.
+# The offline plan (harness/plan/plan.py) calls the table by this name.
 table = format_table
 
 

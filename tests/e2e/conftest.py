@@ -2,15 +2,15 @@
 
 Fixtures, from the outside in:
 - `cluster`: etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
-  (tools/e2e/control_plane.py), stopped by PID when the session ends, however it ends;
-- `real_cluster`: the same control plane with one real node instead (tools/e2e/node.py: containerd,
+  (harness/e2e/control_plane.py), stopped by PID when the session ends, however it ends;
+- `real_cluster`: the same control plane with one real node instead (harness/e2e/node.py: containerd,
   kubelet, kube-proxy, CoreDNS; images built here by `make images`), for test_real_node.py;
 - `chart_repository`: where the kwok tier's add-on charts come from. Offline (the default)
   `placeholder_charts`, a Helm repository of PLACEHOLDER charts (real names and versions, no contents)
   served on 127.0.0.1, because the charts' own repositories cannot be reached here;
   `E2E_CHARTS=<repository URL>` installs the real pinned charts from that mirror, `E2E_CHARTS=upstream`
   from their own repositories;
-- `standin_charts`: the real node's repository: STAND-IN charts (tools/e2e/standin_charts.py) that run the
+- `standin_charts`: the real node's repository: STAND-IN charts (harness/e2e/standin_charts.py) that run the
   real Traefik, Jaeger, metrics-server and Prometheus operator and Prometheus, built from their pinned Go
   modules, and placeholders for the rest (Argo CD and cluster-autoscaler, which the node does not run);
 - `checkout` (and `real_checkout`): a copy of this repository, where the test acts as a user: it sets
@@ -44,7 +44,7 @@ E2E_CHARTS = os.environ.get("E2E_CHARTS", "")
 
 def pytest_report_header(config: pytest.Config) -> str:
     if not E2E_CHARTS:
-        return "e2e charts: PLACEHOLDERS (tools/e2e/placeholder_charts.py); E2E_CHARTS=<url>|upstream installs the real ones"
+        return "e2e charts: PLACEHOLDERS (harness/e2e/placeholder_charts.py); E2E_CHARTS=<url>|upstream installs the real ones"
     return f"e2e charts: the real pinned charts, from {E2E_CHARTS}"
 
 
@@ -92,7 +92,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_p
 def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("charts")
     subprocess.run(
-        [sys.executable, str(REPO / "tools" / "e2e" / "placeholder_charts.py"), str(root)], check=True
+        [sys.executable, str(REPO / "harness" / "e2e" / "placeholder_charts.py"), str(root)], check=True
     )
     with served(root) as url:
         yield url
@@ -101,7 +101,7 @@ def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 @pytest.fixture(scope="session")
 def standin_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("standin-charts")
-    subprocess.run([sys.executable, str(REPO / "tools" / "e2e" / "standin_charts.py"), str(root)], check=True)
+    subprocess.run([sys.executable, str(REPO / "harness" / "e2e" / "standin_charts.py"), str(root)], check=True)
     with served(root) as url:
         yield url
 

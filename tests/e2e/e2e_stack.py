@@ -11,7 +11,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools" / "bin"
 
-from control_plane import Cluster  # noqa: E402 (tools/e2e, on pytest's pythonpath)
+from control_plane import Cluster  # noqa: E402 (harness/e2e, on pytest's pythonpath)
 
 STACK = "dev"
 # The passwords the dev stack would generate with pulumi_random, whose provider no registry serves:

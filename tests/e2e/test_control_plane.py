@@ -16,7 +16,7 @@ from config import KUBERNETES_VERSION
 from control_plane import CONTEXT, Cluster
 from e2e_stack import REPO, get
 
-LAUNCHER = REPO / "tools" / "e2e" / "control_plane.py"
+LAUNCHER = REPO / "harness" / "e2e" / "control_plane.py"
 
 
 def test_the_api_server_is_real_it_rejects_an_invalid_object(cluster: Cluster) -> None:

@@ -1,12 +1,12 @@
 """`make up STACK=dev` on a real node: the service, its data stores and the add-ons run as containers.
 
-The node (tools/e2e/node.py) runs containerd, kubelet, kube-proxy and CoreDNS in a network namespace of
+The node (harness/e2e/node.py) runs containerd, kubelet, kube-proxy and CoreDNS in a network namespace of
 its own; every request below is sent from inside it (node_client.py), to a Service's cluster IP
 (kube-proxy's rules) or to a pod, exactly as another pod would. The images are built here (`make images`):
 the service from the repository's Dockerfile on a STAND-IN Python base, Postgres and Redis as STAND-INS
 from Debian's packages, and Traefik, Jaeger, metrics-server, the Prometheus operator and Prometheus as
 the real programs, built from their pinned Go modules. Those add-ons come from STAND-IN charts
-(tools/e2e/standin_charts.py: the real charts' names, Services and ports, our own templates); Argo CD is
+(harness/e2e/standin_charts.py: the real charts' names, Services and ports, our own templates); Argo CD is
 left out here (platform:addons), as are the parts of kube-prometheus-stack the stand-in does not run.
 
 The tests run in file order as one user's session: up, the migration, the API, the front door, traces,

@@ -1,4 +1,4 @@
-"""The harness for every infra test: the real program under the offline engine (`infra/plan.py`).
+"""The harness for every infra test: the real program under the offline engine (`harness/plan/plan.py`).
 
     def test_something(plan_for):
         plan = plan_for("aws", "prod")                        # committed Pulumi.prod.yaml, cloud aws

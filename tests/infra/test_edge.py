@@ -168,7 +168,7 @@ def test_the_placeholder_charts_carry_a_crd_for_every_custom_resource_the_dev_st
     """Offline the e2e tier installs placeholders: a custom resource whose CRD none of them carries (the
     API's Middlewares need Traefik's) fails its `make up`."""
     spec = importlib.util.spec_from_file_location(
-        "placeholder_charts", REPO / "tools/e2e/placeholder_charts.py"
+        "placeholder_charts", REPO / "harness/e2e/placeholder_charts.py"
     )
     assert spec is not None and spec.loader is not None
     placeholders = importlib.util.module_from_spec(spec)

@@ -1,4 +1,4 @@
-"""`make plan` (infra/plan.py): the three artefacts, a readable summary, the program's error on failure."""
+"""`make plan` (harness/plan/plan.py): the three artefacts, a readable summary, the program's error on failure."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _plan(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-W", "ignore", str(REPO / "infra" / "plan.py"), *args, "--out", str(out)],
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            str(REPO / "harness" / "plan" / "plan.py"),
+            *args,
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -39,10 +39,10 @@ def test_pull_requests_run_the_tests_and_plan_every_stack_on_every_cloud():
 
 
 def test_the_workflows_go_is_the_newest_version_a_pinned_tool_module_asks_for():
-    # setup-go reads the `go` line of the file named: it must satisfy every tools/go module.
+    # setup-go reads the `go` line of the file named: it must satisfy every harness/go module.
     test = load("ci.yml")["jobs"]["test"]
     go = next(s for s in test["steps"] if s.get("uses", "").startswith("actions/setup-go"))
-    asked = {module: _go_version(module) for module in REPO.glob("tools/go/*/go.mod")}
+    asked = {module: _go_version(module) for module in REPO.glob("harness/go/*/go.mod")}
     assert _go_version(REPO / go["with"]["go-version-file"]) == max(asked.values()), asked
 
 
@@ -64,7 +64,7 @@ def test_pull_requests_audit_the_pinned_charts_with_the_go_of_the_helm_pin():
     charts = load("ci.yml")["jobs"]["charts"]
     assert any("make charts" in step.get("run", "") for step in charts["steps"])
     go = next(s for s in charts["steps"] if s.get("uses", "").startswith("actions/setup-go"))
-    assert go["with"]["go-version-file"] == "tools/go/helm/go.mod"
+    assert go["with"]["go-version-file"] == "harness/go/helm/go.mod"
 
 
 def test_preview_runs_the_policy_pack_only_where_credentials_are_configured():

@@ -1,6 +1,6 @@
 """A Helm repository of PLACEHOLDER charts: the real names and versions, none of the real contents.
 
-    python tools/e2e/placeholder_charts.py OUT_DIR    # writes OUT_DIR/index.yaml and one .tgz per chart
+    python harness/e2e/placeholder_charts.py OUT_DIR    # writes OUT_DIR/index.yaml and one .tgz per chart
 
 The e2e tier cannot reach the charts' repositories, and the Kubernetes provider downloads every
 chart during preview. So it serves this repository on 127.0.0.1 through `platform:chartRepository`

@@ -1,7 +1,7 @@
 //go:build tools
 
 // Package tools pins the Kubernetes control plane the e2e tier runs, the kubelet and kube-proxy of its
-// real node (tools/e2e/node.py), and the kubectl it reads them with:
+// real node (harness/e2e/node.py), and the kubectl it reads them with:
 // `go build` of these commands here builds exactly the versions in go.mod and go.sum.
 package tools
 

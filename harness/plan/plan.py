@@ -1,7 +1,7 @@
 """The offline plan: the real program under a stand-in engine, with no CLI and no credentials.
 
-    python infra/plan.py <stack> [--cloud aws|gcp|azure|local] [--set key=value ...] [--out build/plan]
-    python infra/plan.py --all        # every committed stack on every cloud (the CI gate)
+    python harness/plan/plan.py <stack> [--cloud aws|gcp|azure|local] [--set key=value ...] [--out build/plan]
+    python harness/plan/plan.py --all        # every committed stack on every cloud (the CI gate)
 
 It reads `Pulumi.yaml` and `Pulumi.<stack>.yaml` the way the CLI would (project defaults, then the
 stack's values; `--cloud` overrides `platform:cloud`), runs `infra/__main__.py` exactly as the
@@ -38,7 +38,6 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
-from config import KUBERNETES_VERSION
 from offline_engine import Path, RecordingMonitor, Registration
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as runtime_settings
@@ -46,8 +45,14 @@ from pulumi.runtime.mocks import MockEngine, MockSettings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-INFRA_DIR = FsPath(__file__).resolve().parent
-REPO_DIR = INFRA_DIR.parent
+REPO_DIR = FsPath(__file__).resolve().parents[2]
+INFRA_DIR = REPO_DIR / "infra"
+# The program's modules import each other by bare name, as Pulumi runs them from infra/.
+if str(INFRA_DIR) not in sys.path:
+    sys.path.insert(0, str(INFRA_DIR))
+
+from config import KUBERNETES_VERSION  # noqa: E402 (the program's own default)
+
 CLOUDS = ("aws", "gcp", "azure", "local")
 MASK = "[secret]"
 # Stand-in for `secure:` stack values, which only the CLI can decrypt; the key stays a secret.

@@ -5,9 +5,9 @@ run to run. It opens the app with `open_app` on the bench's Postgres and Valkey 
 by a first `run.py`), calls it as WSGI in one thread, and prints the process's CPU time per request
 (every thread's, the span exporter's too) for each of `--rounds` rounds: the fastest and the median.
 
-    .venv/bin/python service/bench/in_process.py --tracing prod --scenario cached
-    .venv/bin/python service/bench/in_process.py --tracing bare      # the bare Flask baseline app
-    .venv/bin/python service/bench/in_process.py --tracing off none --scenario uncached --rounds 8
+    .venv/bin/python harness/bench/in_process.py --tracing prod --scenario cached
+    .venv/bin/python harness/bench/in_process.py --tracing bare      # the bare Flask baseline app
+    .venv/bin/python harness/bench/in_process.py --tracing off none --scenario uncached --rounds 8
 
 Several `--tracing` settings are measured in one process, each on an app of its own, their rounds
 alternating; the report adds each one's difference to the first, round by round. Two runs of this

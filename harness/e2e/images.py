@@ -1,10 +1,10 @@
 """The images the real node runs, built here without a registry or a Docker engine (buildah, as root).
 
-    python tools/e2e/images.py build NAME [NAME...]   # writes .tools/images/NAME.tar (docker-archive)
+    python harness/e2e/images.py build NAME [NAME...]   # writes .tools/images/NAME.tar (docker-archive)
 
 No registry is reachable from this machine, so nothing is pulled:
 - `debian` is a `debootstrap --variant=minbase` of Debian bookworm, from this machine's own apt mirror;
-- `pause` is the static sandbox program of tools/go/pause;
+- `pause` is the static sandbox program of harness/go/pause;
 - `python` is a STAND-IN for the Dockerfile's pinned base (python:3.11.17-slim-bookworm): Debian's own
   Python 3.11 (3.11.2) on the same Debian release, instead of a CPython built from source in /usr/local;
 - `product-service` is the repository's own Dockerfile, built on that stand-in (buildah's --from), with pip
@@ -12,9 +12,9 @@ No registry is reachable from this machine, so nothing is pulled:
   names it (`platform:image: product-service:0.1.0`), the way a kind user loads an image;
 - `postgres` and `redis` are STAND-INS for the local target's official images, from Debian's packages
   (PostgreSQL 15 and Redis 7.0 instead of 17 and 7.4), speaking the same contract: the same environment
-  variables, ports, probe commands and uid 999 (tools/e2e/images/*/Containerfile);
+  variables, ports, probe commands and uid 999 (harness/e2e/images/*/Containerfile);
 - the add-ons' images (ADDONS) are the real programs, each built from its pinned Go module
-  (tools/go/<module>) into an image holding that one static binary where the official image has it, and
+  (harness/go/<module>) into an image holding that one static binary where the official image has it, and
   named and tagged as the chart's default image, so a chart runs it unchanged. Where the module's version
   differs from the tag, ADDONS says so.
 Make rebuilds an archive when its inputs change (Makefile, `images`); buildah's layer cache (in CACHE)
@@ -59,7 +59,7 @@ BASES = {"python": "debian", "postgres": "debian", "redis": "debian", "product-s
 class GoProgram:
     """An add-on's image: one program from its pinned module, at the path its official image runs."""
 
-    module: str  # tools/go/<module>
+    module: str  # harness/go/<module>
     package: str
     path: str
     user: str
@@ -157,7 +157,7 @@ def _pause(name: str) -> None:
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
         rootfs = Path(scratch)
         _run(
-            "go", "-C", str(REPO / "tools/go/pause"), "build", "-trimpath", "-ldflags=-s -w",
+            "go", "-C", str(REPO / "harness/go/pause"), "build", "-trimpath", "-ldflags=-s -w",
             "-o", str(rootfs / "pause"), ".", env={**os.environ, "CGO_ENABLED": "0"},
         )  # fmt: skip
         _from_rootfs(name, rootfs, ["--entrypoint", '["/pause"]', "--user", "65535:65535"])
@@ -170,7 +170,7 @@ def _go_program(name: str, program: GoProgram) -> None:
         (rootfs / "tmp").mkdir(mode=0o1777)
         (rootfs / "tmp").chmod(0o1777)
         _run(
-            "go", "-C", str(REPO / "tools/go" / program.module), "build", "-trimpath", "-ldflags=-s -w",
+            "go", "-C", str(REPO / "harness/go" / program.module), "build", "-trimpath", "-ldflags=-s -w",
             f"-tags={program.tags}", "-o", str(rootfs / program.path.lstrip("/")), program.package,
             env={**os.environ, "CGO_ENABLED": "0"},
         )  # fmt: skip
@@ -179,7 +179,7 @@ def _go_program(name: str, program: GoProgram) -> None:
 
 
 def _containerfile(name: str) -> None:
-    """tools/e2e/images/NAME/Containerfile on its base; apt reads the mirror debootstrap wrote."""
+    """harness/e2e/images/NAME/Containerfile on its base; apt reads the mirror debootstrap wrote."""
     _buildah(
         "bud", "--pull=never", "--network=host", "--layers", "--build-arg", f"BASE={IMAGES[BASES[name]]}",
         "-t", IMAGES[name], str(CONTAINERFILES / name),

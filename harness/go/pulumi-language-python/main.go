@@ -32,7 +32,7 @@ import (
 	"google.golang.org/grpc"
 )
 
-const version = "3.276.0" // the engine this host is built and tested with (tools/go/pulumi)
+const version = "3.276.0" // the engine this host is built and tested with (harness/go/pulumi)
 
 func main() {
 	engine := ""

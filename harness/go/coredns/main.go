@@ -1,4 +1,4 @@
-// Command coredns is the cluster DNS of the e2e tier's real node (tools/e2e/node.py): CoreDNS from the
+// Command coredns is the cluster DNS of the e2e tier's real node (harness/e2e/node.py): CoreDNS from the
 // pinned module with only the plugins its Corefile uses, so the build skips the cloud DNS providers'
 // SDKs that the full plugin set pulls in.
 package main

@@ -1,12 +1,12 @@
 """The e2e tier's Kubernetes: a real control plane, with kwok's two fake nodes or one real node.
 
-    python tools/e2e/control_plane.py up   [--state build/cluster] [--node kwok|real]   # start; print the kubeconfig
-    python tools/e2e/control_plane.py down [--state build/cluster]   # stop everything it started, by PID
+    python harness/e2e/control_plane.py up   [--state build/cluster] [--node kwok|real]   # start; print the kubeconfig
+    python harness/e2e/control_plane.py down [--state build/cluster]   # stop everything it started, by PID
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real programs, built from
 pinned modules into .tools/bin (`make tools`). kwok (also real) takes the kubelet's part for two fake
 nodes: Pods are scheduled, become Running and Ready, Jobs complete and PersistentVolumeClaims bind
-(its stages in tools/e2e/stages/), but no container runs. The kubeconfig's context is
+(its stages in harness/e2e/stages/), but no container runs. The kubeconfig's context is
 `kwok-e2e`, so it is never mistaken for a real cluster. All state stays in the state folder.
 
 Addresses: everything listens on 127.0.0.1. Kubernetes needs a non-loopback advertise address and
@@ -14,7 +14,7 @@ ranges for Service and Pod IPs; they come from 198.18.0.0/15 (reserved for bench
 root the launcher adds a blackhole route for that range, so a packet sent there never leaves the
 machine (nothing here sends one: no container runs and no webhook is registered).
 
-`--node real` (root only) replaces kwok with a node that runs containers (tools/e2e/node.py): the API
+`--node real` (root only) replaces kwok with a node that runs containers (harness/e2e/node.py): the API
 server then listens on 198.18.0.1, the host's end of the node's veth, and the blackhole route is
 required, not just added. In tests (not detached) a watchdog process undoes everything if the process
 that started the cluster dies, however it dies.

@@ -35,6 +35,7 @@ from typing import Any
 
 import grpc
 import jwt
+import psutil
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_load import drive_get_product
@@ -51,7 +52,7 @@ SERVICE_APP = "product_service.wsgi:app"
 WORKERS = 2
 CONNECTIONS = 32
 BATCH_SIZE = 50
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
 
 # Sampling as the prod profile deploys it (platform:traceSampleRatio 0.1), and every request traced.
 PROD_SAMPLING = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
@@ -183,7 +184,7 @@ def measure(
     """Every scenario (or those `args.only` names) in pairs with bare Flask, `args.repeat` times."""
     seconds, repeat, profile, only = args.seconds, args.repeat, args.profile, args.only
     load_at_start = os.getloadavg()[0]
-    ticks_at_start = machine_cpu_ticks()
+    cpu_at_start = machine_cpu_seconds()
     meter = CpuMeter(grpc_server)
     bare_requests = [Request("GET", "/bare")]
     gets = [Request("GET", f"/api/v1/products/{i}") for i in ids]
@@ -233,7 +234,7 @@ def measure(
 
     rows = []
     for scenario in scenarios:
-        ticks = machine_cpu_ticks()
+        cpu_before = machine_cpu_seconds()
         pairs = []
         for attempt in range(1, repeat + 1):
             # The scenario right after a bare Flask run of the same length: both see the same machine state.
@@ -251,7 +252,7 @@ def measure(
                     **notes,
                 }
             )
-        stolen = stolen_percent(ticks, machine_cpu_ticks())
+        stolen = stolen_percent(cpu_before, machine_cpu_seconds())
         rows.append({"scenario": scenario.name, **medians(pairs), "stolen_percent": stolen, "runs": pairs})
     memory = {
         "service": service.memory(),
@@ -274,7 +275,7 @@ def measure(
         "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": os.getloadavg()[0],
         # So does the hypervisor, for its other guests: the share of the CPUs this machine did not get.
-        "stolen_percent": stolen_percent(ticks_at_start, machine_cpu_ticks()),
+        "stolen_percent": stolen_percent(cpu_at_start, machine_cpu_seconds()),
         "scenarios": rows,
         "grpc_vs_rest_cached_get": grpc_versus_rest(by_name),
         "bare": medians([run for row in rows for run in row["runs"]])["bare"],
@@ -551,7 +552,7 @@ class Gunicorn:
             *self.options,
             self.app,
         ]
-        self.process = subprocess.Popen(  # noqa: S603 (a fixed argv, no shell)
+        self.process = subprocess.Popen(
             command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         self._wait_until_ready()
@@ -576,12 +577,10 @@ class Gunicorn:
         that PSS gives the other workers here; the pod's figure is the whole PSS less the other workers'
         own pages (USS), which no other process maps."""
         pids = self.pids()
-        rss = [proc_kib(f"/proc/{pid}/status").get("VmRSS", 0) / 1024 for pid in pids]
-        rollups = [proc_kib(f"/proc/{pid}/smaps_rollup") for pid in pids]
-        pss = [rollup.get("Pss", 0) / 1024 for rollup in rollups]
-        uss = [
-            (rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)) / 1024 for rollup in rollups[1:]
-        ]
+        usage = [resident_mib(pid) for pid in pids]
+        rss = [process["rss"] for process in usage]
+        pss = [process["pss"] for process in usage]
+        uss = [process["uss"] for process in usage[1:]]
         return {
             "rss": sum(rss),
             "pss": sum(pss),
@@ -653,19 +652,14 @@ class GrpcServer:
         return self.process.pid
 
     def memory(self) -> dict[str, Any]:
-        return {"rss": proc_kib(f"/proc/{self.pid}/status").get("VmRSS", 0) / 1024}
+        return {"rss": resident_mib(self.pid)["rss"]}
 
 
 def children(parent: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            found.append(int(stat.parent.name))
-    return found
+    try:
+        return [child.pid for child in psutil.Process(parent).children()]
+    except psutil.NoSuchProcess:
+        return []
 
 
 class CpuMeter:
@@ -673,13 +667,11 @@ class CpuMeter:
     does not depend on what else the machine is running."""
 
     def __init__(self, grpc_server: GrpcServer) -> None:
-        servers = {
-            pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children(os.getpid())
-        }
+        servers = {child.pid: child.cmdline() for child in psutil.Process().children()}
         self._groups = {
             "grpc server": grpc_server.pid,
-            "postgres": next((pid for pid, argv in servers.items() if b"-D" in argv), None),
-            "valkey": next((pid for pid, argv in servers.items() if b"valkey" in argv[0]), None),
+            "postgres": next((pid for pid, argv in servers.items() if "-D" in argv), None),
+            "valkey": next((pid for pid, argv in servers.items() if argv and "valkey" in argv[0]), None),
         }
 
     def during(self, run: Callable[[], Result], serving: Gunicorn) -> tuple[Result, dict[str, float]]:
@@ -701,36 +693,43 @@ class CpuMeter:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of `pid`, its exited children (cutime, cstime) and its live descendants."""
+    """CPU seconds of `pid` and its live descendants, each with those of its exited children."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
         return 0.0
-    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / CLOCK_TICKS + sum(tree_cpu_seconds(child) for child in children(pid))
+    return sum(cpu_seconds(process) for process in tree)
 
 
-def machine_cpu_ticks() -> tuple[int, int]:
-    """The machine's CPU time so far, in ticks: (stolen by the hypervisor, all of it), from the first
-    line of /proc/stat (proc_stat(5): user nice system idle iowait irq softirq steal; guest time is
-    already counted in user)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return fields[7], sum(fields)
+def cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system + times.children_user + times.children_system
 
 
-def stolen_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+def machine_cpu_seconds() -> tuple[float, float]:
+    """The machine's CPU time so far: (stolen by the hypervisor, all of it). Guest time is already
+    counted in user, so it is not added again."""
+    times = psutil.cpu_times()
+    every = (times.user, times.nice, times.system, times.idle, times.iowait, times.irq, times.softirq)
+    return times.steal, sum(every) + times.steal
+
+
+def stolen_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
     total = after[1] - before[1]
     return 100 * (after[0] - before[0]) / total if total else 0.0
 
 
-def proc_kib(path: str) -> dict[str, int]:
-    """The `Name: N kB` lines of a /proc file, by name; none if the process has gone."""
+def resident_mib(pid: int) -> dict[str, float]:
+    """Resident memory of one process in MiB: RSS, PSS and USS (its own pages); zeros if it has gone."""
     try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return {}
-    fields = (line.partition(":") for line in lines)
-    return {name: int(value.split()[0]) for name, _, value in fields if value.endswith(" kB")}
+        memory = psutil.Process(pid).memory_full_info()
+    except psutil.NoSuchProcess:
+        return {"rss": 0.0, "pss": 0.0, "uss": 0.0}
+    return {"rss": memory.rss / MIB, "pss": memory.pss / MIB, "uss": memory.uss / MIB}
 
 
 def free_port() -> int:

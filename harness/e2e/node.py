@@ -16,7 +16,7 @@ PID left in the node's namespaces or cgroups), mounts, the namespaces and veth (
 /run/netns that a machine's first `ip netns add` makes), the host route, the kubelet's cgroups under
 /platform-e2e, the sysctls the kubelet sets, folders made for mount points.
 
-Images come from .tools/images/*.tar (`make images`, tools/e2e/images.py). Volumes are pre-made
+Images come from .tools/images/*.tar (`make images`, harness/e2e/images.py). Volumes are pre-made
 hostPath PersistentVolumes under STATE/node/volumes behind the default StorageClass `e2e-hostpath`
 (static provisioning: no provisioner runs). NetworkPolicies are stored but not enforced (the bridge
 plugin has no policy engine).
@@ -47,7 +47,7 @@ CGROUP_ROOT = "platform-e2e"
 PAUSE_IMAGE = "localhost/platform-e2e/pause:1"
 # On the node's private /run/containerd: a path in the state folder can exceed a socket's 108 bytes.
 SOCKET = "/run/containerd/containerd.sock"
-# The archives of .tools/images that pods run (tools/e2e/images.py): the platform's, and the add-ons'.
+# The archives of .tools/images that pods run (harness/e2e/images.py): the platform's, and the add-ons'.
 RUNTIME_IMAGES = (
     "pause", "postgres", "redis", "product-service",
     "traefik", "jaeger", "metrics-server", "prometheus-operator", "prometheus-config-reloader", "prometheus",

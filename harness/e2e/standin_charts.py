@@ -1,6 +1,6 @@
 """A Helm repository for the e2e's REAL NODE: STAND-IN charts that run the real add-on programs.
 
-    python tools/e2e/standin_charts.py OUT_DIR    # writes OUT_DIR/index.yaml and one .tgz per chart
+    python harness/e2e/standin_charts.py OUT_DIR    # writes OUT_DIR/index.yaml and one .tgz per chart
 
 The charts' own repositories cannot be reached here, so the real node cannot install them. For the add-ons
 it runs, this repository serves a STAND-IN under the pinned chart's name and version: templates of our own
@@ -24,7 +24,7 @@ from placeholder_charts import REPO, charts, index_entry, placeholder
 
 STANDINS = Path(__file__).resolve().parent / "standin_charts"
 STANDIN_NOTE = "STAND-IN for the e2e's real node: the real program, this repository's own templates."
-# Each stand-in's CRDs: (Go module of tools/go, module path, files in it).
+# Each stand-in's CRDs: (Go module of harness/go, module path, files in it).
 CRDS = {
     charts.TRAEFIK.name: (
         "traefik",
@@ -79,8 +79,8 @@ def standin(chart: charts.Chart) -> bytes:
 
 
 def _module_dir(module: str, path: str) -> Path:
-    """Where Go's module cache holds `path` at the version tools/go/<module> pins (downloaded if needed)."""
-    go = ["go", "-C", str(REPO / "tools" / "go" / module)]
+    """Where Go's module cache holds `path` at the version harness/go/<module> pins (downloaded if needed)."""
+    go = ["go", "-C", str(REPO / "harness" / "go" / module)]
     subprocess.run([*go, "mod", "download", path], check=True, capture_output=True, timeout=600)
     listed = subprocess.run(
         [*go, "list", "-m", "-f", "{{.Dir}}", path], check=True, capture_output=True, text=True, timeout=60

@@ -1,12 +1,12 @@
 """`make charts`: the real add-on charts, judged before a user's first `pulumi up`.
 
-    python tools/chart_audit.py [--repository URL] [--stack dev ...] [--cloud aws ...]
+    python harness/chart_audit.py [--repository URL] [--stack dev ...] [--cloud aws ...]
 
-For every committed stack on every cloud it runs the offline plan (infra/plan.py) and takes each Helm
+For every committed stack on every cloud it runs the offline plan (harness/plan/plan.py) and takes each Helm
 Release the program declares: chart, pinned version, release name, namespace and values. It pulls each
 pinned chart from the chart's own repository, or from one mirror (`--repository`, the same contract as
 `platform:chartRepository`: every chart under its own name and version), and renders it with Helm (built
-from tools/go/helm, the Helm release the Kubernetes provider embeds) at the stack's Kubernetes minor,
+from harness/go/helm, the Helm release the Kubernetes provider embeds) at the stack's Kubernetes minor,
 with the API versions of every CRD the stack's charts install. It prints one line per problem and
 exits 1 when there is one:
 
@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "infra"))
+sys.path[:0] = [str(REPO / "infra"), str(REPO / "harness" / "plan")]
 
 from cluster import CHART_SERVICES  # noqa: E402 (the program's own names)
 from cluster.charts import EXCEPTIONS, PERMISSIONS, ChartException, ChartPermission, ChartService  # noqa: E402

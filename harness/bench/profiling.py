@@ -75,7 +75,7 @@ def record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
         "--output",
         str(output),
     ]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def summarise(raw: Path, workers: bool = True) -> list[tuple[str, float]]:

@@ -1,7 +1,7 @@
 //go:build tools
 
 // Package tools pins Helm for `make charts`: the same Helm release the Kubernetes provider embeds
-// (tools/go/pulumi-kubernetes/go.mod), so the audit renders charts as `pulumi up` installs them.
+// (harness/go/pulumi-kubernetes/go.mod), so the audit renders charts as `pulumi up` installs them.
 package tools
 
 import _ "helm.sh/helm/v3/cmd/helm"
