@@ -101,7 +101,9 @@ def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 @pytest.fixture(scope="session")
 def standin_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("standin-charts")
-    subprocess.run([sys.executable, str(REPO / "harness" / "e2e" / "standin_charts.py"), str(root)], check=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "harness" / "e2e" / "standin_charts.py"), str(root)], check=True
+    )
     with served(root) as url:
         yield url
 
