@@ -20,6 +20,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import yaml
 from placeholder_charts import REPO, charts, index_entry, placeholder
 
 STANDINS = Path(__file__).resolve().parent / "standin_charts"
@@ -68,7 +69,10 @@ def standin(chart: charts.Chart) -> bytes:
         module, path, names = CRDS[chart.name]
         source = _module_dir(module, path)
         for name in names:
-            files[f"{chart.name}/crds/{Path(name).name}"] = (source / name).read_bytes()
+            crds = [crd for crd in yaml.load_all((source / name).read_text(), _CrdLoader) if crd]
+            files[f"{chart.name}/crds/{Path(name).name}"] = "\n---\n".join(
+                json.dumps(_without_descriptions(crd)) for crd in crds
+            ).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in files.items():
@@ -76,6 +80,32 @@ def standin(chart: charts.Chart) -> bytes:
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+class _CrdLoader(yaml.SafeLoader):
+    """YAML 1.1 reads a bare `=` (an enum value in the operator's CRDs) as a "value" tag: it is a string."""
+
+
+def _string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", _string)
+
+
+def _without_descriptions(node: object) -> object:
+    """The CRD without its schema's prose: Helm keeps a chart's files in the release's Secret, which may
+    not exceed 1 MiB, and the operator's ten CRDs with their descriptions do."""
+    if isinstance(node, dict):
+        # A property named "description" has a schema (a dict) as its value; the prose is a string.
+        return {
+            k: _without_descriptions(v)
+            for k, v in node.items()
+            if not (k == "description" and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [_without_descriptions(v) for v in node]
+    return node
 
 
 def _module_dir(module: str, path: str) -> Path:
