@@ -1,4 +1,6 @@
-"""The product service on the cluster, as one ComponentResource.
+"""The product service on the cluster, as one ComponentResource: its namespace, settings, credentials,
+migration Job and NetworkPolicies, and its two servers from the same image, REST and gRPC (app/grpc.py),
+each a Workload (app/workload.py).
 
 It reads the Foundation (where Postgres and Redis are, which provider) and the add-ons (where
 traces go, when the monitoring CRDs exist), never the cloud. Credentials reach the pods only
@@ -12,45 +14,22 @@ from urllib.parse import quote
 
 import pulumi
 import pulumi_kubernetes as k8s
-from cluster import (
-    ARGOCD_NAMESPACE,
-    INGRESS_CLASS,
-    INGRESS_NAMESPACE,
-    MONITORING_NAMESPACE,
-    ClusterAddons,
-    port_forward_url,
-    traces_egress,
-)
+from cluster import ARGOCD_NAMESPACE, ClusterAddons, port_forward_url, traces_egress
 from config import PlatformConfig
 from foundation import Foundation
-from kube import (
-    DEFAULT_DENY,
-    container_security,
-    cpu_autoscaling,
-    dns_egress,
-    ingress_await,
-    namespace_peer,
-    pod_security_labels,
-    pods_peer,
-    resources,
-    spread,
-)
+from kube import DEFAULT_DENY, dns_egress, pod_security_labels, pods_peer, resources
 from passwords import supplied_or_generated
 
-from app.edge import EdgeLimits, per_client_limits
-from app.grpc import ProductGrpcService, grpc_labels
+from app.edge import per_client_limits
+from app.grpc import GRPC
+from app.pods import TRUST_DIR, Pods
+from app.workload import Port, Shared, Workload, WorkloadSpec
 
 NAME = "product-service"  # also the Service name, hence the `job` label of its metrics
 NAMESPACE = "products"
 HTTP_PORT = 8080
-# A mount path inside the container (the root filesystem is read-only), not a file here.
-SCRATCH_DIR = "/tmp"  # noqa: S108
-# Where pods find the CAs that Postgres's and Redis's certificates chain to, if a cloud names them:
-# each trust ConfigMap is mounted at TRUST_DIR/<its volume name>.
-TRUST_DIR = "/etc/platform"
 POSTGRES_CA_FILE = f"{TRUST_DIR}/postgres-ca/ca.crt"
 REDIS_CA_FILE = f"{TRUST_DIR}/redis-ca/ca.crt"
-APP_UID = 10001  # the image's `app` user (see the Dockerfile)
 GITOPS_SECRET = f"{NAME}-credentials"
 GITOPS_CONFIG_MAP = f"{NAME}-settings"
 # The service then accepts only write tokens minted for it by this stack (`aud`, `iss` claims), e.g.
@@ -62,12 +41,26 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "platform
 # on the Job and allowed no disruption at all, so a node drain blocked.
 API_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "api"}
 MIGRATION_POD_LABELS = {**LABELS, "app.kubernetes.io/component": "migration"}
-GRPC_POD_LABELS = grpc_labels(LABELS["app.kubernetes.io/part-of"])
-# What the Ingress publishes: the API and its OpenAPI document. Probes and metrics stay in the cluster
-# (the kubelet and Prometheus reach the pods directly); a public /ready let anyone make every pod query
-# Postgres and ping Redis. Kubernetes' Prefix compares whole `/`-separated elements (`/api` takes
-# /api/v1/products... but not /apifoo), Exact the whole path.
-PUBLIC_PATHS = (("/api", "Prefix"), ("/openapi.json", "Exact"))
+REST = WorkloadSpec(
+    name=NAME,
+    component="api",
+    labels=LABELS,
+    selector=API_POD_LABELS,
+    port=Port("http", HTTP_PORT),
+    service_port=80,
+    # Liveness asks only "is the process serving"; readiness also checks Postgres and Redis, so a data
+    # outage takes pods out of the Service without restarting them.
+    liveness={"httpGet": {"path": "/health", "port": "http"}},
+    readiness={"httpGet": {"path": "/ready", "port": "http"}},
+    # What the Ingress publishes: the API and its OpenAPI document. Probes and metrics stay in the cluster
+    # (the kubelet and Prometheus reach the pods directly); a public /ready let anyone make every pod query
+    # Postgres and ping Redis. Kubernetes' Prefix compares whole `/`-separated elements (`/api` takes
+    # /api/v1/products... but not /apifoo), Exact the whole path.
+    public_paths=(("/api", "Prefix"), ("/openapi.json", "Exact")),
+    termination_grace_seconds=30,
+    policies=("allow-ingress-controller-and-prometheus", "allow-api-egress"),
+    pre_stop_seconds=5,
+)
 # What each process reads from the credentials Secret. `migrate` reaches Postgres only, so its Job's pod
 # holds neither the cache's password nor the key that signs write tokens.
 SERVER_CREDENTIALS = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
@@ -161,9 +154,7 @@ class ProductService(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=self._k8s(),
         )
-        env = _environment(credentials.metadata["name"], SERVER_CREDENTIALS, settings.metadata["name"])
-        trust = self._trust(foundation)
-        server_egress = self._network_policies(foundation, addons)
+        pods = Pods(cfg.image, account.metadata["name"], self._trust(foundation))
 
         # Per-client limits on every route of the API, where the platform's Traefik serves it.
         edge = None
@@ -175,109 +166,56 @@ class ProductService(pulumi.ComponentResource):
         if gitops:
             self._argocd_application(cfg, addons)
         else:
-            migration_env = _environment(credentials.metadata["name"], MIGRATION_CREDENTIALS)
-            migration = self._workloads(cfg, env, migration_env, account, trust)
-        ProductGrpcService(
-            "grpc",
-            cfg,
-            NAMESPACE,
-            GRPC_POD_LABELS,
-            addons,
-            pod_spec=lambda container: _pod_spec(
-                cfg, account.metadata["name"], container, restart_policy="Always", trust=trust
-            ),
-            container=_container(cfg, env, resources=resources("100m", "256Mi", "1", "512Mi")),
+            migration = self._migration(
+                pods, _environment(credentials.metadata["name"], MIGRATION_CREDENTIALS)
+            )
+        shared = Shared(
+            cfg=cfg,
+            pods=pods,
+            env=_environment(credentials.metadata["name"], SERVER_CREDENTIALS, settings.metadata["name"]),
+            egress=self._network_policies(foundation, addons),
             migration=migration,
             edge=edge,
-            egress=server_egress,
+            addons=addons,
             load_balancer_addresses=foundation.cluster.load_balancer_addresses,
             provider=self._provider,
-            depends_on=self._ready,
+            namespace=NAMESPACE,
+            after=self._ready,
+        )
+        # REST's objects were declared straight under this component, gRPC's under a component of its own
+        # (platform:app:ProductGrpcService): the aliases keep live stacks' resources as they are.
+        Workload(
+            "rest",
+            REST,
+            shared,
+            aliases=[pulumi.Alias(parent=self)],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        service = k8s.core.v1.Service(
-            "service",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            spec={
-                "type": "ClusterIP",
-                "selector": API_POD_LABELS,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-            },
-            opts=self._k8s(),
+        Workload(
+            "grpc",
+            GRPC,
+            shared,
+            opts=pulumi.ResourceOptions(
+                parent=self, aliases=[pulumi.Alias(type_="platform:app:ProductGrpcService")]
+            ),
         )
-        if addons.monitoring_crds is not None:
-            k8s.apiextensions.CustomResource(
-                "service-monitor",
-                api_version="monitoring.coreos.com/v1",
-                kind="ServiceMonitor",
-                metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-                spec={
-                    "selector": {"matchLabels": LABELS},
-                    "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
-                },
-                opts=self._k8s(depends_on=[addons.monitoring_crds]),
-            )
-        self.api_url = self._ingress(cfg, foundation, service, addons, edge)
+        # Without the platform's ingress controller (platform:addons leaves traefik out) there is no
+        # Ingress: the team routes to the Service.
+        if edge is None:
+            self.api_url = port_forward_url(NAMESPACE, NAME, 8080)
+        else:
+            self.api_url = f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
         self.register_outputs({"api_url": self.api_url})
 
-    def _ingress(
-        self,
-        cfg: PlatformConfig,
-        foundation: Foundation,
-        service: k8s.core.v1.Service,
-        addons: ClusterAddons,
-        edge: EdgeLimits | None,
-    ) -> str:
-        """The API's Ingress on the platform's ingress controller (PUBLIC_PATHS only, behind the per-client
-        limits), and the URL it answers at. Without that controller (platform:addons leaves traefik out)
-        there is none: the team routes to the Service."""
-        if addons.ingress_controller is None or edge is None:
-            return port_forward_url(NAMESPACE, NAME, 8080)
-        backend = {"service": {"name": service.metadata["name"], "port": {"name": "http"}}}
-        k8s.networking.v1.Ingress(
-            "ingress",
-            metadata=edge.limiting(
-                {
-                    "name": NAME,
-                    "namespace": NAMESPACE,
-                    "labels": LABELS,
-                    **ingress_await(foundation.cluster.load_balancer_addresses),
-                }
-            ),
-            spec={
-                "ingressClassName": INGRESS_CLASS,
-                "rules": [
-                    {
-                        "host": cfg.host,
-                        "http": {
-                            "paths": [
-                                {"path": path, "pathType": path_type, "backend": backend}
-                                for path, path_type in PUBLIC_PATHS
-                            ]
-                        },
-                    }
-                ],
-                **(
-                    {"tls": [{"hosts": [cfg.host], "secretName": cfg.tls_secret_name}]}
-                    if cfg.tls_secret_name
-                    else {}
-                ),
-            },
-            # Created after its Middlewares: Traefik leaves out a route whose Middleware is missing.
-            opts=self._k8s(depends_on=[addons.ingress_controller, *edge.middlewares]),
+    def _migration(self, pods: Pods, env: dict[str, Any]) -> k8s.batch.v1.Job:
+        """The Job that migrates the schema, which the servers' Deployments wait for."""
+        container = pods.container(
+            NAME,
+            env,
+            resources("100m", "128Mi", "500m", "256Mi"),
+            command=["python", "-m", "product_service", "migrate"],
         )
-        return f"{'https' if cfg.tls_secret_name else 'http'}://{cfg.host}"
-
-    def _workloads(
-        self,
-        cfg: PlatformConfig,
-        env: dict[str, Any],
-        migration_env: dict[str, Any],
-        account: k8s.core.v1.ServiceAccount,
-        trust: list[dict[str, Any]],
-    ) -> k8s.batch.v1.Job:
-        """The migration Job, the Deployment that waits for it, its autoscaler and disruption budget."""
-        migration = k8s.batch.v1.Job(
+        return k8s.batch.v1.Job(
             "migrate",
             metadata={
                 "namespace": NAMESPACE,
@@ -288,74 +226,14 @@ class ProductService(pulumi.ComponentResource):
                 "activeDeadlineSeconds": 600,
                 "template": {
                     "metadata": {"labels": MIGRATION_POD_LABELS},
-                    "spec": _pod_spec(
-                        cfg,
-                        account.metadata["name"],
-                        _container(
-                            cfg,
-                            migration_env,
-                            command=["python", "-m", "product_service", "migrate"],
-                            resources=resources("100m", "128Mi", "500m", "256Mi"),
-                        ),
-                        restart_policy="Never",
-                        trust=trust,
-                    ),
+                    "spec": pods.spec(container, restart_policy="Never"),
                 },
             },
             # The provider waits for a Job to complete (and fails `up` if it does not) before anything
-            # that depends on it: the Deployment below never serves an unmigrated schema. The Job is
+            # that depends on it: the Deployments never serve an unmigrated schema. The Job is
             # auto-named so that a new image replaces it with a fresh run.
             opts=self._k8s(replace_on_changes=["spec"], delete_before_replace=False),
         )
-        deployment = k8s.apps.v1.Deployment(
-            "deployment",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            spec={
-                # No `replicas`: the HPA owns the count, and a value here would reset it on every `up`.
-                # (A selector is immutable: LABELS stays, and matches no pod another controller owns.)
-                "selector": {"matchLabels": LABELS},
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
-                },
-                "template": {
-                    "metadata": {"labels": API_POD_LABELS},
-                    "spec": {
-                        **_pod_spec(
-                            cfg,
-                            account.metadata["name"],
-                            _container(
-                                cfg,
-                                env,
-                                ports=[{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-                                probes=True,
-                                resources=resources("100m", "256Mi", "1", "512Mi"),
-                            ),
-                            restart_policy="Always",
-                            trust=trust,
-                        ),
-                        "terminationGracePeriodSeconds": 30,
-                        # Spread over zones and nodes; ScheduleAnyway so a lost zone degrades, not blocks.
-                        "topologySpreadConstraints": spread(LABELS),
-                    },
-                },
-            },
-            opts=self._k8s(depends_on=[migration]),
-        )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            "autoscaler",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            spec=cpu_autoscaling(deployment.metadata["name"], cfg.hpa_min_replicas, cfg.hpa_max_replicas),
-            opts=self._k8s(),
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            "disruption-budget",
-            metadata={"name": NAME, "namespace": NAMESPACE, "labels": LABELS},
-            # maxUnavailable rather than minAvailable: with one replica (dev) drains still proceed.
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": API_POD_LABELS}},
-            opts=self._k8s(),
-        )
-        return migration
 
     def _argocd_application(self, cfg: PlatformConfig, addons: ClusterAddons) -> None:
         """Argo CD syncs the workloads (migration Job, Deployment, HPA, PDB) from a Kustomize directory
@@ -427,11 +305,10 @@ class ProductService(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=depends_on, **kwargs)
 
     def _network_policies(self, foundation: Foundation, addons: ClusterAddons) -> list[dict[str, Any]]:
-        """Default deny both ways, then exactly the traffic each workload needs, per port: the ingress
-        controller and Prometheus reach the API's pods; the REST and gRPC pods reach DNS, Postgres, Redis
-        and Jaeger's OTLP ports; the migration Job, DNS and Postgres only. Where the data services run in
-        the cluster, they admit these same workloads and no one else. Returns the servers' egress rules,
-        which the gRPC pods get too."""
+        """Default deny both ways; the migration Job reaches DNS and Postgres only. Where the data services
+        run in the cluster, they admit the servers and the Job and no one else. Returns the servers' egress
+        rules (DNS, Postgres, Redis and Jaeger's OTLP ports), which each Workload gives its pods beside
+        the policy that admits its clients."""
         data = foundation.cluster.data_network_peers
         postgres = {"to": data, "ports": [{"protocol": "TCP", "port": foundation.postgres.port}]}
         redis = {"to": data, "ports": [{"protocol": "TCP", "port": foundation.redis.port}]}
@@ -439,21 +316,6 @@ class ProductService(pulumi.ComponentResource):
         server_egress = [dns_egress(), postgres, redis, *([traces_egress()] if addons.otlp_endpoint else [])]
         policies: dict[str, dict[str, Any]] = {
             "default-deny": DEFAULT_DENY,
-            "allow-ingress-controller-and-prometheus": {
-                "podSelector": {"matchLabels": API_POD_LABELS},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [namespace_peer(INGRESS_NAMESPACE), namespace_peer(MONITORING_NAMESPACE)],
-                        "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
-                    }
-                ],
-            },
-            "allow-api-egress": {
-                "podSelector": {"matchLabels": API_POD_LABELS},
-                "policyTypes": ["Egress"],
-                "egress": server_egress,
-            },
             # `migrate` reads DATABASE_URL alone: no cache, no traces.
             "allow-migration-egress": {
                 "podSelector": {"matchLabels": MIGRATION_POD_LABELS},
@@ -469,7 +331,7 @@ class ProductService(pulumi.ComponentResource):
                 opts=self._k8s(),
             )
         if foundation.cluster.admit_data_clients is not None:
-            servers = [pods_peer(NAMESPACE, API_POD_LABELS), pods_peer(NAMESPACE, GRPC_POD_LABELS)]
+            servers = [pods_peer(NAMESPACE, REST.selector), pods_peer(NAMESPACE, GRPC.selector)]
             foundation.cluster.admit_data_clients(
                 [*servers, pods_peer(NAMESPACE, MIGRATION_POD_LABELS)], servers
             )
@@ -525,71 +387,4 @@ def _environment(
             {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}} for key in keys
         ],
         **({"envFrom": [{"configMapRef": {"name": config_map_name}}]} if config_map_name is not None else {}),
-    }
-
-
-def _container(
-    cfg: PlatformConfig,
-    env: dict[str, Any],
-    resources: dict[str, Any],
-    command: list[str] | None = None,
-    ports: list[dict[str, Any]] | None = None,
-    probes: bool = False,
-) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": NAME,
-        "image": cfg.image,
-        **env,
-        "resources": resources,
-        "securityContext": container_security(runAsUser=APP_UID, runAsGroup=APP_UID),
-        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH_DIR}],
-    }
-    if command:
-        container["command"] = command
-    if ports:
-        container["ports"] = ports
-    if probes:
-        # Liveness asks only "is the process serving"; readiness also checks Postgres and Redis,
-        # so a data outage takes pods out of the Service without restarting them.
-        container["livenessProbe"] = _http_probe("/health", period=10, failures=3)
-        container["readinessProbe"] = _http_probe("/ready", period=5, failures=2)
-        container["startupProbe"] = _http_probe("/health", period=2, failures=30)
-        # Endpoints drop a terminating pod asynchronously: keep serving a few seconds before gunicorn
-        # gets SIGTERM, so no request is routed to a closed socket.
-        container["lifecycle"] = {"preStop": {"sleep": {"seconds": 5}}}
-    return container
-
-
-def _pod_spec(
-    cfg: PlatformConfig,
-    service_account: pulumi.Input[str],
-    container: dict[str, Any],
-    restart_policy: str,
-    trust: list[dict[str, Any]],
-) -> dict[str, Any]:
-    mounts = [{"name": v["name"], "mountPath": f"{TRUST_DIR}/{v['name']}", "readOnly": True} for v in trust]
-    container = {**container, "volumeMounts": [*container["volumeMounts"], *mounts]}
-    return {
-        "serviceAccountName": service_account,
-        "automountServiceAccountToken": False,
-        "restartPolicy": restart_policy,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": APP_UID,
-            "runAsGroup": APP_UID,
-            "fsGroup": APP_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [container],
-        # gunicorn's Prometheus multiprocess files and Python's temp files: the root fs is read-only.
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *trust],
-    }
-
-
-def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": path, "port": "http"},
-        "periodSeconds": period,
-        "timeoutSeconds": 2,
-        "failureThreshold": failures,
     }

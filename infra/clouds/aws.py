@@ -7,7 +7,6 @@ public ones. The databases accept connections from the cluster's security group 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pulumi_kubernetes as k8s
 from config import ConfigError, PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
 from passwords import supplied_or_generated
+
+from clouds.shared import platform_name, plugin_kubeconfig, secret
 
 # Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` override them.
 NODE_SIZES = {"dev": "t3.large", "prod": "m6i.xlarge"}
@@ -64,7 +65,7 @@ class AwsFoundation(pulumi.ComponentResource):
         self._cfg = cfg
         self._region = region
         self._token_identity = token_identity
-        self._names = f"platform-{_dns_label(cfg.stack)}"
+        self._names = platform_name(cfg.stack)
         self._tags = {"platform:stack": cfg.stack}
         self.zones = _zones(self._region, max(MIN_ZONES, cfg.zone_count))
 
@@ -329,7 +330,7 @@ class AwsFoundation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        kubeconfig = _secret(
+        kubeconfig = secret(
             pulumi.Output.all(eks.name, eks.endpoint, eks.certificate_authority.data).apply(
                 lambda a: _kubeconfig(a[0], a[1], a[2], self._region, self._token_identity)
             )
@@ -433,9 +434,7 @@ class AwsFoundation(pulumi.ComponentResource):
             backup_retention_period=cfg.backup_retention_days,
             copy_tags_to_snapshot=True,
             skip_final_snapshot=not cfg.is_prod,
-            final_snapshot_identifier=f"platform-{_dns_label(cfg.stack)}-postgres-final"
-            if cfg.is_prod
-            else None,
+            final_snapshot_identifier=f"{self._names}-postgres-final" if cfg.is_prod else None,
             enabled_cloudwatch_logs_exports=RDS_LOG_EXPORTS,
             performance_insights_enabled=True,
             performance_insights_kms_key_id=key.arn,
@@ -447,7 +446,7 @@ class AwsFoundation(pulumi.ComponentResource):
             port=POSTGRES_PORT,
             database=DATABASE,
             user=DATABASE_USER,
-            password=_secret(password),
+            password=secret(password),
             # The certificate names the instance's endpoint, so libpq verifies chain and name.
             sslmode="verify-full",
             ca_certificate=self._rds_ca_roots,
@@ -491,7 +490,7 @@ class AwsFoundation(pulumi.ComponentResource):
         return RedisEndpoint(
             host=redis.primary_endpoint_address,
             port=REDIS_PORT,
-            password=_secret(token),
+            password=secret(token),
             tls=True,
         )
 
@@ -542,10 +541,6 @@ class _Cluster:
     kubeconfig: pulumi.Output[str]
     storage_class: str
     autoscaler_role_arn: pulumi.Output[str]
-
-
-def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.secret(value)
 
 
 def _region() -> str:
@@ -685,42 +680,13 @@ def _token_identity() -> _TokenIdentity:
 
 
 def _kubeconfig(name: str, endpoint: str, ca_data: str, region: str, identity: _TokenIdentity) -> str:
-    """A kubeconfig that asks the AWS CLI for a short-lived token as the provider's own identity;
-    no credential is stored in it."""
-    return json.dumps(
+    """A kubeconfig that asks the AWS CLI for a short-lived token as the provider's own identity."""
+    return plugin_kubeconfig(
+        name,
+        endpoint,
+        ca_data,
         {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}
-            ],
-            "users": [
-                {
-                    "name": name,
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1beta1",
-                            "command": "aws",
-                            "args": [
-                                "eks",
-                                "get-token",
-                                "--cluster-name",
-                                name,
-                                "--region",
-                                region,
-                                *identity.args,
-                            ],
-                            "interactiveMode": "Never",
-                        }
-                    },
-                }
-            ],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-            "current-context": name,
-        }
+            "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", name, "--region", region, *identity.args],
+        },
     )
-
-
-def _dns_label(text: str) -> str:
-    """A stack name as cloud resource names accept it: lowercase letters, digits, single hyphens."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from pulumi_azure_native import (
     redisenterprise,
     resources,
 )
+
+from clouds.shared import platform_name, secret
 
 # Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` override them. A Redis size is an
 # Azure Managed Redis SKU, `<family>_<size>`: Balanced_B0 (0.5 GB) ... MemoryOptimized_M10 ...
@@ -250,7 +251,7 @@ class AzureFoundation(pulumi.ComponentResource):
             "aks",
             resource_group_name=group,
             location=self._location,
-            dns_prefix=f"platform-{_dns_label(cfg.stack)}"[:54].rstrip("-"),
+            dns_prefix=f"{platform_name(cfg.stack)}"[:54].rstrip("-"),
             kubernetes_version=cfg.kubernetes_version,
             identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
             # The Standard tier carries the control plane's uptime SLA.
@@ -321,7 +322,7 @@ class AzureFoundation(pulumi.ComponentResource):
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group, resource_name=aks.name, format="exec"
         )
-        kubeconfig = _secret(
+        kubeconfig = secret(
             credentials.kubeconfigs.apply(lambda configs: _kubelogin_as_deployer(configs[0].value, login))
         )
         provider = k8s.Provider(
@@ -342,7 +343,7 @@ class AzureFoundation(pulumi.ComponentResource):
         opts = pulumi.ResourceOptions(parent=self)
         # Flexible Server wants a zone name ending in `.postgres.database.azure.com`.
         zone, link = self._private_zone(
-            "postgres", f"platform-{_dns_label(cfg.stack)}.private.postgres.database.azure.com", vnet
+            "postgres", f"{platform_name(cfg.stack)}.private.postgres.database.azure.com", vnet
         )
         # Letters and digits only: the password goes into a DATABASE_URL unescaped.
         password = supplied_or_generated(cfg, "postgresPassword", "postgres", 40, opts)
@@ -401,7 +402,7 @@ class AzureFoundation(pulumi.ComponentResource):
             port=POSTGRES_PORT,
             database=DATABASE,
             user=DATABASE_USER,
-            password=_secret(password),
+            password=secret(password),
             # The certificate names the server's FQDN, which the pods resolve through the private zone.
             sslmode="verify-full",
             ca_certificate=POSTGRES_CA_ROOTS.read_text(),
@@ -467,7 +468,10 @@ class AzureFoundation(pulumi.ComponentResource):
         )
         # The certificate names the cluster's host (a public root signs it), so nothing to mount.
         return RedisEndpoint(
-            host=cluster.host_name, port=database.port, password=_secret(keys.primary_key), tls=True
+            host=cluster.host_name,
+            port=database.port,
+            password=secret(keys.primary_key),
+            tls=True,
         )
 
     def _private_zone(
@@ -520,10 +524,6 @@ class _Cluster:
     aks: containerservice.ManagedCluster
     provider: k8s.Provider
     kubeconfig: pulumi.Output[str]
-
-
-def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.secret(value)
 
 
 @dataclass(frozen=True)
@@ -683,8 +683,3 @@ def _kubelogin_as_deployer(kubeconfig_b64: str, login: list[str]) -> str:
             server_id = args[args.index("--server-id") + 1]
             exec_["args"] = ["get-token", *login, "--server-id", server_id]
     return yaml.safe_dump(kubeconfig)
-
-
-def _dns_label(text: str) -> str:
-    """A stack name as cloud resource names accept it: lowercase letters, digits, single hyphens."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

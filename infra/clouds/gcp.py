@@ -8,9 +8,7 @@ which enforces NetworkPolicy without a Calico add-on.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,8 @@ import pulumi_kubernetes as k8s
 from config import ConfigError, PlatformConfig
 from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
 from passwords import supplied_or_generated
+
+from clouds.shared import dns_label, plugin_kubeconfig, secret
 
 # Per-profile sizes; `platform:nodeSize`, `dbSize` and `redisSize` (memory in GB) override them.
 NODE_SIZES = {"dev": "e2-standard-4", "prod": "n2-standard-4"}
@@ -82,7 +82,7 @@ class GcpFoundation(pulumi.ComponentResource):
         self._redis_memory_gb = redis_memory_gb
         self._project = project
         self._region = region
-        self._labels = {"platform-stack": _dns_label(cfg.stack)}
+        self._labels = {"platform-stack": dns_label(cfg.stack)}
 
         apis = [
             gcp.projects.Service(
@@ -199,7 +199,7 @@ class GcpFoundation(pulumi.ComponentResource):
         # Nodes run as their own least-privilege account, not the project's default compute account.
         nodes_account = gcp.serviceaccount.Account(
             "gke-nodes",
-            account_id=f"gke-nodes-{_dns_label(cfg.stack)}"[:30].rstrip("-"),
+            account_id=f"gke-nodes-{dns_label(cfg.stack)}"[:30].rstrip("-"),
             display_name=f"GKE nodes ({cfg.stack})",
             project=self._project,
             opts=opts,
@@ -298,7 +298,7 @@ class GcpFoundation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
         )
 
-        kubeconfig = _secret(
+        kubeconfig = secret(
             pulumi.Output.all(gke.name, gke.endpoint, gke.master_auth.cluster_ca_certificate).apply(
                 lambda a: _kubeconfig(a[0], a[1], a[2])
             )
@@ -381,7 +381,7 @@ class GcpFoundation(pulumi.ComponentResource):
             port=POSTGRES_PORT,
             database=DATABASE,
             user=DATABASE_USER,
-            password=_secret(password),
+            password=secret(password),
             sslmode="verify-full",
             # pulumi-gcp marks serverCaCerts secret as a whole; the CA certificates in it are public
             # (every client needs them), and they go to the pods in a ConfigMap.
@@ -468,7 +468,7 @@ class GcpFoundation(pulumi.ComponentResource):
         endpoint = RedisEndpoint(
             host=redis.host,
             port=redis.port,
-            password=_secret(redis.auth_string),
+            password=secret(redis.auth_string),
             tls=True,
             ca_certificate=ca_certificate,
             # The server certificate names the instance's IP in its CN only, with no IP SAN, and TLS
@@ -538,10 +538,6 @@ class _Cluster:
     nodes_account: gcp.serviceaccount.Account
 
 
-def _secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.secret(value)
-
-
 def _required_gcp_config(key: str, example: str) -> str:
     value = pulumi.Config("gcp").get(key)
     if not value:
@@ -608,36 +604,13 @@ def _kubeconfig(name: str, endpoint: str, ca_data: str) -> str:
     gcloud's own account (`gcloud auth login`), which may be another identity. With
     --use_application_default_credentials both are the same (GOOGLE_APPLICATION_CREDENTIALS, or
     `gcloud auth application-default login`)."""
-    return json.dumps(
+    return plugin_kubeconfig(
+        name,
+        f"https://{endpoint}",
+        ca_data,
         {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": name,
-                    "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_data},
-                }
-            ],
-            "users": [
-                {
-                    "name": name,
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1beta1",
-                            "command": "gke-gcloud-auth-plugin",
-                            "args": ["--use_application_default_credentials"],
-                            "provideClusterInfo": True,
-                            "interactiveMode": "Never",
-                        }
-                    },
-                }
-            ],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-            "current-context": name,
-        }
+            "command": "gke-gcloud-auth-plugin",
+            "args": ["--use_application_default_credentials"],
+            "provideClusterInfo": True,
+        },
     )
-
-
-def _dns_label(text: str) -> str:
-    """A stack name as cloud resource names accept it: lowercase letters, digits, single hyphens."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from clouds.aws import _dns_label
+from clouds.shared import dns_label
 from plan import Plan, PlannedResource, run_plan
 
 PROFILES = ("dev", "prod")
@@ -283,7 +283,7 @@ def _paths(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int
 
 
 def test_stack_names_become_valid_resource_name_parts():
-    assert _dns_label("Team_A.prod--2") == "team-a-prod-2"
+    assert dns_label("Team_A.prod--2") == "team-a-prod-2"
 
 
 @pytest.mark.parametrize("profile", PROFILES)

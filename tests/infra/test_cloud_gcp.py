@@ -8,7 +8,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from clouds.gcp import _dns_label
+from clouds.shared import dns_label
 from google.protobuf import struct_pb2
 from offline_engine import RecordingMonitor
 from plan import run_plan
@@ -183,7 +183,7 @@ def test_nodes_run_as_their_own_service_account_with_a_valid_id(plan_for, profil
     account = plan.one("gcp:serviceaccount/account:Account")
     assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account.inputs["accountId"])
     assert account.urn in plan.one(NODE_POOL).dependencies
-    assert _dns_label("Very_Long.Stack") == "very-long-stack"
+    assert dns_label("Very_Long.Stack") == "very-long-stack"
 
 
 def test_project_apis_are_enabled_before_the_services_that_need_them(plan_for):
