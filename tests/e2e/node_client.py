@@ -38,13 +38,17 @@ with grpc.insecure_channel(target, options=[("grpc.default_authority", authority
         print(json.dumps({"code": error.code().name, "details": error.details()}))
 """
 
-# A bounded load: THREADS clients sending GETs to URL (with HOST) until SECONDS have passed, printing the
-# count of answers by status when they stop.
+# A bounded load: THREADS clients sending GETs to URL (with HOST) until SECONDS have passed or SIGTERM
+# comes, printing the count of answers by status when they stop.
 LOAD = """
-import collections, http.client, json, sys, threading, time, urllib.parse
+import collections, http.client, json, signal, sys, threading, time, urllib.parse
 url, host, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 parsed = urllib.parse.urlsplit(url)
 counts, lock, stop = collections.Counter(), threading.Lock(), time.monotonic() + seconds
+def finish(*_):
+    global stop
+    stop = 0.0
+signal.signal(signal.SIGTERM, finish)
 def client():
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=10)
     while time.monotonic() < stop:
