@@ -86,7 +86,11 @@ charts: $(VENV)/.installed $(TOOLS)/helm ## audit the pinned charts from their r
 # --- the real node (harness/e2e/node.py): Debian's container runtime, and images built here -----------
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah
 IMAGES := .tools/images
-IMAGE_NAMES := debian pause python postgres redis product-service
+# The add-ons' images: each one program built from its pinned module in harness/go (the config reloader's
+# is the operator's).
+ADDON_IMAGES := traefik jaeger metrics-server prometheus prometheus-operator prometheus-config-reloader
+IMAGE_NAMES := debian pause python postgres redis product-service $(ADDON_IMAGES)
+addon_module = $(if $(filter prometheus-config-reloader,$(1)),prometheus-operator,$(1))
 SERVICE_IMAGE_INPUTS := Dockerfile .dockerignore constraints.txt \
 	$(shell git ls-files service/src service/pyproject.toml service/requirements.txt service/gunicorn.conf.py \
 		service/generate_grpc.py proto 2>/dev/null)
@@ -107,6 +111,8 @@ $(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar
 	$(BIN)/python harness/e2e/images.py build $*
 $(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
 	$(BIN)/python harness/e2e/images.py build product-service
+$(addprefix $(IMAGES)/,$(addsuffix .tar,$(ADDON_IMAGES))): $(IMAGES)/%.tar: $$(wildcard harness/go/$$(call addon_module,$$*)/*) | node-packages need-go
+	$(BIN)/python harness/e2e/images.py build $*
 
 # --- the e2e tier and the bench -------------------------------------------------------------------------
 e2e: need-root setup tools node-packages images ## tier 3: `make up STACK=dev` with the real engine, on kwok's nodes and on a real node

@@ -216,6 +216,17 @@ class Cluster:
                 "--kubelet-preferred-address-types=InternalIP",
                 f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
                 f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                # Aggregated APIs (metrics-server's metrics.k8s.io): the API server proxies to them as
+                # front-proxy-client, naming the user in headers they trust for that certificate alone, and
+                # dials the backing pod itself (this host is no node: it routes pod addresses, not Services).
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--enable-aggregator-routing=true",
             ],
             "kube-controller-manager": [
                 "kube-controller-manager",
@@ -253,7 +264,8 @@ class Cluster:
         }
 
     def _write_credentials(self, port: int) -> dict[str, str]:
-        """A CA, the API server's certificate, the service-account key pair and one token per client."""
+        """A CA, the API server's certificates (serving, to kubelets, to aggregated APIs), the service-account
+        key pair and one token per client."""
         pki = self.pki
 
         def openssl(*args: str) -> None:
@@ -313,6 +325,14 @@ class Cluster:
         openssl(
             "x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "2", "-out", "kubelet-client.crt",
+        )  # fmt: skip
+        openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=front-proxy-client",
+            "-keyout", "front-proxy-client.key", "-out", "front-proxy-client.csr",
+        )  # fmt: skip
+        openssl(
+            "x509", "-req", "-in", "front-proxy-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", "front-proxy-client.crt",
         )  # fmt: skip
         openssl("genrsa", "-out", "sa.key", "2048")
         openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")

@@ -12,7 +12,11 @@ No registry is reachable from this machine, so nothing is pulled:
   names it (`platform:image: product-service:0.1.0`), the way a kind user loads an image;
 - `postgres` and `redis` are STAND-INS for the local target's official images, from Debian's packages
   (PostgreSQL 15 and Redis 7.0 instead of 17 and 7.4), speaking the same contract: the same environment
-  variables, ports, probe commands and uid 999 (harness/e2e/images/*/Containerfile).
+  variables, ports, probe commands and uid 999 (harness/e2e/images/*/Containerfile);
+- the add-ons' images (ADDONS) are the real programs, each built from its pinned Go module
+  (harness/go/<module>) into an image holding that one static binary where the official image has it, and
+  named and tagged as the chart's default image, so a chart runs it unchanged. Where the module's version
+  differs from the tag, ADDONS says so.
 Make rebuilds an archive when its inputs change (Makefile, `images`); buildah's layer cache (in CACHE)
 makes an unchanged step free, and the Debian base is bootstrapped once per cache.
 """
@@ -20,12 +24,14 @@ makes an unchanged step free, and the Debian base is bootstrapped once per cache
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,8 +51,63 @@ IMAGES = {
     "redis": f"{PREFIX}/redis:7.0-{SUITE}-standin",
     "product-service": "docker.io/library/product-service:0.1.0",
 }
-# What each image is built on (an archive made first); `debian` and `pause` start from nothing.
+# What each image is built on (an archive made first); `debian`, `pause` and the add-ons start from nothing.
 BASES = {"python": "debian", "postgres": "debian", "redis": "debian", "product-service": "python"}
+
+
+@dataclass(frozen=True)
+class GoProgram:
+    """An add-on's image: one program from its pinned module, at the path its official image runs."""
+
+    module: str  # harness/go/<module>
+    package: str
+    path: str
+    user: str
+    env: dict[str, str] = field(default_factory=dict)
+    tags: str = ""  # Go build tags
+    built_from: str = ""  # the module version, where it is not the image's tag
+
+
+ADDONS = {
+    # Chart traefik 37.3.0 runs docker.io/traefik:v3.6.0; the module proxy serves v3.6.12 of that minor.
+    "traefik": GoProgram(
+        "traefik", "github.com/traefik/traefik/v3/cmd/traefik", "/usr/local/bin/traefik", "65532",
+        built_from="v3.6.12",
+    ),
+    # Chart jaeger 4.4.7 runs jaegertracing/jaeger:2.14.1; Jaeger v2.14.0 is module version v1.76.0 (no
+    # v1.76.1 is served). The official image listens on every address, not localhost: the same variable.
+    "jaeger": GoProgram(
+        "jaeger", "github.com/jaegertracing/jaeger/cmd/jaeger", "/cmd/jaeger/jaeger-linux", "10001",
+        env={"JAEGER_LISTEN_HOST": "0.0.0.0"},  # noqa: S104 (the pod's own addresses)
+        built_from="v1.76.0 (Jaeger v2.14.0)",
+    ),
+    "metrics-server": GoProgram(
+        "metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server", "/metrics-server", "65534"
+    ),
+    "prometheus-operator": GoProgram(
+        "prometheus-operator", "github.com/prometheus-operator/prometheus-operator/cmd/operator",
+        "/bin/operator", "65534",
+    ),
+    "prometheus-config-reloader": GoProgram(
+        "prometheus-operator",
+        "github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader",
+        "/bin/prometheus-config-reloader", "65534",
+    ),
+    # Module v0.310.0 is Prometheus v3.10.0, chart kube-prometheus-stack 82.9.0's default. Only the
+    # Kubernetes service discovery, the one the operator configures: the clouds' SDKs stay out of the build.
+    "prometheus": GoProgram(
+        "prometheus", "github.com/prometheus/prometheus/cmd/prometheus", "/bin/prometheus", "65534",
+        tags="remove_all_sd,enable_kubernetes_sd",
+    ),
+}  # fmt: skip
+IMAGES |= {
+    "traefik": "docker.io/library/traefik:v3.6.0",
+    "jaeger": "docker.io/jaegertracing/jaeger:2.14.1",
+    "metrics-server": "registry.k8s.io/metrics-server/metrics-server:v0.8.0",
+    "prometheus-operator": "quay.io/prometheus-operator/prometheus-operator:v0.89.0",
+    "prometheus-config-reloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.89.0",
+    "prometheus": "quay.io/prometheus/prometheus:v3.10.0",
+}
 
 
 def main() -> None:
@@ -68,7 +129,10 @@ def archive(name: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     if base := BASES.get(name):
         _load(base)
-    {"debian": _debian, "pause": _pause, "product-service": _service}.get(name, _containerfile)(name)
+    if name in ADDONS:
+        _go_program(name, ADDONS[name])
+    else:
+        {"debian": _debian, "pause": _pause, "product-service": _service}.get(name, _containerfile)(name)
     target = OUT / f"{name}.tar"
     target.unlink(missing_ok=True)
     _buildah("push", IMAGES[name], f"docker-archive:{target}:{IMAGES[name]}")
@@ -97,6 +161,21 @@ def _pause(name: str) -> None:
             "-o", str(rootfs / "pause"), ".", env={**os.environ, "CGO_ENABLED": "0"},
         )  # fmt: skip
         _from_rootfs(name, rootfs, ["--entrypoint", '["/pause"]', "--user", "65535:65535"])
+
+
+def _go_program(name: str, program: GoProgram) -> None:
+    """The static binary alone, with /tmp (most charts mount a volume there; the others may write it)."""
+    with tempfile.TemporaryDirectory(dir=OUT) as scratch:
+        rootfs = Path(scratch)
+        (rootfs / "tmp").mkdir(mode=0o1777)
+        (rootfs / "tmp").chmod(0o1777)
+        _run(
+            "go", "-C", str(REPO / "harness/go" / program.module), "build", "-trimpath", "-ldflags=-s -w",
+            f"-tags={program.tags}", "-o", str(rootfs / program.path.lstrip("/")), program.package,
+            env={**os.environ, "CGO_ENABLED": "0"},
+        )  # fmt: skip
+        env = [f"--env={key}={value}" for key, value in program.env.items()]
+        _from_rootfs(name, rootfs, ["--entrypoint", json.dumps([program.path]), "--user", program.user, *env])
 
 
 def _containerfile(name: str) -> None:

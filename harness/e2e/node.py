@@ -47,8 +47,11 @@ CGROUP_ROOT = "platform-e2e"
 PAUSE_IMAGE = "localhost/platform-e2e/pause:1"
 # On the node's private /run/containerd: a path in the state folder can exceed a socket's 108 bytes.
 SOCKET = "/run/containerd/containerd.sock"
-# The archives of .tools/images that pods run (harness/e2e/images.py).
-RUNTIME_IMAGES = ("pause", "postgres", "redis", "product-service")
+# The archives of .tools/images that pods run (harness/e2e/images.py): the platform's, and the add-ons'.
+RUNTIME_IMAGES = (
+    "pause", "postgres", "redis", "product-service",
+    "traefik", "jaeger", "metrics-server", "prometheus-operator", "prometheus-config-reloader", "prometheus",
+)  # fmt: skip
 # The kubelet sets these to its liking; they are the machine's, so they are put back.
 KERNEL_SETTINGS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 # Written by the kubelet (and libcni) whatever the flags say: bound from the state folder.

@@ -44,19 +44,21 @@ def main() -> None:
     for chart in charts.ALL:
         archive = out / f"{chart.name}-{chart.version}.tgz"
         archive.write_bytes(placeholder(chart))
-        entries[chart.name] = [
-            {
-                "apiVersion": "v2",
-                "name": chart.name,
-                "version": chart.version,
-                "description": PLACEHOLDER_NOTE,
-                "urls": [archive.name],
-                "digest": hashlib.sha256(archive.read_bytes()).hexdigest(),
-                "created": "2026-01-01T00:00:00Z",
-            }
-        ]
+        entries[chart.name] = [index_entry(chart, archive)]
     # JSON is YAML: Helm reads this index as it reads any.
     (out / "index.yaml").write_text(json.dumps({"apiVersion": "v1", "entries": entries}, indent=2))
+
+
+def index_entry(chart: charts.Chart, archive: Path, description: str | None = None) -> dict[str, object]:
+    return {
+        "apiVersion": "v2",
+        "name": chart.name,
+        "version": chart.version,
+        "description": description or PLACEHOLDER_NOTE,
+        "urls": [archive.name],
+        "digest": hashlib.sha256(archive.read_bytes()).hexdigest(),
+        "created": "2026-01-01T00:00:00Z",
+    }
 
 
 def placeholder(chart: charts.Chart) -> bytes:

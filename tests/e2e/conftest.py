@@ -9,8 +9,10 @@ Fixtures, from the outside in:
   `placeholder_charts`, a Helm repository of PLACEHOLDER charts (real names and versions, no contents)
   served on 127.0.0.1, because the charts' own repositories cannot be reached here;
   `E2E_CHARTS=<repository URL>` installs the real pinned charts from that mirror, `E2E_CHARTS=upstream`
-  from their own repositories. The real node always takes the placeholders (it has no registry for
-  the charts' images);
+  from their own repositories;
+- `standin_charts`: the real node's repository: STAND-IN charts (harness/e2e/standin_charts.py) that run the
+  real Traefik, Jaeger, metrics-server and Prometheus operator and Prometheus, built from their pinned Go
+  modules, and placeholders for the rest (Argo CD and cluster-autoscaler, which the node does not run);
 - `checkout` (and `real_checkout`): a copy of this repository, where the test acts as a user: it sets
   the stack's secrets with `pulumi config set --secret` and runs `make up STACK=dev`, exactly as the
   README says.
@@ -97,6 +99,16 @@ def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 
 @pytest.fixture(scope="session")
+def standin_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("standin-charts")
+    subprocess.run(
+        [sys.executable, str(REPO / "harness" / "e2e" / "standin_charts.py"), str(root)], check=True
+    )
+    with served(root) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def chart_repository(request: pytest.FixtureRequest) -> str | None:
     """platform:chartRepository of the kwok tier's stack; None: the charts' own repositories."""
     if E2E_CHARTS:
@@ -118,10 +130,13 @@ def checkout(
 
 @pytest.fixture(scope="session")
 def real_checkout(
-    tmp_path_factory: pytest.TempPathFactory, real_cluster: control_plane.Cluster, placeholder_charts: str
+    tmp_path_factory: pytest.TempPathFactory, real_cluster: control_plane.Cluster, standin_charts: str
 ) -> Checkout:
-    # Always the placeholders: the node has no registry, so the real charts' images cannot run there.
-    user = _checkout(tmp_path_factory, real_cluster, placeholder_charts)
+    user = _checkout(tmp_path_factory, real_cluster, standin_charts)
+    # Every add-on but Argo CD, whose programs are not built here (docs/e2e.md).
+    user.pulumi("config", "set", "--path", "platform:addons[0]", "kube-prometheus-stack")
+    user.pulumi("config", "set", "--path", "platform:addons[1]", "jaeger")
+    user.pulumi("config", "set", "--path", "platform:addons[2]", "traefik")
     # The node has no registry: the data services run the stand-ins `make images` built.
     user.pulumi("config", "set", "platform:postgresImage", images.IMAGES["postgres"])
     user.pulumi("config", "set", "platform:redisImage", images.IMAGES["redis"])

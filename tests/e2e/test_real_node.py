@@ -1,14 +1,16 @@
-"""`make up STACK=dev` on a real node: the service, its migration Job, Postgres and Redis run as containers.
+"""`make up STACK=dev` on a real node: the service, its data stores and the add-ons run as containers.
 
 The node (harness/e2e/node.py) runs containerd, kubelet, kube-proxy and CoreDNS in a network namespace of
-its own; every request below is sent from inside it, to the Service's cluster IP (kube-proxy's rules) or
-to a pod, exactly as another pod would. The images are built here (`make images`): the service from the
-repository's Dockerfile on a STAND-IN Python base, Postgres and Redis as STAND-INS from Debian's
-packages. The add-on charts are still PLACEHOLDERS (their images cannot be had), so no Traefik runs and
-the Ingress is not exercised: requests go through the Service.
+its own; every request below is sent from inside it (node_client.py), to a Service's cluster IP
+(kube-proxy's rules) or to a pod, exactly as another pod would. The images are built here (`make images`):
+the service from the repository's Dockerfile on a STAND-IN Python base, Postgres and Redis as STAND-INS
+from Debian's packages, and Traefik, Jaeger, metrics-server, the Prometheus operator and Prometheus as
+the real programs, built from their pinned Go modules. Those add-ons come from STAND-IN charts
+(harness/e2e/standin_charts.py: the real charts' names, Services and ports, our own templates); Argo CD is
+left out here (platform:addons), as are the parts of kube-prometheus-stack the stand-in does not run.
 
-The tests run in file order as one user's session: up, the migration, the API, the metrics, a killed
-pod, the destroy.
+The tests run in file order as one user's session: up, the migration, the API, the front door, traces,
+metrics, scaling, a killed pod, the destroy.
 """
 
 from __future__ import annotations
@@ -16,48 +18,30 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import os
 import subprocess
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import node
+import node_client
 import pytest
 from control_plane import TEST_RANGE, Cluster
 from e2e_stack import PLATFORM_NAMESPACES, Checkout, get, namespaces
+from node_client import grpc_list, http, in_node
 
 UP = ("up", "STACK=dev", "ARGS=--yes")
 APP_NAMESPACE = "products"
 APP = "product-service"
-# Run inside the node's network namespace: an HTTP exchange, printed as JSON.
-HTTP_CLIENT = """
-import json, sys, urllib.request, urllib.error
-method, url, token, body = sys.argv[1:5]
-request = urllib.request.Request(url, method=method, data=body.encode() or None,
-    headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
-try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-        print(json.dumps({"status": response.status, "body": response.read().decode()}))
-except urllib.error.HTTPError as error:
-    print(json.dumps({"status": error.code, "body": error.read().decode()}))
-"""
-
-
-def in_node(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["nsenter", f"--net={node.NETNS_DIR / node.NETNS}", *command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-
-
-def http(method: str, url: str, token: str = "", body: Any = None) -> tuple[int, Any]:
-    sent = json.dumps(body) if body is not None else ""
-    answer = json.loads(in_node(sys.executable, "-c", HTTP_CLIENT, method, url, token, sent).stdout)
-    text = answer["body"]
-    return answer["status"], json.loads(text) if text.startswith(("{", "[")) else text
+# The pods of the platform and of the add-ons this tier runs (conftest.py's real_checkout leaves Argo CD
+# out), by their names' prefixes.
+RUNNING_PODS = (
+    "postgres-", "redis-", f"{APP}-", f"{APP}-grpc-",
+    "traefik-", "jaeger-", "metrics-server-", "kube-prometheus-stack-operator-",
+    "prometheus-kube-prometheus-stack-prometheus-",
+)  # fmt: skip
 
 
 def secret_value(cluster: Cluster, namespace: str, name: str, key: str) -> str:
@@ -117,21 +101,33 @@ def test_the_test_range_is_routed_only_to_the_node_or_nowhere(real_cluster: Clus
     assert all(r["dst"] != "default" for r in node_routes), "the node must have no default route"
 
 
-def test_make_up_runs_every_platform_pod_as_a_container_with_the_add_on_charts_as_placeholders(
+def test_make_up_runs_every_platform_pod_and_the_add_ons_as_containers(
     deployed: str, real_cluster: Cluster
 ) -> None:
-    pods = get(real_cluster, "pods", "--all-namespaces")["items"]
-    running = {
-        p["metadata"]["name"]: p["status"].get("containerStatuses", [])
-        for p in pods
-        if p["metadata"]["namespace"] in PLATFORM_NAMESPACES and p["status"]["phase"] == "Running"
-    }
-    assert any(name.startswith("postgres-") for name in running)
-    assert any(name.startswith("redis-") for name in running)
-    assert any(name.startswith(f"{APP}-") for name in running)
-    for name, statuses in running.items():
-        # A real runtime's container IDs (kwok reports none).
-        assert all(s["containerID"].startswith("containerd://") and s["ready"] for s in statuses), name
+    # `up` waits for what it creates, but not for the pods others create after it (the operator's
+    # Prometheus), nor for Traefik where no load balancer gives its Service an address: wait for those
+    # as a user would, within 120 s.
+    deadline = time.monotonic() + 120
+    while True:
+        pods = get(real_cluster, "pods", "--all-namespaces")["items"]
+        statuses = {
+            p["metadata"]["name"]: p["status"].get("containerStatuses", [])
+            for p in pods
+            if p["metadata"]["namespace"] in (*PLATFORM_NAMESPACES, "kube-system")
+            and p["status"]["phase"] == "Running"
+        }
+        missing = [prefix for prefix in RUNNING_PODS if not any(name.startswith(prefix) for name in statuses)]
+        # A real runtime's container IDs (kwok reports none), every container ready.
+        unready = [
+            name
+            for name, containers in statuses.items()
+            if not all(c["containerID"].startswith("containerd://") and c["ready"] for c in containers)
+        ]
+        if (not missing and not unready) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, f"no running pod named {', '.join(p + '*' for p in missing)}"
+    assert not unready, f"not ready within 120 s: {unready}"
 
 
 def test_the_migration_job_ran_and_created_the_products_table(deployed: str, real_cluster: Cluster) -> None:
@@ -184,8 +180,199 @@ def test_a_pods_metrics_count_the_requests_it_served(api: str, real_cluster: Clu
 
 
 def _pod_ips(cluster: Cluster) -> list[str]:
+    return [p["status"]["podIP"] for p in _running_pods(cluster)]
+
+
+def _pod_names(cluster: Cluster) -> list[str]:
+    return [p["metadata"]["name"] for p in _running_pods(cluster)]
+
+
+def _running_pods(cluster: Cluster) -> list[dict[str, Any]]:
     pods = get(cluster, "pods", "-n", APP_NAMESPACE, "-l", f"app.kubernetes.io/name={APP}")["items"]
-    return [p["status"]["podIP"] for p in pods if p["status"]["phase"] == "Running"]
+    return [p for p in pods if p["status"]["phase"] == "Running"]
+
+
+# --- through the front door: Traefik, the platform's entry point --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api_host(deployed: str, real_checkout: Checkout) -> str:
+    outputs = json.loads(real_checkout.pulumi("stack", "output", "--json").stdout)
+    return str(urlsplit(outputs["api_url"]).hostname)
+
+
+@pytest.fixture(scope="module")
+def front_door(api_host: str, real_cluster: Cluster) -> str:
+    """The Traefik Service's address, once Traefik routes the API's Ingress (it reads Ingresses on its
+    own time after `up`: until then it answers 404), waited for within 60 s."""
+    address = get(real_cluster, "service", "traefik", "-n", "ingress")["spec"]["clusterIP"]
+    answer = _wait_for_answer(f"http://{address}/api/v1/products?limit=1", {"Host": api_host}, 200, 60)
+    assert answer[0] == 200, f"Traefik did not route the API within 60 s: {answer}"
+    return f"http://{address}"
+
+
+def test_through_traefik_a_product_is_created_read_listed_and_deleted(
+    front_door: str, api_host: str, write_token: str
+) -> None:
+    host = {"Host": api_host}
+    status, created = http(
+        "POST", f"{front_door}/api/v1/products", write_token, {"name": "Lamp", "price": "9.90"}, host
+    )
+    assert status == 201, created
+    product = f"{front_door}/api/v1/products/{created['id']}"
+    assert http("GET", product, headers=host) == (200, created)
+    status, listed = http("GET", f"{front_door}/api/v1/products?limit=100", headers=host)
+    assert status == 200 and created["id"] in [p["id"] for p in listed["items"]], listed
+    assert http("DELETE", product, write_token, headers=host)[0] == 204
+    assert http("GET", product, headers=host)[0] == 404
+
+
+def test_a_grpc_call_answers_through_traefiks_grpc_route(front_door: str, api_host: str) -> None:
+    answer = grpc_list(f"{urlsplit(front_door).hostname}:80", api_host)
+    assert answer["code"] == "OK", answer
+
+
+def test_traefik_serves_only_what_the_ingress_publishes(front_door: str, api_host: str) -> None:
+    for unpublished in ("/metrics", "/health", "/ready", "/"):
+        assert http("GET", f"{front_door}{unpublished}", headers={"Host": api_host})[0] == 404, unpublished
+    assert http("GET", f"{front_door}/api/v1/products", headers={"Host": "unknown.example"})[0] == 404
+
+
+# --- traces in Jaeger ----------------------------------------------------------------------------------
+
+
+def test_a_requests_trace_reaches_jaeger_with_its_postgres_and_redis_spans(
+    front_door: str, api_host: str, write_token: str, real_cluster: Cluster
+) -> None:
+    host = {"Host": api_host}
+    created = http(
+        "POST", f"{front_door}/api/v1/products", write_token, {"name": "Trace", "price": "1.00"}, host
+    )[1]
+    # The caller starts a sampled trace (W3C traceparent); the service's parent-based sampler follows it.
+    trace_id = os.urandom(16).hex()
+    traceparent = {"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"}
+    # A read after a write misses the cache: Redis is asked, then Postgres.
+    assert (
+        http("GET", f"{front_door}/api/v1/products/{created['id']}", headers={**host, **traceparent})[0]
+        == 200
+    )
+    jaeger = get(real_cluster, "service", "jaeger", "-n", "tracing")["spec"]["clusterIP"]
+    # The service's batch exporter sends within its schedule delay; Jaeger answers 404 until then.
+    status, found = _wait_for_answer(f"http://{jaeger}:16686/api/traces/{trace_id}", {}, 200, 30)
+    assert status == 200, found
+    (trace,) = found["data"]
+    spans = [
+        {**{t["key"]: t["value"] for t in span["tags"]}, "operation": span["operationName"]}
+        for span in trace["spans"]
+    ]
+    assert any(s.get("span.kind") == "server" and "/api/v1/products" in s["operation"] for s in spans), spans
+    assert any(s.get("db.system") in ("postgresql", "postgres") for s in spans), spans
+    assert any(s.get("db.system") == "redis" for s in spans), spans
+    assert {p["serviceName"] for p in trace["processes"].values()} == {APP}
+
+
+# --- metrics: the metrics API, the HPA, Prometheus -----------------------------------------------------
+
+
+def test_kubectl_top_reports_the_service_pods_and_the_hpa_reads_their_cpu(
+    front_door: str, real_cluster: Cluster
+) -> None:
+    # metrics-server scrapes the kubelets every 15 s, and the HPA controller reads it every 15 s.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        top = real_cluster.kubectl("top", "pods", "-n", APP_NAMESPACE, "--no-headers", check=False)
+        reported = [line.split()[0] for line in top.stdout.splitlines()]
+        utilization = _hpa_cpu(real_cluster)
+        if any(name.startswith(f"{APP}-") for name in reported) and utilization is not None:
+            return
+        time.sleep(2)
+    raise AssertionError(
+        f"within 120 s: kubectl top said {top.stdout or top.stderr!r}, the HPA's CPU {utilization}"
+    )
+
+
+def test_prometheus_scrapes_the_service_through_its_servicemonitor_and_loads_its_alert_rules(
+    front_door: str, real_cluster: Cluster
+) -> None:
+    prometheus = get(real_cluster, "service", "kube-prometheus-stack-prometheus", "-n", "monitoring")
+    url = f"http://{prometheus['spec']['clusterIP']}:9090/api/v1"
+    pods = set(_pod_names(real_cluster))
+    # The operator writes the scrape configuration, the reloader applies it, the first scrape follows.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        status, targets = http("GET", f"{url}/targets?state=active")
+        healthy = {
+            t["labels"].get("pod")
+            for t in (targets["data"]["activeTargets"] if status == 200 else [])
+            if t["scrapePool"].startswith(f"serviceMonitor/{APP_NAMESPACE}/") and t["health"] == "up"
+        }
+        if pods <= healthy:
+            break
+        time.sleep(2)
+    assert pods <= healthy, f"the service's pods {pods} are not all healthy targets: {healthy}"
+    groups = http("GET", f"{url}/rules?type=alert")[1]["data"]["groups"]
+    alerts = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"ProductServiceHighErrorRate", "ProductServiceHighLatency"} <= alerts, alerts
+
+
+# --- scaling ---------------------------------------------------------------------------------------------
+
+
+def test_one_client_beyond_its_rate_gets_429_from_traefik(front_door: str, api_host: str) -> None:
+    # 4 clients from one address (the node's) for 5 s: the API's per-client limits hold them.
+    load = node_client.load(f"{front_door}/api/v1/products?limit=1", api_host, threads=4, seconds=5)
+    answers = json.loads(load.communicate(timeout=60)[0])
+    assert answers.get("200") and answers.get("429"), answers
+
+
+def test_under_load_the_hpa_scales_the_api_and_the_new_pods_serve(api: str, real_cluster: Cluster) -> None:
+    minimum = get(real_cluster, "hpa", APP, "-n", APP_NAMESPACE)["spec"]["minReplicas"]
+    before = set(_pod_ips(real_cluster))
+    # 8 clients for at most 150 s, from the node's namespace to the Service (through Traefik, one client
+    # address is held to its rate, see above); the load stops by itself.
+    started = time.monotonic()
+    load = node_client.load(f"{api}/products?limit=20", urlsplit(api).hostname or "", threads=8, seconds=150)
+    ready = minimum
+    try:
+        while load.poll() is None and ready <= minimum:
+            time.sleep(1)
+            ready = get(real_cluster, "deployment", APP, "-n", APP_NAMESPACE)["status"].get(
+                "readyReplicas", 0
+            )
+        scaled_after = time.monotonic() - started
+    finally:
+        load.terminate()  # by its PID, whether it stopped by itself or not
+        answers = load.communicate(timeout=30)[0]
+    print(f"{ready} ready replicas {scaled_after:.0f} s into the load (8 clients); answers: {answers}")
+    assert ready > minimum, f"no replica above {minimum} within 150 s of load (answers: {answers})"
+    new = set(_pod_ips(real_cluster)) - before
+    assert new, "the Deployment has more ready replicas, but no new pod address"
+    for address in new:
+        assert http("GET", f"http://{address}:8080/api/v1/products?limit=1")[0] == 200, address
+
+
+def _hpa_cpu(cluster: Cluster) -> int | None:
+    metrics = get(cluster, "hpa", APP, "-n", APP_NAMESPACE)["status"].get("currentMetrics") or []
+    return next(
+        (m["resource"]["current"].get("averageUtilization") for m in metrics if m.get("resource")), None
+    )
+
+
+def _wait_for_answer(
+    url: str, headers: dict[str, str], status: int, seconds: float
+) -> tuple[int | None, Any]:
+    """GET `url` until it answers `status`, for at most `seconds`; the last answer."""
+    deadline = time.monotonic() + seconds
+    answer: tuple[int | None, Any] = (None, "no answer yet")
+    while time.monotonic() < deadline:
+        try:
+            answer = http("GET", url, headers=headers)
+        except subprocess.CalledProcessError as refused:
+            answer = (None, refused.stderr.strip()[-300:])
+        if answer[0] == status:
+            break
+        time.sleep(0.5)
+    return answer
 
 
 def test_a_killed_service_pod_is_replaced_and_the_api_answers_again(api: str, real_cluster: Cluster) -> None:

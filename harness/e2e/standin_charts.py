@@ -1,0 +1,122 @@
+"""A Helm repository for the e2e's REAL NODE: STAND-IN charts that run the real add-on programs.
+
+    python harness/e2e/standin_charts.py OUT_DIR    # writes OUT_DIR/index.yaml and one .tgz per chart
+
+The charts' own repositories cannot be reached here, so the real node cannot install them. For the add-ons
+it runs, this repository serves a STAND-IN under the pinned chart's name and version: templates of our own
+(standin_charts/<chart>/) that run the images `make images` builds from the programs' pinned Go modules,
+with the names, labels, Services and ports the real chart renders and the values the program passes
+(resources, security contexts, entry points). Their CRDs are the programs' own, read from the same pinned
+modules. Every other chart is a placeholder (placeholder_charts.py). With `E2E_CHARTS` the kwok tier
+installs the real charts; the stand-ins say in their templates what they leave out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+from placeholder_charts import REPO, charts, index_entry, placeholder
+
+STANDINS = Path(__file__).resolve().parent / "standin_charts"
+STANDIN_NOTE = "STAND-IN for the e2e's real node: the real program, this repository's own templates."
+# Each stand-in's CRDs: (Go module of harness/go, module path, files in it).
+CRDS = {
+    charts.TRAEFIK.name: (
+        "traefik",
+        "github.com/traefik/traefik/v3",
+        ("docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml",),
+    ),
+    charts.KUBE_PROMETHEUS_STACK.name: (
+        "prometheus-operator",
+        "github.com/prometheus-operator/prometheus-operator",
+        tuple(
+            f"example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml"
+            for plural in ("servicemonitors", "podmonitors", "probes", "prometheusrules", "prometheuses",
+                           "prometheusagents", "scrapeconfigs", "alertmanagers", "alertmanagerconfigs",
+                           "thanosrulers")
+        ),
+    ),
+}  # fmt: skip
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for chart in charts.ALL:
+        archive = out / f"{chart.name}-{chart.version}.tgz"
+        is_standin = (STANDINS / chart.name).is_dir()
+        archive.write_bytes(standin(chart) if is_standin else placeholder(chart))
+        entries[chart.name] = [index_entry(chart, archive, STANDIN_NOTE if is_standin else None)]
+    (out / "index.yaml").write_text(json.dumps({"apiVersion": "v1", "entries": entries}, indent=2))
+
+
+def standin(chart: charts.Chart) -> bytes:
+    files = {
+        f"{chart.name}/Chart.yaml": json.dumps(
+            {"apiVersion": "v2", "name": chart.name, "version": chart.version, "description": STANDIN_NOTE}
+        ).encode()
+    }
+    for template in sorted((STANDINS / chart.name / "templates").iterdir()):
+        files[f"{chart.name}/templates/{template.name}"] = template.read_bytes()
+    if chart.name in CRDS:
+        module, path, names = CRDS[chart.name]
+        source = _module_dir(module, path)
+        for name in names:
+            crds = [crd for crd in yaml.load_all((source / name).read_text(), _CrdLoader) if crd]
+            files[f"{chart.name}/crds/{Path(name).name}"] = "\n---\n".join(
+                json.dumps(_without_descriptions(crd)) for crd in crds
+            ).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class _CrdLoader(yaml.SafeLoader):
+    """YAML 1.1 reads a bare `=` (an enum value in the operator's CRDs) as a "value" tag: it is a string."""
+
+
+def _string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", _string)
+
+
+def _without_descriptions(node: object) -> object:
+    """The CRD without its schema's prose: Helm keeps a chart's files in the release's Secret, which may
+    not exceed 1 MiB, and the operator's ten CRDs with their descriptions do."""
+    if isinstance(node, dict):
+        # A property named "description" has a schema (a dict) as its value; the prose is a string.
+        return {
+            k: _without_descriptions(v)
+            for k, v in node.items()
+            if not (k == "description" and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [_without_descriptions(v) for v in node]
+    return node
+
+
+def _module_dir(module: str, path: str) -> Path:
+    """Where Go's module cache holds `path` at the version harness/go/<module> pins (downloaded if needed)."""
+    go = ["go", "-C", str(REPO / "harness" / "go" / module)]
+    subprocess.run([*go, "mod", "download", path], check=True, capture_output=True, timeout=600)
+    listed = subprocess.run(
+        [*go, "list", "-m", "-f", "{{.Dir}}", path], check=True, capture_output=True, text=True, timeout=60
+    )
+    return Path(listed.stdout.strip())
+
+
+if __name__ == "__main__":
+    main()
