@@ -60,7 +60,7 @@ EVERY_REQUEST_TRACED = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
 CACHED_GET = "cached GET by id"
 CACHED_GET_ALL_TRACED = "cached GET, all traced"
 GRPC_SCENARIO = "gRPC GetProduct (cached)"
-# Issue 12's targets: RPS as a fraction of bare Flask's in the same pairs of runs, the cached GET's p99
+# The performance targets: RPS as a fraction of bare Flask's in the same pairs of runs, the cached GET's p99
 # against bare Flask's p99 in the same pairs.
 RATIO_TARGETS = {
     CACHED_GET: 0.6,
@@ -298,7 +298,7 @@ def grpc_versus_rest(by_name: dict[str, dict]) -> dict[str, float] | None:
 
 
 def targets(by_name: dict[str, dict], memory: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each of issue 12's targets with the figure of this run and whether it is met (of the scenarios run)."""
+    """Each performance target (docs/performance.md) of the scenarios run: its figure, and whether it is met."""
     found = [
         {
             "target": f"{name}: RPS >= {target} x bare Flask",
@@ -808,7 +808,7 @@ def print_report(report: dict) -> None:
     print(f"\nservice RSS at peak: {peak:.0f} MiB")
     print(f"gRPC server: RSS {memory['grpc']['rss']:.0f} MiB at the end")
     print(f"spans exported to the loopback OTLP sink: {report['spans_exported']}")
-    print("\nissue 12's targets, this run:")
+    print("\nthe targets (docs/performance.md), this run:")
     for target in report["targets"]:
         print(f"  {'met   ' if target['met'] else 'MISSED'}  {target['target']}: {target['value']}")
     for name, shares in report["profiles"].items():
