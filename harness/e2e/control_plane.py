@@ -317,23 +317,20 @@ class Cluster:
             "-extfile",
             "san.ext",
         )
-        # The API server's client certificate for kubelets (system:masters may read logs, exec).
-        openssl(
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client",
-            "-keyout", "kubelet-client.key", "-out", "kubelet-client.csr",
-        )  # fmt: skip
-        openssl(
-            "x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", "kubelet-client.crt",
-        )  # fmt: skip
-        openssl(
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=front-proxy-client",
-            "-keyout", "front-proxy-client.key", "-out", "front-proxy-client.csr",
-        )  # fmt: skip
-        openssl(
-            "x509", "-req", "-in", "front-proxy-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", "front-proxy-client.crt",
-        )  # fmt: skip
+        # The API server's client certificates: for kubelets (system:masters may read logs, exec), and for
+        # aggregated APIs (the name they trust to pass the user on in headers).
+        for stem, subject in (
+            ("kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client"),
+            ("front-proxy-client", "/CN=front-proxy-client"),
+        ):
+            openssl(
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                "-keyout", f"{stem}.key", "-out", f"{stem}.csr",
+            )  # fmt: skip
+            openssl(
+                "x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", f"{stem}.crt",
+            )  # fmt: skip
         openssl("genrsa", "-out", "sa.key", "2048")
         openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
         users = {

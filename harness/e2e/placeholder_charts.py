@@ -18,6 +18,7 @@ import io
 import json
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,27 +39,30 @@ CRDS = {
 
 
 def main() -> None:
-    out = Path(sys.argv[1])
+    write_repository(Path(sys.argv[1]), lambda chart: (placeholder(chart), PLACEHOLDER_NOTE))
+
+
+def write_repository(out: Path, archive_of: Callable[[charts.Chart], tuple[bytes, str]]) -> None:
+    """OUT/index.yaml and one archive per pinned chart: `archive_of` gives its bytes and description."""
     out.mkdir(parents=True, exist_ok=True)
     entries = {}
     for chart in charts.ALL:
+        data, description = archive_of(chart)
         archive = out / f"{chart.name}-{chart.version}.tgz"
-        archive.write_bytes(placeholder(chart))
-        entries[chart.name] = [index_entry(chart, archive)]
+        archive.write_bytes(data)
+        entries[chart.name] = [
+            {
+                "apiVersion": "v2",
+                "name": chart.name,
+                "version": chart.version,
+                "description": description,
+                "urls": [archive.name],
+                "digest": hashlib.sha256(data).hexdigest(),
+                "created": "2026-01-01T00:00:00Z",
+            }
+        ]
     # JSON is YAML: Helm reads this index as it reads any.
     (out / "index.yaml").write_text(json.dumps({"apiVersion": "v1", "entries": entries}, indent=2))
-
-
-def index_entry(chart: charts.Chart, archive: Path, description: str | None = None) -> dict[str, object]:
-    return {
-        "apiVersion": "v2",
-        "name": chart.name,
-        "version": chart.version,
-        "description": description or PLACEHOLDER_NOTE,
-        "urls": [archive.name],
-        "digest": hashlib.sha256(archive.read_bytes()).hexdigest(),
-        "created": "2026-01-01T00:00:00Z",
-    }
 
 
 def placeholder(chart: charts.Chart) -> bytes:

@@ -21,7 +21,7 @@ import tarfile
 from pathlib import Path
 
 import yaml
-from placeholder_charts import REPO, charts, index_entry, placeholder
+from placeholder_charts import PLACEHOLDER_NOTE, REPO, charts, placeholder, write_repository
 
 STANDINS = Path(__file__).resolve().parent / "standin_charts"
 STANDIN_NOTE = "STAND-IN for the e2e's real node: the real program, this repository's own templates."
@@ -46,15 +46,13 @@ CRDS = {
 
 
 def main() -> None:
-    out = Path(sys.argv[1])
-    out.mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for chart in charts.ALL:
-        archive = out / f"{chart.name}-{chart.version}.tgz"
-        is_standin = (STANDINS / chart.name).is_dir()
-        archive.write_bytes(standin(chart) if is_standin else placeholder(chart))
-        entries[chart.name] = [index_entry(chart, archive, STANDIN_NOTE if is_standin else None)]
-    (out / "index.yaml").write_text(json.dumps({"apiVersion": "v1", "entries": entries}, indent=2))
+    write_repository(Path(sys.argv[1]), _archive)
+
+
+def _archive(chart: charts.Chart) -> tuple[bytes, str]:
+    if (STANDINS / chart.name).is_dir():
+        return standin(chart), STANDIN_NOTE
+    return placeholder(chart), PLACEHOLDER_NOTE
 
 
 def standin(chart: charts.Chart) -> bytes:

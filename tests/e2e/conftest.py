@@ -90,20 +90,18 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_p
 
 @pytest.fixture(scope="session")
 def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("charts")
-    subprocess.run(
-        [sys.executable, str(REPO / "harness" / "e2e" / "placeholder_charts.py"), str(root)], check=True
-    )
-    with served(root) as url:
-        yield url
+    yield from _served_charts(tmp_path_factory, "placeholder_charts.py")
 
 
 @pytest.fixture(scope="session")
 def standin_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("standin-charts")
-    subprocess.run(
-        [sys.executable, str(REPO / "harness" / "e2e" / "standin_charts.py"), str(root)], check=True
-    )
+    yield from _served_charts(tmp_path_factory, "standin_charts.py")
+
+
+def _served_charts(tmp_path_factory: pytest.TempPathFactory, writer: str) -> Iterator[str]:
+    """The Helm repository harness/e2e/`writer` writes, served on 127.0.0.1 while the session lasts."""
+    root = tmp_path_factory.mktemp(writer.removesuffix(".py"))
+    subprocess.run([sys.executable, str(REPO / "harness" / "e2e" / writer), str(root)], check=True)
     with served(root) as url:
         yield url
 
