@@ -1,14 +1,19 @@
 """A Helm repository for the e2e's REAL NODE: STAND-IN charts that run the real add-on programs.
 
-    python harness/e2e/standin_charts.py OUT_DIR    # writes OUT_DIR/index.yaml and one .tgz per chart
+    python harness/e2e/standin_charts.py OUT_DIR [REAL]   # writes OUT_DIR/index.yaml and one .tgz per chart
 
 The charts' own repositories cannot be reached here, so the real node cannot install them. For the add-ons
 it runs, this repository serves a STAND-IN under the pinned chart's name and version: templates of our own
 (standin_charts/<chart>/) that run the images `make images` builds from the programs' pinned Go modules,
 with the names, labels, Services and ports the real chart renders and the values the program passes
 (resources, security contexts, entry points). Their CRDs are the programs' own, read from the same pinned
-modules. Every other chart is a placeholder (placeholder_charts.py). With `E2E_CHARTS` the kwok tier
-installs the real charts; the stand-ins say in their templates what they leave out.
+modules. Every other chart is a placeholder (placeholder_charts.py). The stand-ins say in their templates
+what they leave out.
+
+With REAL (E2E_CHARTS: a repository URL, or "upstream" for each chart's own), the charts whose every image
+`make images` builds are the real ones from there, running the same images: Traefik, Jaeger and
+metrics-server. kube-prometheus-stack stays a stand-in (its Grafana, Alertmanager, node-exporter,
+kube-state-metrics and webhook images are not built here).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import json
 import subprocess
 import sys
 import tarfile
+import urllib.request
 from pathlib import Path
+from urllib.parse import urljoin
 
 import yaml
 from placeholder_charts import PLACEHOLDER_NOTE, REPO, charts, placeholder, write_repository
@@ -45,14 +52,31 @@ CRDS = {
 }  # fmt: skip
 
 
+REAL_ON_THE_NODE = (charts.TRAEFIK.name, charts.JAEGER.name, charts.METRICS_SERVER.name)
+
+
 def main() -> None:
-    write_repository(Path(sys.argv[1]), _archive)
+    real = sys.argv[2] if len(sys.argv) > 2 else None
+    write_repository(Path(sys.argv[1]), lambda chart: _archive(chart, real))
 
 
-def _archive(chart: charts.Chart) -> tuple[bytes, str]:
+def _archive(chart: charts.Chart, real: str | None) -> tuple[bytes, str]:
+    if real and chart.name in REAL_ON_THE_NODE:
+        repository = chart.repo if real == "upstream" else real
+        return _downloaded(chart, repository), f"the real chart, from {repository}"
     if (STANDINS / chart.name).is_dir():
         return standin(chart), STANDIN_NOTE
     return placeholder(chart), PLACEHOLDER_NOTE
+
+
+def _downloaded(chart: charts.Chart, repository: str) -> bytes:
+    """The pinned chart's archive, as Helm finds it: through the repository's index."""
+    base = repository.rstrip("/") + "/"
+    with urllib.request.urlopen(urljoin(base, "index.yaml"), timeout=60) as index:  # noqa: S310 (http(s) only)
+        entries = yaml.safe_load(index.read())["entries"][chart.name]
+    (entry,) = [e for e in entries if e["version"] == chart.version]
+    with urllib.request.urlopen(urljoin(base, entry["urls"][0]), timeout=60) as archive:  # noqa: S310
+        return bytes(archive.read())
 
 
 def standin(chart: charts.Chart) -> bytes:

@@ -13,6 +13,7 @@ Fixtures, from the outside in:
 - `standin_charts`: the real node's repository: STAND-IN charts (harness/e2e/standin_charts.py) that run the
   real Traefik, Jaeger, metrics-server and Prometheus operator and Prometheus, built from their pinned Go
   modules, and placeholders for the rest (Argo CD and cluster-autoscaler, which the node does not run);
+  with `E2E_CHARTS`, the real Traefik, Jaeger and metrics-server charts instead of their stand-ins;
 - `checkout` (and `real_checkout`): a copy of this repository, where the test acts as a user: it sets
   the stack's secrets with `pulumi config set --secret` and runs `make up STACK=dev`, exactly as the
   README says.
@@ -44,8 +45,11 @@ E2E_CHARTS = os.environ.get("E2E_CHARTS", "")
 
 def pytest_report_header(config: pytest.Config) -> str:
     if not E2E_CHARTS:
-        return "e2e charts: PLACEHOLDERS (harness/e2e/placeholder_charts.py); E2E_CHARTS=<url>|upstream installs the real ones"
-    return f"e2e charts: the real pinned charts, from {E2E_CHARTS}"
+        return (
+            "e2e charts: PLACEHOLDERS on kwok, STAND-INS running the real programs on the real node "
+            "(harness/e2e/placeholder_charts.py, standin_charts.py); E2E_CHARTS=<url>|upstream installs the real ones"
+        )
+    return f"e2e charts: the real pinned charts from {E2E_CHARTS} (on the real node: Traefik, Jaeger, metrics-server)"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -95,13 +99,14 @@ def placeholder_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 @pytest.fixture(scope="session")
 def standin_charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _served_charts(tmp_path_factory, "standin_charts.py")
+    # With E2E_CHARTS, the real charts of the add-ons whose images are built here run on the node too.
+    yield from _served_charts(tmp_path_factory, "standin_charts.py", *([E2E_CHARTS] if E2E_CHARTS else []))
 
 
-def _served_charts(tmp_path_factory: pytest.TempPathFactory, writer: str) -> Iterator[str]:
+def _served_charts(tmp_path_factory: pytest.TempPathFactory, writer: str, *args: str) -> Iterator[str]:
     """The Helm repository harness/e2e/`writer` writes, served on 127.0.0.1 while the session lasts."""
     root = tmp_path_factory.mktemp(writer.removesuffix(".py"))
-    subprocess.run([sys.executable, str(REPO / "harness" / "e2e" / writer), str(root)], check=True)
+    subprocess.run([sys.executable, str(REPO / "harness" / "e2e" / writer), str(root), *args], check=True)
     with served(root) as url:
         yield url
 
