@@ -20,7 +20,7 @@ PROTOS := $(shell find proto -name '*.proto')
 GENERATED := service/src/product_service/grpc/generated/.stamp
 
 .PHONY: help setup generate check python-lint need-root test lint fmt test-service test-infra test-policies test-repo run plan policy \
-        preview up destroy lock clean
+        deploy-manifests preview up destroy lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -97,6 +97,9 @@ plan: $(VENV)/.installed ## offline plan of STACK (CLOUD overrides its cloud) in
 
 policy: $(VENV)/.installed ## the offline policy gate for every committed stack on every cloud
 	$(BIN)/python harness/plan/plan.py --all
+
+deploy-manifests: $(VENV)/.installed ## write deploy/<stack>/, what Argo CD syncs, from the program (every committed stack)
+	$(BIN)/python harness/plan/deploy_manifests.py
 
 preview: $(VENV)/.installed ## pulumi preview of STACK with the policy pack (needs the Pulumi CLI)
 	tools/pulumi-stack.sh preview $(STACK) $(ARGS)
