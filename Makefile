@@ -20,7 +20,7 @@ PROTOS := $(shell find proto -name '*.proto')
 GENERATED := service/src/product_service/grpc/generated/.stamp
 
 .PHONY: help setup generate check python-lint need-root test lint fmt test-service test-infra test-policies test-repo run plan policy \
-        deploy-manifests preview up destroy lock clean
+        deploy-manifests preview drift up destroy lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -103,6 +103,9 @@ deploy-manifests: $(VENV)/.installed ## write deploy/<stack>/, what Argo CD sync
 
 preview: $(VENV)/.installed ## pulumi preview of STACK with the policy pack (needs the Pulumi CLI)
 	tools/pulumi-stack.sh preview $(STACK) $(ARGS)
+
+drift: $(VENV)/.installed ## fail and show the diff when the live STACK differs from its program and config (pulumi preview --refresh)
+	tools/pulumi-stack.sh drift $(STACK) $(ARGS)
 
 up: $(VENV)/.installed ## pulumi up of STACK (default dev: your local Kubernetes context)
 	tools/pulumi-stack.sh up $(STACK) $(ARGS)
