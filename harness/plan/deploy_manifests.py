@@ -1,6 +1,7 @@
 """`deploy/<stack>/`: what Argo CD syncs where platform:delivery is argocd, from the program itself.
 
     python harness/plan/deploy_manifests.py [--out deploy] [stack ...]   # default: every committed stack
+    python harness/plan/deploy_manifests.py --image repository@sha256:... stack   # a release (make promote)
 
 Each stack's program runs offline (plan.run_plan) with direct delivery, so the workloads are exactly
 what `delivery: direct` applies: its objects of the kinds Argo CD takes over (app.SYNCED_KINDS) are
@@ -9,11 +10,15 @@ applies, because Argo CD, not Pulumi, applies them: they refer to the Secret and
 under their fixed names (app.GITOPS_NAMES), and the migration Job, which Pulumi
 replaces under a new auto-name for each image, is an Argo CD PreSync hook of a fixed name, recreated at
 each sync before the Deployments change. No secret value is in them: only the Secret's name.
+
+`--image` first sets the stack's platform:image in `Pulumi.<stack>.yaml`: committed together, the two
+files are a release of that image to that environment, and reverting the commit is its rollback.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stacks", nargs="*", help="default: every committed stack")
     parser.add_argument("--out", type=Path, default=REPO_DIR / "deploy")
+    parser.add_argument("--image", help="set this image as the one stack's platform:image first")
     args = parser.parse_args(argv)
+    if args.image:
+        if len(args.stacks) != 1:
+            parser.error("--image releases to one stack: name it")
+        set_image(REPO_DIR / f"Pulumi.{args.stacks[0]}.yaml", args.image)
     for stack in args.stacks or committed_stacks():
         folder = args.out / stack
         write(stack, delivered_manifests(stack), folder)
@@ -80,6 +90,14 @@ def write(stack: str, manifests: dict[str, dict[str, Any]], folder: Path) -> Non
         "resources": list(manifests),
     }
     (folder / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
+
+
+def set_image(stack_file: Path, image: str) -> None:
+    """platform:image in a stack file, in place; its other lines and comments stay as they are."""
+    text, count = re.subn(r"^(  platform:image:).*$", rf"\g<1> {image}", stack_file.read_text(), flags=re.M)
+    if count != 1:
+        raise SystemExit(f"{stack_file.name} has no platform:image line to set")
+    stack_file.write_text(text)
 
 
 def _group_kind(r: PlannedResource) -> tuple[str, str]:

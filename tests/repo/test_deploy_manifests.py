@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,21 @@ def _collect_references(value: Any, into: set[tuple[str, str]]) -> None:
                 into.add((kind, value[key]["name"]))
         for v in value.values():
             _collect_references(v, into)
+
+
+def test_a_release_sets_only_the_stacks_image_line(tmp_path: Path):
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    committed = (REPO / "Pulumi.prod.yaml").read_text()
+    stack_file.write_text(committed)
+    image = f"ghcr.io/acme/product-service@sha256:{'a' * 64}"
+    deploy_manifests.set_image(stack_file, image)
+    old, new = committed.splitlines(), stack_file.read_text().splitlines()
+    assert len(old) == len(new)
+    changed = [(before, after) for before, after in zip(old, new, strict=True) if before != after]
+    assert len(changed) == 1 and changed[0][1] == f"  platform:image: {image}"
+    assert changed[0][0].startswith("  platform:image: ")
+
+
+def test_make_promote_needs_an_image():
+    result = subprocess.run(["make", "promote", "STACK=prod"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0 and "IMAGE is missing" in result.stderr
