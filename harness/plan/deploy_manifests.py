@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for stack in args.stacks or committed_stacks():
         folder = args.out / stack
         write(stack, delivered_manifests(stack), folder)
-        print(f"Wrote {folder}")
+        print(f"Wrote {folder.relative_to(REPO_DIR) if folder.is_relative_to(REPO_DIR) else folder}")
     return 0
 
 
