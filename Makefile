@@ -20,7 +20,7 @@ PROTOS := $(shell find proto -name '*.proto')
 GENERATED := service/src/product_service/grpc/generated/.stamp
 
 .PHONY: help setup generate check python-lint need-root test lint fmt test-service test-infra test-policies test-repo run plan policy \
-        preview up destroy lock clean
+        deploy-manifests promote preview drift up destroy lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -98,8 +98,18 @@ plan: $(VENV)/.installed ## offline plan of STACK (CLOUD overrides its cloud) in
 policy: $(VENV)/.installed ## the offline policy gate for every committed stack on every cloud
 	$(BIN)/python harness/plan/plan.py --all
 
+deploy-manifests: $(VENV)/.installed ## write deploy/<stack>/, what Argo CD syncs, from the program (every committed stack)
+	$(BIN)/python harness/plan/deploy_manifests.py
+
+promote: $(VENV)/.installed ## release IMAGE (by digest) to STACK: its platform:image and deploy/STACK, to commit together
+	$(if $(IMAGE),,$(error IMAGE is missing: make promote STACK=<stack> IMAGE=<repository>@sha256:<digest>))
+	$(BIN)/python harness/plan/deploy_manifests.py --image '$(IMAGE)' $(STACK)
+
 preview: $(VENV)/.installed ## pulumi preview of STACK with the policy pack (needs the Pulumi CLI)
 	tools/pulumi-stack.sh preview $(STACK) $(ARGS)
+
+drift: $(VENV)/.installed ## fail and show the diff when the live STACK differs from its program and config (pulumi preview --refresh)
+	tools/pulumi-stack.sh drift $(STACK) $(ARGS)
 
 up: $(VENV)/.installed ## pulumi up of STACK (default dev: your local Kubernetes context)
 	tools/pulumi-stack.sh up $(STACK) $(ARGS)

@@ -145,9 +145,10 @@ class PlatformConfig:
     api_in_flight_limit: int
     # secrets the stack supplies with `pulumi config set --secret` (infra/secrets.py); others are generated
     supplied_secrets: dict[str, pulumi.Output[str]]
-    # delivery=argocd: where an Argo CD Application finds the service's manifests (a Kustomize dir)
+    # delivery=argocd: where an Argo CD Application finds the service's manifests (a Kustomize dir,
+    # by default deploy/<stack>, which `make deploy-manifests` writes)
     gitops_repo_url: str | None = None
-    gitops_path: str = "deploy/product-service"
+    gitops_path: str = ""
     gitops_revision: str = "HEAD"
     # One Helm repository (https://) or OCI registry (oci://) serving every chart under its upstream
     # name and version (a company mirror, an air-gapped cluster); None: each chart's own repository.
@@ -247,7 +248,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         api_in_flight_limit=number("apiInFlightLimit", 1, 10_000),
         supplied_secrets=_supplied_secrets(cfg),
         gitops_repo_url=gitops_repo,
-        gitops_path=cfg.get("gitopsPath") or "deploy/product-service",
+        gitops_path=cfg.get("gitopsPath") or f"deploy/{stack}",
         gitops_revision=cfg.get("gitopsRevision") or "HEAD",
         chart_repository=_chart_repository(cfg, "chartRepository"),
         admin_allowed_cidrs=admin_cidrs,

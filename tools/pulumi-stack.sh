@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make preview|up|destroy STACK=... [ARGS=...]`: the real Pulumi engine with this repository's defaults.
+# `make preview|up|drift|destroy STACK=... [ARGS=...]`: the real Pulumi engine with this repository's defaults.
 # ARGS go to pulumi as they are (e.g. ARGS=--yes to approve without a prompt, as CI must).
 #
 # - State: $PULUMI_BACKEND_URL if set (Pulumi Cloud, s3://, gs://, azblob://), otherwise a file
@@ -10,8 +10,8 @@
 # - Prerequisites are checked first, and what is missing is said with how to get it.
 set -euo pipefail
 
-action=${1:?usage: pulumi-stack.sh preview|up|destroy STACK [PULUMI ARGS...]}
-stack=${2:?usage: pulumi-stack.sh preview|up|destroy STACK [PULUMI ARGS...]}
+action=${1:?usage: pulumi-stack.sh preview|up|drift|destroy STACK [PULUMI ARGS...]}
+stack=${2:?usage: pulumi-stack.sh preview|up|drift|destroy STACK [PULUMI ARGS...]}
 shift 2
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -74,6 +74,10 @@ pulumi stack select --create "$stack" --secrets-provider passphrase >/dev/null
 case "$action" in
   preview) pulumi preview --stack "$stack" "${policy[@]}" --diff "$@" ;;
   up) pulumi up --stack "$stack" "${policy[@]}" "$@" ;;
+  # Refresh reads the live objects first: any difference from the program and config is drift, shown
+  # by the diff above the failure (a hand edit, or a change committed and not yet applied).
+  drift) pulumi preview --stack "$stack" --refresh --expect-no-changes --diff "$@" ||
+    fail "stack $stack differs from its program and config (the diff above); make up STACK=$stack puts it back" ;;
   destroy) pulumi destroy --stack "$stack" "$@" ;;
-  *) fail "unknown action (preview, up or destroy)" ;;
+  *) fail "unknown action (preview, up, drift or destroy)" ;;
 esac

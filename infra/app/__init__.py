@@ -30,8 +30,14 @@ NAMESPACE = "products"
 HTTP_PORT = 8080
 POSTGRES_CA_FILE = f"{TRUST_DIR}/postgres-ca/ca.crt"
 REDIS_CA_FILE = f"{TRUST_DIR}/redis-ca/ca.crt"
-GITOPS_SECRET = f"{NAME}-credentials"
-GITOPS_CONFIG_MAP = f"{NAME}-settings"
+# What Pulumi keeps owning and the manifests in Git (deploy/<stack>) refer to, by logical name: their
+# fixed names where Argo CD delivers the workloads (auto-named where Pulumi does).
+GITOPS_NAMES = {
+    "credentials": f"{NAME}-credentials",
+    "settings": f"{NAME}-settings",
+    "postgres-ca": f"{NAME}-postgres-ca",
+    "redis-ca": f"{NAME}-redis-ca",
+}
 # The service then accepts only write tokens minted for it by this stack (`aud`, `iss` claims), e.g.
 # JWT_AUDIENCE=product-service JWT_ISSUER=product-platform/<stack> python -m product_service token
 JWT_AUDIENCE = NAME
@@ -110,7 +116,7 @@ class ProductService(pulumi.ComponentResource):
             metadata={
                 "namespace": NAMESPACE,
                 "labels": LABELS,
-                **({"name": GITOPS_SECRET} if gitops else {}),
+                **({"name": GITOPS_NAMES["credentials"]} if gitops else {}),
             },
             type="Opaque",
             string_data=_credentials(cfg, foundation, self),
@@ -121,7 +127,7 @@ class ProductService(pulumi.ComponentResource):
             metadata={
                 "namespace": NAMESPACE,
                 "labels": LABELS,
-                **({"name": GITOPS_CONFIG_MAP} if gitops else {}),
+                **({"name": GITOPS_NAMES["settings"]} if gitops else {}),
             },
             data={
                 # Without the jaeger add-on no endpoint is set, and the service traces nothing.
@@ -154,7 +160,7 @@ class ProductService(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=self._k8s(),
         )
-        pods = Pods(cfg.image, account.metadata["name"], self._trust(foundation))
+        pods = Pods(cfg.image, account.metadata["name"], self._trust(foundation, gitops))
 
         # Per-client limits on every route of the API, where the platform's Traefik serves it.
         edge = None
@@ -236,9 +242,10 @@ class ProductService(pulumi.ComponentResource):
         )
 
     def _argocd_application(self, cfg: PlatformConfig, addons: ClusterAddons) -> None:
-        """Argo CD syncs the workloads (migration Job, Deployment, HPA, PDB) from a Kustomize directory
-        in Git; Pulumi keeps what the platform owns (namespace, credentials, settings, network policy,
-        Service, Ingress, monitoring) and pins the image, so `platform:image` still decides the release.
+        """Argo CD syncs the workloads (migration Job, Deployments, HPAs, PDBs) from the stack's Kustomize
+        directory in Git (deploy/<stack>, generated from this program by `make deploy-manifests`, image
+        included: a release is a commit there); Pulumi keeps what the platform owns (namespace,
+        credentials, settings, network policy, Services, Ingresses, monitoring).
         The Application belongs to a project of its own, which lets it sync only that repository, only
         into NAMESPACE and only SYNCED_KINDS (Argo CD's `default` project allows any of them anywhere)."""
         project = k8s.apiextensions.CustomResource(
@@ -269,7 +276,6 @@ class ProductService(pulumi.ComponentResource):
                     "repoURL": cfg.gitops_repo_url,
                     "path": cfg.gitops_path,
                     "targetRevision": cfg.gitops_revision,
-                    "kustomize": {"images": [cfg.image]},
                 },
                 "destination": {"server": IN_CLUSTER, "namespace": NAMESPACE},
                 "syncPolicy": {
@@ -281,7 +287,7 @@ class ProductService(pulumi.ComponentResource):
             opts=self._k8s(depends_on=[addons.argocd, project]),
         )
 
-    def _trust(self, foundation: Foundation) -> list[dict[str, Any]]:
+    def _trust(self, foundation: Foundation, gitops: bool) -> list[dict[str, Any]]:
         """Volumes carrying the CAs the Foundation names for Postgres and Redis, mounted at
         POSTGRES_CA_FILE and REDIS_CA_FILE; none for a server whose certificate needs no CA here."""
         volumes = []
@@ -293,7 +299,11 @@ class ProductService(pulumi.ComponentResource):
                 continue
             ca = k8s.core.v1.ConfigMap(
                 name,
-                metadata={"namespace": NAMESPACE, "labels": LABELS},
+                metadata={
+                    "namespace": NAMESPACE,
+                    "labels": LABELS,
+                    **({"name": GITOPS_NAMES[name]} if gitops else {}),
+                },
                 data={"ca.crt": certificate},
                 opts=self._k8s(),
             )

@@ -401,30 +401,25 @@ def test_stack_outputs_keep_the_kubeconfig_secret_and_endpoints_without_password
     assert not any(s in repr(plan.masked_outputs()) for s in _generated_secrets(plan))
 
 
-DIGEST_IMAGE = f"r/s@sha256:{'1' * 64}"
-
-
-def test_argocd_delivery_hands_the_workloads_to_an_application_pinned_to_the_image(plan_for: PlanFor) -> None:
-    plan = plan_for(
-        "local",
-        "prod",
-        delivery="argocd",
-        gitopsRepoUrl="https://git.example.com/deploy.git",
-        image=DIGEST_IMAGE,
-    )
+def test_argocd_delivery_hands_the_workloads_to_an_application_syncing_the_stacks_folder(
+    plan_for: PlanFor,
+) -> None:
+    plan = plan_for("local", "prod", delivery="argocd", gitopsRepoUrl="https://git.example.com/deploy.git")
     assert not plan.objects("Deployment", "products") and not plan.objects("Job", "products")
     [app] = plan.objects("Application")
     source = app.inputs["spec"]["source"]
-    assert (source["repoURL"], source["path"], source["kustomize"]["images"]) == (
-        "https://git.example.com/deploy.git",
-        "deploy/product-service",
-        [DIGEST_IMAGE],
-    )
+    # The image is the one committed in deploy/prod: a release is a commit there, a rollback its revert.
+    assert source == {
+        "repoURL": "https://git.example.com/deploy.git",
+        "path": "deploy/prod",
+        "targetRevision": "HEAD",
+    }
     assert app.inputs["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
     argocd = next(r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.name == "argocd")
     assert argocd.urn in app.dependencies
-    # The manifests in Git refer to the platform's Secret and ConfigMap by fixed names.
+    # The manifests in Git refer to the platform's Secret and ConfigMaps by fixed names.
     assert {s.metadata["name"] for s in plan.objects("Secret", "products")} == {"product-service-credentials"}
+    assert {c.metadata["name"] for c in plan.objects("ConfigMap", "products")} >= {"product-service-settings"}
     assert plan.object("Ingress", "product-service") and plan.object("Service", "product-service")
 
 

@@ -21,6 +21,7 @@ def run(
     tools: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     script: Path = SCRIPT,
+    preview_exit: int = 0,
 ):
     """The script with a PATH holding only the basics, plus stand-ins that record how they were called
     (and, for `tools`, stand-ins that only exist)."""
@@ -33,7 +34,9 @@ def run(
         (bin_dir / tool).symlink_to(found)
     calls = tmp_path / "calls"
     if fake_pulumi:
-        (bin_dir / "pulumi").write_text(f'#!/bin/bash\necho "$@" >> {calls}\n')
+        (bin_dir / "pulumi").write_text(
+            f'#!/bin/bash\necho "$@" >> {calls}\n[ "$1" != preview ] || exit {preview_exit}\n'
+        )
         (bin_dir / "pulumi").chmod(0o755)
     if kubectl_context is not None:
         (bin_dir / "kubectl").write_text(f"#!/bin/bash\necho {kubectl_context}\n")
@@ -86,6 +89,31 @@ def test_up_runs_the_policy_pack_with_the_stacks_own_policy_config(tmp_path):
     assert "stack select --create dev --secrets-provider passphrase" in calls
     assert "up --stack dev --policy-pack policies --policy-pack-config policies/config/dev.json" in calls
     assert os.path.exists(REPO / "policies" / "config" / "dev.json")
+
+
+def test_make_drift_previews_the_refreshed_stack_and_expects_no_changes(tmp_path):
+    dry_run = subprocess.run(
+        ["make", "-n", "drift", "STACK=staging"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "tools/pulumi-stack.sh drift staging" in dry_run
+    result, calls = run(tmp_path, "drift", "prod", fake_pulumi=True, tools=("aws",), env=CLOUD_SIGN_IN["aws"])
+    assert result.returncode == 0, result.stderr
+    assert "preview --stack prod --refresh --expect-no-changes --diff" in calls
+
+
+def test_drift_fails_and_says_how_to_put_the_stack_back(tmp_path):
+    result, _ = run(
+        tmp_path,
+        "drift",
+        "prod",
+        fake_pulumi=True,
+        tools=("aws",),
+        env=CLOUD_SIGN_IN["aws"],
+        preview_exit=255,
+    )
+    assert result.returncode == 1
+    assert "stack prod differs from its program and config" in result.stderr
+    assert "make up STACK=prod" in result.stderr
 
 
 # Committed stacks: prod targets aws, staging gcp; none targets azure, so that one runs the script

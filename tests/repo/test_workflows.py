@@ -87,6 +87,41 @@ def test_deploys_go_dev_then_staging_then_prod_and_never_overlap_on_a_stack():
     assert up["concurrency"] == {"group": "pulumi-${{ inputs.stack }}", "cancel-in-progress": False}
 
 
+def test_each_stage_releases_the_image_by_committing_it_into_the_environments_folder():
+    deploy = load("deploy.yml")
+    # The release commit and its revert touch only these: they build no new image.
+    assert deploy[True]["push"]["paths-ignore"] == ["deploy/**", "Pulumi.*.yaml"]
+    for stage in ("dev", "staging", "prod"):
+        job = deploy["jobs"][stage]
+        assert job["with"]["image"] == "${{ needs.image.outputs.image }}"
+        assert job["permissions"] == {"contents": "write", "id-token": "write"}
+    steps = load("pulumi-up.yml")["jobs"]["up"]["steps"]
+    [release] = [s for s in steps if "make promote" in s.get("run", "")]
+    assert release["if"] == "inputs.image != ''"
+    assert 'git add "Pulumi.$STACK.yaml" "deploy/$STACK"' in release["run"] and "git push" in release["run"]
+    up = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions"))
+    assert "config-map" not in up["with"]  # the committed stack file names the image
+
+
+def test_a_revert_of_a_release_rolls_every_stack_out_in_order_without_a_new_image():
+    apply = load("apply.yml")
+    assert apply[True]["push"] == {"branches": ["main"], "paths": ["deploy/**", "Pulumi.*.yaml"]}
+    jobs = apply["jobs"]
+    assert "image" not in jobs["dev"]["with"] and jobs["staging"]["needs"] == "dev"
+    assert jobs["prod"]["needs"] == "staging"
+
+
+def test_drift_is_checked_daily_per_stack_and_reported_in_the_job_summary():
+    drift = load("drift.yml")
+    assert drift[True]["schedule"]
+    job = drift["jobs"]["drift"]
+    committed = {p.name.split(".")[1] for p in REPO.glob("Pulumi.*.yaml")}
+    assert set(job["strategy"]["matrix"]["stack"]) == committed
+    [check] = [s for s in job["steps"] if s.get("name") == "make drift"]
+    assert "make drift STACK=" in check["run"]
+    assert "GITHUB_STEP_SUMMARY" in check["run"] and 'exit "$status"' in check["run"]
+
+
 def test_cloud_sign_in_uses_oidc_and_no_long_lived_keys():
     up = load("pulumi-up.yml")
     assert up["permissions"]["id-token"] == "write"
