@@ -168,8 +168,9 @@ class PlatformConfig:
     alert_webhook_url: pulumi.Output[str] | None = None
     # The add-ons this stack installs (platform:addons; default every one of ADDONS).
     addons: frozenset[str] = frozenset(ADDONS)
-    # The public DNS zone the stack owns and writes (platform:domain): external-dns publishes the hosts in
-    # it and cert-manager gets their certificates from `acme_server` by DNS-01. None: neither is installed.
+    # The public DNS zone the stack owns and writes (platform:domain, on a cloud): external-dns publishes the
+    # hosts in it and cert-manager gets their certificates from `acme_server` by DNS-01. None: neither is
+    # installed (on the local target the domain names the hosts only).
     domain: str | None = None
     acme_email: str | None = None
     acme_server: str = LETS_ENCRYPT_STAGING
@@ -215,12 +216,14 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         addons, "kube-prometheus-stack", "alertWebhookUrl", cfg.get_secret("alertWebhookUrl") is not None
     )
     domain = _domain(cfg, "domain", cloud)
+    # Records and certificates come from the cloud's DNS service, so on the local target only the names.
+    managed = domain is not None and cloud != "local"
     _needs_addon(addons, "traefik", "domain", domain is not None)
     host_default = f"api.{domain}" if domain else f"api.{stack}.localtest.me"
     host = _text(cfg, "host", host_default, r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name")
     if domain and not host.endswith(f".{domain}"):
         raise ConfigError(f"platform:host must be a name in platform:domain '{domain}' (got '{host}')")
-    if domain and cfg.get("tlsSecretName"):
+    if managed and cfg.get("tlsSecretName"):
         raise ConfigError(
             "platform:tlsSecretName cannot be set with platform:domain, which has cert-manager write the "
             "certificates: leave out tlsSecretName, or domain to bring your own certificate"
@@ -257,7 +260,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         hpa_min_replicas=hpa_min,
         hpa_max_replicas=number("hpaMaxReplicas", hpa_min, 100),
         host=host,
-        tls_secret_name=MANAGED_CERTIFICATE if domain else cfg.get("tlsSecretName"),
+        tls_secret_name=MANAGED_CERTIFICATE if managed else cfg.get("tlsSecretName"),
         delivery=delivery,
         kube_context=cfg.get("kubeContext"),
         postgres_image=_image(cfg, "postgresImage", LOCAL_POSTGRES_IMAGE, profile),
@@ -279,8 +282,8 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         alert_receiver=_choice(cfg, "alertReceiver", ALERT_RECEIVERS, default="webhook"),
         alert_webhook_url=_secret_url(cfg, "alertWebhookUrl"),
         addons=addons,
-        domain=domain,
-        acme_email=_acme_email(cfg, "acmeEmail") if domain else None,
+        domain=domain if managed else None,
+        acme_email=_acme_email(cfg, "acmeEmail") if managed else None,
         acme_server=_acme_server(
             cfg, "acmeServer", LETS_ENCRYPT if profile == "prod" else LETS_ENCRYPT_STAGING
         ),
@@ -354,8 +357,9 @@ def _domain(cfg: pulumi.Config, key: str, cloud: str) -> str | None:
     if not re.fullmatch(DNS_NAME, value):
         raise ConfigError(f"platform:{key} must be a DNS zone name like shop.example.com (got '{value}')")
     if cloud == "local":
-        raise ConfigError(
-            f"platform:{key} needs a cloud (aws, gcp or azure), whose DNS service holds the zone (got cloud 'local')"
+        pulumi.log.warn(
+            f"platform:{key} names the hosts only on the local target: no DNS records or certificates are "
+            "managed there (the API is plain HTTP unless platform:tlsSecretName is set)"
         )
     return value
 

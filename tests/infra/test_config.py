@@ -60,7 +60,6 @@ def _error(target: str = "local", **overrides: Any) -> str:
             "platform:apiAllowedCidrs must be a list of CIDRs narrower than /0",
         ),
         ({"apiAllowedCidrs": "10.0.0.0/8"}, "platform:apiAllowedCidrs must be a list of CIDRs"),
-        ({"domain": "shop.example.com"}, "platform:domain needs a cloud (aws, gcp or azure)"),
     ],
 )
 def test_a_bad_value_fails_with_one_sentence_naming_the_key(overrides: dict[str, Any], expected: str) -> None:
@@ -193,3 +192,11 @@ class _Config:
 
     def get_object(self, key: str, default: Any = None) -> Any:
         return yaml.safe_load(self.values[key]) if key in self.values else default
+
+
+def test_on_the_local_target_the_domain_names_the_hosts_and_manages_nothing() -> None:
+    plan = run_plan("dev", cloud="local", overrides={"domain": "shop.example.com"})
+    [ingress] = [i for i in plan.objects("Ingress") if "grpc" not in i.name]
+    assert ingress.inputs["spec"]["rules"][0]["host"] == "api.shop.example.com"
+    assert "tls" not in ingress.inputs["spec"]
+    assert not plan.objects("Certificate")
