@@ -117,7 +117,7 @@ def test_azure_dns_identities_are_zone_contributors_on_the_zone_alone(plan_for) 
     ]
     assert len(grants) == 2
     for grant in grants:
-        assert grant.inputs["scope"].endswith("/public"), "the zone's id, not its group or subscription"
+        assert grant.inputs["scope"].endswith(f"/providers/Microsoft.Network/dnszones/{DOMAIN}")
         assert grant.inputs["roleDefinitionId"].endswith("befefa01-2a29-4197-83a8-272ff33ce314")
     subjects = {
         r.inputs["subject"] for r in plan.of_type("azure-native:managedidentity:FederatedIdentityCredential")
