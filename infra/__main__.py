@@ -17,6 +17,8 @@ addons = ClusterAddons(
     "addons", cfg, foundation, service_job=SERVICE_NAME, service_namespace=SERVICE_NAMESPACE
 )
 service = ProductService("product-service", cfg, foundation, addons)
+# The API's certificate goes into the service's namespace, which the service makes.
+addons.certify(cfg.host, SERVICE_NAMESPACE, after=[service])
 
 pulumi.export("kubeconfig", pulumi.Output.secret(foundation.kubeconfig))
 pulumi.export("api_url", service.api_url)
@@ -28,6 +30,9 @@ for output, url in {
 }.items():
     if url is not None:
         pulumi.export(output, url)
+# What the parent zone delegates platform:domain to (an NS record set), so the stack's records resolve.
+if foundation.cluster.public_zone is not None:
+    pulumi.export("name_servers", foundation.cluster.public_zone.name_servers)
 # Endpoints only: passwords stay in the Kubernetes Secret and Pulumi's encrypted state.
 pulumi.export(
     "database_endpoint", pulumi.Output.format("{0}:{1}", foundation.postgres.host, foundation.postgres.port)

@@ -40,6 +40,13 @@ ALERT_RECEIVERS = ("webhook", "slack")
 ADDONS = ("kube-prometheus-stack", "jaeger", "argo-cd", "traefik")
 # Passwords a stack may supply as config secrets instead of having them generated (infra/passwords.py),
 # with their minimum length.
+# ACME directories (letsencrypt.org/docs/acme-protocol-updates, /docs/staging-environment): production for
+# the prod profile; the staging one for the others, whose rate limits are far higher and whose certificates
+# browsers do not trust, so a dev stack's redeploys never spend production's weekly limit.
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# With platform:domain, the kubernetes.io/tls Secret cert-manager writes for each published host's Ingress.
+MANAGED_CERTIFICATE = "platform-tls"
 SUPPLIABLE_SECRETS = {
     "jwtSecret": 32,
     "postgresPassword": 16,
@@ -127,6 +134,8 @@ class PlatformConfig:
     hpa_min_replicas: int
     hpa_max_replicas: int
     host: str
+    # The Ingresses' TLS Secret: the team's own (platform:tlsSecretName), MANAGED_CERTIFICATE with
+    # platform:domain (cert-manager writes it), or None (plain HTTP).
     tls_secret_name: str | None
     delivery: str
     kube_context: str | None  # local only: kubeconfig context, None for the current one
@@ -160,6 +169,12 @@ class PlatformConfig:
     alert_webhook_url: pulumi.Output[str] | None = None
     # The add-ons this stack installs (platform:addons; default every one of ADDONS).
     addons: frozenset[str] = frozenset(ADDONS)
+    # The public DNS zone the stack owns and writes (platform:domain, on a cloud): external-dns publishes the
+    # hosts in it and cert-manager gets their certificates from `acme_server` by DNS-01. None: neither is
+    # installed (on the local target the domain names the hosts only).
+    domain: str | None = None
+    acme_email: str | None = None
+    acme_server: str = LETS_ENCRYPT_STAGING
 
     @property
     def is_prod(self) -> bool:
@@ -201,6 +216,19 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
     _needs_addon(
         addons, "kube-prometheus-stack", "alertWebhookUrl", cfg.get_secret("alertWebhookUrl") is not None
     )
+    domain = _domain(cfg, "domain", cloud)
+    # Records and certificates come from the cloud's DNS service, so on the local target only the names.
+    managed = domain is not None and cloud != "local"
+    _needs_addon(addons, "traefik", "domain", domain is not None)
+    host_default = f"api.{domain}" if domain else f"api.{stack}.localtest.me"
+    host = _text(cfg, "host", host_default, r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name")
+    if domain and not host.endswith(f".{domain}"):
+        raise ConfigError(f"platform:host must be a name in platform:domain '{domain}' (got '{host}')")
+    if managed and cfg.get("tlsSecretName"):
+        raise ConfigError(
+            "platform:tlsSecretName cannot be set with platform:domain, which has cert-manager write the "
+            "certificates: leave out tlsSecretName, or domain to bring your own certificate"
+        )
     if cloud != "local" and not cidrs:
         raise ConfigError(
             f"platform:apiAllowedCidrs is required for cloud '{cloud}': a list of CIDRs allowed "
@@ -232,8 +260,8 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         image=_image(cfg, "image", "ghcr.io/example/product-service:0.1.0", profile),
         hpa_min_replicas=hpa_min,
         hpa_max_replicas=number("hpaMaxReplicas", hpa_min, 100),
-        host=_text(cfg, "host", f"api.{stack}.localtest.me", r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name"),
-        tls_secret_name=cfg.get("tlsSecretName"),
+        host=host,
+        tls_secret_name=MANAGED_CERTIFICATE if managed else cfg.get("tlsSecretName"),
         delivery=delivery,
         kube_context=cfg.get("kubeContext"),
         postgres_image=_image(cfg, "postgresImage", LOCAL_POSTGRES_IMAGE, profile),
@@ -255,6 +283,11 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         alert_receiver=_choice(cfg, "alertReceiver", ALERT_RECEIVERS, default="webhook"),
         alert_webhook_url=_secret_url(cfg, "alertWebhookUrl"),
         addons=addons,
+        domain=domain if managed else None,
+        acme_email=_acme_email(cfg, "acmeEmail") if managed else None,
+        acme_server=_acme_server(
+            cfg, "acmeServer", LETS_ENCRYPT if profile == "prod" else LETS_ENCRYPT_STAGING
+        ),
     )
 
 
@@ -312,6 +345,43 @@ def _text(cfg: pulumi.Config, key: str, default: str, pattern: str, what: str) -
     value = cfg.get(key, default)
     if not re.fullmatch(pattern, value):
         raise ConfigError(f"platform:{key} must be {what} (got '{value}')")
+    return value
+
+
+DNS_NAME = r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+
+
+def _domain(cfg: pulumi.Config, key: str, cloud: str) -> str | None:
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not re.fullmatch(DNS_NAME, value):
+        raise ConfigError(f"platform:{key} must be a DNS zone name like shop.example.com (got '{value}')")
+    if cloud == "local":
+        pulumi.log.warn(
+            f"platform:{key} names the hosts only on the local target: no DNS records or certificates are "
+            "managed there (the API is plain HTTP unless platform:tlsSecretName is set)"
+        )
+    return value
+
+
+def _acme_email(cfg: pulumi.Config, key: str) -> str:
+    value = cfg.get(key)
+    if value is None or not re.fullmatch(r"[^@\s]+@" + DNS_NAME, value):
+        got = "it is not set" if value is None else f"got '{value}'"
+        raise ConfigError(
+            f"platform:{key} must be the e-mail address of the ACME account, where expiry notices go, "
+            f"when platform:domain is set ({got})"
+        )
+    return value
+
+
+def _acme_server(cfg: pulumi.Config, key: str, default: str) -> str:
+    value = cfg.get(key, default)
+    if not re.fullmatch(r"https://[^\s/]+(/\S*)?", value):
+        raise ConfigError(
+            f"platform:{key} must be an ACME directory URL starting with https:// (got '{value}')"
+        )
     return value
 
 

@@ -43,6 +43,46 @@ class RedisEndpoint:
     verify_hostname: bool = True
 
 
+# The ServiceAccounts (namespace, name) of the two add-ons that write to the stack's DNS zone: a cloud
+# binds each one's own identity to exactly its account (cluster/certificates.py, cluster/dns.py).
+CERT_MANAGER_ACCOUNT = ("cert-manager", "cert-manager")
+EXTERNAL_DNS_ACCOUNT = ("external-dns", "external-dns")
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """How one add-on's pods act as the cloud identity made for them: its ServiceAccount's annotations
+    and labels, and its pods' labels."""
+
+    service_account_annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    service_account_labels: dict[str, str] = field(default_factory=dict)
+    pod_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PublicZone:
+    """The stack's public DNS zone (platform:domain) in the cloud's DNS service, and the two identities
+    that may write to it and nothing else: external-dns (the hosts' records) and cert-manager (ACME
+    DNS-01 challenges)."""
+
+    domain: str
+    name_servers: pulumi.Input[list[str]]  # what the parent zone delegates the domain to
+    external_dns: WorkloadIdentity
+    cert_manager: WorkloadIdentity
+    # external-dns's chart values that pick the cloud's provider and the zone (provider, extraArgs, ...).
+    external_dns_values: dict[str, Any]
+    # The ClusterIssuer's `dns01` solver for this zone (cert-manager.io/docs/configuration/acme/dns01).
+    dns01_solver: dict[str, Any]
+    # Ports besides 443 the identities' token exchange needs at any address (GKE's metadata server).
+    credential_ports: tuple[int, ...] = ()
+    # Files external-dns reads its provider's settings from (no credentials), by name; they are mounted
+    # from a Secret at EXTERNAL_DNS_CONFIG_DIR (Azure's azure.json).
+    external_dns_files: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+EXTERNAL_DNS_CONFIG_DIR = "/etc/kubernetes"
+
+
 @dataclass(frozen=True)
 class ClusterFacts:
     """What the layers above need to know about the cluster, and nothing about the cloud."""
@@ -78,6 +118,8 @@ class ClusterFacts:
     # Whether Prometheus can scrape the control plane (kube-controller-manager, kube-scheduler, etcd,
     # kube-proxy's metrics port). Managed control planes (EKS, GKE, AKS) expose none of them.
     control_plane_metrics: bool = False
+    # The public zone external-dns and cert-manager write to; None without platform:domain.
+    public_zone: PublicZone | None = None
 
 
 @dataclass(frozen=True)

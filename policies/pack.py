@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from .rules import aws, azure, edge, gcp, helm, kubernetes, stack
+from .rules import aws, azure, edge, gcp, helm, kubernetes, stack, tls
 
 PACK_NAME = "platform-guardrails"
 
@@ -16,6 +16,7 @@ POLICIES: list[Policy] = [
     *gcp.POLICIES,
     *azure.POLICIES,
     *stack.POLICIES,
+    *tls.POLICIES,
 ]
 
 

@@ -451,6 +451,30 @@ COMPUTED: dict[str, ComputedFn] = {
         "email": f"{inputs['accountId']}@{inputs.get('project', site.gcp_project)}.iam.gserviceaccount.com",
         "member": f"serviceAccount:{inputs['accountId']}@{inputs.get('project', site.gcp_project)}.iam.gserviceaccount.com",
     },
+    # The stack's public DNS zone (platform:domain): its id and the name servers the parent delegates to.
+    "aws:route53/zone:Zone": lambda name, urn, inputs, site: {
+        "zoneId": f"Z{suffix(urn, 20).upper()}",
+        "nameServers": [
+            f"ns-{n}.awsdns-{n:02d}.{tld}" for n, tld in ((1, "com"), (2, "net"), (3, "org"), (4, "co.uk"))
+        ],
+    },
+    "gcp:dns/managedZone:ManagedZone": lambda name, urn, inputs, site: {
+        "nameServers": [f"ns-cloud-a{n}.googledomains.com." for n in range(1, 5)],
+    },
+    "azure-native:dns:Zone": lambda name, urn, inputs, site: {
+        "id": (
+            "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
+            f"{inputs.get('resourceGroupName', 'rg')}/providers/Microsoft.Network/dnszones/{inputs.get('zoneName', name)}"
+        ),
+        "nameServers": [
+            f"ns{n}-01.azure-dns.{tld}." for n, tld in ((1, "com"), (2, "net"), (3, "org"), (4, "info"))
+        ],
+    },
+    "azure-native:managedidentity:UserAssignedIdentity": lambda name, urn, inputs, site: {
+        "clientId": str(uuid.UUID(suffix(urn + "client", 32))),
+        "principalId": str(uuid.UUID(suffix(urn, 32))),
+        "tenantId": "00000000-0000-0000-0000-000000000000",
+    },
     "azure-native:containerservice:ManagedCluster": lambda name, urn, inputs, site: {
         "identity": {**(inputs.get("identity") or {}), "principalId": str(uuid.UUID(suffix(urn, 32)))},
         "fqdn": f"{name}-{suffix(urn, 8)}.hcp.{site.azure_location}.azmk8s.io",

@@ -14,7 +14,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from config import ConfigError, PlatformConfig
-from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from foundation import (
+    CERT_MANAGER_ACCOUNT,
+    EXTERNAL_DNS_ACCOUNT,
+    ClusterFacts,
+    Foundation,
+    PostgresEndpoint,
+    PublicZone,
+    RedisEndpoint,
+    WorkloadIdentity,
+)
 from passwords import supplied_or_generated
 
 from clouds.shared import platform_name, plugin_kubeconfig, secret
@@ -81,6 +90,7 @@ class AwsFoundation(pulumi.ComponentResource):
         )
         postgres = self._postgres(network, cluster, data_key)
         redis = self._redis(network, cluster, data_key)
+        public_zone = self._public_zone(cfg.domain, cluster) if cfg.domain else None
         self.foundation = Foundation(
             cloud="aws",
             provider=cluster.provider,
@@ -110,6 +120,7 @@ class AwsFoundation(pulumi.ComponentResource):
                     "image": {"tag": f"v{cfg.kubernetes_version}.0"},
                 },
                 data_network_peers=[{"ipBlock": {"cidr": cidr}} for cidr in network.data_cidrs],
+                public_zone=public_zone,
             ),
         )
         self.register_outputs(
@@ -357,6 +368,49 @@ class AwsFoundation(pulumi.ComponentResource):
             kubeconfig=kubeconfig,
             storage_class=STORAGE_CLASS,
             autoscaler_role_arn=autoscaler_role.arn,
+            oidc_arn=oidc.arn,
+            issuer=issuer,
+        )
+
+    def _public_zone(self, domain: str, cluster: _Cluster) -> PublicZone:
+        """A Route 53 hosted zone for platform:domain and an IRSA role each for external-dns and cert-manager
+        that may change records in that zone only. The List* calls below take no zone (Route 53's actions
+        table: ListHostedZones and ListHostedZonesByName have no resource type), so they name "*"."""
+        zone = aws.route53.Zone(
+            "public",
+            name=domain,
+            comment=f"platform:domain of stack {self._cfg.stack}; external-dns and cert-manager write here",
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        zone_arn = zone.zone_id.apply(lambda zone_id: f"arn:aws:route53:::hostedzone/{zone_id}")
+
+        def role(name: str, account: tuple[str, str], policy: pulumi.Output[str]) -> pulumi.Output[str]:
+            namespace, service_account = account
+            trust = pulumi.Output.all(cluster.oidc_arn, cluster.issuer).apply(
+                lambda a: _irsa_trust(a[0], a[1], f"system:serviceaccount:{namespace}:{service_account}")
+            )
+            dns_role = self._role(name, trust, [])
+            aws.iam.RolePolicy(
+                name, role=dns_role.name, policy=policy, opts=pulumi.ResourceOptions(parent=self)
+            )
+            return dns_role.arn
+
+        external_dns = role("external-dns", EXTERNAL_DNS_ACCOUNT, zone_arn.apply(_external_dns_policy))
+        cert_manager = role("cert-manager", CERT_MANAGER_ACCOUNT, zone_arn.apply(_cert_manager_policy))
+        return PublicZone(
+            domain=domain,
+            name_servers=zone.name_servers,
+            external_dns=WorkloadIdentity({"eks.amazonaws.com/role-arn": external_dns}),
+            cert_manager=WorkloadIdentity({"eks.amazonaws.com/role-arn": cert_manager}),
+            external_dns_values={
+                "provider": {"name": "aws"},
+                "env": [{"name": "AWS_DEFAULT_REGION", "value": self._region}],
+                "extraArgs": [zone.zone_id.apply(lambda zone_id: f"--zone-id-filter={zone_id}")],
+            },
+            # cert-manager.io/docs/configuration/acme/dns01/route53: with the zone's id it lists no zones;
+            # a ClusterIssuer uses the pod's ambient (IRSA) credentials by default.
+            dns01_solver={"route53": {"region": self._region, "hostedZoneID": zone.zone_id}},
         )
 
     def _log_group(self, name: str, path: str) -> aws.cloudwatch.LogGroup:
@@ -541,6 +595,8 @@ class _Cluster:
     kubeconfig: pulumi.Output[str]
     storage_class: str
     autoscaler_role_arn: pulumi.Output[str]
+    oidc_arn: pulumi.Output[str]  # the cluster's IRSA identity provider
+    issuer: pulumi.Output[str]
 
 
 def _region() -> str:
@@ -589,6 +645,53 @@ def _irsa_trust(provider_arn: str, issuer: str, service_account: str) -> str:
                         "StringEquals": {f"{host}:sub": service_account, f"{host}:aud": "sts.amazonaws.com"}
                     },
                 }
+            ],
+        }
+    )
+
+
+def _external_dns_policy(zone_arn: str) -> str:
+    """external-dns's IAM policy (its AWS tutorial's, narrowed from every zone to the stack's): change and
+    read the records and tags of one zone; list the zones to find it."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "route53:ChangeResourceRecordSets",
+                        "route53:ListResourceRecordSets",
+                        "route53:ListTagsForResources",
+                    ],
+                    "Resource": zone_arn,
+                },
+                {"Effect": "Allow", "Action": "route53:ListHostedZones", "Resource": "*"},
+            ],
+        }
+    )
+
+
+def _cert_manager_policy(zone_arn: str) -> str:
+    """cert-manager's (cert-manager.io/docs/configuration/acme/dns01/route53), on one zone and for TXT
+    records named _acme-challenge only; GetChange follows its change until Route 53 serves it."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "route53:GetChange", "Resource": "arn:aws:route53:::change/*"},
+                {"Effect": "Allow", "Action": "route53:ListResourceRecordSets", "Resource": zone_arn},
+                {
+                    "Effect": "Allow",
+                    "Action": "route53:ChangeResourceRecordSets",
+                    "Resource": zone_arn,
+                    "Condition": {
+                        "ForAllValues:StringEquals": {"route53:ChangeResourceRecordSetsRecordTypes": ["TXT"]},
+                        "ForAllValues:StringLike": {
+                            "route53:ChangeResourceRecordSetsNormalizedRecordNames": ["_acme-challenge.*"]
+                        },
+                    },
+                },
             ],
         }
     )

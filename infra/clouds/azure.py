@@ -23,12 +23,23 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 from config import ConfigError, PlatformConfig
-from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from foundation import (
+    CERT_MANAGER_ACCOUNT,
+    EXTERNAL_DNS_ACCOUNT,
+    ClusterFacts,
+    Foundation,
+    PostgresEndpoint,
+    PublicZone,
+    RedisEndpoint,
+    WorkloadIdentity,
+)
 from passwords import supplied_or_generated
 from pulumi_azure_native import (
     authorization,
     containerservice,
     dbforpostgresql,
+    dns,
+    managedidentity,
     network,
     privatedns,
     redisenterprise,
@@ -69,6 +80,8 @@ POSTGRES_CA_ROOTS = Path(__file__).parent / "certs" / "azure-postgres-roots.pem"
 # Built-in role ids, the same in every tenant.
 AKS_RBAC_CLUSTER_ADMIN_ROLE = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+# "DNS Zone Contributor": records and zones, not who may access them (Azure built-in roles).
+DNS_ZONE_CONTRIBUTOR_ROLE = "befefa01-2a29-4197-83a8-272ff33ce314"
 
 
 def build(cfg: PlatformConfig) -> Foundation:
@@ -95,6 +108,7 @@ class AzureFoundation(pulumi.ComponentResource):
         cluster = self._cluster(vnet)
         postgres = self._postgres(vnet)
         redis_endpoint = self._redis(vnet)
+        public_zone = self._public_zone(cfg.domain, cluster) if cfg.domain else None
         self.foundation = Foundation(
             cloud="azure",
             provider=cluster.provider,
@@ -115,6 +129,7 @@ class AzureFoundation(pulumi.ComponentResource):
                     for port in (80, 443)
                 },
                 data_network_peers=[{"ipBlock": {"cidr": cidr}} for cidr in (POSTGRES_CIDR, ENDPOINT_CIDR)],
+                public_zone=public_zone,
             ),
         )
         self.register_outputs(
@@ -329,6 +344,94 @@ class AzureFoundation(pulumi.ComponentResource):
             "aks", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self, depends_on=[deployer])
         )
         return _Cluster(aks=aks, provider=provider, kubeconfig=kubeconfig)
+
+    def _public_zone(self, domain: str, cluster: _Cluster) -> PublicZone:
+        """A public Azure DNS zone for platform:domain and a user-assigned managed identity each for
+        external-dns and cert-manager, federated with their Kubernetes ServiceAccounts through the
+        cluster's OIDC issuer (AKS workload identity), each "DNS Zone Contributor" on that zone only."""
+        opts = pulumi.ResourceOptions(parent=self)
+        zone = dns.Zone(
+            "public",
+            zone_name=domain,
+            resource_group_name=self._group.name,
+            location="global",  # Azure DNS zones are global resources
+            zone_type=dns.ZoneType.PUBLIC,
+            tags=self._tags,
+            opts=opts,
+        )
+        issuer = cluster.aks.oidc_issuer_profile.apply(
+            lambda profile: (profile.issuer_url if profile else None) or ""
+        )
+
+        def identity(name: str, account: tuple[str, str]) -> managedidentity.UserAssignedIdentity:
+            namespace, service_account = account
+            managed = managedidentity.UserAssignedIdentity(
+                name,
+                resource_group_name=self._group.name,
+                location=self._location,
+                tags=self._tags,
+                opts=opts,
+            )
+            managedidentity.FederatedIdentityCredential(
+                name,
+                resource_group_name=self._group.name,
+                resource_name_=managed.name,
+                issuer=issuer,
+                subject=f"system:serviceaccount:{namespace}:{service_account}",
+                audiences=["api://AzureADTokenExchange"],
+                opts=pulumi.ResourceOptions(parent=managed),
+            )
+            authorization.RoleAssignment(
+                f"{name}-dns-zone",
+                principal_id=managed.principal_id,
+                principal_type="ServicePrincipal",
+                role_definition_id=self._role(DNS_ZONE_CONTRIBUTOR_ROLE),
+                scope=zone.id,
+                opts=pulumi.ResourceOptions(parent=managed),
+            )
+            return managed
+
+        def workload(managed: managedidentity.UserAssignedIdentity) -> WorkloadIdentity:
+            # learn.microsoft.com/azure/aks/workload-identity-overview: the annotation names the identity,
+            # the pod label has the webhook project its token into the pod.
+            return WorkloadIdentity(
+                service_account_annotations={"azure.workload.identity/client-id": managed.client_id},
+                pod_labels={"azure.workload.identity/use": "true"},
+            )
+
+        external_dns = identity("external-dns", EXTERNAL_DNS_ACCOUNT)
+        cert_manager = identity("cert-manager", CERT_MANAGER_ACCOUNT)
+        subscription = self._client.subscription_id
+        return PublicZone(
+            domain=domain,
+            name_servers=zone.name_servers.apply(lambda servers: list(servers or [])),
+            external_dns=workload(external_dns),
+            cert_manager=workload(cert_manager),
+            external_dns_values={"provider": {"name": "azure"}},
+            # external-dns's Azure tutorial: azure.json names the zone's subscription and group, and
+            # useWorkloadIdentityExtension has it sign in as the pod's federated identity.
+            external_dns_files={
+                "azure.json": pulumi.Output.json_dumps(
+                    {
+                        "tenantId": self._client.tenant_id,
+                        "subscriptionId": subscription,
+                        "resourceGroup": self._group.name,
+                        "useWorkloadIdentityExtension": True,
+                    }
+                )
+            },
+            # cert-manager.io/docs/configuration/acme/dns01/azuredns: managedIdentity.clientID with AKS
+            # workload identity; the zone's subscription, group and name.
+            dns01_solver={
+                "azureDNS": {
+                    "subscriptionID": subscription,
+                    "resourceGroupName": self._group.name,
+                    "hostedZoneName": domain,
+                    "environment": "AzurePublicCloud",
+                    "managedIdentity": {"clientID": cert_manager.client_id},
+                }
+            },
+        )
 
     def _role(self, role_id: str) -> pulumi.Output[str]:
         return self._client.subscription_id.apply(

@@ -17,7 +17,16 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 from config import ConfigError, PlatformConfig
-from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from foundation import (
+    CERT_MANAGER_ACCOUNT,
+    EXTERNAL_DNS_ACCOUNT,
+    ClusterFacts,
+    Foundation,
+    PostgresEndpoint,
+    PublicZone,
+    RedisEndpoint,
+    WorkloadIdentity,
+)
 from passwords import supplied_or_generated
 
 from clouds.shared import dns_label, plugin_kubeconfig, secret
@@ -108,6 +117,7 @@ class GcpFoundation(pulumi.ComponentResource):
             cluster.nodes_account,
             [("postgres", postgres_address, POSTGRES_PORT), ("redis", redis.host, redis.port)],
         )
+        public_zone = self._public_zone(cfg.domain, cluster) if cfg.domain else None
         self.foundation = Foundation(
             cloud="gcp",
             provider=cluster.provider,
@@ -122,6 +132,7 @@ class GcpFoundation(pulumi.ComponentResource):
                 data_network_peers=[
                     {"ipBlock": {"cidr": f"{SERVICES_RANGE_ADDRESS}/{SERVICES_RANGE_PREFIX}"}}
                 ],
+                public_zone=public_zone,
             ),
         )
         self.register_outputs(
@@ -133,6 +144,80 @@ class GcpFoundation(pulumi.ComponentResource):
                 "redis_host": redis.host,
                 "redis_ca_certificate": redis_ca,
             }
+        )
+
+    def _public_zone(self, domain: str, cluster: _Cluster) -> PublicZone:
+        """A public Cloud DNS zone for platform:domain and a Google service account each for external-dns
+        and cert-manager, which their Kubernetes ServiceAccounts act as (GKE Workload Identity).
+        roles/dns.admin is granted on the zone only, the lowest level Cloud DNS allows
+        (cloud.google.com/iam/docs/roles-permissions/dns). external-dns also lists the project's zones to
+        find this one (managedZones.list is a project permission): a custom role with that alone."""
+        opts = pulumi.ResourceOptions(parent=self, depends_on=self._apis)
+        zone = gcp.dns.ManagedZone(
+            "public",
+            name=f"{dns_label(self._cfg.stack)}-public",
+            dns_name=f"{domain}.",
+            description=f"platform:domain of stack {self._cfg.stack}; external-dns and cert-manager write here",
+            visibility="public",
+            labels=self._labels,
+            opts=opts,
+        )
+        list_zones = gcp.projects.IAMCustomRole(
+            "dns-zone-lister",
+            role_id=f"platformDnsZoneLister{self._cfg.stack.capitalize()}".replace("-", ""),
+            title="List Cloud DNS zones (external-dns)",
+            permissions=["dns.managedZones.list"],
+            project=self._project,
+            opts=opts,
+        )
+
+        def identity(name: str, account: tuple[str, str]) -> gcp.serviceaccount.Account:
+            namespace, service_account = account
+            google = gcp.serviceaccount.Account(
+                name, account_id=f"{dns_label(self._cfg.stack)}-{name}"[:30], display_name=name, opts=opts
+            )
+            gcp.serviceaccount.IAMMember(
+                f"{name}-workload-identity",
+                service_account_id=google.name,
+                role="roles/iam.workloadIdentityUser",
+                member=f"serviceAccount:{self._project}.svc.id.goog[{namespace}/{service_account}]",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster.gke]),
+            )
+            gcp.dns.DnsManagedZoneIamMember(
+                f"{name}-zone",
+                managed_zone=zone.name,
+                role="roles/dns.admin",
+                member=google.email.apply(lambda email: f"serviceAccount:{email}"),
+                project=self._project,
+                opts=opts,
+            )
+            return google
+
+        external_dns = identity("external-dns", EXTERNAL_DNS_ACCOUNT)
+        gcp.projects.IAMMember(
+            "external-dns-zone-lister",
+            project=self._project,
+            role=list_zones.name,
+            member=external_dns.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=opts,
+        )
+        cert_manager = identity("cert-manager", CERT_MANAGER_ACCOUNT)
+        return PublicZone(
+            domain=domain,
+            name_servers=zone.name_servers,
+            external_dns=WorkloadIdentity({"iam.gke.io/gcp-service-account": external_dns.email}),
+            cert_manager=WorkloadIdentity({"iam.gke.io/gcp-service-account": cert_manager.email}),
+            external_dns_values={
+                "provider": {"name": "google"},
+                "extraArgs": [f"--google-project={self._project}", "--google-zone-visibility=public"],
+            },
+            # cert-manager.io/docs/configuration/acme/dns01/google: with the zone's name it lists no zones,
+            # and without a serviceAccountSecretRef it uses the pod's Workload Identity.
+            dns01_solver={"cloudDNS": {"project": self._project, "hostedZoneName": zone.name}},
+            # Pods get Workload Identity tokens from GKE's metadata server at 169.254.169.254:80; 988 is the
+            # port that server is commonly reported to listen on behind Dataplane V2 (not confirmed in GKE's
+            # docs here; docs/clouds.md says what to check when no token comes).
+            credential_ports=(80, 988),
         )
 
     # --- network -----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ its CRDs are applied client-side (through `helm.v3.Chart`/`ConfigFile`): the Pro
 the 256 KiB `last-applied-configuration` annotation limit. The price is that a Release is one
 resource in Pulumi's view; its values are the reviewed surface, listed by `make plan`.
 
-One module per add-on (monitoring, tracing, ingress, delivery, metrics_server, autoscaler), each
+One module per add-on (monitoring, tracing, ingress, delivery, metrics_server, autoscaler, and with
+platform:domain external_dns and cert_manager), each
 installing into its own namespace with its NetworkPolicies (shared.py); what one needs of another is an
 argument, so the order below is the order they must come in.
 """
@@ -18,7 +19,18 @@ import pulumi
 from config import PlatformConfig
 from foundation import Foundation
 
-from cluster import autoscaler, charts, delivery, ingress, metrics_server, monitoring, tracing
+from cluster import (
+    autoscaler,
+    cert_manager,
+    charts,
+    delivery,
+    external_dns,
+    ingress,
+    metrics_server,
+    monitoring,
+    tracing,
+)
+from cluster.cert_manager import CertManager
 from cluster.charts import ChartService
 from cluster.shared import (
     ARGOCD_NAMESPACE,
@@ -27,6 +39,7 @@ from cluster.shared import (
     MONITORING_NAMESPACE,
     TRACING_NAMESPACE,
     Installation,
+    Namespace,
     port_forward_url,
 )
 from cluster.tracing import traces_egress
@@ -86,7 +99,9 @@ class ClusterAddons(pulumi.ComponentResource):
     """kube-prometheus-stack, Jaeger, Argo CD and Traefik (ingress), those of platform:addons, and
     (where the cloud lacks them) metrics-server and cluster-autoscaler. The attributes of an add-on left
     out are None, and the app's objects that need it follow: ServiceMonitors wait for `monitoring_crds`,
-    Ingresses for `ingress_controller`, the Application for `argocd`; traces go to `otlp_endpoint`."""
+    Ingresses for `ingress_controller`, the Application for `argocd`; traces go to `otlp_endpoint`.
+    With the cloud's public zone (platform:domain), external-dns publishes every Ingress's host there and
+    cert-manager certifies Grafana's and Argo CD's hosts; the API's is `certify`'s."""
 
     def __init__(
         self,
@@ -99,6 +114,7 @@ class ClusterAddons(pulumi.ComponentResource):
     ) -> None:
         super().__init__("platform:cluster:Addons", name, None, opts)
         at = Installation(cfg, foundation.cluster, foundation.provider, self)
+        self._at = at
         installed = cfg.addons
         self.monitoring_crds: pulumi.Resource | None = None
         self.ingress_controller: pulumi.Resource | None = None
@@ -107,14 +123,19 @@ class ClusterAddons(pulumi.ComponentResource):
         self.jaeger_url: str | None = None
         self.grafana_url: str | None = None
         self.argocd_url: str | None = None
-        # Behind the admin allow-list, where published: Grafana's and Argo CD's namespaces.
-        admin_namespaces = []
+        self.cert_manager: CertManager | None = None
+        # Behind the admin allow-list, where published: Grafana's and Argo CD's namespaces and hosts.
+        admin_uis: list[tuple[Namespace, str]] = []
+        zone = foundation.cluster.public_zone
+        if zone is not None:
+            external_dns.install(at, zone)
+            self.cert_manager = cert_manager.install(at, zone)
 
         if charts.KUBE_PROMETHEUS_STACK.name in installed:
             installed_monitoring = monitoring.install(at, service_job)
             self.monitoring_crds = installed_monitoring.release
             self.grafana_url = installed_monitoring.grafana_url
-            admin_namespaces.append(installed_monitoring.namespace)
+            admin_uis.append((installed_monitoring.namespace, installed_monitoring.host))
         if charts.JAEGER.name in installed:
             installed_tracing = tracing.install(at, service_namespace)
             self.otlp_endpoint = installed_tracing.otlp_endpoint
@@ -127,10 +148,14 @@ class ClusterAddons(pulumi.ComponentResource):
             installed_delivery = delivery.install(at, self.ingress_controller)
             self.argocd = installed_delivery.release
             self.argocd_url = installed_delivery.argocd_url
-            admin_namespaces.append(installed_delivery.namespace)
+            admin_uis.append((installed_delivery.namespace, installed_delivery.host))
         if at.published and self.ingress_controller is not None:
-            for namespace in admin_namespaces:
+            for namespace, host in admin_uis:
                 ingress.admin_allowlist(at, namespace, self.ingress_controller)
+                if self.cert_manager is not None:
+                    self.cert_manager.certificate(
+                        at, host.split(".")[0], host, namespace.name, namespace.ready
+                    )
         if foundation.cluster.needs_metrics_server:
             metrics_server.install(at)
         if foundation.cluster.cluster_autoscaler_values is not None:
@@ -143,3 +168,9 @@ class ClusterAddons(pulumi.ComponentResource):
                 "jaeger_url": self.jaeger_url,
             }
         )
+
+    def certify(self, host: str, namespace: str, after: list[pulumi.Resource]) -> None:
+        """With platform:domain, a certificate for `host` in `namespace` (the API's, made by the app), once
+        `after` exists; without, nothing."""
+        if self.cert_manager is not None:
+            self.cert_manager.certificate(self._at, host.split(".")[0], host, namespace, after)

@@ -16,6 +16,9 @@ Sources (values.yaml and templates in the charts' repositories):
 - jaeger 4.4.7: jaeger.resources, jaeger.securityContext, jaeger.podSecurityContext.
 - traefik, metrics-server: resources, securityContext (container), podSecurityContext.
 - cluster-autoscaler: resources, containerSecurityContext, securityContext (pod).
+- cert-manager v1.21.1: the controller at the top level, webhook, cainjector and startupapicheck: each
+  `resources`, `securityContext` (pod) and `containerSecurityContext`.
+- external-dns 1.21.1: resources, securityContext (container), podSecurityContext.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ _SIZES: dict[str, tuple[tuple[str, str, str, str], tuple[str, str, str, str]]] =
     "traefik": (("100m", "128Mi", "500m", "256Mi"), ("200m", "128Mi", "1", "512Mi")),
     "metrics-server": (("50m", "100Mi", "200m", "200Mi"), ("100m", "200Mi", "500m", "400Mi")),
     "cluster-autoscaler": (("50m", "128Mi", "200m", "512Mi"), ("100m", "300Mi", "500m", "1Gi")),
+    "cert-manager": (("10m", "64Mi", "200m", "256Mi"), ("20m", "128Mi", "500m", "512Mi")),
+    "cert-manager-small": (("10m", "32Mi", "100m", "128Mi"), ("10m", "64Mi", "200m", "256Mi")),
+    "external-dns": (("10m", "64Mi", "100m", "128Mi"), ("20m", "64Mi", "200m", "256Mi")),
 }
 
 _SECCOMP = {"seccompProfile": {"type": "RuntimeDefault"}}
@@ -178,6 +184,32 @@ def cluster_autoscaler(prod: bool) -> dict[str, Any]:
         "resources": bounded("cluster-autoscaler", prod),
         "securityContext": pod_security(65534),
         "containerSecurityContext": container_security(),
+    }
+
+
+def cert_manager(prod: bool) -> dict[str, Any]:
+    # No user named: the images' own non-root user, which the chart's default (runAsNonRoot) relies on too.
+    def component(size: str) -> dict[str, Any]:
+        return {
+            "resources": bounded(size, prod),
+            "securityContext": {"runAsNonRoot": True, **_SECCOMP},
+            "containerSecurityContext": container_security(),
+        }
+
+    return {
+        **component("cert-manager"),
+        "webhook": component("cert-manager-small"),
+        "cainjector": component("cert-manager-small"),
+        "startupapicheck": component("job"),
+    }
+
+
+def external_dns(prod: bool) -> dict[str, Any]:
+    # 65532: the chart's default user.
+    return {
+        "resources": bounded("external-dns", prod),
+        "podSecurityContext": pod_security(65532),
+        "securityContext": container_security(),
     }
 
 

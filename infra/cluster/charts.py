@@ -48,7 +48,21 @@ METRICS_SERVER = Chart("metrics-server", "3.13.0", "https://kubernetes-sigs.gith
 # Ingress controller for standard Ingress objects; maintained, unlike the retired ingress-nginx.
 TRAEFIK = Chart("traefik", "37.3.0", "https://traefik.github.io/charts")
 
-ALL = (KUBE_PROMETHEUS_STACK, JAEGER, ARGO_CD, CLUSTER_AUTOSCALER, METRICS_SERVER, TRAEFIK)
+# With platform:domain: certificates by ACME DNS-01 (tag v1.21.1 of cert-manager/cert-manager; the chart's
+# version carries the v) and the hosts' records (tag external-dns-helm-chart-1.21.1, image v0.21.0).
+CERT_MANAGER = Chart("cert-manager", "v1.21.1", "https://charts.jetstack.io")
+EXTERNAL_DNS = Chart("external-dns", "1.21.1", "https://kubernetes-sigs.github.io/external-dns/")
+
+ALL = (
+    KUBE_PROMETHEUS_STACK,
+    JAEGER,
+    ARGO_CD,
+    CLUSTER_AUTOSCALER,
+    METRICS_SERVER,
+    TRAEFIK,
+    CERT_MANAGER,
+    EXTERNAL_DNS,
+)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class Delivery:
     release: k8s.helm.v3.Release  # what an Argo CD Application waits for
     namespace: Namespace
     argocd_url: str
+    host: str  # Argo CD's, where published
 
 
 def install(at: Installation, ingress_controller: pulumi.Resource | None) -> Delivery:
@@ -84,7 +85,7 @@ def install(at: Installation, ingress_controller: pulumi.Resource | None) -> Del
         bounds.merged(values, bounds.argo_cd(at.cfg.is_prod)),
         present(ingress_controller),
     )
-    return Delivery(argocd_release, argocd, admin_url(at, host, ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080))
+    return Delivery(argocd_release, argocd, admin_url(at, host, ARGOCD_NAMESPACE, ARGOCD_SERVICE, 8080), host)
 
 
 def _flows(at: Installation) -> dict[str, dict[str, Any]]:

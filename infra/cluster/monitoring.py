@@ -69,6 +69,7 @@ class Monitoring:
     release: k8s.helm.v3.Release  # the monitoring CRDs exist once it is installed
     namespace: Namespace
     grafana_url: str
+    host: str  # Grafana's, where published
 
 
 def install(at: Installation, service_job: str) -> Monitoring:
@@ -88,7 +89,9 @@ def install(at: Installation, service_job: str) -> Monitoring:
     host = f"grafana.{base_domain(at.cfg.host)}"
     stack = _prometheus_stack(at, monitoring, node_exporter, host)
     _dashboard_and_alerts(at, monitoring, stack, service_job)
-    return Monitoring(stack, monitoring, admin_url(at, host, MONITORING_NAMESPACE, GRAFANA_SERVICE, 3000))
+    return Monitoring(
+        stack, monitoring, admin_url(at, host, MONITORING_NAMESPACE, GRAFANA_SERVICE, 3000), host
+    )
 
 
 def _prometheus_stack(

@@ -206,6 +206,30 @@ CHARTS: dict[str, PinnedChart] = {
         frozenset({"9.54.0"}),
         (_component("cluster-autoscaler", (), pod="securityContext"),),
     ),
+    # values.yaml: the controller's keys at the top level, then webhook, cainjector and startupapicheck.
+    "cert-manager": PinnedChart(
+        frozenset({"v1.21.1"}),
+        (
+            _component("controller", (), pod="securityContext"),
+            _component("webhook", ("webhook",), pod="securityContext"),
+            _component(
+                "cainjector",
+                ("cainjector",),
+                pod="securityContext",
+                enabled_when=(_on("cainjector", "enabled"),),
+            ),
+            _component(
+                "startupapicheck",
+                ("startupapicheck",),
+                pod="securityContext",
+                enabled_when=(_on("startupapicheck", "enabled"),),
+            ),
+        ),
+    ),
+    "external-dns": PinnedChart(
+        frozenset({"1.21.1"}),
+        (_component("external-dns", (), container="securityContext", pod="podSecurityContext"),),
+    ),
 }
 
 _REQUIRED_RESOURCES = (("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"), ("limits", "memory"))

@@ -256,7 +256,7 @@ def test_the_whole_internet_is_no_allowed_range() -> None:
 def test_a_stack_without_the_optional_addons_installs_none_of_them_and_nothing_that_needs_them(
     plan_for: PlanFor,
 ) -> None:
-    plan = plan_for("aws", "prod", addons=[], tlsSecretName=None)
+    plan = plan_for("aws", "prod", addons=[], domain=None)
     # The cloud's own needs stay: EKS has no metrics-server and needs cluster-autoscaler.
     assert {r.name for r in plan.of_type(RELEASE)} == {"metrics-server", "cluster-autoscaler"}
     assert not plan.objects("Ingress") and not plan.objects("ServiceMonitor")

@@ -162,7 +162,7 @@ def test_the_cluster_autoscaler_resizes_only_this_clusters_node_groups_through_i
     assert account["annotations"]["eks.amazonaws.com/role-arn"] == role.outputs["arn"]
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
     assert any(v == f"system:serviceaccount:kube-system:{account['name']}" for v in trust.values())
-    [policy] = plan.of_type("aws:iam/rolePolicy:RolePolicy")
+    policy = plan.one("aws:iam/rolePolicy:RolePolicy", "cluster-autoscaler")
     writes = next(s for s in json.loads(policy.inputs["policy"])["Statement"] if "Condition" in s)
     assert "autoscaling:SetDesiredCapacity" in writes["Action"]
     assert writes["Condition"]["StringEquals"] == {

@@ -180,7 +180,7 @@ def test_missing_project_stops_the_program_naming_the_key():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_nodes_run_as_their_own_service_account_with_a_valid_id(plan_for, profile):
     plan = plan_for("gcp", profile)
-    account = plan.one("gcp:serviceaccount/account:Account")
+    account = plan.one("gcp:serviceaccount/account:Account", "gke-nodes")
     assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account.inputs["accountId"])
     assert account.urn in plan.one(NODE_POOL).dependencies
     assert dns_label("Very_Long.Stack") == "very-long-stack"

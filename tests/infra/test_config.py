@@ -126,3 +126,77 @@ def test_the_local_data_images_follow_the_image_rule():
         "platform:postgresImage must name an image by a tag other than latest or by digest (got 'postgres')"
     )
     assert "platform:redisImage" in _error(redisImage="mirror.example/redis:latest")
+
+
+DOMAIN = {"domain": "shop.example.com", "acmeEmail": "ops@example.com", "host": None, "tlsSecretName": None}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"domain": "Shop_Example"},
+            "platform:domain must be a DNS zone name like shop.example.com (got 'Shop_Example')",
+        ),
+        ({"acmeEmail": None}, "platform:acmeEmail must be the e-mail address of the ACME account"),
+        ({"acmeEmail": "ops"}, "platform:acmeEmail must be the e-mail address of the ACME account"),
+        (
+            {"acmeServer": "http://acme.example.com"},
+            "platform:acmeServer must be an ACME directory URL starting with https://",
+        ),
+        (
+            {"host": "api.other.com"},
+            "platform:host must be a name in platform:domain 'shop.example.com' (got 'api.other.com')",
+        ),
+        ({"tlsSecretName": "own-tls"}, "platform:tlsSecretName cannot be set with platform:domain"),
+        ({"addons": ["jaeger"]}, "platform:domain needs the traefik add-on"),
+    ],
+)
+def test_a_bad_domain_setting_fails_with_one_sentence_naming_the_key(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    assert expected in _error(target="aws", **{**DOMAIN, **overrides})
+
+
+@pytest.mark.parametrize(("profile", "server"), [("prod", "acme-v02"), ("dev", "acme-staging-v02")])
+def test_the_domain_names_every_host_and_the_profile_picks_lets_encrypts_directory(
+    profile: str, server: str
+) -> None:
+    from config import read
+
+    image = "ghcr.io/example/product-service@sha256:" + "0" * 64
+    values = {
+        "cloud": "aws",
+        "profile": profile,
+        "image": image,
+        "apiAllowedCidrs": '["203.0.113.0/24"]',
+        **DOMAIN,
+    }
+    cfg = read(_Config({k: v for k, v in values.items() if v is not None}), "dev")
+    assert (cfg.host, cfg.tls_secret_name) == ("api.shop.example.com", "platform-tls")
+    assert cfg.acme_server == f"https://{server}.api.letsencrypt.org/directory"
+    assert cfg.acme_email == "ops@example.com"
+
+
+class _Config:
+    """Just enough of pulumi.Config for `read`: plain keys, no secrets."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def get_secret(self, key: str) -> None:
+        return None
+
+    def get_object(self, key: str, default: Any = None) -> Any:
+        return yaml.safe_load(self.values[key]) if key in self.values else default
+
+
+def test_on_the_local_target_the_domain_names_the_hosts_and_manages_nothing() -> None:
+    plan = run_plan("dev", cloud="local", overrides={"domain": "shop.example.com"})
+    [ingress] = [i for i in plan.objects("Ingress") if "grpc" not in i.name]
+    assert ingress.inputs["spec"]["rules"][0]["host"] == "api.shop.example.com"
+    assert "tls" not in ingress.inputs["spec"]
+    assert not plan.objects("Certificate")

@@ -87,6 +87,8 @@ def test_every_namespace_enforces_the_strictest_standard_its_pods_meet_and_warns
     plan: Plan,
 ) -> None:
     expected = {**ENFORCED, **({"platform-data": "restricted"} if plan.cloud == "local" else {})}
+    if plan.config.get("platform:domain") and plan.cloud != "local":
+        expected |= {"cert-manager": "restricted", "external-dns": "restricted"}
     labels = {n.metadata["name"]: n.metadata.get("labels", {}) for n in plan.objects("Namespace")}
     assert set(labels) == set(expected)
     for name, level in expected.items():

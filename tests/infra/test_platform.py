@@ -317,7 +317,7 @@ def test_grafana_takes_its_admin_password_from_a_secret_not_from_values(plan: Pl
 
 def test_every_chart_is_pinned_to_a_version_and_a_repository(plan: Plan) -> None:
     for release in plan.of_type("kubernetes:helm.sh/v3:Release"):
-        assert release.inputs["version"][0].isdigit(), release.name
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", release.inputs["version"]), release.name
         assert release.inputs["repositoryOpts"]["repo"].startswith("https://"), release.name
         assert release.inputs["repositoryOpts"]["repo"] in {c.repo for c in charts.ALL}, release.name
 

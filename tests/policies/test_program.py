@@ -39,7 +39,7 @@ def test_the_program_passes_the_gate(cloud: str, profile: str) -> None:
 
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_a_prod_stack_that_brings_its_own_addons_passes_the_gate(cloud: str) -> None:
-    violations = gate.evaluate(plan_of(cloud, "prod", addons="[]", tlsSecretName=None))
+    violations = gate.evaluate(plan_of(cloud, "prod", addons="[]", domain=None))
     assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
 
 
