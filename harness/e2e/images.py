@@ -167,8 +167,8 @@ def _go_program(name: str, program: GoProgram) -> None:
     """The static binary alone, with /tmp (most charts mount a volume there; the others may write it)."""
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
         rootfs = Path(scratch)
-        (rootfs / "tmp").mkdir(mode=0o1777)
-        (rootfs / "tmp").chmod(0o1777)
+        (rootfs / "tmp").mkdir()
+        (rootfs / "tmp").chmod(0o1777)  # as /tmp is everywhere (mkdir's mode would pass through the umask)
         _run(
             "go", "-C", str(REPO / "harness/go" / program.module), "build", "-trimpath", "-ldflags=-s -w",
             f"-tags={program.tags}", "-o", str(rootfs / program.path.lstrip("/")), program.package,

@@ -63,17 +63,9 @@ def api(deployed: str, real_cluster: Cluster) -> str:
     address = service["spec"]["clusterIP"]
     # `up` returns once the pods are ready; kube-proxy writes the Service's rules on its own time after
     # that (until then the address refuses connections), so the first request waits for them, bounded.
-    deadline = time.monotonic() + 60
-    answer: tuple[int | None, Any] = (None, "no answer yet")
-    while time.monotonic() < deadline:
-        try:
-            answer = http("GET", f"http://{address}/health")
-        except subprocess.CalledProcessError as refused:
-            answer = (None, refused.stderr.strip()[-300:])
-        if answer[0] == 200:
-            return f"http://{address}/api/v1"
-        time.sleep(0.5)
-    raise AssertionError(f"{APP}'s Service did not answer /health with 200 within 60 s: {answer}")
+    answer = _wait_for_answer(f"http://{address}/health", {}, 200, 60)
+    assert answer[0] == 200, f"{APP}'s Service did not answer /health with 200 within 60 s: {answer}"
+    return f"http://{address}/api/v1"
 
 
 @pytest.fixture(scope="module")
