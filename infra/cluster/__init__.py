@@ -1,4 +1,5 @@
-"""Cluster add-ons, identical on every cloud: metrics, dashboards and alerts, tracing, GitOps, ingress.
+"""Cluster add-ons, identical on every cloud: metrics, dashboards and alerts, tracing, GitOps, canaries,
+ingress.
 
 Every chart is a `kubernetes.helm.v3.Release`: the Pulumi Kubernetes provider runs Helm itself (no
 helm binary on the machine running `pulumi up`), and Helm installs the charts' CRDs from their
@@ -7,7 +8,7 @@ its CRDs are applied client-side (through `helm.v3.Chart`/`ConfigFile`): the Pro
 the 256 KiB `last-applied-configuration` annotation limit. The price is that a Release is one
 resource in Pulumi's view; its values are the reviewed surface, listed by `make plan`.
 
-One module per add-on (monitoring, tracing, ingress, delivery, metrics_server, autoscaler, and with
+One module per add-on (monitoring, rollouts, tracing, ingress, delivery, metrics_server, autoscaler, and with
 platform:domain external_dns and cert_manager), each
 installing into its own namespace with its NetworkPolicies (shared.py); what one needs of another is an
 argument, so the order below is the order they must come in.
@@ -28,6 +29,7 @@ from cluster import (
     ingress,
     metrics_server,
     monitoring,
+    rollouts,
     tracing,
 )
 from cluster.cert_manager import CertManager
@@ -99,7 +101,8 @@ class ClusterAddons(pulumi.ComponentResource):
     """kube-prometheus-stack, Jaeger, Argo CD and Traefik (ingress), those of platform:addons, and
     (where the cloud lacks them) metrics-server and cluster-autoscaler. The attributes of an add-on left
     out are None, and the app's objects that need it follow: ServiceMonitors wait for `monitoring_crds`,
-    Ingresses for `ingress_controller`, the Application for `argocd`; traces go to `otlp_endpoint`.
+    Ingresses for `ingress_controller`, the Application for `argocd`, Rollouts (else Deployments) for
+    `rollouts`; traces go to `otlp_endpoint`.
     With the cloud's public zone (platform:domain), external-dns publishes every Ingress's host there and
     cert-manager certifies Grafana's and Argo CD's hosts; the API's is `certify`'s."""
 
@@ -119,6 +122,7 @@ class ClusterAddons(pulumi.ComponentResource):
         self.monitoring_crds: pulumi.Resource | None = None
         self.ingress_controller: pulumi.Resource | None = None
         self.argocd: pulumi.Resource | None = None
+        self.rollouts: pulumi.Resource | None = None
         self.otlp_endpoint: str | None = None
         self.jaeger_url: str | None = None
         self.grafana_url: str | None = None
@@ -136,6 +140,9 @@ class ClusterAddons(pulumi.ComponentResource):
             self.monitoring_crds = installed_monitoring.release
             self.grafana_url = installed_monitoring.grafana_url
             admin_uis.append((installed_monitoring.namespace, installed_monitoring.host))
+        # Its canaries are judged in that Prometheus (config.py refuses it without).
+        if charts.ARGO_ROLLOUTS.name in installed and self.monitoring_crds is not None:
+            self.rollouts = rollouts.install(at, self.monitoring_crds)
         if charts.JAEGER.name in installed:
             installed_tracing = tracing.install(at, service_namespace)
             self.otlp_endpoint = installed_tracing.otlp_endpoint

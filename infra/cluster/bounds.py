@@ -11,6 +11,7 @@ Sources (values.yaml and templates in the charts' repositories):
   crds.upgradeJob; subcharts grafana (grafana-community/helm-charts: resources, securityContext,
   containerSecurityContext, sidecar.*), kube-state-metrics and prometheus-node-exporter
   (resources, securityContext, containerSecurityContext).
+- argo-rollouts 2.41.0: controller.resources; podSecurityContext and containerSecurityContext (top level).
 - argo-cd 9.6.0: controller, server, repoServer (+ copyutil), applicationSet, notifications, dex
   (+ initImage), redis, redisSecretInit: each `resources` and `containerSecurityContext`.
 - jaeger 4.4.7: jaeger.resources, jaeger.securityContext, jaeger.podSecurityContext.
@@ -46,6 +47,7 @@ _SIZES: dict[str, tuple[tuple[str, str, str, str], tuple[str, str, str, str]]] =
     # copyutil copies the ~220 MiB argocd binary; the page cache is charged to its cgroup (9.6.0 notes).
     "argocd-copyutil": (("10m", "256Mi", "100m", "256Mi"), ("10m", "256Mi", "100m", "256Mi")),
     "argocd-small": (("10m", "64Mi", "100m", "128Mi"), ("20m", "64Mi", "200m", "256Mi")),
+    "argo-rollouts": (("20m", "64Mi", "500m", "256Mi"), ("50m", "128Mi", "1", "512Mi")),
     "argocd-redis": (("10m", "64Mi", "100m", "128Mi"), ("50m", "128Mi", "500m", "256Mi")),
     "traefik": (("100m", "128Mi", "500m", "256Mi"), ("200m", "128Mi", "1", "512Mi")),
     "metrics-server": (("50m", "100Mi", "200m", "200Mi"), ("100m", "200Mi", "500m", "400Mi")),
@@ -176,6 +178,15 @@ def metrics_server(prod: bool) -> dict[str, Any]:
         "resources": bounded("metrics-server", prod),
         "podSecurityContext": pod_security(1000),
         "securityContext": container_security(),
+    }
+
+
+def argo_rollouts(prod: bool) -> dict[str, Any]:
+    # No user named: the image's own non-root user (999), which the chart's runAsNonRoot relies on too.
+    return {
+        "controller": {"resources": bounded("argo-rollouts", prod)},
+        "podSecurityContext": {"runAsNonRoot": True, **_SECCOMP},
+        "containerSecurityContext": container_security(),
     }
 
 

@@ -39,6 +39,8 @@ JAEGER = Chart("jaeger", "4.4.7", "https://jaegertracing.github.io/helm-charts")
 # 9.6.0 gives the copyutil init containers their own resources (repoServer.copyutil.resources,
 # dex.initImage.resources) instead of inheriting the main container's.
 ARGO_CD = Chart("argo-cd", "9.6.0", "https://argoproj.github.io/argo-helm")
+# Runs the controller v1.9.0 (its appVersion), the service's canaries.
+ARGO_ROLLOUTS = Chart("argo-rollouts", "2.41.0", "https://argoproj.github.io/argo-helm")
 # The EKS foundation sets `image.tag` to the cluster's own minor (infra/clouds/aws.py), since the
 # autoscaler supports only its matching minor. From 1.35 it always watches the resource.k8s.io (DRA)
 # objects: 9.54.0 is the first chart whose ClusterRole lets it (9.53.0's caches never filled, so it never
@@ -57,6 +59,7 @@ ALL = (
     KUBE_PROMETHEUS_STACK,
     JAEGER,
     ARGO_CD,
+    ARGO_ROLLOUTS,
     CLUSTER_AUTOSCALER,
     METRICS_SERVER,
     TRAEFIK,

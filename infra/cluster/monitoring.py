@@ -17,6 +17,7 @@ from cluster.shared import (
     INGRESS_NAMESPACE,
     MONITORING_NAMESPACE,
     NODE_EXPORTER_NAMESPACE,
+    ROLLOUTS_NAMESPACE,
     SAME_NAMESPACE,
     Installation,
     Namespace,
@@ -36,6 +37,7 @@ GRAFANA_SERVICE = f"{PROMETHEUS_RELEASE}-grafana"
 # The pods the NetworkPolicies name, by the labels their charts (or the Prometheus operator) give them,
 # and the container ports they serve on (each chart's default; the operator's is set in its values).
 PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
+PROMETHEUS_PORT = 9090
 ALERTMANAGER_PODS = {"app.kubernetes.io/name": "alertmanager"}
 GRAFANA_PODS = {"app.kubernetes.io/name": "grafana"}
 GRAFANA_PORT = 3000
@@ -294,6 +296,13 @@ def _flows(at: Installation) -> dict[str, dict[str, Any]]:
             "ingress": [{"ports": tcp(OPERATOR_WEBHOOK_PORT)}],
         },
     }
+    if charts.ARGO_ROLLOUTS.name in at.cfg.addons:
+        # The canaries' analyses (cluster/rollouts.py) query Prometheus's API.
+        flows["allow-canary-analyses"] = {
+            "podSelector": {"matchLabels": PROMETHEUS_PODS},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [namespace_peer(ROLLOUTS_NAMESPACE)], "ports": tcp(PROMETHEUS_PORT)}],
+        }
     if at.cfg.alert_webhook_url is not None:
         # platform:alertWebhookUrl is an https:// URL.
         flows["allow-alert-receiver"] = {

@@ -21,6 +21,7 @@ MONITORING_NAMESPACE = "monitoring"
 NODE_EXPORTER_NAMESPACE = "node-exporter"
 TRACING_NAMESPACE = "tracing"
 ARGOCD_NAMESPACE = "argocd"
+ROLLOUTS_NAMESPACE = "argo-rollouts"
 # "ingress", not the product's name: the namespace says what runs there (and the policy pack knows
 # the ingress controller's LoadBalancer Service by that word; Traefik names its Service `traefik`).
 INGRESS_NAMESPACE = "ingress"

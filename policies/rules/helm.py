@@ -181,6 +181,20 @@ CHARTS: dict[str, PinnedChart] = {
             ),
         ),
     ),
+    # values.yaml and templates/controller/deployment.yaml of argo-rollouts 2.41.0: the controller's
+    # resources under `controller`, its pod and container securityContext at the top level (the
+    # dashboard, with keys of its own, is off).
+    "argo-rollouts": PinnedChart(
+        frozenset({"2.41.0"}),
+        (
+            Component(
+                "controller",
+                ("controller", "resources"),
+                ("containerSecurityContext",),
+                ("podSecurityContext",),
+            ),
+        ),
+    ),
     # values.yaml and templates/jaeger/jaeger-deploy.yaml of jaeger 4.4.7.
     "jaeger": PinnedChart(
         frozenset({"4.4.7"}),
