@@ -35,9 +35,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 ALERT_RECEIVERS = ("webhook", "slack")
 # The add-ons a stack may leave out (platform:addons), by their charts' names: a team that brings its own
-# Prometheus, tracing backend, GitOps or ingress controller. metrics-server and cluster-autoscaler are
-# not among them: they follow the cloud (installed only where it lacks them).
-ADDONS = ("kube-prometheus-stack", "jaeger", "argo-cd", "traefik")
+# Prometheus, tracing backend, GitOps, canary controller or ingress controller. metrics-server and
+# cluster-autoscaler are not among them: they follow the cloud (installed only where it lacks them).
+ADDONS = ("kube-prometheus-stack", "jaeger", "argo-cd", "argo-rollouts", "traefik")
 # Passwords a stack may supply as config secrets instead of having them generated (infra/passwords.py),
 # with their minimum length.
 # ACME directories (letsencrypt.org/docs/acme-protocol-updates, /docs/staging-environment): production for
@@ -79,6 +79,10 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         # Requests held at once. A request waiting on a stalled Postgres holds a gunicorn thread for up to
         # its 3 s budget, and dev's one pod has 8: one client may hold half of them.
         "apiInFlightLimit": 4,
+        # A release's canary (argo-rollouts): the new version gets half the pods, is judged on its own
+        # metrics, then takes all of them. Dev's bar is loose; a change that fails it is plainly broken.
+        "canaryMaxErrorRatio": "0.05",
+        "canaryMaxP99Seconds": "1",
     },
     "prod": {
         "zoneCount": 3,
@@ -104,8 +108,47 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         # whose requests stall cannot hold them all; at normal latency (a few ms) 6 in flight carry far
         # more than the rate limit.
         "apiInFlightLimit": 6,
+        # 1 % of the new version's answers may be 5xx, and its p99 may reach 500 ms (docs/performance.md:
+        # a cached GET's p99 is a few ms, an uncached write's tens).
+        "canaryMaxErrorRatio": "0.01",
+        "canaryMaxP99Seconds": "0.5",
     },
 }
+
+
+# How a canary proceeds, per profile: the share of the pods the new version gets at each step (judged at
+# each), then how its analysis measures: after `delay_seconds` (two scrapes, so a rate has two samples),
+# `measurements` of them every `interval_seconds`, and how many may fail before the release is rolled back.
+CANARY_STEPS: dict[str, dict[str, Any]] = {
+    "dev": {
+        "weights": (50,),
+        "delay_seconds": 60,
+        "interval_seconds": 30,
+        "measurements": 3,
+        "failure_limit": 0,
+    },
+    "prod": {
+        "weights": (10, 25, 50),
+        "delay_seconds": 60,
+        "interval_seconds": 60,
+        "measurements": 5,
+        "failure_limit": 1,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Canary:
+    """How a release is judged where argo-rollouts runs it (app/rollout.py): CANARY_STEPS of the profile,
+    and the bars of platform:canaryMaxErrorRatio (5xx answers / answers) and platform:canaryMaxP99Seconds."""
+
+    weights: tuple[int, ...]
+    delay_seconds: int
+    interval_seconds: int
+    measurements: int
+    failure_limit: int
+    max_error_ratio: float
+    max_p99_seconds: float
 
 
 class ConfigError(pulumi.RunError):
@@ -175,6 +218,7 @@ class PlatformConfig:
     domain: str | None = None
     acme_email: str | None = None
     acme_server: str = LETS_ENCRYPT_STAGING
+    canary: Canary = Canary((50,), 60, 30, 3, 0, 0.05, 1.0)
 
     @property
     def is_prod(self) -> bool:
@@ -216,6 +260,11 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
     _needs_addon(
         addons, "kube-prometheus-stack", "alertWebhookUrl", cfg.get_secret("alertWebhookUrl") is not None
     )
+    if "argo-rollouts" in addons and "kube-prometheus-stack" not in addons:
+        raise ConfigError(
+            "platform:addons lists argo-rollouts without kube-prometheus-stack: a canary is judged on the "
+            "service's metrics in that Prometheus (list both, or leave out argo-rollouts)"
+        )
     domain = _domain(cfg, "domain", cloud)
     # Records and certificates come from the cloud's DNS service, so on the local target only the names.
     managed = domain is not None and cloud != "local"
@@ -288,6 +337,11 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         acme_server=_acme_server(
             cfg, "acmeServer", LETS_ENCRYPT if profile == "prod" else LETS_ENCRYPT_STAGING
         ),
+        canary=Canary(
+            **CANARY_STEPS[profile],
+            max_error_ratio=_ratio(cfg, "canaryMaxErrorRatio", defaults["canaryMaxErrorRatio"]),
+            max_p99_seconds=_seconds(cfg, "canaryMaxP99Seconds", defaults["canaryMaxP99Seconds"]),
+        ),
     )
 
 
@@ -338,6 +392,17 @@ def _ratio(cfg: pulumi.Config, key: str, default: str) -> float:
         value = -1.0
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"platform:{key} must be a number from 0 to 1 (got '{raw}')")
+    return value
+
+
+def _seconds(cfg: pulumi.Config, key: str, default: str) -> float:
+    raw = cfg.get(key, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.001 <= value <= 60:
+        raise ConfigError(f"platform:{key} must be a number of seconds from 0.001 to 60 (got '{raw}')")
     return value
 
 

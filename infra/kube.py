@@ -76,15 +76,18 @@ def egress_anywhere(ports: tuple[int, ...]) -> dict[str, Any]:
     return {"to": [ANY_ADDRESS], "ports": tcp(*ports)}
 
 
-def cpu_autoscaling(deployment_name: Any, min_replicas: int, max_replicas: int) -> dict[str, Any]:
-    """A HorizontalPodAutoscaler spec for a Deployment of the service: CPU at 70% of the request.
+def cpu_autoscaling(
+    api_version: str, kind: str, name: str, min_replicas: int, max_replicas: int
+) -> dict[str, Any]:
+    """A HorizontalPodAutoscaler spec for a workload of the service (a Deployment, or an Argo Rollout,
+    which has the same scale subresource): CPU at 70% of the request.
 
     CPU only. A Python worker's memory does not follow the load (the heap keeps its arenas): a pod's
     gunicorn (master + 1 worker, PSS) went 93 -> 101 MiB over four load runs and stayed there at rest
     (docs/performance.md, "Memory"): a memory target would either never fire or add replicas that
     never leave. CPU follows the load down as well as up."""
     return {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name},
+        "scaleTargetRef": {"apiVersion": api_version, "kind": kind, "name": name},
         "minReplicas": min_replicas,
         "maxReplicas": max_replicas,
         "metrics": [

@@ -4,7 +4,7 @@
     python harness/plan/deploy_manifests.py --image repository@sha256:... stack   # a release (make promote)
 
 Each stack's program runs offline (plan.run_plan) with direct delivery, so the workloads are exactly
-what `delivery: direct` applies: its objects of the kinds Argo CD takes over (app.SYNCED_KINDS) are
+what `delivery: direct` applies: its objects of the kinds Argo CD takes over (app.synced_kinds) are
 written as plain YAML with a `kustomization.yaml` listing them. Two things differ from what Pulumi
 applies, because Argo CD, not Pulumi, applies them: they refer to the Secret and ConfigMaps Pulumi keeps
 under their fixed names (app.GITOPS_NAMES), and the migration Job, which Pulumi
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 def delivered_manifests(stack: str) -> dict[str, dict[str, Any]]:
     """File name -> manifest: the workloads of `stack` as Argo CD applies them."""
     # Imported here, once `plan` has put infra/ on the path (Pulumi runs the program from there).
-    from app import GITOPS_NAMES, NAME, NAMESPACE, SYNCED_KINDS
+    from app import GITOPS_NAMES, NAME, NAMESPACE, synced_kinds
 
     plan = run_plan(stack, overrides={"delivery": "direct"})
     renamed = {
@@ -64,7 +64,10 @@ def delivered_manifests(stack: str) -> dict[str, dict[str, Any]]:
     }
     manifests = {}
     for r in plan.kubernetes_objects():
-        if r.metadata.get("namespace") != NAMESPACE or _group_kind(r) not in SYNCED_KINDS:
+        if r.metadata.get("namespace") != NAMESPACE or _group_kind(r) not in {
+            *synced_kinds(True),
+            *synced_kinds(False),
+        }:
             continue
         manifest = _referring_to(r.manifest(), renamed)
         metadata = manifest["metadata"]

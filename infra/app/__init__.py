@@ -23,6 +23,7 @@ from passwords import supplied_or_generated
 from app.edge import per_client_limits
 from app.grpc import GRPC
 from app.pods import TRUST_DIR, Pods
+from app.rollout import HTTP_SIGNALS
 from app.workload import Port, Shared, Workload, WorkloadSpec
 
 NAME = "product-service"  # also the Service name, hence the `job` label of its metrics
@@ -65,20 +66,33 @@ REST = WorkloadSpec(
     public_paths=(("/api", "Prefix"), ("/openapi.json", "Exact")),
     termination_grace_seconds=30,
     policies=("allow-ingress-controller-and-prometheus", "allow-api-egress"),
+    signals=HTTP_SIGNALS,
     pre_stop_seconds=5,
 )
 # What each process reads from the credentials Secret. `migrate` reaches Postgres only, so its Job's pod
 # holds neither the cache's password nor the key that signs write tokens.
 SERVER_CREDENTIALS = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
 MIGRATION_CREDENTIALS = ("DATABASE_URL",)
+
+
 # Delivered through Argo CD, what its project lets it sync from Git, (API group, kind): the workloads, no
 # more (the platform's objects stay Pulumi's), into the service's namespace of this cluster only.
-SYNCED_KINDS = (
-    ("batch", "Job"),
-    ("apps", "Deployment"),
-    ("autoscaling", "HorizontalPodAutoscaler"),
-    ("policy", "PodDisruptionBudget"),
-)
+def synced_kinds(canaries: bool) -> tuple[tuple[str, str], ...]:
+    """The migration Job, the servers (Rollouts with their AnalysisTemplates where argo-rollouts runs,
+    else Deployments), their autoscalers and disruption budgets."""
+    servers = (
+        (("argoproj.io", "Rollout"), ("argoproj.io", "AnalysisTemplate"))
+        if canaries
+        else (("apps", "Deployment"),)
+    )
+    return (
+        ("batch", "Job"),
+        *servers,
+        ("autoscaling", "HorizontalPodAutoscaler"),
+        ("policy", "PodDisruptionBudget"),
+    )
+
+
 IN_CLUSTER = "https://kubernetes.default.svc"
 
 
@@ -181,6 +195,7 @@ class ProductService(pulumi.ComponentResource):
             env=_environment(credentials.metadata["name"], SERVER_CREDENTIALS, settings.metadata["name"]),
             egress=self._network_policies(foundation, addons),
             migration=migration,
+            kubeconfig=foundation.kubeconfig,
             edge=edge,
             addons=addons,
             load_balancer_addresses=foundation.cluster.load_balancer_addresses,
@@ -247,7 +262,7 @@ class ProductService(pulumi.ComponentResource):
         included: a release is a commit there); Pulumi keeps what the platform owns (namespace,
         credentials, settings, network policy, Services, Ingresses, monitoring).
         The Application belongs to a project of its own, which lets it sync only that repository, only
-        into NAMESPACE and only SYNCED_KINDS (Argo CD's `default` project allows any of them anywhere)."""
+        into NAMESPACE and only synced_kinds (Argo CD's `default` project allows any of them anywhere)."""
         project = k8s.apiextensions.CustomResource(
             "app-project",
             api_version="argoproj.io/v1alpha1",
@@ -260,7 +275,8 @@ class ProductService(pulumi.ComponentResource):
                 # No cluster-scoped kind: an empty allow-list (and no deny-list) allows none.
                 "clusterResourceWhitelist": [],
                 "namespaceResourceWhitelist": [
-                    {"group": group, "kind": kind} for group, kind in SYNCED_KINDS
+                    {"group": group, "kind": kind}
+                    for group, kind in synced_kinds(addons.rollouts is not None)
                 ],
             },
             opts=self._k8s(depends_on=[addons.argocd]),

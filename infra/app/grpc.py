@@ -9,6 +9,7 @@ port's `appProtocol: kubernetes.io/h2c` and Traefik's Service annotation say so.
 
 from __future__ import annotations
 
+from app.rollout import GRPC_SIGNALS
 from app.workload import Port, WorkloadSpec
 
 NAME = "product-service-grpc"
@@ -38,6 +39,7 @@ GRPC = WorkloadSpec(
     public_paths=(("/product.v1.ProductService", "Prefix"),),
     termination_grace_seconds=35,  # DRAIN_SECONDS and GRACE_SECONDS, with room to spare
     policies=("allow-grpc-from-ingress-controller-and-prometheus", "allow-grpc-egress"),
+    signals=GRPC_SIGNALS,
     command=("python", "-m", "product_service", "grpc"),
     env=(
         {"name": "GRPC_PORT", "value": str(GRPC_PORT)},

@@ -21,6 +21,7 @@ from kube import cpu_autoscaling, ingress_await, namespace_peer, resources, spre
 
 from app.edge import EdgeLimits
 from app.pods import Pods
+from app.rollout import HASH_LABEL, ROLLOUTS_API, RolloutOutcome, Signals, analysis_template, canary_strategy
 
 COMPONENT = "app.kubernetes.io/component"
 # Traefik's Ingress provider reads the scheme to its backends from this Service annotation
@@ -51,6 +52,7 @@ class WorkloadSpec:
     public_paths: tuple[tuple[str, str], ...]  # (path, Ingress pathType) routed to `port`
     termination_grace_seconds: int
     policies: tuple[str, str]  # its NetworkPolicies' names: who reaches it, what it reaches
+    signals: Signals  # its metrics that judge a canary (app/rollout.py)
     metrics_port: Port | None = None  # None: metrics are served on `port`
     command: tuple[str, ...] | None = None  # None: the image's own (gunicorn)
     env: tuple[Mapping[str, str], ...] = ()  # beside the settings and credentials every server reads
@@ -72,6 +74,9 @@ class Shared:
     # The Job the Deployments wait for; None where Argo CD delivers them (with their autoscalers and
     # budgets) from Git, and only the platform's part is declared here.
     migration: pulumi.Resource | None
+    # The cluster's kubeconfig ("" for the local target's own, with `kube_context`), for `pulumi up` to
+    # wait on a canary's outcome.
+    kubeconfig: pulumi.Output[str]
     edge: EdgeLimits | None  # None where the platform runs no ingress controller
     addons: ClusterAddons
     load_balancer_addresses: bool
@@ -111,6 +116,8 @@ class Workload(pulumi.ComponentResource):
                     "endpoints": [
                         {"port": (spec.metrics_port or spec.port).name, "path": "/metrics", "interval": "30s"}
                     ],
+                    # Each version's series apart, for its canary's analysis (app/rollout.py).
+                    "podTargetLabels": [HASH_LABEL],
                 },
                 opts=self._opts(depends_on=[addons.monitoring_crds]),
             )
@@ -119,36 +126,43 @@ class Workload(pulumi.ComponentResource):
         self.register_outputs({})
 
     def _deployment(self, migration: pulumi.Resource) -> None:
-        """The Deployment, which waits for the migration Job, its autoscaler and its disruption budget."""
+        """The Deployment, or the Rollout where argo-rollouts runs (app/rollout.py), which waits for the
+        migration Job; its autoscaler and its disruption budget."""
         spec = self._spec
         cfg = self._shared.cfg
-        deployment = k8s.apps.v1.Deployment(
-            f"{spec.prefix}deployment",
-            metadata=self._metadata(),
-            spec={
-                # No `replicas`: the HPA owns the count, and a value here would reset it on every `up`.
-                "selector": {"matchLabels": spec.labels},
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
-                },
-                "template": {
-                    "metadata": {"labels": {**spec.selector, COMPONENT: spec.component}},
-                    "spec": {
-                        **self._shared.pods.spec(self._container(), restart_policy="Always"),
-                        "terminationGracePeriodSeconds": spec.termination_grace_seconds,
-                        # Spread over zones and nodes; ScheduleAnyway so a lost zone degrades, not blocks.
-                        "topologySpreadConstraints": spread(spec.labels),
-                    },
-                },
+        template = {
+            "metadata": {"labels": {**spec.selector, COMPONENT: spec.component}},
+            "spec": {
+                **self._shared.pods.spec(self._container(), restart_policy="Always"),
+                "terminationGracePeriodSeconds": spec.termination_grace_seconds,
+                # Spread over zones and nodes; ScheduleAnyway so a lost zone degrades, not blocks.
+                "topologySpreadConstraints": spread(spec.labels),
             },
-            opts=self._opts(depends_on=[migration]),
-        )
+        }
+        # No `replicas`: the HPA owns the count, and a value here would reset it on every `up`.
+        if self._shared.addons.rollouts is None:
+            workload: pulumi.CustomResource = k8s.apps.v1.Deployment(
+                f"{spec.prefix}deployment",
+                metadata=self._metadata(),
+                spec={
+                    "selector": {"matchLabels": spec.labels},
+                    "strategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+                    },
+                    "template": template,
+                },
+                opts=self._opts(depends_on=[migration]),
+            )
+            target = ("apps/v1", "Deployment")
+        else:
+            workload = self._rollout(template, migration)
+            target = (ROLLOUTS_API, "Rollout")
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{spec.prefix}autoscaler",
             metadata=self._metadata(),
-            spec=cpu_autoscaling(deployment.metadata["name"], cfg.hpa_min_replicas, cfg.hpa_max_replicas),
-            opts=self._opts(),
+            spec=cpu_autoscaling(*target, spec.name, cfg.hpa_min_replicas, cfg.hpa_max_replicas),
+            opts=self._opts(depends_on=[workload]),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{spec.prefix}disruption-budget",
@@ -157,6 +171,46 @@ class Workload(pulumi.ComponentResource):
             spec={"maxUnavailable": 1, "selector": {"matchLabels": spec.selector}},
             opts=self._opts(),
         )
+
+    def _rollout(self, template: dict[str, Any], migration: pulumi.Resource) -> pulumi.CustomResource:
+        """The Rollout and the AnalysisTemplate that judges its canaries; where Pulumi delivers it, `up`
+        waits for each release's outcome (RolloutOutcome)."""
+        spec = self._spec
+        shared = self._shared
+        analysis = k8s.apiextensions.CustomResource(
+            f"{spec.prefix}canary-analysis",
+            api_version=ROLLOUTS_API,
+            kind="AnalysisTemplate",
+            metadata=self._metadata(),
+            spec=analysis_template(spec.name, shared.namespace, spec.signals, shared.cfg.canary),
+            opts=self._opts(depends_on=[shared.addons.rollouts]),
+        )
+        rollout = k8s.apiextensions.CustomResource(
+            f"{spec.prefix}rollout",
+            api_version=ROLLOUTS_API,
+            kind="Rollout",
+            metadata=self._metadata(),
+            spec={
+                "selector": {"matchLabels": spec.labels},
+                "template": template,
+                "strategy": canary_strategy(spec.name, shared.cfg.canary),
+                # A canary whose pods are not ready within 10 minutes is rolled back too.
+                "progressDeadlineSeconds": 600,
+                "progressDeadlineAbort": True,
+            },
+            opts=self._opts(depends_on=[migration, analysis]),
+        )
+        RolloutOutcome(
+            f"{spec.prefix}release",
+            shared.namespace,
+            spec.name,
+            template,
+            shared.cfg.canary,
+            shared.kubeconfig,
+            shared.cfg.kube_context,
+            opts=self._opts(depends_on=[rollout]),
+        )
+        return rollout
 
     def _container(self) -> dict[str, Any]:
         spec = self._spec

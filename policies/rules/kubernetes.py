@@ -30,8 +30,13 @@ from ..framework import (
 )
 from ..secrets import looks_like_secret_key, secret_shaped
 
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+# The replicated workloads an HPA scales, by kind: each needs a disruption budget past one replica.
+REPLICATED = {"kubernetes:apps/v1:Deployment": "Deployment", ROLLOUT: "Rollout"}
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    # Argo Rollouts' Deployment with canaries (infra/app/rollout.py): the same pod template.
+    ROLLOUT: ("spec", "template", "spec"),
     "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
     "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
     "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
@@ -750,7 +755,7 @@ def _namespaces_with_network_policy(resources: Sequence[Any], findings: Findings
 # why: without a PDB a node upgrade may evict every replica at once.
 @stack_rule(
     "k8s-pdb-for-multi-replica",
-    "Every Deployment that runs more than one replica (by spec.replicas or an HPA's minReplicas) has a "
+    "Every Deployment or Rollout that runs more than one replica (by spec.replicas or an HPA's minReplicas) has a "
     "PodDisruptionBudget selecting its pods: without one, a node upgrade may evict all of them at once.",
 )
 def pdb_for_multi_replica(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
@@ -762,11 +767,15 @@ def pdb_for_multi_replica(resources: Sequence[Any], findings: Findings, prod: bo
                 budgets.append(
                     (_namespace(r.props), dig(r.props, "spec", "selector", "matchLabels", default={}))
                 )
-            elif _kind_of(r) in HPA_TYPES and dig(r.props, "spec", "scaleTargetRef", "kind") == "Deployment":
+            elif (
+                _kind_of(r) in HPA_TYPES
+                and dig(r.props, "spec", "scaleTargetRef", "kind") in REPLICATED.values()
+            ):
                 target = (_namespace(r.props), str(dig(r.props, "spec", "scaleTargetRef", "name")))
                 scaled[target] = number(dig(r.props, "spec", "minReplicas", default=1)) or 1
     for r in resources:
-        if _kind_of(r) != "kubernetes:apps/v1:Deployment":
+        kind = REPLICATED.get(_kind_of(r))
+        if kind is None:
             continue
         with findings.verifying():
             namespace = _namespace(r.props)
@@ -779,7 +788,7 @@ def pdb_for_multi_replica(resources: Sequence[Any], findings: Findings, prod: bo
             labels = dig(r.props, "spec", "template", "metadata", "labels", default={}) or {}
             if not any(ns == namespace and _selects(selector, labels) for ns, selector in budgets):
                 findings.violation(
-                    f"Deployment '{name}' runs {int(replicas)} replicas but no PodDisruptionBudget selects its pods",
+                    f"{kind} '{name}' runs {int(replicas)} replicas but no PodDisruptionBudget selects its pods",
                     r.urn,
                 )
 

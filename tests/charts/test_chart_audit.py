@@ -251,6 +251,7 @@ def test_the_audit_of_the_programs_pins_reads_every_release_service_and_custom_k
         "kube-prometheus-stack",
         "jaeger",
         "argo-cd",
+        "argo-rollouts",
         "traefik",
         "metrics-server",
     }

@@ -293,7 +293,7 @@ def test_each_addon_left_out_takes_only_what_depends_on_it(plan_for: PlanFor) ->
     [
         (
             {"addons": ["prometheus"]},
-            "platform:addons must list add-ons from kube-prometheus-stack, jaeger, argo-cd, traefik (got 'prometheus')",
+            "platform:addons must list add-ons from kube-prometheus-stack, jaeger, argo-cd, argo-rollouts, traefik (got 'prometheus')",
         ),
         ({"addons": "traefik"}, "platform:addons must be a list of add-ons"),
         (

@@ -208,7 +208,7 @@ def test_service_pods_verify_memorystore_tls_against_every_ca_of_the_instance(pl
         "?ssl_ca_certs=/etc/platform/redis-ca/ca.crt&ssl_check_hostname=false"
     )
     assert "ssl_cert_reqs" not in credentials.inputs["stringData"]["REDIS_URL"]
-    for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
+    for workload in (plan.object("Rollout", "product-service"), *plan.objects("Job", "products")):
         pod = workload.inputs["spec"]["template"]["spec"]
         assert {"name": "redis-ca", "configMap": {"name": ca.metadata["name"]}} in pod["volumes"]
         mounts = pod["containers"][0]["volumeMounts"]
@@ -247,7 +247,7 @@ def test_service_verifies_cloud_sql_chain_and_name_against_its_server_cas(plan_f
     credentials = next(s for s in plan.objects("Secret", "products") if s.name == "credentials")
     url = credentials.inputs["stringData"]["DATABASE_URL"]
     assert url.endswith("?sslmode=verify-full&sslrootcert=/etc/platform/postgres-ca/ca.crt")
-    for workload in (plan.object("Deployment", "product-service"), *plan.objects("Job", "products")):
+    for workload in (plan.object("Rollout", "product-service"), *plan.objects("Job", "products")):
         mounts = workload.inputs["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
         assert {"name": "postgres-ca", "mountPath": "/etc/platform/postgres-ca", "readOnly": True} in mounts
 

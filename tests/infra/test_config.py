@@ -74,7 +74,7 @@ def test_a_cloud_stack_without_api_cidrs_fails_before_declaring_anything(cloud: 
 
 def test_a_local_stack_needs_no_api_cidrs() -> None:
     plan = run_plan("dev", cloud="local", overrides={"apiAllowedCidrs": None})
-    assert plan.objects("Deployment")
+    assert plan.objects("Rollout")
 
 
 def test_an_unknown_stack_names_the_committed_ones() -> None:

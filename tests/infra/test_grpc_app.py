@@ -20,7 +20,7 @@ def plan(request: pytest.FixtureRequest, plan_for: PlanFor) -> Plan:
 
 
 def pod(plan: Plan, deployment: str) -> dict[str, Any]:
-    spec: dict[str, Any] = plan.object("Deployment", deployment).inputs["spec"]["template"]["spec"]
+    spec: dict[str, Any] = plan.object("Rollout", deployment).inputs["spec"]["template"]["spec"]
     return spec
 
 
@@ -59,10 +59,10 @@ def test_the_grpc_pods_have_native_grpc_probes_and_time_to_drain(plan: Plan) -> 
 
 
 def test_rest_and_grpc_pods_are_selected_only_by_their_own_objects(plan: Plan) -> None:
-    rest_labels = plan.object("Deployment", "product-service").inputs["spec"]["template"]["metadata"][
+    rest_labels = plan.object("Rollout", "product-service").inputs["spec"]["template"]["metadata"][
         "labels"
     ]
-    grpc_labels = plan.object("Deployment", "product-service-grpc").inputs["spec"]["template"]["metadata"][
+    grpc_labels = plan.object("Rollout", "product-service-grpc").inputs["spec"]["template"]["metadata"][
         "labels"
     ]
 
@@ -75,7 +75,7 @@ def test_rest_and_grpc_pods_are_selected_only_by_their_own_objects(plan: Plan) -
     ]:
         selector = plan.object(kind, name).inputs["spec"]["selector"]
         assert selects(selector, own) and not selects(selector, other)
-    for kind in ("Deployment", "PodDisruptionBudget"):
+    for kind in ("Rollout", "PodDisruptionBudget"):
         for name, own, other in [
             ("product-service", rest_labels, grpc_labels),
             ("product-service-grpc", grpc_labels, rest_labels),
@@ -89,7 +89,7 @@ def test_the_grpc_deployment_scales_between_the_profile_bounds_and_waits_for_the
 ) -> None:
     hpa = plan.object("HorizontalPodAutoscaler", "product-service-grpc").inputs["spec"]
     rest_hpa = plan.object("HorizontalPodAutoscaler", "product-service").inputs["spec"]
-    deployment = plan.object("Deployment", "product-service-grpc")
+    deployment = plan.object("Rollout", "product-service-grpc")
     [job] = plan.objects("Job", "products")
 
     assert hpa["scaleTargetRef"]["name"] == "product-service-grpc"
@@ -154,7 +154,7 @@ def test_argocd_delivery_leaves_the_grpc_workloads_to_git_and_keeps_the_platform
 ) -> None:
     plan = plan_for("local", "prod", delivery="argocd", gitopsRepoUrl="https://git.example.com/deploy.git")
 
-    assert not [d for d in plan.objects("Deployment", "products")]
+    assert not [d for d in plan.objects("Rollout", "products")]
     assert not plan.objects("HorizontalPodAutoscaler", "products")
     assert plan.object("Service", "product-service-grpc")
     assert plan.object("Ingress", "product-service-grpc")

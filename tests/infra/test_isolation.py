@@ -22,6 +22,7 @@ ENFORCED = {
     "node-exporter": "privileged",
     "tracing": "restricted",
     "argocd": "restricted",
+    "argo-rollouts": "restricted",
     "ingress": "restricted",
 }
 

@@ -62,7 +62,7 @@ def test_redis_reads_its_password_from_a_file_of_the_secret_never_from_its_comma
     assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
     assert [e["name"] for e in redis["env"]] == ["REDISCLI_AUTH"]
     assert redis["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "REDIS_PASSWORD"
-    for workload in (*plan.objects("StatefulSet"), *plan.objects("Deployment"), *plan.objects("Job")):
+    for workload in (*plan.objects("StatefulSet"), *plan.objects("Rollout"), *plan.objects("Job")):
         spec = workload.inputs["spec"]["template"]["spec"]
         for container in (*spec["containers"], *spec.get("initContainers", [])):
             words = [*container.get("command", []), *container.get("args", [])]

@@ -60,6 +60,13 @@ def test_helm_releases_are_listed_with_chart_version_repo_and_values(
     write_artefacts(plan_for("local", "dev"), tmp_path)
     releases = yaml.safe_load((tmp_path / "manifests" / "helm-releases.yaml").read_text())
     by_chart = {r["chart"]: r for r in releases}
-    assert set(by_chart) == {"kube-prometheus-stack", "jaeger", "argo-cd", "traefik", "metrics-server"}
+    assert set(by_chart) == {
+        "kube-prometheus-stack",
+        "jaeger",
+        "argo-cd",
+        "argo-rollouts",
+        "traefik",
+        "metrics-server",
+    }
     for release in releases:
         assert release["version"] and release["repo"].startswith("https://") and "values" in release

@@ -36,7 +36,7 @@ def test_plan_writes_resources_manifests_and_policy_report(tmp_path: Path) -> No
     records = json.loads((out / "resources.json").read_text())
     assert records and all(set(r) == {"type", "name", "urn", "parent", "inputs"} for r in records)
     assert "[secret]" in (out / "resources.json").read_text()
-    assert (out / "manifests" / "products.deployment.product-service.yaml").is_file()
+    assert (out / "manifests" / "products.rollout.product-service.yaml").is_file()
     assert (out / "policy-report.json").is_file()
     assert "Plan of stack dev on local" in result.stdout
     assert "HPA product-service: 1-3 replicas" in result.stdout

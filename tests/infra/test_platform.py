@@ -51,7 +51,7 @@ def _generated_secrets(plan: Plan) -> list[str]:
 
 
 def test_the_program_completes_with_the_service_and_its_add_ons(plan: Plan) -> None:
-    assert plan.object("Deployment", "product-service")
+    assert plan.object("Rollout", "product-service")
     assert {r.inputs["chart"] for r in plan.of_type("kubernetes:helm.sh/v3:Release")} >= {
         "kube-prometheus-stack",
         "jaeger",
@@ -76,17 +76,17 @@ def test_hpa_bounds_follow_the_profile_and_scale_on_cpu_70_only(plan: Plan) -> N
     targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in spec["metrics"]}
     assert targets == {"cpu": 70}, "a Python pod's memory never falls: a memory target never scales down"
     assert spec["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
         "name": "product-service",
     }
-    # The HPA owns the replica count; a fixed one in the Deployment would fight it on every `up`.
-    assert "replicas" not in plan.object("Deployment", "product-service").inputs["spec"]
+    # The HPA owns the replica count; a fixed one in the Rollout would fight it on every `up`.
+    assert "replicas" not in plan.object("Rollout", "product-service").inputs["spec"]
 
 
 def test_a_disruption_budget_covers_the_service_pods(plan: Plan) -> None:
     pdb = plan.object("PodDisruptionBudget", "product-service").inputs["spec"]
-    deployment = plan.object("Deployment", "product-service")
+    deployment = plan.object("Rollout", "product-service")
     assert pdb["selector"]["matchLabels"].items() <= _pod_labels(deployment).items()
     assert pdb["maxUnavailable"] == 1
 
@@ -138,7 +138,7 @@ def test_the_rest_and_grpc_deployments_take_every_credential_and_the_settings_fr
     [secret] = [s for s in plan.objects("Secret", "products") if s.name == "credentials"]
     [config_map] = [c for c in plan.objects("ConfigMap", "products") if c.name == "settings"]
     for name in ("product-service", "product-service-grpc"):
-        [container] = _pod_spec(plan.object("Deployment", name))["containers"]
+        [container] = _pod_spec(plan.object("Rollout", name))["containers"]
         assert _from_secret(container) == {
             key: {"name": secret.metadata["name"], "key": key}
             for key in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
@@ -201,7 +201,7 @@ def test_the_config_map_holds_settings_and_no_secret(plan: Plan) -> None:
 
 def test_the_migration_job_completes_before_the_deployment_rolls_out(plan: Plan) -> None:
     [job] = plan.objects("Job", "products")
-    deployment = plan.object("Deployment", "product-service")
+    deployment = plan.object("Rollout", "product-service")
     assert job.urn in deployment.dependencies
     [container] = _pod_spec(job)["containers"]
     assert container["command"] == ["python", "-m", "product_service", "migrate"]
@@ -210,7 +210,7 @@ def test_the_migration_job_completes_before_the_deployment_rolls_out(plan: Plan)
 
 
 def test_workloads_run_restricted(plan: Plan) -> None:
-    workloads = [*plan.objects("Deployment", "products"), *plan.objects("Job"), *plan.objects("StatefulSet")]
+    workloads = [*plan.objects("Rollout", "products"), *plan.objects("Job"), *plan.objects("StatefulSet")]
     assert workloads
     for workload in workloads:
         pod = _pod_spec(workload)
@@ -233,7 +233,7 @@ def test_workloads_run_restricted(plan: Plan) -> None:
 
 
 def test_the_service_has_probes_its_own_account_and_spreads_over_zones(plan: Plan) -> None:
-    deployment = plan.object("Deployment", "product-service")
+    deployment = plan.object("Rollout", "product-service")
     pod = _pod_spec(deployment)
     [container] = pod["containers"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
@@ -246,7 +246,7 @@ def test_the_service_has_probes_its_own_account_and_spreads_over_zones(plan: Pla
 
 
 def test_the_service_drains_before_sigterm_within_its_grace_period(plan: Plan) -> None:
-    pod = _pod_spec(plan.object("Deployment", "product-service"))
+    pod = _pod_spec(plan.object("Rollout", "product-service"))
     [container] = pod["containers"]
     pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert 0 < pause < pod["terminationGracePeriodSeconds"]
@@ -405,7 +405,7 @@ def test_argocd_delivery_hands_the_workloads_to_an_application_syncing_the_stack
     plan_for: PlanFor,
 ) -> None:
     plan = plan_for("local", "prod", delivery="argocd", gitopsRepoUrl="https://git.example.com/deploy.git")
-    assert not plan.objects("Deployment", "products") and not plan.objects("Job", "products")
+    assert not plan.objects("Rollout", "products") and not plan.objects("Job", "products")
     [app] = plan.objects("Application")
     source = app.inputs["spec"]["source"]
     # The image is the one committed in deploy/prod: a release is a commit there, a rollback its revert.
@@ -520,7 +520,7 @@ def test_each_disruption_budget_selects_only_its_deployments_pods(plan: Plan) ->
     # A budget matching a Job's pod finds no scale subresource there and allows no disruption: drains block.
     templates = [
         (w.kind, w.metadata.get("name"), w.metadata.get("namespace"), _pod_labels(w))
-        for kind in ("Deployment", "StatefulSet", "Job")
+        for kind in ("Rollout", "StatefulSet", "Job")
         for w in plan.objects(kind)
     ]
     budgets = plan.objects("PodDisruptionBudget")
@@ -532,7 +532,7 @@ def test_each_disruption_budget_selects_only_its_deployments_pods(plan: Plan) ->
             for kind, name, namespace, labels in templates
             if namespace == budget.metadata["namespace"] and selector.items() <= labels.items()
         ]
-        assert [kind for kind, _ in selected] == ["Deployment"], (budget.metadata["name"], selected)
+        assert [kind for kind, _ in selected] == ["Rollout"], (budget.metadata["name"], selected)
 
 
 def _pod_labels(workload: PlannedResource) -> dict[str, str]:

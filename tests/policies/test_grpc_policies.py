@@ -1,4 +1,4 @@
-"""The policy pack holds the gRPC Deployment to the same rules as the REST one."""
+"""The policy pack holds the gRPC Rollout to the same rules as the REST one (and as a Deployment)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from test_program import mandatory, tampered
 
 from policies import gate
 
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 CONTAINER = "spec.template.spec.containers[0]"
 
@@ -19,10 +19,10 @@ CONTAINER = "spec.template.spec.containers[0]"
 def test_a_grpc_container_running_as_root_fails(cloud: str) -> None:
     resources = tampered(
         plan_of(cloud, "dev"),
-        DEPLOYMENT,
+        ROLLOUT,
         ("spec.template.spec.securityContext.runAsUser", 0),
         (f"{CONTAINER}.securityContext.runAsUser", 0),
-        where="grpc-deployment",
+        where="grpc-rollout",
     )
 
     violations = mandatory(gate.evaluate(resources, "dev"))
@@ -38,10 +38,10 @@ def test_a_grpc_container_running_as_root_fails(cloud: str) -> None:
         ((f"{CONTAINER}.resources", {}), "k8s-resource-requests-limits"),
     ],
 )
-def test_an_unsafe_grpc_deployment_fails_the_rest_deployment_rules(
+def test_an_unsafe_grpc_rollout_fails_the_rest_workload_rules(
     change: tuple[str, Any], policy: str
 ) -> None:
-    resources = tampered(plan_of("local", "dev"), DEPLOYMENT, change, where="grpc-deployment")
+    resources = tampered(plan_of("local", "dev"), ROLLOUT, change, where="grpc-rollout")
 
     violations = gate.evaluate(resources, "dev")
 
@@ -50,7 +50,7 @@ def test_an_unsafe_grpc_deployment_fails_the_rest_deployment_rules(
 
 def test_a_grpc_container_without_probes_is_reported() -> None:
     resources = tampered(
-        plan_of("local", "dev"), DEPLOYMENT, (f"{CONTAINER}.readinessProbe", None), where="grpc-deployment"
+        plan_of("local", "dev"), ROLLOUT, (f"{CONTAINER}.readinessProbe", None), where="grpc-rollout"
     )
 
     violations = gate.evaluate(resources, "dev")
@@ -61,7 +61,7 @@ def test_a_grpc_container_without_probes_is_reported() -> None:
     )
 
 
-def test_a_prod_grpc_deployment_without_its_disruption_budget_fails() -> None:
+def test_a_prod_grpc_rollout_without_its_disruption_budget_fails() -> None:
     plan = plan_of("aws", "prod")
     resources = [r for r in plan.resources if not (r.type == PDB and r.name == "grpc-disruption-budget")]
 

@@ -114,14 +114,14 @@ def test_a_redis_without_tls_fails(
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_a_product_container_running_as_root_fails(cloud: str) -> None:
     plan = plan_of(cloud, "dev")
-    deployment = next(r for r in plan.resources if r.type == "kubernetes:apps/v1:Deployment")
-    name = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["name"]
+    rollout = next(r for r in plan.resources if r.type == "kubernetes:argoproj.io/v1alpha1:Rollout")
+    name = rollout.inputs["spec"]["template"]["spec"]["containers"][0]["name"]
     resources = tampered(
         plan,
-        "kubernetes:apps/v1:Deployment",
+        "kubernetes:argoproj.io/v1alpha1:Rollout",
         ("spec.template.spec.securityContext.runAsUser", 0),
         ("spec.template.spec.containers[0].securityContext.runAsUser", 0),
-        where=deployment.name,
+        where=rollout.name,
     )
     violations = gate.evaluate(resources, "dev")
     assert ("k8s-run-as-non-root", f"container '{name}' runs as user 0 (root)") in mandatory(violations)

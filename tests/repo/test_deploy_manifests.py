@@ -39,11 +39,17 @@ def test_each_folder_is_a_kustomization_of_the_workloads_on_the_stacks_image(sta
     kustomization = files.pop("kustomization.yaml")
     assert sorted(kustomization["resources"]) == sorted(files)
     kinds = Counter(m["kind"] for m in files.values())
-    assert kinds == {"Deployment": 2, "HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "Job": 1}
+    assert kinds == {
+        "Rollout": 2,
+        "AnalysisTemplate": 2,
+        "HorizontalPodAutoscaler": 2,
+        "PodDisruptionBudget": 2,
+        "Job": 1,
+    }
     image = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]["platform:image"]
-    pods = [m["spec"]["template"]["spec"] for m in files.values() if m["kind"] in ("Deployment", "Job")]
+    pods = [m["spec"]["template"]["spec"] for m in files.values() if m["kind"] in ("Rollout", "Job")]
     assert {c["image"] for pod in pods for c in pod["containers"]} == {image}
-    # The migration runs before the Deployments change, as a fresh Job each sync.
+    # The migration runs before the Rollouts change, as a fresh Job each sync.
     [job] = [m for m in files.values() if m["kind"] == "Job"]
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
 

@@ -27,7 +27,7 @@ def run(
     (and, for `tools`, stand-ins that only exist)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for tool in ("bash", "sed", "ls", "grep", "paste", "dirname", "mkdir", "head", "base64", "cat"):
+    for tool in ("bash", "sed", "ls", "grep", "paste", "dirname", "mkdir", "head", "base64", "cat", "ln"):
         found = subprocess.run(
             ["bash", "-c", f"command -v {tool}"], capture_output=True, text=True
         ).stdout.strip()
