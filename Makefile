@@ -34,6 +34,7 @@ $(VENV)/.installed: $(REQUIREMENTS) constraints.txt service/pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt $(addprefix -r ,$(REQUIREMENTS))
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e service
+	ln -sfn ../.venv infra/.venv  # the same environment for the program's dynamic providers (tools/pulumi-stack.sh)
 	touch $@
 
 $(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt tools/checkov/constraints.txt $(VENV)/.installed

@@ -70,6 +70,10 @@ fi
 policy=(--policy-pack policies)
 [ -f "policies/config/$stack.json" ] && policy+=(--policy-pack-config "policies/config/$stack.json")
 
+# Pulumi runs the program's dynamic providers (infra/app/rollout.py) from main's folder, infra/, and finds
+# Pulumi.yaml's `virtualenv: .venv` from there (pulumi/pulumi#7061): the same environment under that name.
+if [ -d infra ] && [ ! -e infra/.venv ]; then ln -s ../.venv infra/.venv; fi
+
 pulumi stack select --create "$stack" --secrets-provider passphrase >/dev/null
 case "$action" in
   preview) pulumi preview --stack "$stack" "${policy[@]}" --diff "$@" ;;
