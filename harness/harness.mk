@@ -27,7 +27,7 @@ PULUMI_VERSION := $(call required,pulumi,github.com/pulumi/pulumi/pkg/v3)
 KUBERNETES_VERSION := $(call required,kubernetes,k8s.io/kubernetes)
 KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 E2E_TOOLS := $(TOOLS)/pulumi $(TOOLS)/pulumi-language-python $(TOOLS)/pulumi-language-python-exec \
-	$(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok $(TOOLS)/coredns
+	$(TOOLS)/pulumi-resource-pulumi-python $(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok $(TOOLS)/coredns
 # Kubernetes reports the version it was built as; without these it says v0.0.0 and clients misjudge it.
 KUBE_VERSION_FLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) -X $(pkg).gitMajor=1 \
@@ -46,10 +46,14 @@ $(TOOLS)/pulumi: harness/go/pulumi/go.mod harness/go/pulumi/go.sum | need-go
 $(TOOLS)/pulumi-language-python: $(wildcard harness/go/pulumi-language-python/*) | need-go
 	$(call go_build,pulumi-language-python) -o $(CURDIR)/$@ .
 
-# The SDK's shim that the language host runs the program through, from the same sdk/v3 module.
+# The SDK's shims, from the same sdk/v3 module: the one the language host runs the program through, and the
+# plugin that runs the program's dynamic providers (app/rollout.py's RolloutOutcome).
 $(TOOLS)/pulumi-language-python-exec: harness/go/pulumi-language-python/go.sum | need-go
 	go -C harness/go/pulumi-language-python mod download github.com/pulumi/pulumi/sdk/v3
 	install -m 0755 "$$(go -C harness/go/pulumi-language-python list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec" $@
+$(TOOLS)/pulumi-resource-pulumi-python: harness/go/pulumi-language-python/go.sum | need-go
+	go -C harness/go/pulumi-language-python mod download github.com/pulumi/pulumi/sdk/v3
+	install -m 0755 "$$(go -C harness/go/pulumi-language-python list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/dist/pulumi-resource-pulumi-python" $@
 
 # The provider's cmd/ embeds its schema with the version set; write that (and the mapping) from the module.
 $(TOOLS)/pulumi-resource-kubernetes: $(wildcard harness/go/pulumi-kubernetes/*.go harness/go/pulumi-kubernetes/go.*) | need-go
@@ -88,8 +92,10 @@ NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack 
 IMAGES := .tools/images
 # The add-ons' images: each one program built from its pinned module in harness/go (the config reloader's
 # is the operator's).
-ADDON_IMAGES := traefik jaeger metrics-server prometheus prometheus-operator prometheus-config-reloader
-IMAGE_NAMES := debian pause python postgres redis product-service $(ADDON_IMAGES)
+ADDON_IMAGES := traefik jaeger metrics-server prometheus prometheus-operator prometheus-config-reloader \
+	argo-rollouts
+RELEASE_IMAGES := product-service-next product-service-faulty  # the canary test's releases
+IMAGE_NAMES := debian pause python postgres redis product-service $(RELEASE_IMAGES) $(ADDON_IMAGES)
 addon_module = $(if $(filter prometheus-config-reloader,$(1)),prometheus-operator,$(1))
 SERVICE_IMAGE_INPUTS := Dockerfile .dockerignore constraints.txt \
 	$(shell git ls-files service/src service/pyproject.toml service/requirements.txt service/gunicorn.conf.py \
@@ -111,6 +117,8 @@ $(IMAGES)/python.tar $(IMAGES)/postgres.tar $(IMAGES)/redis.tar: $(IMAGES)/%.tar
 	$(BIN)/python harness/e2e/images.py build $*
 $(IMAGES)/product-service.tar: $(IMAGES)/python.tar $(SERVICE_IMAGE_INPUTS)
 	$(BIN)/python harness/e2e/images.py build product-service
+$(addprefix $(IMAGES)/,$(addsuffix .tar,$(RELEASE_IMAGES))): $(IMAGES)/%.tar: $(IMAGES)/product-service.tar $$(wildcard harness/e2e/images/%/*)
+	$(BIN)/python harness/e2e/images.py build $*
 $(addprefix $(IMAGES)/,$(addsuffix .tar,$(ADDON_IMAGES))): $(IMAGES)/%.tar: $$(wildcard harness/go/$$(call addon_module,$$*)/*) | node-packages need-go
 	$(BIN)/python harness/e2e/images.py build $*
 

@@ -50,9 +50,19 @@ IMAGES = {
     "postgres": f"{PREFIX}/postgres:15-{SUITE}-standin",
     "redis": f"{PREFIX}/redis:7.0-{SUITE}-standin",
     "product-service": "docker.io/library/product-service:0.1.0",
+    # Two releases of it for the canary test: one that serves, one that answers 500 (a FAULTY stand-in).
+    "product-service-next": "docker.io/library/product-service:0.2.0",
+    "product-service-faulty": "docker.io/library/product-service:0.3.0-faulty",
 }
 # What each image is built on (an archive made first); `debian`, `pause` and the add-ons start from nothing.
-BASES = {"python": "debian", "postgres": "debian", "redis": "debian", "product-service": "python"}
+BASES = {
+    "python": "debian",
+    "postgres": "debian",
+    "redis": "debian",
+    "product-service": "python",
+    "product-service-next": "product-service",
+    "product-service-faulty": "product-service",
+}
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,11 @@ ADDONS = {
         "prometheus", "github.com/prometheus/prometheus/cmd/prometheus", "/bin/prometheus", "65534",
         tags="remove_all_sd,enable_kubernetes_sd",
     ),
+    # Chart argo-rollouts 2.41.0 runs v1.9.0, built here at that version; it runs the service's canaries.
+    "argo-rollouts": GoProgram(
+        "argo-rollouts", "github.com/argoproj/argo-rollouts/cmd/rollouts-controller", "/bin/rollouts-controller",
+        "999",
+    ),
 }  # fmt: skip
 IMAGES |= {
     "traefik": "docker.io/library/traefik:v3.6.0",
@@ -107,6 +122,7 @@ IMAGES |= {
     "prometheus-operator": "quay.io/prometheus-operator/prometheus-operator:v0.89.0",
     "prometheus-config-reloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.89.0",
     "prometheus": "quay.io/prometheus/prometheus:v3.10.0",
+    "argo-rollouts": "quay.io/argoproj/argo-rollouts:v1.9.0",
 }
 
 

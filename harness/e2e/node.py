@@ -49,8 +49,9 @@ PAUSE_IMAGE = "localhost/platform-e2e/pause:1"
 SOCKET = "/run/containerd/containerd.sock"
 # The archives of .tools/images that pods run (harness/e2e/images.py): the platform's, and the add-ons'.
 RUNTIME_IMAGES = (
-    "pause", "postgres", "redis", "product-service",
+    "pause", "postgres", "redis", "product-service", "product-service-next", "product-service-faulty",
     "traefik", "jaeger", "metrics-server", "prometheus-operator", "prometheus-config-reloader", "prometheus",
+    "argo-rollouts",
 )  # fmt: skip
 # The kubelet sets these to its liking; they are the machine's, so they are put back.
 KERNEL_SETTINGS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")

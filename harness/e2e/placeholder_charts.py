@@ -35,6 +35,10 @@ CRDS = {
         ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
     ),
     charts.TRAEFIK.name: (("traefik.io", "v1alpha1", "Middleware", "middlewares"),),
+    charts.ARGO_ROLLOUTS.name: (
+        ("argoproj.io", "v1alpha1", "Rollout", "rollouts"),
+        ("argoproj.io", "v1alpha1", "AnalysisTemplate", "analysistemplates"),
+    ),
 }
 
 

@@ -12,7 +12,7 @@ what they leave out.
 
 With REAL (E2E_CHARTS: a repository URL, or "upstream" for each chart's own), the charts whose every image
 `make images` builds are the real ones from there, running the same images: Traefik, Jaeger and
-metrics-server. kube-prometheus-stack stays a stand-in (its Grafana, Alertmanager, node-exporter,
+metrics-server and Argo Rollouts. kube-prometheus-stack stays a stand-in (its Grafana, Alertmanager, node-exporter,
 kube-state-metrics and webhook images are not built here).
 """
 
@@ -49,10 +49,18 @@ CRDS = {
                            "thanosrulers")
         ),
     ),
+    charts.ARGO_ROLLOUTS.name: (
+        "argo-rollouts",
+        "github.com/argoproj/argo-rollouts",
+        tuple(
+            f"manifests/crds/{kind}-crd.yaml"
+            for kind in ("rollout", "analysis-template", "analysis-run", "cluster-analysis-template", "experiment")
+        ),
+    ),
 }  # fmt: skip
 
 
-REAL_ON_THE_NODE = (charts.TRAEFIK.name, charts.JAEGER.name, charts.METRICS_SERVER.name)
+REAL_ON_THE_NODE = (charts.TRAEFIK.name, charts.JAEGER.name, charts.METRICS_SERVER.name, charts.ARGO_ROLLOUTS.name)
 
 
 def main() -> None:
