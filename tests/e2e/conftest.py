@@ -128,7 +128,12 @@ def real_charts() -> bool:
 def checkout(
     tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str | None
 ) -> Checkout:
-    return _checkout(tmp_path_factory, cluster, chart_repository)
+    user = _checkout(tmp_path_factory, cluster, chart_repository)
+    # Every add-on but argo-rollouts: kwok's pods run nothing, so no controller would ever finish a Rollout
+    # and `up` would wait for it in vain; the real node runs Rollouts with the real controller.
+    for index, addon in enumerate(("kube-prometheus-stack", "jaeger", "argo-cd", "traefik")):
+        user.pulumi("config", "set", "--path", f"platform:addons[{index}]", addon)
+    return user
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +142,8 @@ def real_checkout(
 ) -> Checkout:
     user = _checkout(tmp_path_factory, real_cluster, standin_charts)
     # Every add-on but Argo CD, whose programs are not built here (docs/e2e.md).
-    user.pulumi("config", "set", "--path", "platform:addons[0]", "kube-prometheus-stack")
-    user.pulumi("config", "set", "--path", "platform:addons[1]", "jaeger")
-    user.pulumi("config", "set", "--path", "platform:addons[2]", "traefik")
+    for index, addon in enumerate(("kube-prometheus-stack", "jaeger", "argo-rollouts", "traefik")):
+        user.pulumi("config", "set", "--path", f"platform:addons[{index}]", addon)
     # The node has no registry: the data services run the stand-ins `make images` built.
     user.pulumi("config", "set", "platform:postgresImage", images.IMAGES["postgres"])
     user.pulumi("config", "set", "platform:redisImage", images.IMAGES["redis"])

@@ -29,6 +29,7 @@ PLATFORM_NAMESPACES = (
     "node-exporter",
     "tracing",
     "argocd",
+    "argo-rollouts",
     "ingress",
 )
 

@@ -39,10 +39,13 @@ with grpc.insecure_channel(target, options=[("grpc.default_authority", authority
 """
 
 # A bounded load: THREADS clients sending GETs to URL (with HOST) until SECONDS have passed or SIGTERM
-# comes, printing the count of answers by status when they stop.
+# comes, printing the count of answers by status when they stop. With RECONNECT each request opens its own
+# connection, so kube-proxy spreads them over the pods as they come and go (a kept connection stays on
+# its pod).
 LOAD = """
 import collections, http.client, json, signal, sys, threading, time, urllib.parse
 url, host, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+reconnect = sys.argv[5] == "reconnect"
 parsed = urllib.parse.urlsplit(url)
 counts, lock, stop = collections.Counter(), threading.Lock(), time.monotonic() + seconds
 def finish(*_):
@@ -57,6 +60,8 @@ def client():
             response = connection.getresponse()
             response.read()
             status = response.status
+            if reconnect:
+                connection.close()
         except OSError:
             connection.close()
             connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=10)
@@ -108,5 +113,14 @@ def grpc_list(target: str, authority: str) -> dict[str, Any]:
     return json.loads(in_node(sys.executable, "-c", GRPC_CLIENT, target, authority).stdout)
 
 
-def load(url: str, host: str, threads: int, seconds: float) -> subprocess.Popen[str]:
-    return start_in_node(sys.executable, "-c", LOAD, url, host, str(threads), str(seconds))
+def load(url: str, host: str, threads: int, seconds: float, reconnect: bool = False) -> subprocess.Popen[str]:
+    return start_in_node(
+        sys.executable,
+        "-c",
+        LOAD,
+        url,
+        host,
+        str(threads),
+        str(seconds),
+        "reconnect" if reconnect else "keep",
+    )

@@ -28,6 +28,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import images
 import node
 import node_client
 import pytest
@@ -43,7 +44,7 @@ APP = "product-service"
 RUNNING_PODS = (
     "postgres-", "redis-", f"{APP}-", f"{APP}-grpc-",
     "traefik-", "jaeger-", "metrics-server-", "kube-prometheus-stack-operator-",
-    "prometheus-kube-prometheus-stack-prometheus-",
+    "prometheus-kube-prometheus-stack-prometheus-", "argo-rollouts-",
 )  # fmt: skip
 
 
@@ -331,9 +332,7 @@ def test_under_load_the_hpa_scales_the_api_and_the_new_pods_serve(api: str, real
     try:
         while load.poll() is None and ready <= minimum:
             time.sleep(1)
-            ready = get(real_cluster, "deployment", APP, "-n", APP_NAMESPACE)["status"].get(
-                "readyReplicas", 0
-            )
+            ready = get(real_cluster, "rollout", APP, "-n", APP_NAMESPACE)["status"].get("readyReplicas", 0)
         scaled_after = time.monotonic() - started
     finally:
         load.terminate()  # by its PID, whether it stopped by itself or not
@@ -341,7 +340,7 @@ def test_under_load_the_hpa_scales_the_api_and_the_new_pods_serve(api: str, real
     print(f"{ready} ready replicas {scaled_after:.0f} s into the load (8 clients); answers: {answers}")
     assert ready > minimum, f"no replica above {minimum} within 150 s of load (answers: {answers})"
     new = set(_pod_ips(real_cluster)) - before
-    assert new, "the Deployment has more ready replicas, but no new pod address"
+    assert new, "the Rollout has more ready replicas, but no new pod address"
     for address in new:
         assert http("GET", f"http://{address}:8080/api/v1/products?limit=1")[0] == 200, address
 
@@ -370,26 +369,108 @@ def _wait_for_answer(
     return answer
 
 
-def test_a_killed_service_pod_is_replaced_and_the_api_answers_again(api: str, real_cluster: Cluster) -> None:
-    before = {
-        p["metadata"]["uid"]
-        for p in get(real_cluster, "pods", "-n", APP_NAMESPACE, "-l", f"app.kubernetes.io/name={APP}")[
-            "items"
-        ]
-    }
-    real_cluster.kubectl(
-        "delete", "pod", "-n", APP_NAMESPACE, "-l", f"app.kubernetes.io/name={APP}", "--wait=false"
+def _release(
+    user: Checkout, api: str, image: str
+) -> tuple[subprocess.CompletedProcess[str], float, dict[str, int]]:
+    """`make up` of `image` while 4 clients call the API through its Service, a new connection for each
+    request (so the canary's pods get their share as they come); what `up` said, how long it took, and
+    the answers by status."""
+    user.pulumi("config", "set", "platform:image", image)
+    load = node_client.load(
+        f"{api}/products?limit=5", urlsplit(api).hostname or "", threads=4, seconds=420, reconnect=True
     )
-    real_cluster.kubectl("rollout", "status", "deployment", APP, "-n", APP_NAMESPACE, "--timeout=120s")
-    after = {
-        p["metadata"]["uid"]
-        for p in get(real_cluster, "pods", "-n", APP_NAMESPACE, "-l", f"app.kubernetes.io/name={APP}")[
-            "items"
-        ]
+    started = time.monotonic()
+    try:
+        result = user.make(*UP, check=False)
+        took = time.monotonic() - started
+    finally:
+        load.terminate()  # by its PID, whether it stopped by itself or not
+        answers: dict[str, int] = json.loads(load.communicate(timeout=30)[0])
+    return result, took, answers
+
+
+def _app_pod_images(cluster: Cluster) -> set[str]:
+    return {
+        c["image"]
+        for p in get(cluster, "pods", "-n", APP_NAMESPACE, "-l", "app.kubernetes.io/component=api")["items"]
         if "deletionTimestamp" not in p["metadata"]
+        for c in p["spec"]["containers"]
     }
-    assert after and not after & before
+
+
+def _analysis_runs(cluster: Cluster) -> list[dict[str, Any]]:
+    runs = get(cluster, "analysisruns", "-n", APP_NAMESPACE, "-l", "rollouts-pod-template-hash")["items"]
+    return sorted(runs, key=lambda r: r["metadata"]["creationTimestamp"])
+
+
+def test_a_release_that_serves_is_promoted_by_its_canary_and_up_waits_for_it(
+    real_checkout: Checkout, real_cluster: Cluster, api: str
+) -> None:
+    result, took, answers = _release(real_checkout, api, images.IMAGES["product-service-next"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    status = get(real_cluster, "rollout", APP, "-n", APP_NAMESPACE)["status"]
+    assert status["phase"] == "Healthy" and status["stableRS"] == status["currentPodHash"], status
+    assert _app_pod_images(real_cluster) == {images.IMAGES["product-service-next"]}
+    [*_, run] = [r for r in _analysis_runs(real_cluster) if r["metadata"]["name"].startswith(f"{APP}-")]
+    measured = {
+        m["name"]: [x.get("value") for x in m.get("measurements", [])] for m in run["status"]["metricResults"]
+    }
+    print(f"promoted: `up` took {took:.0f} s; the canary's analysis measured {measured}; answers {answers}")
+    assert run["status"]["phase"] == "Successful", run["status"]
+    # The analysis judged the new version's own answers, not an empty result.
+    assert any(value not in (None, "[]", "[NaN]") for value in measured["error-ratio"]), measured
+    assert not [status for status in answers if status.startswith("5") or status == "error"], answers
+
+
+def test_a_release_that_answers_5xx_is_rolled_back_by_its_canary_and_up_fails(
+    real_checkout: Checkout, real_cluster: Cluster, api: str
+) -> None:
+    stable = images.IMAGES["product-service-next"]
+    result, took, answers = _release(real_checkout, api, images.IMAGES["product-service-faulty"])
+    said = result.stdout + result.stderr
+    assert (
+        result.returncode != 0 and f"the release of Rollout {APP_NAMESPACE}/{APP} was rolled back" in said
+    ), said[-3000:]
+    status = get(real_cluster, "rollout", APP, "-n", APP_NAMESPACE)["status"]
+    assert status.get("abort") is True, status
+    # The stable version takes every pod back; the faulty one never had more than its canary's share.
+    deadline = time.monotonic() + 60
+    while (running := _app_pod_images(real_cluster)) != {stable} and time.monotonic() < deadline:
+        time.sleep(1)
+    assert running == {stable}
+    [*_, run] = [r for r in _analysis_runs(real_cluster) if r["metadata"]["name"].startswith(f"{APP}-")]
+    assert run["status"]["phase"] == "Failed", run["status"]
+    [errors] = [m for m in run["status"]["metricResults"] if m["name"] == "error-ratio"]
+    failed = [m for m in errors["measurements"] if m["phase"] == "Failed"]
+    started = run["status"]["startedAt"]
+    total = sum(answers.values())
+    print(
+        f"rolled back: `up` failed after {took:.0f} s; analysis started {started}, first failed measurement "
+        f"{failed[0]['finishedAt']} (error ratio {failed[0]['value']}); answers during the release {answers} "
+        f"({answers.get('500', 0) / max(total, 1):.0%} were 500)"
+    )
+    assert answers.get("500", 0) < 0.75 * total, "the faulty version answered nearly everything"
     assert http("GET", f"{api}/products?limit=1")[0] == 200
+
+
+def test_a_killed_service_pod_is_replaced_and_the_api_answers_again(api: str, real_cluster: Cluster) -> None:
+    selector = ("-n", APP_NAMESPACE, "-l", "app.kubernetes.io/component=api")
+    before = {p["metadata"]["uid"] for p in get(real_cluster, "pods", *selector)["items"]}
+    real_cluster.kubectl("delete", "pod", *selector, "--wait=false")
+    # The Rollout's ReplicaSet makes new pods; wait for one to be ready, within 120 s.
+    deadline = time.monotonic() + 120
+    after: set[str] = set()
+    while not after and time.monotonic() < deadline:
+        after = {
+            p["metadata"]["uid"]
+            for p in get(real_cluster, "pods", *selector)["items"]
+            if "deletionTimestamp" not in p["metadata"]
+            and p["metadata"]["uid"] not in before
+            and all(c.get("ready") for c in p["status"].get("containerStatuses", [{}]))
+        }
+        time.sleep(0.5)
+    assert after, "no new ready pod within 120 s"
+    assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
 
 
 def test_make_destroy_leaves_no_platform_namespace_and_no_container(
