@@ -30,6 +30,7 @@ PLATFORM_NAMESPACES = (
     "tracing",
     "argocd",
     "ingress",
+    "cert-manager",
 )
 
 
