@@ -101,14 +101,13 @@ def _local_ca(
     """The local CA's ClusterIssuer, and what makes the CA: a self-signed Issuer (namespaced, so nothing
     outside cert-manager's namespace can get a self-signed certificate from it) signing the CA's own
     Certificate (cert-manager.io/docs/configuration/selfsigned, "Bootstrapping CA Issuers")."""
-    opts = at.opts(depends_on=[release, *namespace.ready])
     bootstrap = k8s.apiextensions.CustomResource(
         f"{LOCAL_CA}-bootstrap",
         api_version="cert-manager.io/v1",
         kind="Issuer",
         metadata={"name": f"{LOCAL_CA}-bootstrap", "namespace": namespace.name},
         spec={"selfSigned": {}},
-        opts=opts,
+        opts=at.opts(depends_on=[release, *namespace.ready]),
     )
     certificate = k8s.apiextensions.CustomResource(
         f"{LOCAL_CA}-certificate",
