@@ -20,7 +20,7 @@ PROTOS := $(shell find proto -name '*.proto')
 GENERATED := service/src/product_service/grpc/generated/.stamp
 
 .PHONY: help setup generate check python-lint need-root test lint fmt test-service test-infra test-policies test-repo run plan policy \
-        deploy-manifests promote preview drift up destroy lock clean
+        deploy-manifests promote preview drift up destroy local-ca lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -117,6 +117,9 @@ up: $(VENV)/.installed ## pulumi up of STACK (default dev: your local Kubernetes
 
 destroy: $(VENV)/.installed ## pulumi destroy of STACK
 	tools/pulumi-stack.sh destroy $(STACK) $(ARGS)
+
+local-ca: ## the certificate of local STACK's CA (platform:localTls) into build/STACK-ca.crt, for curl --cacert
+	tools/local-ca.sh $(STACK)
 
 lock: $(VENV)/.installed ## re-pin every transitive dependency (constraints.txt, tools/checkov/constraints.txt)
 	$(BIN)/uv pip compile --quiet --python $(BIN)/python --universal --no-header \

@@ -27,6 +27,8 @@ for output, url in {
     "grafana_url": addons.grafana_url,
     "jaeger_url": addons.jaeger_url,
     "argocd_url": addons.argocd_url,
+    # The local CA's certificate (platform:localTls), which clients of the local hosts trust.
+    "ca_certificate": addons.local_ca,
 }.items():
     if url is not None:
         pulumi.export(output, url)

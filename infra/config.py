@@ -45,7 +45,8 @@ ADDONS = ("kube-prometheus-stack", "jaeger", "argo-cd", "argo-rollouts", "traefi
 # browsers do not trust, so a dev stack's redeploys never spend production's weekly limit.
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
-# With platform:domain, the kubernetes.io/tls Secret cert-manager writes for each published host's Ingress.
+# With platform:domain (or platform:localTls), the kubernetes.io/tls Secret cert-manager writes for each
+# published host's Ingress.
 MANAGED_CERTIFICATE = "platform-tls"
 SUPPLIABLE_SECRETS = {
     "jwtSecret": 32,
@@ -178,7 +179,7 @@ class PlatformConfig:
     hpa_max_replicas: int
     host: str
     # The Ingresses' TLS Secret: the team's own (platform:tlsSecretName), MANAGED_CERTIFICATE with
-    # platform:domain (cert-manager writes it), or None (plain HTTP).
+    # platform:domain or platform:localTls (cert-manager writes it), or None (plain HTTP).
     tls_secret_name: str | None
     delivery: str
     kube_context: str | None  # local only: kubeconfig context, None for the current one
@@ -219,6 +220,9 @@ class PlatformConfig:
     acme_email: str | None = None
     acme_server: str = LETS_ENCRYPT_STAGING
     canary: Canary = Canary((50,), 60, 30, 3, 0, 0.05, 1.0)
+    # Local target only (platform:localTls): cert-manager signs the hosts' certificates with a CA it makes
+    # in the cluster, which `make local-ca` exports for clients to trust.
+    local_ca: bool = False
 
     @property
     def is_prod(self) -> bool:
@@ -269,6 +273,8 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
     # Records and certificates come from the cloud's DNS service, so on the local target only the names.
     managed = domain is not None and cloud != "local"
     _needs_addon(addons, "traefik", "domain", domain is not None)
+    local_ca = _local_tls(cfg, "localTls", cloud)
+    _needs_addon(addons, "traefik", "localTls", local_ca)
     host_default = f"api.{domain}" if domain else f"api.{stack}.localtest.me"
     host = _text(cfg, "host", host_default, r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name")
     if domain and not host.endswith(f".{domain}"):
@@ -277,6 +283,11 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         raise ConfigError(
             "platform:tlsSecretName cannot be set with platform:domain, which has cert-manager write the "
             "certificates: leave out tlsSecretName, or domain to bring your own certificate"
+        )
+    if local_ca and cfg.get("tlsSecretName"):
+        raise ConfigError(
+            "platform:tlsSecretName cannot be set with platform:localTls, which has cert-manager sign the "
+            "certificates with the platform's CA: leave out tlsSecretName, or localTls to bring your own certificate"
         )
     if cloud != "local" and not cidrs:
         raise ConfigError(
@@ -310,7 +321,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         hpa_min_replicas=hpa_min,
         hpa_max_replicas=number("hpaMaxReplicas", hpa_min, 100),
         host=host,
-        tls_secret_name=MANAGED_CERTIFICATE if managed else cfg.get("tlsSecretName"),
+        tls_secret_name=MANAGED_CERTIFICATE if managed or local_ca else cfg.get("tlsSecretName"),
         delivery=delivery,
         kube_context=cfg.get("kubeContext"),
         postgres_image=_image(cfg, "postgresImage", LOCAL_POSTGRES_IMAGE, profile),
@@ -342,6 +353,7 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
             max_error_ratio=_ratio(cfg, "canaryMaxErrorRatio", defaults["canaryMaxErrorRatio"]),
             max_p99_seconds=_seconds(cfg, "canaryMaxP99Seconds", defaults["canaryMaxP99Seconds"]),
         ),
+        local_ca=local_ca,
     )
 
 
@@ -424,10 +436,22 @@ def _domain(cfg: pulumi.Config, key: str, cloud: str) -> str | None:
         raise ConfigError(f"platform:{key} must be a DNS zone name like shop.example.com (got '{value}')")
     if cloud == "local":
         pulumi.log.warn(
-            f"platform:{key} names the hosts only on the local target: no DNS records or certificates are "
-            "managed there (the API is plain HTTP unless platform:tlsSecretName is set)"
+            f"platform:{key} names the hosts only on the local target: no DNS records are managed there, and "
+            "the API is plain HTTP unless platform:localTls or platform:tlsSecretName is set"
         )
     return value
+
+
+def _local_tls(cfg: pulumi.Config, key: str, cloud: str) -> bool:
+    """platform:localTls, on the local target only; a cloud stack keeps the key (the dev stack plans on every
+    cloud) and gets its certificates from platform:domain instead."""
+    wanted = _bool(cfg, key, False)
+    if wanted and cloud != "local":
+        pulumi.log.warn(
+            f"platform:{key} applies to the local target only: on {cloud} the certificates come from "
+            "platform:domain (ACME), so it is ignored"
+        )
+    return wanted and cloud == "local"
 
 
 def _acme_email(cfg: pulumi.Config, key: str) -> str:

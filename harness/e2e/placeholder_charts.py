@@ -6,9 +6,10 @@ The e2e tier cannot reach the charts' repositories, and the Kubernetes provider 
 chart during preview. So it serves this repository on 127.0.0.1 through `platform:chartRepository`
 (the setting that air-gapped clusters and company mirrors use). Each placeholder has a Chart.yaml and
 no templates, so a Release installs nothing but itself; the kube-prometheus-stack placeholder carries
-the ServiceMonitor and PrometheusRule CRDs in its crds/ and the Traefik one the Middleware CRD (open
-schemas), because the program's own monitoring objects and the API's per-client limits need those kinds
-to exist. What the real charts render is not seen here.
+the ServiceMonitor and PrometheusRule CRDs in its crds/, the Traefik one the Middleware CRD and the
+cert-manager one the Certificate, Issuer and ClusterIssuer CRDs (open schemas), because the program's own
+monitoring objects, the API's per-client limits and the local CA (platform:localTls) need those kinds to
+exist. What the real charts render is not seen here.
 """
 
 from __future__ import annotations
@@ -28,16 +29,21 @@ from cluster import charts  # noqa: E402 (the program's own pins)
 
 PLACEHOLDER_NOTE = "PLACEHOLDER for the e2e tier: the real chart's name and version, none of its contents."
 # The custom resources the program declares, by the chart whose crds/ ship their CRD: (group, version,
-# kind, plural) each.
+# kind, plural, scope) each.
 CRDS = {
     charts.KUBE_PROMETHEUS_STACK.name: (
-        ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
-        ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
+        ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", "Namespaced"),
+        ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", "Namespaced"),
     ),
-    charts.TRAEFIK.name: (("traefik.io", "v1alpha1", "Middleware", "middlewares"),),
+    charts.TRAEFIK.name: (("traefik.io", "v1alpha1", "Middleware", "middlewares", "Namespaced"),),
+    charts.CERT_MANAGER.name: (
+        ("cert-manager.io", "v1", "Certificate", "certificates", "Namespaced"),
+        ("cert-manager.io", "v1", "Issuer", "issuers", "Namespaced"),
+        ("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers", "Cluster"),
+    ),
     charts.ARGO_ROLLOUTS.name: (
-        ("argoproj.io", "v1alpha1", "Rollout", "rollouts"),
-        ("argoproj.io", "v1alpha1", "AnalysisTemplate", "analysistemplates"),
+        ("argoproj.io", "v1alpha1", "Rollout", "rollouts", "Namespaced"),
+        ("argoproj.io", "v1alpha1", "AnalysisTemplate", "analysistemplates", "Namespaced"),
     ),
 }
 
@@ -82,8 +88,8 @@ def placeholder(chart: charts.Chart) -> bytes:
         )
     }
     files |= {
-        f"crds/{plural}.yaml": json.dumps(_open_crd(group, version, kind, plural))
-        for group, version, kind, plural in CRDS.get(chart.name, ())
+        f"crds/{plural}.yaml": json.dumps(_open_crd(group, version, kind, plural, scope))
+        for group, version, kind, plural, scope in CRDS.get(chart.name, ())
     }
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -95,7 +101,7 @@ def placeholder(chart: charts.Chart) -> bytes:
     return buffer.getvalue()
 
 
-def _open_crd(group: str, version: str, kind: str, plural: str) -> dict[str, object]:
+def _open_crd(group: str, version: str, kind: str, plural: str, scope: str) -> dict[str, object]:
     """The CRD's name, group and version as the chart's; any spec is accepted."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -107,7 +113,7 @@ def _open_crd(group: str, version: str, kind: str, plural: str) -> dict[str, obj
         "spec": {
             "group": group,
             "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
-            "scope": "Namespaced",
+            "scope": scope,
             "versions": [
                 {
                     "name": version,

@@ -8,8 +8,8 @@ its CRDs are applied client-side (through `helm.v3.Chart`/`ConfigFile`): the Pro
 the 256 KiB `last-applied-configuration` annotation limit. The price is that a Release is one
 resource in Pulumi's view; its values are the reviewed surface, listed by `make plan`.
 
-One module per add-on (monitoring, rollouts, tracing, ingress, delivery, metrics_server, autoscaler, and with
-platform:domain external_dns and cert_manager), each
+One module per add-on (monitoring, rollouts, tracing, ingress, delivery, metrics_server, autoscaler,
+with platform:domain external_dns and cert_manager, and with platform:localTls cert_manager), each
 installing into its own namespace with its NetworkPolicies (shared.py); what one needs of another is an
 argument, so the order below is the order they must come in.
 """
@@ -98,13 +98,15 @@ CHART_SERVICES = (
 
 
 class ClusterAddons(pulumi.ComponentResource):
-    """kube-prometheus-stack, Jaeger, Argo CD and Traefik (ingress), those of platform:addons, and
+    """kube-prometheus-stack, Jaeger, Argo CD, Argo Rollouts and Traefik (ingress), those of platform:addons, and
     (where the cloud lacks them) metrics-server and cluster-autoscaler. The attributes of an add-on left
     out are None, and the app's objects that need it follow: ServiceMonitors wait for `monitoring_crds`,
     Ingresses for `ingress_controller`, the Application for `argocd`, Rollouts (else Deployments) for
     `rollouts`; traces go to `otlp_endpoint`.
     With the cloud's public zone (platform:domain), external-dns publishes every Ingress's host there and
-    cert-manager certifies Grafana's and Argo CD's hosts; the API's is `certify`'s."""
+    cert-manager certifies Grafana's and Argo CD's hosts from ACME; on the local target with
+    platform:localTls, cert-manager certifies them from its local CA (whose certificate `local_ca` says how
+    to get). The API's certificate is `certify`'s."""
 
     def __init__(
         self,
@@ -128,12 +130,16 @@ class ClusterAddons(pulumi.ComponentResource):
         self.grafana_url: str | None = None
         self.argocd_url: str | None = None
         self.cert_manager: CertManager | None = None
+        self.local_ca: str | None = None
         # Behind the admin allow-list, where published: Grafana's and Argo CD's namespaces and hosts.
         admin_uis: list[tuple[Namespace, str]] = []
         zone = foundation.cluster.public_zone
         if zone is not None:
             external_dns.install(at, zone)
+        if zone is not None or cfg.local_ca:
             self.cert_manager = cert_manager.install(at, zone)
+        if cfg.local_ca:
+            self.local_ca = f"build/{cfg.stack}-ca.crt after `make local-ca STACK={cfg.stack}`"
 
         if charts.KUBE_PROMETHEUS_STACK.name in installed:
             installed_monitoring = monitoring.install(at, service_job)
@@ -173,11 +179,12 @@ class ClusterAddons(pulumi.ComponentResource):
                 "grafana_url": self.grafana_url,
                 "argocd_url": self.argocd_url,
                 "jaeger_url": self.jaeger_url,
+                "local_ca": self.local_ca,
             }
         )
 
     def certify(self, host: str, namespace: str, after: list[pulumi.Resource]) -> None:
-        """With platform:domain, a certificate for `host` in `namespace` (the API's, made by the app), once
-        `after` exists; without, nothing."""
+        """With platform:domain or platform:localTls, a certificate for `host` in `namespace` (the API's, made
+        by the app), once `after` exists; without, nothing."""
         if self.cert_manager is not None:
             self.cert_manager.certificate(self._at, host.split(".")[0], host, namespace, after)

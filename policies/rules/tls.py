@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..framework import ADVISORY, Findings, Subject, dig, items, resource_rule, stack_rule
+from ..framework import ADVISORY, Findings, dig, items, stack_rule
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 ISSUERS = ("kubernetes:cert-manager.io/v1:ClusterIssuer", "kubernetes:cert-manager.io/v1:Issuer")
@@ -57,7 +57,7 @@ def cloud_ingress_tls_dev(resources: Sequence[Any], findings: Findings, prod: bo
 
 
 def _check_ingress_tls(resources: Sequence[Any], findings: Findings) -> None:
-    if not any(str(r.resource_type).split(":", 1)[0] in CLOUD_PACKAGES for r in resources):
+    if not _on_a_cloud(resources):
         return
     for r in resources:
         if str(r.resource_type) != INGRESS:
@@ -79,27 +79,39 @@ def _check_ingress_tls(resources: Sequence[Any], findings: Findings) -> None:
                 )
 
 
-# why: a staging ACME server's certificates and a self-signed one are trusted by no browser or client.
-@resource_rule(
+# why: a staging ACME server's certificates and a self-signed one are trusted by no browser or client. A stack
+# without cloud resources is the local target, whose CA (platform:localTls) is the point: nothing public
+# reaches it, and its developers trust that CA on purpose.
+@stack_rule(
     "prod-issuer-trusted",
-    "In prod a cert-manager issuer is an ACME issuer of a production directory: not a staging one (its "
-    "certificates chain to a root no client trusts), not selfSigned, not a private CA.",
-    ISSUERS,
+    "In prod on a cloud stack (AWS, GCP or Azure resources) a cert-manager issuer is an ACME issuer of a "
+    "production directory: not a staging one (its certificates chain to a root no client trusts), not "
+    "selfSigned, not a private CA.",
     environment_aware=True,
 )
-def prod_issuer_trusted(subject: Subject, findings: Findings) -> None:
-    if not subject.prod:
+def prod_issuer_trusted(resources: Sequence[Any], findings: Findings, prod: bool) -> None:
+    if not prod or not _on_a_cloud(resources):
         return
-    spec = dig(subject.props, "spec", default={})
+    for r in resources:
+        if str(r.resource_type) not in ISSUERS:
+            continue
+        with findings.verifying():
+            problem = _issuer_problem(dig(r.props, "spec", default={}))
+            if problem:
+                findings.violation(problem, r.urn)
+
+
+def _issuer_problem(spec: Any) -> str | None:
     if dig(spec, "selfSigned") is not None:
-        findings.violation("the issuer is selfSigned; use an ACME issuer of a production directory")
-    elif dig(spec, "ca") is not None:
-        findings.violation("the issuer is a private CA; use an ACME issuer of a production directory")
-    elif "staging" in str(dig(spec, "acme", "server", default="")):
-        findings.violation(
+        return "the issuer is selfSigned; use an ACME issuer of a production directory"
+    if dig(spec, "ca") is not None:
+        return "the issuer is a private CA; use an ACME issuer of a production directory"
+    if "staging" in str(dig(spec, "acme", "server", default="")):
+        return (
             f"the ACME server {dig(spec, 'acme', 'server')} is a staging directory; "
             "use a production one (platform:acmeServer, or leave it to the prod profile)"
         )
+    return None
 
 
 # why: an identity that may write any zone of the account can take over every domain in it.
@@ -150,6 +162,10 @@ def _azure_problem(role: Any, scope: Any) -> str | None:
     if "/providers/Microsoft.Network/dnszones/" not in str(scope):
         return f"DNS Zone Contributor is assigned on {scope}, not on a DNS zone"
     return None
+
+
+def _on_a_cloud(resources: Sequence[Any]) -> bool:
+    return any(str(r.resource_type).split(":", 1)[0] in CLOUD_PACKAGES for r in resources)
 
 
 def _listed(value: Any) -> list[Any]:

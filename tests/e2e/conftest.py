@@ -16,7 +16,7 @@ Fixtures, from the outside in:
   with `E2E_CHARTS`, the real Traefik, Jaeger and metrics-server charts instead of their stand-ins;
 - `checkout` (and `real_checkout`): a copy of this repository, where the test acts as a user: it sets
   the stack's secrets with `pulumi config set --secret` and runs `make up STACK=dev`, exactly as the
-  README says.
+  README says; with the placeholders the kwok tier's stack also sets `platform:localTls`.
 
 What this tier cannot see: with placeholders, what the real charts render; with the real charts on
 kwok nodes, what their containers do (nothing runs: kwok marks pods ready and Job pods complete, so hook
@@ -126,13 +126,20 @@ def real_charts() -> bool:
 
 @pytest.fixture(scope="session")
 def checkout(
-    tmp_path_factory: pytest.TempPathFactory, cluster: control_plane.Cluster, chart_repository: str | None
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster: control_plane.Cluster,
+    chart_repository: str | None,
+    real_charts: bool,
 ) -> Checkout:
     user = _checkout(tmp_path_factory, cluster, chart_repository)
     # Every add-on but argo-rollouts: kwok's pods run nothing, so no controller would ever finish a Rollout
     # and `up` would wait for it in vain; the real node runs Rollouts with the real controller.
     for index, addon in enumerate(("kube-prometheus-stack", "jaeger", "argo-cd", "traefik")):
         user.pulumi("config", "set", "--path", f"platform:addons[{index}]", addon)
+    # The local CA's objects meet the placeholder's cert-manager CRDs. Not with the real chart: its webhook
+    # (failurePolicy Fail) has no server on kwok, so the API server would refuse every one of them.
+    if not real_charts:
+        user.pulumi("config", "set", "platform:localTls", "true")
     return user
 
 

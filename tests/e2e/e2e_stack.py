@@ -31,6 +31,7 @@ PLATFORM_NAMESPACES = (
     "argocd",
     "argo-rollouts",
     "ingress",
+    "cert-manager",
 )
 
 

@@ -139,21 +139,54 @@ def test_every_release_of_the_stack_is_deployed(deployed: str, checkout: Checkou
 
 
 def test_the_programs_custom_resources_are_accepted_by_the_crds_the_charts_installed(
-    deployed: str, checkout: Checkout, cluster: Cluster
+    deployed: str, checkout: Checkout, cluster: Cluster, real_charts: bool
 ) -> None:
     custom = [
         r
         for r in resources_in_state(checkout)
         if r["type"].startswith(
-            ("kubernetes:monitoring.coreos.com/", "kubernetes:argoproj.io/", "kubernetes:traefik.io/")
+            (
+                "kubernetes:monitoring.coreos.com/",
+                "kubernetes:argoproj.io/",
+                "kubernetes:traefik.io/",
+                "kubernetes:cert-manager.io/",
+            )
         )
     ]
-    assert {r["type"].rsplit(":", 1)[1] for r in custom} >= {"ServiceMonitor", "PrometheusRule"}
+    # With the placeholders the stack has platform:localTls (conftest.py): the local CA and the API's
+    # certificate from it.
+    local_ca = set() if real_charts else {"Certificate", "Issuer", "ClusterIssuer"}
+    assert {r["type"].rsplit(":", 1)[1] for r in custom} >= {"ServiceMonitor", "PrometheusRule", *local_ca}
     for r in custom:
         kind, metadata = r["type"].rsplit(":", 1)[1], r["outputs"]["metadata"]
-        assert (
-            get(cluster, kind.lower(), metadata["name"], "--namespace", metadata["namespace"])["kind"] == kind
-        )
+        namespaced = ["--namespace", metadata["namespace"]] if metadata.get("namespace") else []
+        assert get(cluster, kind.lower(), metadata["name"], *namespaced)["kind"] == kind
+
+
+def test_make_local_ca_writes_the_cas_certificate_and_nothing_of_its_key(
+    deployed: str, checkout: Checkout, cluster: Cluster, real_charts: bool
+) -> None:
+    if real_charts:
+        pytest.skip("the stack sets platform:localTls with the placeholder charts only (conftest.py)")
+    # What cert-manager writes for the CA Certificate (nothing issues it on kwok): its certificate, the
+    # same as ca.crt for a self-signed CA, and its key.
+    certificate = "-----BEGIN CERTIFICATE-----\nMIIBe2e\n-----END CERTIFICATE-----"
+    key = "-----BEGIN EC PRIVATE KEY-----\nMHce2e\n-----END EC PRIVATE KEY-----"
+    cluster.kubectl(
+        "create", "secret", "generic", "platform-ca", "--namespace", "cert-manager",
+        "--type", "kubernetes.io/tls", f"--from-literal=tls.crt={certificate}",
+        f"--from-literal=tls.key={key}", f"--from-literal=ca.crt={certificate}",
+    )  # fmt: skip
+    checkout.make("local-ca", "STACK=dev")
+    written = (checkout.root / "build" / "dev-ca.crt").read_text()
+    assert written == certificate + "\n"
+    assert "PRIVATE KEY" not in written
+    assert checkout.pulumi("stack", "output", "ca_certificate").stdout.strip() == (
+        "build/dev-ca.crt after `make local-ca STACK=dev`"
+    )
+    # Pulumi never read the Secret: the key is in its state neither as text nor as the Secret's base64.
+    exported = json.dumps(checkout.state())
+    assert "MHce2e" not in exported and base64.b64encode(key.encode()).decode() not in exported
 
 
 def test_every_service_the_program_and_its_outputs_name_is_there(

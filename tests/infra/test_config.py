@@ -200,3 +200,30 @@ def test_on_the_local_target_the_domain_names_the_hosts_and_manages_nothing() ->
     assert ingress.inputs["spec"]["rules"][0]["host"] == "api.shop.example.com"
     assert "tls" not in ingress.inputs["spec"]
     assert not plan.objects("Certificate")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"localTls": "yes"}, "platform:localTls must be true or false (got 'yes')"),
+        (
+            {"localTls": "true", "tlsSecretName": "own-tls"},
+            "platform:tlsSecretName cannot be set with platform:localTls",
+        ),
+        (
+            {"localTls": "true", "addons": ["jaeger"]},
+            "platform:localTls needs the traefik add-on, which platform:addons leaves out",
+        ),
+    ],
+)
+def test_a_bad_local_tls_setting_fails_with_one_sentence_naming_the_key(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    assert expected in _error(**overrides)
+
+
+def test_a_team_certificate_still_serves_the_local_target_without_local_tls() -> None:
+    plan = run_plan("dev", cloud="local", overrides={"tlsSecretName": "own-tls"})
+    [ingress] = [i for i in plan.objects("Ingress") if "grpc" not in i.name]
+    assert ingress.inputs["spec"]["tls"] == [{"hosts": ["api.dev.localtest.me"], "secretName": "own-tls"}]
+    assert not plan.objects("Certificate")

@@ -126,3 +126,86 @@ def test_azure_dns_identities_are_zone_contributors_on_the_zone_alone(plan_for) 
         "system:serviceaccount:external-dns:external-dns",
         "system:serviceaccount:cert-manager:cert-manager",
     }
+
+
+# --- the local target: platform:localTls, certificates from a CA cert-manager makes in the cluster ---
+
+LOCAL_TLS = {"localTls": "true", "adminAllowedCidrs": '["127.0.0.1/32"]'}
+
+
+def test_local_tls_signs_every_published_host_with_the_platforms_ca(plan_for) -> None:
+    plan = plan_for("local", "dev", **LOCAL_TLS)
+    assert _release(plan, "cert-manager").inputs["version"] == "v1.21.1"
+    certificates = {c.metadata["namespace"]: c.inputs["spec"] for c in plan.objects("Certificate")}
+    ca = certificates.pop("cert-manager")
+    assert {ns: spec["dnsNames"] for ns, spec in certificates.items()} == {
+        "products": ["api.dev.localtest.me"],
+        "monitoring": ["grafana.dev.localtest.me"],
+        "argocd": ["argocd.dev.localtest.me"],
+    }
+    for spec in certificates.values():
+        assert spec["secretName"] == "platform-tls"
+        assert spec["issuerRef"] == {"kind": "ClusterIssuer", "name": "platform-ca"}
+    assert plan.object("ClusterIssuer", "platform-ca").inputs["spec"] == {"ca": {"secretName": "platform-ca"}}
+    # The CA itself: self-signed by an Issuer that only cert-manager's namespace can use.
+    assert ca["isCA"] is True and ca["secretName"] == "platform-ca"
+    assert ca["issuerRef"] == {"group": "cert-manager.io", "kind": "Issuer", "name": "platform-ca-bootstrap"}
+    bootstrap = plan.object("Issuer", "platform-ca-bootstrap")
+    assert (bootstrap.metadata["namespace"], bootstrap.inputs["spec"]) == ("cert-manager", {"selfSigned": {}})
+    assert [i.metadata["name"] for i in plan.objects("ClusterIssuer")] == ["platform-ca"]
+
+
+def test_the_local_ca_signs_only_the_stacks_own_names_and_keeps_its_key_on_renewal(plan_for) -> None:
+    spec = plan_for("local", "dev", **LOCAL_TLS).object("Certificate", "platform-ca").inputs["spec"]
+    assert spec["nameConstraints"] == {"critical": True, "permitted": {"dnsDomains": ["dev.localtest.me"]}}
+    assert spec["privateKey"]["rotationPolicy"] == "Never"
+    assert spec["commonName"]
+    domain = plan_for("local", "dev", localTls="true", domain="shop.example.com")
+    constrained = domain.object("Certificate", "platform-ca").inputs["spec"]["nameConstraints"]
+    assert constrained["permitted"]["dnsDomains"] == ["shop.example.com"]
+    [api] = [c for c in domain.objects("Certificate", "products")]
+    assert api.inputs["spec"]["dnsNames"] == ["api.shop.example.com"]
+
+
+def test_pulumi_never_holds_the_local_cas_key(plan_for) -> None:
+    plan = plan_for("local", "dev", **LOCAL_TLS)
+    # cert-manager generates the key into a Secret of its own: the program declares none there, and its
+    # output says where the certificate alone is copied to.
+    assert not plan.objects("Secret", "cert-manager")
+    assert "tls.key" not in json.dumps([r.inputs for r in plan.resources])
+    assert plan.outputs["ca_certificate"] == "build/dev-ca.crt after `make local-ca STACK=dev`"
+
+
+def test_with_local_tls_the_ingresses_serve_https_and_plain_http_redirects(plan_for) -> None:
+    plan = plan_for("local", "dev", **LOCAL_TLS)
+    for ingress in plan.objects("Ingress", "products"):
+        assert ingress.inputs["spec"]["tls"] == [
+            {"hosts": ["api.dev.localtest.me"], "secretName": "platform-tls"}
+        ]
+    web = _release(plan, "traefik").inputs["values"]["ports"]["web"]
+    assert web["redirections"]["entryPoint"]["scheme"] == "https"
+    assert plan.outputs["api_url"] == "https://api.dev.localtest.me"
+    assert plan.outputs["grafana_url"] == "https://grafana.dev.localtest.me"
+
+
+def test_the_local_ca_needs_no_way_out_of_the_cluster(plan_for) -> None:
+    plan = plan_for("local", "dev", **LOCAL_TLS)
+    policies = {p.metadata["name"] for p in plan.objects("NetworkPolicy", "cert-manager")}
+    assert policies == {"default-deny", "allow-dns", "allow-api-server", "allow-webhook-calls"}
+    values = _release(plan, "cert-manager").inputs["values"]
+    assert "dns01RecursiveNameserversOnly" not in values and "serviceAccount" not in values
+    assert "external-dns" not in {r.inputs["chart"] for r in plan.of_type(RELEASE)}
+
+
+def test_the_local_target_is_plain_http_unless_local_tls_is_on(plan_for) -> None:
+    plan = plan_for("local", "dev")
+    assert not {r.inputs["chart"] for r in plan.of_type(RELEASE)} & {"cert-manager", "external-dns"}
+    assert not plan.objects("Certificate") and not plan.objects("ClusterIssuer")
+    assert plan.outputs["api_url"] == "http://api.dev.localtest.me"
+    assert "ca_certificate" not in plan.outputs
+
+
+def test_local_tls_is_ignored_on_a_cloud_with_a_warning(plan_for) -> None:
+    plan = plan_for("aws", "dev", localTls="true")
+    assert not plan.objects("Certificate") and "ca_certificate" not in plan.outputs
+    assert any("platform:localTls applies to the local target only" in w for w in plan.warnings)

@@ -43,6 +43,12 @@ def test_a_prod_stack_that_brings_its_own_addons_passes_the_gate(cloud: str) -> 
     assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_local_target_with_its_own_ca_passes_the_gate(profile: str) -> None:
+    violations = gate.evaluate(plan_of("local", profile, localTls="true"))
+    assert not gate.has_mandatory_violations(violations), gate.format_table(violations)
+
+
 @pytest.mark.parametrize("stack", committed_stacks())
 def test_every_committed_stack_passes_the_gate_on_its_own_cloud(stack: str) -> None:
     violations = gate.evaluate(committed_plan(stack))

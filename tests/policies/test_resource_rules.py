@@ -956,20 +956,6 @@ CASES = [
         "publicNetworkAccess is Enabled",
         "publicNetworkAccess",
     ),
-    # --- public names ---
-    Case(
-        "prod-issuer-trusted",
-        "kubernetes:cert-manager.io/v1:ClusterIssuer",
-        lambda: {
-            "apiVersion": "cert-manager.io/v1",
-            "kind": "ClusterIssuer",
-            "metadata": {"name": "acme-prod"},
-            "spec": {"acme": {"server": "https://acme-v02.api.letsencrypt.org/directory", "solvers": []}},
-        },
-        (("spec.acme.server", "https://acme-staging-v02.api.letsencrypt.org/directory"),),
-        "is a staging directory",
-        "spec.acme.server",
-    ),
 ]
 
 LEVELS = {p.name: (p.enforcement_level.value if p.enforcement_level else "advisory") for p in POLICIES}

@@ -7,7 +7,7 @@ from typing import Any
 
 import policy_fixtures as fx
 import pytest
-from policy_harness import Engine, changed, of
+from policy_harness import UNKNOWN, Engine, changed, of
 
 ISSUER = "kubernetes:cert-manager.io/v1:ClusterIssuer"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -71,15 +71,33 @@ def test_tls_for_another_host_does_not_count(engine: Engine) -> None:
         (_issuer(ca={"secretName": "root"}), "the issuer is a private CA"),
     ],
 )
-def test_an_untrusted_issuer_fails_in_prod_only(engine: Engine, dev_engine: Engine, issuer, expected) -> None:
-    [found] = of(engine.analyze(ISSUER, issuer), "prod-issuer-trusted")
+def test_an_untrusted_issuer_on_a_cloud_stack_fails_in_prod_only(
+    engine: Engine, dev_engine: Engine, issuer, expected
+) -> None:
+    stack = [VPC, (ISSUER, "issuer", issuer)]
+    [found] = of(engine.analyze_stack(stack), "prod-issuer-trusted")
     assert expected in found.message and found.level == "mandatory"
-    assert of(dev_engine.analyze(ISSUER, issuer), "prod-issuer-trusted") == []
+    assert of(dev_engine.analyze_stack(stack), "prod-issuer-trusted") == []
 
 
 def test_lets_encrypts_production_directory_passes_in_prod(engine: Engine) -> None:
     issuer = _acme("https://acme-v02.api.letsencrypt.org/directory")
-    assert of(engine.analyze(ISSUER, issuer), "prod-issuer-trusted") == []
+    assert of(engine.analyze_stack([VPC, (ISSUER, "issuer", issuer)]), "prod-issuer-trusted") == []
+
+
+def test_the_local_targets_own_ca_passes_in_prod(engine: Engine) -> None:
+    # No cloud resources: the local target, where platform:localTls makes a CA its developers trust.
+    stack = [
+        ("kubernetes:cert-manager.io/v1:Issuer", "bootstrap", _issuer(selfSigned={})),
+        (ISSUER, "platform-ca", _issuer(ca={"secretName": "platform-ca"})),
+    ]
+    assert of(engine.analyze_stack(stack), "prod-issuer-trusted") == []
+
+
+def test_an_issuer_whose_server_is_unknown_is_unverifiable_in_prod(engine: Engine) -> None:
+    issuer = changed(_acme("https://acme-v02.api.letsencrypt.org/directory"), ("spec.acme.server", UNKNOWN))
+    found = of(engine.analyze_stack([VPC, (ISSUER, "issuer", issuer)]), "prod-issuer-trusted")
+    assert found and all(d.unverifiable for d in found)
 
 
 @pytest.mark.parametrize(
