@@ -60,7 +60,12 @@ CRDS = {
 }  # fmt: skip
 
 
-REAL_ON_THE_NODE = (charts.TRAEFIK.name, charts.JAEGER.name, charts.METRICS_SERVER.name, charts.ARGO_ROLLOUTS.name)
+REAL_ON_THE_NODE = (
+    charts.TRAEFIK.name,
+    charts.JAEGER.name,
+    charts.METRICS_SERVER.name,
+    charts.ARGO_ROLLOUTS.name,
+)
 
 
 def main() -> None:

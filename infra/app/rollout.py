@@ -166,7 +166,7 @@ def _provider() -> pulumi.dynamic.ResourceProvider:
     return RolloutOutcomeProvider()
 
 
-class RolloutOutcome(pulumi.dynamic.Resource):
+class RolloutOutcome(pulumi.dynamic.Resource, module="rollouts", name="RolloutOutcome"):
     """Waits for the release of Rollout `namespace/name` whose pod template is `template`: done when the
     new version is the stable one, failed when it was rolled back. A stack whose release failed stays
     failed on each `up` until its template changes (a fix, or the previous image)."""

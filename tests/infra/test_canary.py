@@ -14,7 +14,7 @@ from plan import Plan, run_plan
 
 CLOUDS = ("aws", "gcp", "azure", "local")
 WORKLOADS = ("product-service", "product-service-grpc")
-DYNAMIC = "pulumi-python:dynamic:Resource"
+DYNAMIC = "pulumi-python:dynamic/rollouts:RolloutOutcome"
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)

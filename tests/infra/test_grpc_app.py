@@ -59,9 +59,7 @@ def test_the_grpc_pods_have_native_grpc_probes_and_time_to_drain(plan: Plan) -> 
 
 
 def test_rest_and_grpc_pods_are_selected_only_by_their_own_objects(plan: Plan) -> None:
-    rest_labels = plan.object("Rollout", "product-service").inputs["spec"]["template"]["metadata"][
-        "labels"
-    ]
+    rest_labels = plan.object("Rollout", "product-service").inputs["spec"]["template"]["metadata"]["labels"]
     grpc_labels = plan.object("Rollout", "product-service-grpc").inputs["spec"]["template"]["metadata"][
         "labels"
     ]

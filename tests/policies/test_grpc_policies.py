@@ -38,9 +38,7 @@ def test_a_grpc_container_running_as_root_fails(cloud: str) -> None:
         ((f"{CONTAINER}.resources", {}), "k8s-resource-requests-limits"),
     ],
 )
-def test_an_unsafe_grpc_rollout_fails_the_rest_workload_rules(
-    change: tuple[str, Any], policy: str
-) -> None:
+def test_an_unsafe_grpc_rollout_fails_the_rest_workload_rules(change: tuple[str, Any], policy: str) -> None:
     resources = tampered(plan_of("local", "dev"), ROLLOUT, change, where="grpc-rollout")
 
     violations = gate.evaluate(resources, "dev")
