@@ -206,6 +206,29 @@ def test_a_preview_right_after_the_up_has_no_changes(deployed: str, checkout: Ch
     checkout.make("preview", "STACK=dev", "ARGS=--expect-no-changes")
 
 
+def test_make_drift_finds_a_kubectl_edit_and_make_up_puts_it_back(
+    deployed: str, checkout: Checkout, cluster: Cluster
+) -> None:
+    # The service's settings, as an operator might change one by hand.
+    (settings,) = [
+        c
+        for c in get(cluster, "configmaps", "-n", "products")["items"]
+        if "LOG_LEVEL" in (c.get("data") or {})
+    ]
+    name = settings["metadata"]["name"]
+    cluster.kubectl("patch", "configmap", name, "-n", "products", "-p", '{"data":{"LOG_LEVEL":"DEBUG"}}')
+
+    drifted = checkout.make("drift", "STACK=dev", check=False)
+    said = drifted.stdout + drifted.stderr
+    assert drifted.returncode != 0
+    assert "make drift: stack dev differs from its program and config" in said
+    assert "LOG_LEVEL" in said and "DEBUG" in said, said[-3000:]
+
+    checkout.make(*UP)
+    assert get(cluster, "configmap", name, "-n", "products")["data"]["LOG_LEVEL"] == "INFO"
+    checkout.make("drift", "STACK=dev")
+
+
 def test_changing_hpa_max_replicas_updates_the_autoscalers_and_nothing_else(
     deployed: str, checkout: Checkout, cluster: Cluster
 ) -> None:
