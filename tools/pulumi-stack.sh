@@ -77,7 +77,8 @@ if [ -d infra ] && [ ! -e infra/.venv ]; then ln -s ../.venv infra/.venv; fi
 pulumi stack select --create "$stack" --secrets-provider passphrase >/dev/null
 case "$action" in
   preview) pulumi preview --stack "$stack" "${policy[@]}" --diff "$@" ;;
-  up) pulumi up --stack "$stack" "${policy[@]}" "$@" ;;
+  # --refresh: what changed outside Pulumi (what `make drift` finds) is read first, so `up` puts it back.
+  up) pulumi up --stack "$stack" --refresh "${policy[@]}" "$@" ;;
   # Refresh reads the live objects first: any difference from the program and config is drift, shown
   # by the diff above the failure (a hand edit, or a change committed and not yet applied).
   drift) pulumi preview --stack "$stack" --refresh --expect-no-changes --diff "$@" ||

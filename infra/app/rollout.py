@@ -26,7 +26,7 @@ from cluster.rollouts import PROMETHEUS_URL
 from config import Canary
 
 ROLLOUTS_API = "argoproj.io/v1alpha1"
-# The label Argo Rollouts puts on each version's pods, as Prometheus names it on their series.
+# The label Argo Rollouts puts on each version's pods, and its name on their series in Prometheus.
 HASH_LABEL = "rollouts-pod-template-hash"
 HASH_SERIES_LABEL = HASH_LABEL.replace("-", "_")
 # The window of each rate: two scrapes of the ServiceMonitors' 30 s interval.

@@ -209,13 +209,17 @@ def test_a_preview_right_after_the_up_has_no_changes(deployed: str, checkout: Ch
 def test_make_drift_finds_a_kubectl_edit_and_make_up_puts_it_back(
     deployed: str, checkout: Checkout, cluster: Cluster
 ) -> None:
-    # The service's settings, as an operator might change one by hand.
-    (settings,) = [
-        c
-        for c in get(cluster, "configmaps", "-n", "products")["items"]
-        if "LOG_LEVEL" in (c.get("data") or {})
-    ]
-    name = settings["metadata"]["name"]
+    def settings() -> dict[str, Any]:
+        """The service's settings ConfigMap (auto-named: a change of its data replaces it)."""
+        (found,) = [
+            c
+            for c in get(cluster, "configmaps", "-n", "products")["items"]
+            if "LOG_LEVEL" in (c.get("data") or {})
+        ]
+        return found
+
+    # One of them changed by hand, as an operator might.
+    name = settings()["metadata"]["name"]
     cluster.kubectl("patch", "configmap", name, "-n", "products", "-p", '{"data":{"LOG_LEVEL":"DEBUG"}}')
 
     drifted = checkout.make("drift", "STACK=dev", check=False)
@@ -225,7 +229,7 @@ def test_make_drift_finds_a_kubectl_edit_and_make_up_puts_it_back(
     assert "LOG_LEVEL" in said and "DEBUG" in said, said[-3000:]
 
     checkout.make(*UP)
-    assert get(cluster, "configmap", name, "-n", "products")["data"]["LOG_LEVEL"] == "INFO"
+    assert settings()["data"]["LOG_LEVEL"] == "INFO"
     checkout.make("drift", "STACK=dev")
 
 
