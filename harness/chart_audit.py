@@ -212,25 +212,18 @@ def audit(
         pulled = {r for s in stacks for r in s.releases if r.source in archives}
         # Pass 1 learns which CRDs each plan's charts install; pass 2 renders with their API versions
         # known, as Helm sees a cluster that has them (charts switch ServiceMonitors and the like on them).
+        # A chart that refuses to render without another's API (Traefik's ServiceMonitor) shows its own
+        # CRDs in pass 2 only.
         first = renderer.render_all({(r, ()) for r in pulled}, archives)
         for stack in stacks:
-            stack.crd_kinds = {
-                (api_version, crd["spec"]["names"]["kind"])
-                for r in stack.releases
-                for crd in _of_kind(first.get((r, ())), "CustomResourceDefinition")
-                for api_version in _served_api_versions(crd)
-            }
+            stack.crd_kinds = _crd_kinds(first.get((r, ())) for r in stack.releases)
         rendered = renderer.render_all(
             {(r, s.api_versions) for s in stacks for r in s.releases if r in pulled}, archives
         )
         for stack in stacks:
-            _judge(
-                stack,
-                {r: rendered[(r, stack.api_versions)] for r in stack.releases if r in pulled},
-                exceptions,
-                permissions,
-                findings,
-            )
+            renders = {r: rendered[(r, stack.api_versions)] for r in stack.releases if r in pulled}
+            stack.crd_kinds |= _crd_kinds(renders.values())
+            _judge(stack, renders, exceptions, permissions, findings)
     return findings.report({s.where for s in stacks})
 
 
@@ -491,6 +484,16 @@ _ManifestLoader.yaml_implicit_resolvers = {
 
 def _of_kind(result: Rendered | None, kind: str) -> list[dict[str, Any]]:
     return [obj for obj in result or [] if obj.get("kind") == kind] if isinstance(result, list) else []
+
+
+def _crd_kinds(renders: Iterable[Rendered | None]) -> set[tuple[str, str]]:
+    """(apiVersion, kind) of every CRD these renders install, at each version it serves."""
+    return {
+        (api_version, crd["spec"]["names"]["kind"])
+        for render in renders
+        for crd in _of_kind(render, "CustomResourceDefinition")
+        for api_version in _served_api_versions(crd)
+    }
 
 
 def _served_api_versions(crd: dict[str, Any]) -> list[str]:

@@ -67,6 +67,13 @@ def widget_crd() -> dict[str, Any]:
     }
 
 
+def gadget_crd() -> dict[str, Any]:
+    crd = widget_crd()
+    crd["metadata"]["name"] = "gadgets.example.com"
+    crd["spec"]["names"] = {"kind": "Gadget", "plural": "gadgets"}
+    return crd
+
+
 def cluster_role(*rules: dict[str, list[str]]) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -101,6 +108,14 @@ CHARTS: dict[str, dict[str, dict[str, str]]] = {
     "scaler": {
         "1.0.0": {"templates/rbac.yaml": json.dumps(cluster_role(NODES))},
         "1.1.0": {"templates/rbac.yaml": json.dumps(cluster_role(NODES, SLICES))},
+    },
+    # Refuses to render until another chart's API is there (as Traefik's ServiceMonitor needs the operator's).
+    "needy": {
+        "1.0.0": {
+            "templates/needs.yaml": '{{- if not (.Capabilities.APIVersions.Has "example.com/v1") }}'
+            '{{- fail "deploy example.com/v1 first" }}{{- end }}\n',
+            "crds/gadgets.yaml": json.dumps(gadget_crd()),
+        }
     },
     "leaky": {
         "1.0.0": {
@@ -231,6 +246,16 @@ def test_a_custom_resource_whose_crd_no_chart_installs_is_one_line(repository: s
     assert chart_audit.audit([audited], ()) == [
         "no chart installs the CRD of Widget (example.com/v2), a kind the program declares"
     ]
+
+
+def test_the_crds_of_a_chart_that_renders_only_beside_another_are_known(repository: str) -> None:
+    audited = stack(
+        repository,
+        ("good", "1.0.0", {}),
+        ("needy", "1.0.0", {}),
+        custom_kinds={("example.com/v1", "Widget"), ("example.com/v1", "Gadget")},
+    )
+    assert chart_audit.audit([audited], ()) == []
 
 
 def test_a_problem_found_in_some_plans_only_names_them(repository: str) -> None:
