@@ -99,6 +99,10 @@ def cpu_autoscaling(
     }
 
 
+# The provider's annotation that ends its wait on an object as soon as the API server has it.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
 def ingress_await(load_balancer_addresses: bool) -> dict[str, Any]:
     """Ingress metadata for the cluster at hand. Where nothing gives the ingress controller's Service
     an address (kind, minikube), an Ingress never gets `status.loadBalancer` and pulumi-kubernetes
@@ -106,7 +110,7 @@ def ingress_await(load_balancer_addresses: bool) -> dict[str, Any]:
     annotation ends the wait at creation."""
     if load_balancer_addresses:
         return {}
-    return {"annotations": {"pulumi.com/skipAwait": "true"}}
+    return {"annotations": SKIP_AWAIT}
 
 
 def spread(labels: dict[str, str]) -> list[dict[str, Any]]:
