@@ -41,6 +41,10 @@ CRDS = {
         ("cert-manager.io", "v1", "Issuer", "issuers", "Namespaced"),
         ("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers", "Cluster"),
     ),
+    charts.ARGO_CD.name: (
+        ("argoproj.io", "v1alpha1", "Application", "applications", "Namespaced"),
+        ("argoproj.io", "v1alpha1", "AppProject", "appprojects", "Namespaced"),
+    ),
     charts.ARGO_ROLLOUTS.name: (
         ("argoproj.io", "v1alpha1", "Rollout", "rollouts", "Namespaced"),
         ("argoproj.io", "v1alpha1", "AnalysisTemplate", "analysistemplates", "Namespaced"),

@@ -49,7 +49,7 @@ def pytest_report_header(config: pytest.Config) -> str:
             "e2e charts: PLACEHOLDERS on kwok, STAND-INS running the real programs on the real node "
             "(harness/e2e/placeholder_charts.py, standin_charts.py); E2E_CHARTS=<url>|upstream installs the real ones"
         )
-    return f"e2e charts: the real pinned charts from {E2E_CHARTS} (on the real node: Traefik, Jaeger, metrics-server)"
+    return f"e2e charts: the real pinned charts from {E2E_CHARTS} (on the real node: Traefik, Jaeger, metrics-server, Argo Rollouts)"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

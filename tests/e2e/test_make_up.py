@@ -252,6 +252,39 @@ def test_changing_hpa_max_replicas_updates_the_autoscalers_and_nothing_else(
         assert hpa["spec"]["maxReplicas"] == 5
 
 
+def test_a_live_stack_hands_its_workloads_to_argo_cd_and_takes_them_back(
+    deployed: str, checkout: Checkout, cluster: Cluster
+) -> None:
+    """The switch docs/delivery.md describes, both ways. Argo CD's programs do not run on this tier: the
+    Application and AppProject are checked as the API server stored them, not synced."""
+    checkout.pulumi("config", "set", "platform:delivery", "argocd")
+    checkout.pulumi("config", "set", "platform:gitopsRepoUrl", "https://git.example.com/platform.git")
+    try:
+        checkout.make(*UP)
+        application = get(cluster, "applications.argoproj.io", "product-service", "-n", "argocd")["spec"]
+        assert application["source"] == {
+            "repoURL": "https://git.example.com/platform.git",
+            "path": "deploy/dev",
+            "targetRevision": "HEAD",
+        }
+        assert application["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+        project = get(cluster, "appprojects.argoproj.io", "product-service", "-n", "argocd")["spec"]
+        assert project["destinations"] == [
+            {"server": "https://kubernetes.default.svc", "namespace": "products"}
+        ]
+        # Pulumi let go of the workloads; the Secret they name in Git is there under its fixed name.
+        assert get(cluster, "deployments", "-n", "products")["items"] == []
+        get(cluster, "secret", "product-service-credentials", "-n", "products")
+    finally:
+        checkout.pulumi("config", "rm", "platform:gitopsRepoUrl")
+        checkout.pulumi("config", "rm", "platform:delivery")
+        checkout.make(*UP)
+    assert not get(cluster, "applications.argoproj.io", "-n", "argocd")["items"]
+    for name in ("product-service", "product-service-grpc"):
+        deployment = get(cluster, "deployment", name, "-n", "products")
+        assert deployment["status"].get("readyReplicas", 0) >= 1
+
+
 def test_a_live_stack_switches_its_profile_to_prod_and_back(
     deployed: str, checkout: Checkout, cluster: Cluster
 ) -> None:
