@@ -397,24 +397,21 @@ def _bool(cfg: pulumi.Config, key: str, default: bool) -> bool:
 
 
 def _ratio(cfg: pulumi.Config, key: str, default: str) -> float:
-    raw = cfg.get(key, default)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"platform:{key} must be a number from 0 to 1 (got '{raw}')")
-    return value
+    return _number(cfg, key, default, 0, 1, "a number")
 
 
 def _seconds(cfg: pulumi.Config, key: str, default: str) -> float:
+    return _number(cfg, key, default, 0.001, 60, "a number of seconds")
+
+
+def _number(cfg: pulumi.Config, key: str, default: str, low: float, high: float, what: str) -> float:
     raw = cfg.get(key, default)
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if not 0.001 <= value <= 60:
-        raise ConfigError(f"platform:{key} must be a number of seconds from 0.001 to 60 (got '{raw}')")
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigError(f"platform:{key} must be {what} from {low:g} to {high:g} (got '{raw}')")
     return value
 
 
