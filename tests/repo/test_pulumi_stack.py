@@ -87,7 +87,10 @@ def test_up_runs_the_policy_pack_with_the_stacks_own_policy_config(tmp_path):
     result, calls = run(tmp_path, "up", "dev", fake_pulumi=True, kubectl_context="kind-platform")
     assert result.returncode == 0, result.stderr
     assert "stack select --create dev --secrets-provider passphrase" in calls
-    assert "up --stack dev --refresh --policy-pack policies --policy-pack-config policies/config/dev.json" in calls
+    assert (
+        "up --stack dev --refresh --policy-pack policies --policy-pack-config policies/config/dev.json"
+        in calls
+    )
     assert os.path.exists(REPO / "policies" / "config" / "dev.json")
 
 
