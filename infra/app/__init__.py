@@ -229,7 +229,7 @@ class ProductService(pulumi.ComponentResource):
         self.register_outputs({"api_url": self.api_url})
 
     def _migration(self, pods: Pods, env: dict[str, Any]) -> k8s.batch.v1.Job:
-        """The Job that migrates the schema, which the servers' Deployments wait for."""
+        """The Job that migrates the schema, which the servers (Deployments or Rollouts) wait for."""
         container = pods.container(
             NAME,
             env,

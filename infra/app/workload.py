@@ -71,8 +71,8 @@ class Shared:
     pods: Pods
     env: dict[str, Any]  # `env` and `envFrom`: the servers' credentials and settings
     egress: list[dict[str, Any]]  # the servers' egress rules: DNS, Postgres, Redis, traces
-    # The Job the Deployments wait for; None where Argo CD delivers them (with their autoscalers and
-    # budgets) from Git, and only the platform's part is declared here.
+    # The Job the servers (Deployments or Rollouts) wait for; None where Argo CD delivers them (with their
+    # autoscalers and budgets) from Git, and only the platform's part is declared here.
     migration: pulumi.Resource | None
     # The cluster's kubeconfig ("" for the local target's own, with `kube_context`), for `pulumi up` to
     # wait on a canary's outcome.
@@ -102,7 +102,7 @@ class Workload(pulumi.ComponentResource):
         self._child_aliases = list(aliases)
         addons = shared.addons
         if shared.migration is not None:
-            self._deployment(shared.migration)
+            self._server(shared.migration)
         service = self._service()
         self._network_policies()
         if addons.monitoring_crds is not None:
@@ -125,7 +125,7 @@ class Workload(pulumi.ComponentResource):
             self._ingress(service, addons.ingress_controller, shared.edge)
         self.register_outputs({})
 
-    def _deployment(self, migration: pulumi.Resource) -> None:
+    def _server(self, migration: pulumi.Resource) -> None:
         """The Deployment, or the Rollout where argo-rollouts runs (app/rollout.py), which waits for the
         migration Job; its autoscaler and its disruption budget."""
         spec = self._spec
