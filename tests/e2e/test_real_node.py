@@ -4,16 +4,18 @@ The node (harness/e2e/node.py) runs containerd, kubelet, kube-proxy and CoreDNS 
 its own; every request below is sent from inside it (node_client.py), to a Service's cluster IP
 (kube-proxy's rules) or to a pod, exactly as another pod would. The images are built here (`make images`):
 the service from the repository's Dockerfile on a STAND-IN Python base, Postgres and Redis as STAND-INS
-from Debian's packages, and Traefik, Jaeger, metrics-server, the Prometheus operator and Prometheus as
-the real programs, built from their pinned Go modules and tagged as the charts' default images (two
-differ from their tags: Traefik is v3.6.12 under v3.6.0, Jaeger v2.14.0 under 2.14.1; images.ADDONS).
-Those add-ons come from STAND-IN charts (harness/e2e/standin_charts.py: the real charts' names, Services
-and ports, our own templates), or with E2E_CHARTS from the real Traefik, Jaeger and metrics-server
-charts; Argo CD is left out here (platform:addons), as are the parts of kube-prometheus-stack the
-stand-in does not run.
+from Debian's packages, and Traefik, Jaeger, metrics-server, the Prometheus operator, Prometheus and the
+Argo Rollouts controller as the real programs, built from their pinned Go modules and tagged as the
+charts' default images (two differ from their tags: Traefik is v3.6.12 under v3.6.0, Jaeger v2.14.0
+under 2.14.1; images.ADDONS). Those add-ons come from STAND-IN charts (harness/e2e/standin_charts.py:
+the real charts' names, Services and ports, our own templates), or with E2E_CHARTS from the real
+Traefik, Jaeger, metrics-server and Argo Rollouts charts; Argo CD is left out here (platform:addons),
+as are the parts of kube-prometheus-stack the stand-in does not run. Two more builds of the service are
+releases for the canaries: 0.2.0 serves, 0.3.0-faulty (a FAULTY stand-in) answers 500 on /api.
 
 The tests run in file order as one user's session: up, the migration, the API, the front door, traces,
-metrics, scaling, a killed pod, the destroy.
+metrics, scaling, a release promoted by its canary, a release rolled back by its canary, a killed pod,
+the destroy.
 """
 
 from __future__ import annotations
