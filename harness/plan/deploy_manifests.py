@@ -62,12 +62,11 @@ def delivered_manifests(stack: str) -> dict[str, dict[str, Any]]:
         for r in plan.kubernetes_objects()
         if r.metadata.get("namespace") == NAMESPACE and r.name in GITOPS_NAMES
     }
+    # Whichever servers the stack runs: Rollouts (with argo-rollouts) or Deployments.
+    synced = {*synced_kinds(canaries=True), *synced_kinds(canaries=False)}
     manifests = {}
     for r in plan.kubernetes_objects():
-        if r.metadata.get("namespace") != NAMESPACE or _group_kind(r) not in {
-            *synced_kinds(True),
-            *synced_kinds(False),
-        }:
+        if r.metadata.get("namespace") != NAMESPACE or _group_kind(r) not in synced:
             continue
         manifest = _referring_to(r.manifest(), renamed)
         metadata = manifest["metadata"]
