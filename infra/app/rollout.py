@@ -24,11 +24,19 @@ from typing import Any, cast
 import pulumi
 from cluster.rollouts import PROMETHEUS_URL
 from config import Canary
+from kube import SKIP_AWAIT
 
 ROLLOUTS_API = "argoproj.io/v1alpha1"
 # The label Argo Rollouts puts on each version's pods, and its name on their series in Prometheus.
 HASH_LABEL = "rollouts-pod-template-hash"
 HASH_SERIES_LABEL = HASH_LABEL.replace("-", "_")
+# The provider's own waits cannot read a Rollout: kstatus refuses its string observedGeneration, and
+# pulumi-kubernetes v4.25.0 then dereferences the missing result and crashes
+# (pkg/await/condition/deleted.go). RolloutOutcome waits for a release instead. skipAwait ends the wait
+# on creation and update; on deletion the provider honours it for built-in kinds only
+# (pkg/metadata/overrides.go), so a Rollout is deleted in the background: the API server removes it at
+# once and its ReplicaSets after it, and the provider finds it gone without reading its status.
+ROLLOUT_AWAIT = {**SKIP_AWAIT, "pulumi.com/deletionPropagationPolicy": "background"}
 # The window of each rate: two scrapes of the ServiceMonitors' 30 s interval.
 RATE_WINDOW = "1m"
 # gRPC's codes that say the server failed (as HTTP's 5xx do); the others are the caller's doing.

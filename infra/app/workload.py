@@ -17,11 +17,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, ClusterAddons
 from config import PlatformConfig
-from kube import SKIP_AWAIT, cpu_autoscaling, ingress_await, namespace_peer, resources, spread, tcp
+from kube import cpu_autoscaling, ingress_await, namespace_peer, resources, spread, tcp
 
 from app.edge import EdgeLimits
 from app.pods import Pods
-from app.rollout import HASH_LABEL, ROLLOUTS_API, RolloutOutcome, Signals, analysis_template, canary_strategy
+from app.rollout import (
+    HASH_LABEL,
+    ROLLOUT_AWAIT,
+    ROLLOUTS_API,
+    RolloutOutcome,
+    Signals,
+    analysis_template,
+    canary_strategy,
+)
 
 COMPONENT = "app.kubernetes.io/component"
 # Traefik's Ingress provider reads the scheme to its backends from this Service annotation
@@ -189,11 +197,7 @@ class Workload(pulumi.ComponentResource):
             f"{spec.prefix}rollout",
             api_version=ROLLOUTS_API,
             kind="Rollout",
-            # RolloutOutcome does the waiting. The provider's own wait, on a deletion, reads the Rollout's
-            # status with kstatus, which refuses its string observedGeneration; the provider then
-            # dereferences the missing result and crashes (pulumi-kubernetes v4.25.0,
-            # pkg/await/condition/deleted.go).
-            metadata={**self._metadata(), "annotations": SKIP_AWAIT},
+            metadata={**self._metadata(), "annotations": ROLLOUT_AWAIT},
             spec={
                 "selector": {"matchLabels": spec.labels},
                 "template": template,

@@ -35,8 +35,11 @@ def test_each_server_is_a_rollout_judged_at_each_step_of_the_profiles_canary(
                 {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}}
             ]
         assert spec["progressDeadlineAbort"] is True
-        # RolloutOutcome waits; the provider's own wait on a deleted Rollout crashes (app/workload.py).
-        assert plan.object("Rollout", name).metadata["annotations"] == {"pulumi.com/skipAwait": "true"}
+        # RolloutOutcome waits; the provider's own waits on a Rollout crash (app/rollout.py).
+        assert plan.object("Rollout", name).metadata["annotations"] == {
+            "pulumi.com/skipAwait": "true",
+            "pulumi.com/deletionPropagationPolicy": "background",
+        }
         assert "replicas" not in spec, "the HPA owns the count"
         hpa = plan.object("HorizontalPodAutoscaler", name).inputs["spec"]["scaleTargetRef"]
         assert hpa == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
