@@ -58,6 +58,10 @@ KERNEL_SETTINGS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops
 # Written by the kubelet (and libcni) whatever the flags say: bound from the state folder.
 WRITTEN_ANYWAY = ("/var/lib/kubelet", "/var/lib/cni", "/var/log/containers", "/var/log/pods")
 VOLUMES = 6
+# Below this share of free disk the kubelet evicts and taints the node with disk-pressure (_kubelet_config).
+EVICTION_FREE_PERCENT = 1
+# Room for what the pods write (Postgres's and Redis's volumes, logs) besides the images.
+PODS_DISK = 1 << 30
 VOLUME_SIZE = "20Gi"
 COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 
@@ -91,6 +95,14 @@ class RealNode:
             raise NodeError(f"missing {', '.join(missing)}: run `make node-packages`")
         if _run("ip", "netns", "list", check=False).stdout.split().count(NETNS):
             raise NodeError(f"network namespace {NETNS} exists: another real node runs (`make cluster-down`)")
+        disk = shutil.disk_usage(next(p for p in self.root.parents if p.exists()))
+        images = sum(a.stat().st_size for a in (IMAGES / f"{n}.tar" for n in RUNTIME_IMAGES) if a.exists())
+        if short := disk_shortfall(disk.free, disk.total, images):
+            raise NodeError(
+                f"refusing to start: {short / (1 << 30):.1f} GiB more must be free on the disk of {self.root} "
+                "(the images twice, archived and unpacked, and the kubelet's eviction threshold): with less, "
+                "the kubelet taints the node with disk-pressure and no pod is scheduled"
+            )
         for folder in ("containerd", "cni/net.d", "cni/ipam", "volumes", "ns", *_bound_folders()):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         self._network(test_range)
@@ -263,6 +275,13 @@ class RealNode:
             journal.write(json.dumps(entry) + ",\n")
 
 
+def disk_shortfall(free: int, total: int, images: int) -> int:
+    """Bytes missing for a node to run its pods: containerd keeps each image's archived content and its
+    unpacked snapshot, the pods write besides, and the kubelet keeps its eviction threshold free."""
+    needed = 2 * images + PODS_DISK + total * EVICTION_FREE_PERCENT // 100
+    return max(0, needed - free)
+
+
 def _identity(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_dev, stat.st_ino
@@ -381,7 +400,11 @@ def _kubelet_config(root: Path, ca: Path) -> dict[str, object]:
         "failSwapOn": False,
         "protectKernelDefaults": False,
         # A shared disk: evict on nothing but a truly full one, and never collect the imported images.
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": f"{EVICTION_FREE_PERCENT}%",
+            "imagefs.available": f"{EVICTION_FREE_PERCENT}%",
+        },
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "serializeImagePulls": False,

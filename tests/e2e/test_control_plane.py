@@ -154,3 +154,10 @@ def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0)
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+def test_the_real_node_refuses_a_disk_on_which_the_kubelet_would_schedule_nothing() -> None:
+    gib = 1 << 30
+    # A 100 GiB disk and 3 GiB of images: 6 for the images twice, 1 for the pods, 1 the kubelet keeps free.
+    assert node.disk_shortfall(free=5 * gib, total=100 * gib, images=3 * gib) == 3 * gib
+    assert node.disk_shortfall(free=8 * gib, total=100 * gib, images=3 * gib) == 0
