@@ -27,7 +27,8 @@ PULUMI_VERSION := $(call required,pulumi,github.com/pulumi/pulumi/pkg/v3)
 KUBERNETES_VERSION := $(call required,kubernetes,k8s.io/kubernetes)
 KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 E2E_TOOLS := $(TOOLS)/pulumi $(TOOLS)/pulumi-language-python $(TOOLS)/pulumi-language-python-exec \
-	$(TOOLS)/pulumi-resource-pulumi-python $(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok $(TOOLS)/coredns
+	$(TOOLS)/pulumi-resource-pulumi-python $(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok $(TOOLS)/coredns \
+	$(TOOLS)/cert-manager-controller
 # Kubernetes reports the version it was built as; without these it says v0.0.0 and clients misjudge it.
 KUBE_VERSION_FLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) -X $(pkg).gitMajor=1 \
@@ -76,6 +77,9 @@ $(TOOLS)/kwok: harness/go/kwok/go.mod harness/go/kwok/go.sum | need-go
 
 $(TOOLS)/coredns: $(wildcard harness/go/coredns/*) | need-go
 	$(call go_build,coredns) -o $(CURDIR)/$@ .
+
+$(TOOLS)/cert-manager-controller: $(wildcard harness/go/cert-manager/*) | need-go
+	$(call go_build,cert-manager) -o $(CURDIR)/$@ .
 
 # Helm for the chart audit: the release the Kubernetes provider embeds, so charts render as `up` installs them.
 $(TOOLS)/helm: harness/go/helm/go.mod harness/go/helm/go.sum | need-go
