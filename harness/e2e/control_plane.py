@@ -389,7 +389,7 @@ class Cluster:
             cwd=self.state,
             env={**self.env, "HOME": str(self.state), "PATH": f"{os.environ['PATH']}:/usr/sbin:/sbin"},
             start_new_session=detached,
-            preexec_fn=None if detached else _die_with_parent,
+            preexec_fn=None if detached else die_with_parent,
         )
         (self.pids / f"{self.components.index(name)}-{name}.pid").write_text(str(process.pid))
 
@@ -510,7 +510,7 @@ def _node(name: str) -> dict[str, object]:
 # --- processes and addresses ---------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGKILL when the process that started us dies, however it dies."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

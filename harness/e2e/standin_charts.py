@@ -102,7 +102,7 @@ def standin(chart: charts.Chart) -> bytes:
         files[f"{chart.name}/templates/{template.name}"] = template.read_bytes()
     if chart.name in CRDS:
         module, path, names = CRDS[chart.name]
-        source = _module_dir(module, path)
+        source = module_dir(module, path)
         for name in names:
             crds = [crd for crd in yaml.load_all((source / name).read_text(), _CrdLoader) if crd]
             files[f"{chart.name}/crds/{Path(name).name}"] = "\n---\n".join(
@@ -143,7 +143,7 @@ def _without_descriptions(node: object) -> object:
     return node
 
 
-def _module_dir(module: str, path: str) -> Path:
+def module_dir(module: str, path: str) -> Path:
     """Where Go's module cache holds `path` at the version harness/go/<module> pins (downloaded if needed)."""
     go = ["go", "-C", str(REPO / "harness" / "go" / module)]
     subprocess.run([*go, "mod", "download", path], check=True, capture_output=True, timeout=600)

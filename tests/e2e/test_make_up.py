@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster import CHART_SERVICES
-from control_plane import Cluster
-from e2e_stack import PLATFORM_NAMESPACES, SUPPLIED_SECRETS, Checkout, get, namespaces
+from cluster.cert_manager import LOCAL_CA
+from cluster.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
+from config import MANAGED_CERTIFICATE
+from control_plane import Cluster, die_with_parent
+from e2e_stack import PLATFORM_NAMESPACES, SUPPLIED_SECRETS, TOOLS, Checkout, get, namespaces
+from standin_charts import module_dir
 
 UP = ("up", "STACK=dev", "ARGS=--yes")
 
@@ -163,30 +169,64 @@ def test_the_programs_custom_resources_are_accepted_by_the_crds_the_charts_insta
         assert get(cluster, kind.lower(), metadata["name"], *namespaced)["kind"] == kind
 
 
-def test_make_local_ca_writes_the_cas_certificate_and_nothing_of_its_key(
-    deployed: str, checkout: Checkout, cluster: Cluster, real_charts: bool
+def test_cert_manager_issues_the_local_ca_and_make_local_ca_writes_its_certificate_and_nothing_of_its_key(
+    deployed: str, checkout: Checkout, cluster: Cluster, real_charts: bool, tmp_path: Path
 ) -> None:
     if real_charts:
         pytest.skip("the stack sets platform:localTls with the placeholder charts only (conftest.py)")
-    # What cert-manager writes for the CA Certificate (nothing issues it on kwok): its certificate, the
-    # same as ca.crt for a self-signed CA, and its key.
-    certificate = "-----BEGIN CERTIFICATE-----\nMIIBe2e\n-----END CERTIFICATE-----"
-    key = "-----BEGIN EC PRIVATE KEY-----\nMHce2e\n-----END EC PRIVATE KEY-----"
+    # cert-manager's own controllers (harness/go/cert-manager, a stand-in main) issue what the program
+    # declared. They need cert-manager's CRDs, which the placeholder's open ones are not (no status, no
+    # CertificateRequest): the pinned module's replace them.
     cluster.kubectl(
-        "create", "secret", "generic", "platform-ca", "--namespace", "cert-manager",
-        "--type", "kubernetes.io/tls", f"--from-literal=tls.crt={certificate}",
-        f"--from-literal=tls.key={key}", f"--from-literal=ca.crt={certificate}",
-    )  # fmt: skip
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(module_dir("cert-manager", "github.com/cert-manager/cert-manager") / "deploy" / "crds"),
+    )
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=50s")
+    log = (tmp_path / "cert-manager.log").open("w")
+    controller = subprocess.Popen(
+        [str(TOOLS / "cert-manager-controller"), f"--kubeconfig={cluster.kubeconfig}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )
+    try:
+        ready = cluster.kubectl(
+            "wait", "--for=condition=Ready", "certificate", "--all", "-A", "--timeout=50s", check=False
+        )
+    finally:
+        controller.terminate()
+        controller.wait(timeout=30)
+        log.close()
+    assert ready.returncode == 0, ready.stderr + (tmp_path / "cert-manager.log").read_text()[-3000:]
+
     checkout.make("local-ca", "STACK=dev")
-    written = (checkout.root / "build" / "dev-ca.crt").read_text()
-    assert written == certificate + "\n"
-    assert "PRIVATE KEY" not in written
+    written = checkout.root / "build" / "dev-ca.crt"
+    assert "PRIVATE KEY" not in written.read_text()
     assert checkout.pulumi("stack", "output", "ca_certificate").stdout.strip() == (
         "build/dev-ca.crt after `make local-ca STACK=dev`"
     )
-    # Pulumi never read the Secret: the key is in its state neither as text nor as the Secret's base64.
+    # A client that trusts that file alone accepts the API's certificate for the API's name.
+    api = next(
+        c
+        for c in get(cluster, "certificates", "--all-namespaces")["items"]
+        if c["spec"]["secretName"] == MANAGED_CERTIFICATE
+    )
+    secret = get(cluster, "secret", MANAGED_CERTIFICATE, "--namespace", api["metadata"]["namespace"])
+    leaf = tmp_path / "api.crt"
+    leaf.write_bytes(base64.b64decode(secret["data"]["tls.crt"]))
+    host = api["spec"]["dnsNames"][0]
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(written), "-verify_hostname", host, str(leaf)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # Pulumi never read the CA's Secret: its key is in the state neither as text nor as base64.
+    key = get(cluster, "secret", LOCAL_CA, "--namespace", CERT_MANAGER_NAMESPACE)["data"]["tls.key"]
     exported = json.dumps(checkout.state())
-    assert "MHce2e" not in exported and base64.b64encode(key.encode()).decode() not in exported
+    assert key not in exported and base64.b64decode(key).decode() not in exported
 
 
 def test_every_service_the_program_and_its_outputs_name_is_there(
