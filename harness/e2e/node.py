@@ -58,12 +58,12 @@ KERNEL_SETTINGS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops
 # Written by the kubelet (and libcni) whatever the flags say: bound from the state folder.
 WRITTEN_ANYWAY = ("/var/lib/kubelet", "/var/lib/cni", "/var/log/containers", "/var/log/pods")
 VOLUMES = 6
+VOLUME_SIZE = "20Gi"
+COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 # Below this share of free disk the kubelet evicts and taints the node with disk-pressure (_kubelet_config).
 EVICTION_FREE_PERCENT = 1
 # Room for what the pods write (Postgres's and Redis's volumes, logs) besides the images.
 PODS_DISK = 1 << 30
-VOLUME_SIZE = "20Gi"
-COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 
 
 class NodeError(RuntimeError):
