@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,11 +97,11 @@ class RealNode:
         if _run("ip", "netns", "list", check=False).stdout.split().count(NETNS):
             raise NodeError(f"network namespace {NETNS} exists: another real node runs (`make cluster-down`)")
         disk = shutil.disk_usage(next(p for p in self.root.parents if p.exists()))
-        images = sum(a.stat().st_size for a in (IMAGES / f"{n}.tar" for n in RUNTIME_IMAGES) if a.exists())
+        images = layer_bytes([a for a in (IMAGES / f"{n}.tar" for n in RUNTIME_IMAGES) if a.exists()])
         if short := disk_shortfall(disk.free, disk.total, images):
             raise NodeError(
                 f"refusing to start: {short / (1 << 30):.1f} GiB more must be free on the disk of {self.root} "
-                "(the images twice, archived and unpacked, and the kubelet's eviction threshold): with less, "
+                "(the images' layers twice, archived and unpacked, and the kubelet's eviction threshold): with less, "
                 "the kubelet taints the node with disk-pressure and no pod is scheduled"
             )
         for folder in ("containerd", "cni/net.d", "cni/ipam", "volumes", "ns", *_bound_folders()):
@@ -273,6 +274,16 @@ class RealNode:
     def _record(self, *entry: str) -> None:
         with self.journal.open("a") as journal:
             journal.write(json.dumps(entry) + ",\n")
+
+
+def layer_bytes(archives: list[Path]) -> int:
+    """The size of the layers in image archives (`docker save` form), each counted once: the service's
+    three versions, Redis and Postgres share their base layers, and containerd stores a shared layer once."""
+    layers: dict[str, int] = {}
+    for archive in archives:
+        with tarfile.open(archive) as members:
+            layers.update((m.name, m.size) for m in members if m.isfile() and m.name.endswith(".tar"))
+    return sum(layers.values())
 
 
 def disk_shortfall(free: int, total: int, images: int) -> int:

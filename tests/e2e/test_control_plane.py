@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -161,3 +163,24 @@ def test_the_real_node_refuses_a_disk_on_which_the_kubelet_would_schedule_nothin
     # A 100 GiB disk and 3 GiB of images: 6 for the images twice, 1 for the pods, 1 the kubelet keeps free.
     assert node.disk_shortfall(free=5 * gib, total=100 * gib, images=3 * gib) == 3 * gib
     assert node.disk_shortfall(free=8 * gib, total=100 * gib, images=3 * gib) == 0
+
+
+def test_a_layer_that_two_images_share_is_counted_once(tmp_path: Path) -> None:
+    def archive(name: str, layers: dict[str, int]) -> Path:
+        path = tmp_path / f"{name}.tar"
+        with tarfile.open(path, "w") as out:
+            for layer, size in layers.items():
+                member = tarfile.TarInfo(f"{layer}.tar")
+                member.size = size
+                out.addfile(member, io.BytesIO(bytes(size)))
+            link = tarfile.TarInfo(f"{name}-id/layer.tar")  # `docker save`'s legacy link to the layer
+            link.type, link.linkname = tarfile.SYMTYPE, f"../{next(iter(layers))}.tar"
+            out.addfile(link)
+            config = tarfile.TarInfo("config.json")
+            config.size = 2
+            out.addfile(config, io.BytesIO(b"{}"))
+        return path
+
+    base, service, cache = {"base": 3000}, {"base": 3000, "app": 500}, {"base": 3000, "cache": 200}
+    assert node.layer_bytes([archive("service", service), archive("cache", cache)]) == 3700
+    assert node.layer_bytes([archive("base", base)]) == 3000
