@@ -28,7 +28,7 @@ KUBERNETES_VERSION := $(call required,kubernetes,k8s.io/kubernetes)
 KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 E2E_TOOLS := $(TOOLS)/pulumi $(TOOLS)/pulumi-language-python $(TOOLS)/pulumi-language-python-exec \
 	$(TOOLS)/pulumi-resource-pulumi-python $(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok $(TOOLS)/coredns \
-	$(TOOLS)/cert-manager-controller
+	$(TOOLS)/cert-manager-controller $(TOOLS)/external-dns $(TOOLS)/pebble
 # Kubernetes reports the version it was built as; without these it says v0.0.0 and clients misjudge it.
 KUBE_VERSION_FLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) -X $(pkg).gitMajor=1 \
@@ -81,6 +81,14 @@ $(TOOLS)/coredns: $(wildcard harness/go/coredns/*) | need-go
 $(TOOLS)/cert-manager-controller: $(wildcard harness/go/cert-manager/*) | need-go
 	$(call go_build,cert-manager) -o $(CURDIR)/$@ .
 
+# The HTTPS name's real programs (tests/e2e/test_real_node.py): external-dns at the pinned chart's appVersion,
+# and Pebble, Let's Encrypt's ACME test server, standing in for Let's Encrypt.
+$(TOOLS)/external-dns: $(wildcard harness/go/external-dns/*) harness/go/external-dns/vbom/go.mod | need-go
+	$(call go_build,external-dns) -o $(CURDIR)/$@ sigs.k8s.io/external-dns
+
+$(TOOLS)/pebble: harness/go/pebble/go.mod harness/go/pebble/go.sum | need-go
+	$(call go_build,pebble) -o $(CURDIR)/$@ github.com/letsencrypt/pebble/v2/cmd/pebble
+
 # Helm for the chart audit: the release the Kubernetes provider embeds, so charts render as `up` installs them.
 $(TOOLS)/helm: harness/go/helm/go.mod harness/go/helm/go.sum | need-go
 	$(call go_build,helm) -o $(CURDIR)/$@ helm.sh/helm/v3/cmd/helm
@@ -92,7 +100,8 @@ charts: $(VENV)/.installed $(TOOLS)/helm ## audit the pinned charts from their r
 	$(BIN)/python harness/chart_audit.py $(if $(CHART_REPOSITORY),--repository $(CHART_REPOSITORY))
 
 # --- the real node (harness/e2e/node.py): Debian's container runtime, and images built here -----------
-NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap buildah \
+	knot knot-dnsutils
 IMAGES := .tools/images
 # The add-ons' images: each one program built from its pinned module in harness/go (the config reloader's
 # is the operator's).
@@ -105,7 +114,7 @@ SERVICE_IMAGE_INPUTS := Dockerfile .dockerignore constraints.txt \
 	$(shell git ls-files service/src service/pyproject.toml service/requirements.txt service/gunicorn.conf.py \
 		service/generate_grpc.py proto 2>/dev/null)
 
-node-packages: ## install the real node's Debian packages (containerd, runc, CNI plugins, buildah; root)
+node-packages: ## install the real node's Debian packages (containerd, runc, CNI plugins, buildah, Knot DNS; root)
 	@dpkg-query --show $(NODE_PACKAGES) >/dev/null 2>&1 || { \
 		[ "$$(id -u)" = 0 ] || { echo "The real node needs root and Debian's $(NODE_PACKAGES)"; exit 1; }; \
 		apt-get install --yes --quiet --no-install-recommends $(NODE_PACKAGES) >/dev/null \

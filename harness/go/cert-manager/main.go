@@ -3,7 +3,8 @@
 // API. It is a STAND-IN for the controller's main: that main is a module of its own
 // (github.com/cert-manager/cert-manager/controller-binary, in cmd/controller), which no module proxy
 // serves and the root module leaves out. What it leaves out of the real main: leader election, the
-// configuration file and most flags, metrics, the health server and the Gateway API controllers.
+// configuration file and most flags (it reads the chart's DNS-01 ones), metrics, the health server and
+// the Gateway API controllers.
 package main
 
 import (
@@ -11,8 +12,10 @@ import (
 	"flag"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cert-manager/cert-manager/pkg/controller"
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
@@ -41,6 +44,10 @@ import (
 func main() {
 	kubeconfig := flag.String("kubeconfig", "", "the kubeconfig to reach the API server with")
 	namespace := flag.String("cluster-resource-namespace", "cert-manager", "where ClusterIssuers' Secrets live")
+	// The real controller's DNS-01 flags, as the chart's dns01RecursiveNameservers(Only) values set them.
+	nameservers := flag.String("dns01-recursive-nameservers", "", "host:port,... to check DNS-01 records with")
+	only := flag.Bool("dns01-recursive-nameservers-only", false, "check with those only, not the zone's own")
+	retry := flag.Duration("dns01-check-retry-period", 10*time.Second, "between two checks of a DNS-01 record")
 	flag.Parse()
 	logf.InitLogs()
 	defer logf.FlushLogs()
@@ -52,7 +59,11 @@ func main() {
 	// The real controller's defaults for what this stand-in does not read from flags.
 	opts := controller.ContextOptions{Kubeconfig: *kubeconfig, KubernetesAPIQPS: 20, KubernetesAPIBurst: 50}
 	opts.ClusterResourceNamespace = *namespace
-	opts.DNS01CheckAuthoritative = true
+	opts.DNS01CheckAuthoritative = !*only
+	opts.DNS01CheckRetryPeriod = *retry
+	if *nameservers != "" {
+		opts.DNS01Nameservers = strings.Split(*nameservers, ",")
+	}
 	opts.MaxConcurrentChallenges = 60
 	factory, err := controller.NewContextFactory(ctx, opts)
 	if err != nil {
