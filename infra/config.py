@@ -139,6 +139,25 @@ CANARY_STEPS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
+class DnsServer:
+    """Local target: a DNS server authoritative for platform:domain that takes RFC 2136 updates signed with a
+    TSIG key (platform:dnsServer and platform:dnsTsig*), which external-dns and cert-manager write to as they
+    write a cloud's DNS service; and the address its records point at (platform:ingressAddress)."""
+
+    address: str  # IPv4
+    port: int
+    tsig_key_name: str
+    tsig_algorithm: str  # one of TSIG_ALGORITHMS
+    tsig_secret: pulumi.Output[str]  # base64, a Pulumi secret
+    ingress_address: str  # IPv4 where clients reach Traefik (kind's port mapping: 127.0.0.1)
+
+
+# TSIG algorithms both external-dns's rfc2136 provider (provider/rfc2136, v0.21.0) and cert-manager's rfc2136
+# solver (pkg/issuer/acme/dns/rfc2136, v1.21.1) sign with; both take SHA-1 too, which RFC 8945 deprecates.
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha512")
+
+
+@dataclass(frozen=True)
 class Canary:
     """How a release is judged where argo-rollouts runs it (app/rollout.py): CANARY_STEPS of the profile,
     and the bars of platform:canaryMaxErrorRatio (5xx answers / answers) and platform:canaryMaxP99Seconds."""
@@ -219,6 +238,11 @@ class PlatformConfig:
     domain: str | None = None
     acme_email: str | None = None
     acme_server: str = LETS_ENCRYPT_STAGING
+    # PEM of the CA behind a private ACME server's own HTTPS certificate (platform:acmeCaBundle); None: the
+    # server's certificate chains to a public root, as Let's Encrypt's does.
+    acme_ca_bundle: str | None = None
+    # Local target with platform:dnsServer: the zone's server; None on a cloud (its DNS service) and without.
+    dns_server: DnsServer | None = None
     canary: Canary = Canary((50,), 60, 30, 3, 0, 0.05, 1.0)
     # Local target only (platform:localTls): cert-manager signs the hosts' certificates with a CA it makes
     # in the cluster, which `make local-ca` exports for clients to trust.
@@ -270,10 +294,17 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
             "service's metrics in that Prometheus (list both, or leave out argo-rollouts)"
         )
     domain = _domain(cfg, "domain", cloud)
-    # Records and certificates come from the cloud's DNS service, so on the local target only the names.
-    managed = domain is not None and cloud != "local"
+    dns_server = _dns_server(cfg, "dnsServer", cloud, domain)
+    # Records and certificates come from the cloud's DNS service; on the local target from a DNS server the
+    # stack names, and without one platform:domain names the hosts only.
+    managed = domain is not None and (cloud != "local" or dns_server is not None)
     _needs_addon(addons, "traefik", "domain", domain is not None)
     local_ca = _local_tls(cfg, "localTls", cloud)
+    if local_ca and dns_server:
+        raise ConfigError(
+            "platform:localTls cannot be set with platform:dnsServer, which has cert-manager get the "
+            "certificates from the ACME server: leave out one of them"
+        )
     _needs_addon(addons, "traefik", "localTls", local_ca)
     host_default = f"api.{domain}" if domain else f"api.{stack}.localtest.me"
     host = _text(cfg, "host", host_default, r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", "a DNS name")
@@ -348,6 +379,8 @@ def read(cfg: pulumi.Config, stack: str) -> PlatformConfig:
         acme_server=_acme_server(
             cfg, "acmeServer", LETS_ENCRYPT if profile == "prod" else LETS_ENCRYPT_STAGING
         ),
+        acme_ca_bundle=_certificates(cfg, "acmeCaBundle") if managed else None,
+        dns_server=dns_server,
         canary=Canary(
             **CANARY_STEPS[profile],
             max_error_ratio=_ratio(cfg, "canaryMaxErrorRatio", defaults["canaryMaxErrorRatio"]),
@@ -431,11 +464,76 @@ def _domain(cfg: pulumi.Config, key: str, cloud: str) -> str | None:
         return None
     if not re.fullmatch(DNS_NAME, value):
         raise ConfigError(f"platform:{key} must be a DNS zone name like shop.example.com (got '{value}')")
-    if cloud == "local":
+    if cloud == "local" and cfg.get("dnsServer") is None:
         pulumi.log.warn(
-            f"platform:{key} names the hosts only on the local target: no DNS records are managed there, and "
-            "the API is plain HTTP unless platform:localTls or platform:tlsSecretName is set"
+            f"platform:{key} names the hosts only on the local target without platform:dnsServer: no DNS "
+            "records are managed, and the API is plain HTTP unless platform:localTls or platform:tlsSecretName is set"
         )
+    return value
+
+
+def _dns_server(cfg: pulumi.Config, key: str, cloud: str, domain: str | None) -> DnsServer | None:
+    """platform:dnsServer (`IPv4[:port]`) and what writing to it takes, on the local target only: a cloud
+    stack keeps the key (the dev stack plans on every cloud) and writes to the cloud's DNS service."""
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if cloud != "local":
+        pulumi.log.warn(
+            f"platform:{key} applies to the local target only: on {cloud} the zone is the cloud's"
+        )
+        return None
+    if domain is None:
+        raise ConfigError(f"platform:{key} needs platform:domain, the zone that server is authoritative for")
+    address, _, port = value.partition(":")
+    if not (_is_ipv4(address) and (port == "" or (port.isdigit() and 0 < int(port) < 65536))):
+        raise ConfigError(
+            f"platform:{key} must be an IPv4 address with an optional port, like 192.0.2.53:53 (got '{value}')"
+        )
+    secret = cfg.get_secret("dnsTsigSecret")
+    plain = pulumi.runtime.get_config("platform:dnsTsigSecret") or ""
+    if secret is None or not re.fullmatch(r"[A-Za-z0-9+/]{16,}={0,2}", plain):
+        raise ConfigError(
+            f"platform:dnsTsigSecret must be the base64 TSIG secret that {value} accepts updates of "
+            f"{domain} with, set with pulumi config set --secret, when platform:{key} is set"
+        )
+    ingress = cfg.get("ingressAddress") or ""
+    if not _is_ipv4(ingress):
+        raise ConfigError(
+            f"platform:ingressAddress must be the IPv4 address clients reach the ingress at (127.0.0.1 with "
+            f"kind's port mapping), which the records in {domain} point at, when platform:{key} is set (got '{ingress}')"
+        )
+    return DnsServer(
+        address=address,
+        port=int(port or 53),
+        tsig_key_name=_text(
+            cfg,
+            "dnsTsigKeyName",
+            "",
+            r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?",
+            "the TSIG key's name, like platform-dev",
+        ),
+        tsig_algorithm=_choice(cfg, "dnsTsigAlgorithm", TSIG_ALGORITHMS, default="hmac-sha256"),
+        tsig_secret=secret,
+        ingress_address=ingress,
+    )
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(value), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
+def _certificates(cfg: pulumi.Config, key: str) -> str | None:
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not re.fullmatch(
+        r"(\s*-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*)+", value
+    ):
+        raise ConfigError(f"platform:{key} must be PEM certificates (-----BEGIN CERTIFICATE----- ...)")
     return value
 
 

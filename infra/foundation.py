@@ -78,9 +78,20 @@ class PublicZone:
     # Files external-dns reads its provider's settings from (no credentials), by name; they are mounted
     # from a Secret at EXTERNAL_DNS_CONFIG_DIR (Azure's azure.json).
     external_dns_files: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Egress rules both add-ons need besides 443 anywhere: to a DNS server they update themselves (RFC 2136).
+    dns_server_egress: list[dict[str, Any]] = field(default_factory=list)
+    # The zone's write key where the DNS server checks one on every update (an RFC 2136 server's TSIG
+    # secret, a Pulumi secret): each add-on reads it from the Secret ZONE_KEY_SECRET in its namespace. None
+    # where the cloud identity is what may write.
+    write_key: pulumi.Output[str] | None = None
+    # Where cert-manager checks that a challenge's record is served before it asks for the certificate
+    # (host:port, ...); empty: the cluster's resolver, which reaches a cloud's public zone.
+    check_nameservers: tuple[str, ...] = ()
 
 
 EXTERNAL_DNS_CONFIG_DIR = "/etc/kubernetes"
+# The Secret (name, key) holding PublicZone.write_key in external-dns's and cert-manager's namespaces.
+ZONE_KEY_SECRET = ("dns-zone-key", "secret")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,16 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from config import PlatformConfig
-from foundation import ClusterFacts, Foundation, PostgresEndpoint, RedisEndpoint
+from config import DnsServer, PlatformConfig
+from foundation import (
+    ZONE_KEY_SECRET,
+    ClusterFacts,
+    Foundation,
+    PostgresEndpoint,
+    PublicZone,
+    RedisEndpoint,
+    WorkloadIdentity,
+)
 from kube import DEFAULT_DENY, container_security, pod_security_labels, resources
 from passwords import supplied_or_generated
 
@@ -117,6 +125,9 @@ class LocalFoundation(pulumi.ComponentResource):
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA_NAMESPACE}}}
                 ],
                 admit_data_clients=self._admit_data_clients,
+                public_zone=_rfc2136_zone(cfg.domain, cfg.dns_server)
+                if cfg.domain and cfg.dns_server
+                else None,
             ),
         )
         self.register_outputs(
@@ -286,3 +297,51 @@ def _secret_env(name: str, secret_name: pulumi.Input[str], key: str) -> dict[str
 
 def _exec_probe(command: list[str], period: int) -> dict[str, Any]:
     return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": 6}
+
+
+def _rfc2136_zone(domain: str, server: DnsServer) -> PublicZone:
+    """platform:domain on the DNS server the stack names (platform:dnsServer): external-dns's rfc2136 provider
+    and cert-manager's rfc2136 solver update it with the stack's TSIG key (RFC 2136, RFC 8945) where on a
+    cloud they write its DNS service. No cloud identity: the key is what may write."""
+    endpoint = f"{server.address}:{server.port}"
+    secret_name, secret_key = ZONE_KEY_SECRET
+    key = {"name": secret_name, "key": secret_key}
+    return PublicZone(
+        domain=domain,
+        name_servers=[server.address],
+        external_dns=WorkloadIdentity(),
+        cert_manager=WorkloadIdentity(),
+        external_dns_values={
+            "provider": {"name": "rfc2136"},
+            # external-dns reads every flag from EXTERNAL_DNS_<FLAG> too: the secret stays out of its argv.
+            "env": [{"name": "EXTERNAL_DNS_RFC2136_TSIG_SECRET", "valueFrom": {"secretKeyRef": key}}],
+            "extraArgs": [
+                f"--rfc2136-host={server.address}",
+                f"--rfc2136-port={server.port}",
+                f"--rfc2136-zone={domain}",
+                f"--rfc2136-tsig-keyname={server.tsig_key_name}",
+                f"--rfc2136-tsig-secret-alg={server.tsig_algorithm}",
+                # It reads the zone's records by a zone transfer, which the server allows to the key only.
+                "--rfc2136-tsig-axfr",
+            ],
+        },
+        # cert-manager.io/docs/configuration/acme/dns01/rfc2136: its algorithm names are HMACSHA256, ...
+        dns01_solver={
+            "rfc2136": {
+                "nameserver": endpoint,
+                "tsigKeyName": server.tsig_key_name,
+                "tsigAlgorithm": server.tsig_algorithm.replace("-", "").upper(),
+                "tsigSecretSecretRef": key,
+            }
+        },
+        # Updates go over UDP, a zone transfer over TCP.
+        dns_server_egress=[
+            {
+                "to": [{"ipBlock": {"cidr": f"{server.address}/32"}}],
+                "ports": [{"protocol": "UDP", "port": server.port}, {"protocol": "TCP", "port": server.port}],
+            }
+        ],
+        write_key=server.tsig_secret,
+        # The cluster's resolver does not know a private zone: ask its own server.
+        check_nameservers=(endpoint,),
+    )

@@ -14,8 +14,10 @@ local-ca` (tools/local-ca.sh) copies the CA's certificate alone out of the clust
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -23,7 +25,15 @@ from foundation import CERT_MANAGER_ACCOUNT, PublicZone
 from kube import ANY_ADDRESS, egress_anywhere, tcp
 
 from cluster import bounds, charts
-from cluster.shared import Installation, Namespace, api_flow, base_domain, chart_release, isolated_namespace
+from cluster.shared import (
+    Installation,
+    Namespace,
+    api_flow,
+    base_domain,
+    chart_release,
+    isolated_namespace,
+    zone_key,
+)
 
 NAMESPACE, SERVICE_ACCOUNT = CERT_MANAGER_ACCOUNT
 RELEASE = "cert-manager"
@@ -79,17 +89,21 @@ def install(at: Installation, zone: PublicZone | None) -> CertManager:
             },
             "podLabels": zone.cert_manager.pod_labels,
             # Before it asks for the certificate, cert-manager checks that the challenge record is served.
-            # Asked of the cluster's resolver only (from the pod's resolv.conf), not of the zone's own name
-            # servers, so its pods need no DNS beyond the cluster's (cert-manager.io/docs/configuration/acme/
-            # dns01, "Setting Nameservers for DNS01 Self Check").
+            # Asked of the cluster's resolver only (from the pod's resolv.conf), or of the zone's own server
+            # where the cluster's resolver cannot know the zone, never of name servers it looks up, so its
+            # pods need no DNS beyond these (cert-manager.io/docs/configuration/acme/dns01, "Setting
+            # Nameservers for DNS01 Self Check").
             "dns01RecursiveNameserversOnly": True,
         }
+        if zone.check_nameservers:
+            values["dns01RecursiveNameservers"] = ",".join(zone.check_nameservers)
     release = chart_release(
         at,
         charts.CERT_MANAGER,
         RELEASE,
         namespace,
         bounds.merged(values, bounds.cert_manager(at.cfg.is_prod)),
+        depends_on=zone_key(at, zone, namespace) if zone is not None else [],
     )
     issuer = _acme_issuer(at, zone, release) if zone is not None else _local_ca(at, namespace, release)
     return CertManager(release, issuer)
@@ -160,6 +174,9 @@ def _acme_issuer(
             "solvers": [{"selector": {"dnsZones": [zone.domain]}, "dns01": zone.dns01_solver}],
         }
     }
+    if at.cfg.acme_ca_bundle:
+        # A private ACME server's own HTTPS certificate chains to this CA, not to a root in the image.
+        spec["acme"]["caBundle"] = base64.b64encode(at.cfg.acme_ca_bundle.encode()).decode()
     return k8s.apiextensions.CustomResource(
         issuer,
         api_version="cert-manager.io/v1",
@@ -173,12 +190,16 @@ def _acme_issuer(
 def _flows(at: Installation, zone: PublicZone | None) -> dict[str, dict[str, Any]]:
     flows: dict[str, dict[str, Any]] = {"allow-api-server": api_flow(at)}
     if zone is not None:
-        # The ACME server and the cloud's DNS API (and its token exchange), on 443 at addresses nobody knows.
-        # The local CA signs inside the cluster and needs neither.
+        # The ACME server (on 443, or its URL's port) and the cloud's DNS API (and its token exchange), at
+        # addresses nobody knows; or the DNS server the stack names. The local CA signs inside the cluster.
+        acme_port = urlsplit(at.cfg.acme_server).port or 443
         flows["allow-acme-and-dns-api"] = {
             "podSelector": {},
             "policyTypes": ["Egress"],
-            "egress": [egress_anywhere((443, *zone.credential_ports))],
+            "egress": [
+                egress_anywhere(tuple(sorted({443, acme_port, *zone.credential_ports}))),
+                *zone.dns_server_egress,
+            ],
         }
     # The API server calls the webhook; its address is not the pod network's.
     flows["allow-webhook-calls"] = {

@@ -10,7 +10,7 @@ from foundation import EXTERNAL_DNS_ACCOUNT, EXTERNAL_DNS_CONFIG_DIR, PublicZone
 from kube import egress_anywhere
 
 from cluster import bounds, charts
-from cluster.shared import Installation, api_flow, chart_release, isolated_namespace
+from cluster.shared import Installation, api_flow, chart_release, isolated_namespace, zone_key
 
 NAMESPACE, SERVICE_ACCOUNT = EXTERNAL_DNS_ACCOUNT
 RELEASE = "external-dns"
@@ -27,7 +27,7 @@ def install(at: Installation, zone: PublicZone) -> None:
             "allow-dns-api": {
                 "podSelector": {},
                 "policyTypes": ["Egress"],
-                "egress": [egress_anywhere((443, *zone.credential_ports))],
+                "egress": [egress_anywhere((443, *zone.credential_ports)), *zone.dns_server_egress],
             },
         },
     )
@@ -47,7 +47,7 @@ def install(at: Installation, zone: PublicZone) -> None:
         "podLabels": zone.external_dns.pod_labels,
         **zone.external_dns_values,
     }
-    after = []
+    after = zone_key(at, zone, namespace)
     if zone.external_dns_files:
         files = k8s.core.v1.Secret(
             "external-dns-provider",

@@ -57,6 +57,7 @@ def install(
     if at.cfg.tls_secret_name:
         # Every published host has TLS then: send plain HTTP to HTTPS, as clients expect.
         web["redirections"] = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
+    published = at.cfg.dns_server.ingress_address if at.cfg.dns_server else None
     service: dict[str, Any] = {
         "annotations": at.cluster.load_balancer_annotations,
         # The per-client limits and the admin allow-list match the client address Traefik sees.
@@ -71,8 +72,9 @@ def install(
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1} if prod else {"enabled": False},
         "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
         "providers": {
-            # publishedService copies the load balancer's address into each Ingress's status.
-            "kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}},
+            # publishedService copies the load balancer's address into each Ingress's status, where
+            # external-dns reads it; a local cluster's has none, and Traefik writes platform:ingressAddress.
+            "kubernetesIngress": {"enabled": True, "publishedService": {"enabled": published is None}},
         },
         "ports": {
             "web": web,
@@ -92,6 +94,8 @@ def install(
             }
         },
     }
+    if published:
+        values["additionalArguments"] = [f"--providers.kubernetesingress.ingressendpoint.ip={published}"]
     # Where nothing provisions load balancers (kind, minikube), the Service stays pending: do not
     # hold `pulumi up` on it there. The ServiceMonitor needs the monitoring CRDs first.
     return chart_release(

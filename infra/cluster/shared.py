@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 from config import PlatformConfig
-from foundation import ClusterFacts
+from foundation import ZONE_KEY_SECRET, ClusterFacts, PublicZone
 from kube import DEFAULT_DENY, PodSecurityLevel, dns_egress, egress_anywhere, pod_security_labels
 
 from cluster import charts
@@ -167,3 +167,18 @@ def base_domain(host: str) -> str:
 def present(*resources: pulumi.Resource | None) -> list[pulumi.Resource]:
     """The dependencies among these that the stack installs (platform:addons)."""
     return [r for r in resources if r is not None]
+
+
+def zone_key(at: Installation, zone: PublicZone, namespace: Namespace) -> list[pulumi.Resource]:
+    """The zone's write key, where it has one, as the Secret ZONE_KEY_SECRET in an add-on's `namespace`."""
+    if zone.write_key is None:
+        return []
+    name, key = ZONE_KEY_SECRET
+    return [
+        k8s.core.v1.Secret(
+            f"{namespace.name}-zone-key",
+            metadata={"name": name, "namespace": namespace.name},
+            string_data={key: zone.write_key},
+            opts=at.opts(depends_on=namespace.ready),
+        )
+    ]

@@ -222,6 +222,56 @@ def test_a_bad_local_tls_setting_fails_with_one_sentence_naming_the_key(
     assert expected in _error(**overrides)
 
 
+LOCAL_ZONE = {
+    "domain": "shop.test",
+    "acmeEmail": "ops@shop.test",
+    "dnsServer": "192.0.2.53",
+    "dnsTsigKeyName": "platform-dev",
+    "dnsTsigSecret": "c2VjcmV0LWtleS1vZi10aGUtem9uZQ==",
+    "ingressAddress": "127.0.0.1",
+}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"dnsServer": "dns.shop.test:53"},
+            "platform:dnsServer must be an IPv4 address with an optional port, like 192.0.2.53:53 (got 'dns.shop.test:53')",
+        ),
+        ({"dnsServer": "192.0.2.53:0"}, "platform:dnsServer must be an IPv4 address with an optional port"),
+        (
+            {"domain": None},
+            "platform:dnsServer needs platform:domain, the zone that server is authoritative for",
+        ),
+        (
+            {"dnsTsigSecret": None},
+            "platform:dnsTsigSecret must be the base64 TSIG secret that 192.0.2.53 accepts",
+        ),
+        ({"dnsTsigSecret": "not base64!"}, "platform:dnsTsigSecret must be the base64 TSIG secret"),
+        (
+            {"dnsTsigKeyName": None},
+            "platform:dnsTsigKeyName must be the TSIG key's name, like platform-dev (got '')",
+        ),
+        (
+            {"dnsTsigAlgorithm": "hmac-md5"},
+            "platform:dnsTsigAlgorithm must be one of hmac-sha256, hmac-sha512 (got 'hmac-md5')",
+        ),
+        (
+            {"ingressAddress": None},
+            "platform:ingressAddress must be the IPv4 address clients reach the ingress at",
+        ),
+        ({"localTls": "true"}, "platform:localTls cannot be set with platform:dnsServer"),
+        ({"acmeEmail": None}, "platform:acmeEmail must be the e-mail address of the ACME account"),
+        ({"acmeCaBundle": "a CA"}, "platform:acmeCaBundle must be PEM certificates"),
+    ],
+)
+def test_a_bad_local_zone_setting_fails_with_one_sentence_naming_the_key(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    assert expected in _error(**{**LOCAL_ZONE, **overrides})
+
+
 def test_a_team_certificate_still_serves_the_local_target_without_local_tls() -> None:
     plan = run_plan("dev", cloud="local", overrides={"tlsSecretName": "own-tls"})
     [ingress] = [i for i in plan.objects("Ingress") if "grpc" not in i.name]

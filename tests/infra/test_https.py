@@ -3,6 +3,7 @@ external-dns and certificates by cert-manager, each through an identity that may
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -209,3 +210,113 @@ def test_local_tls_is_ignored_on_a_cloud_with_a_warning(plan_for) -> None:
     plan = plan_for("aws", "dev", localTls="true")
     assert not plan.objects("Certificate") and "ca_certificate" not in plan.outputs
     assert any("platform:localTls applies to the local target only" in w for w in plan.warnings)
+
+
+# --- the local target with platform:dnsServer: a zone on a DNS server that takes RFC 2136 updates ---
+
+TSIG_SECRET = "c2VjcmV0LWtleS1vZi10aGUtem9uZQ=="
+LOCAL_ZONE = {
+    "domain": "shop.test",
+    "acmeEmail": "ops@shop.test",
+    "acmeServer": "https://acme.shop.test:14000/dir",
+    "dnsServer": "192.0.2.53:5353",
+    "dnsTsigKeyName": "platform-dev",
+    "dnsTsigSecret": TSIG_SECRET,
+    "ingressAddress": "192.0.2.80",
+    "adminAllowedCidrs": '["127.0.0.1/32"]',
+}
+
+
+def test_a_local_zone_gets_every_hosts_certificate_by_acme_dns01_on_its_own_server(plan_for) -> None:
+    plan = plan_for("local", "dev", **LOCAL_ZONE)
+    hosts = {c.metadata["namespace"]: c.inputs["spec"]["dnsNames"] for c in plan.objects("Certificate")}
+    assert hosts == {
+        "products": ["api.shop.test"],
+        "monitoring": ["grafana.shop.test"],
+        "argocd": ["argocd.shop.test"],
+    }
+    acme = plan.object("ClusterIssuer", "acme-dev").inputs["spec"]["acme"]
+    assert acme["server"] == "https://acme.shop.test:14000/dir"
+    assert acme["solvers"] == [
+        {
+            "selector": {"dnsZones": ["shop.test"]},
+            "dns01": {
+                "rfc2136": {
+                    "nameserver": "192.0.2.53:5353",
+                    "tsigKeyName": "platform-dev",
+                    "tsigAlgorithm": "HMACSHA256",
+                    "tsigSecretSecretRef": {"name": "dns-zone-key", "key": "secret"},
+                }
+            },
+        }
+    ]
+    assert "caBundle" not in acme
+    # The challenge's record is checked on the zone's own server: the cluster's resolver does not know it.
+    values = _release(plan, "cert-manager").inputs["values"]
+    assert (values["dns01RecursiveNameservers"], values["dns01RecursiveNameserversOnly"]) == (
+        "192.0.2.53:5353",
+        True,
+    )
+    assert plan.outputs["api_url"] == "https://api.shop.test"
+
+
+def test_external_dns_updates_the_local_zone_with_the_key_from_a_secret(plan_for) -> None:
+    plan = plan_for("local", "dev", **LOCAL_ZONE)
+    values = _release(plan, "external-dns").inputs["values"]
+    assert values["provider"] == {"name": "rfc2136"}
+    assert values["domainFilters"] == ["shop.test"]
+    assert set(values["extraArgs"]) == {
+        "--rfc2136-host=192.0.2.53",
+        "--rfc2136-port=5353",
+        "--rfc2136-zone=shop.test",
+        "--rfc2136-tsig-keyname=platform-dev",
+        "--rfc2136-tsig-secret-alg=hmac-sha256",
+        "--rfc2136-tsig-axfr",
+    }
+    assert values["env"] == [
+        {
+            "name": "EXTERNAL_DNS_RFC2136_TSIG_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": "dns-zone-key", "key": "secret"}},
+        }
+    ]
+    # The key is in the two add-ons' Secrets only, and a secret there.
+    for namespace in ("external-dns", "cert-manager"):
+        [key] = plan.objects("Secret", namespace)
+        assert key.metadata["name"] == "dns-zone-key" and key.is_secret(("stringData", "secret"))
+    releases = json.dumps([r.inputs for r in plan.of_type(RELEASE)])
+    assert TSIG_SECRET not in releases
+
+
+def test_traefik_publishes_the_ingress_address_the_local_records_point_at(plan_for) -> None:
+    values = _release(plan_for("local", "dev", **LOCAL_ZONE), "traefik").inputs["values"]
+    assert values["providers"]["kubernetesIngress"]["publishedService"] == {"enabled": False}
+    assert values["additionalArguments"] == ["--providers.kubernetesingress.ingressendpoint.ip=192.0.2.80"]
+    assert values["ports"]["web"]["redirections"]["entryPoint"]["scheme"] == "https"
+
+
+def test_the_local_zones_writers_reach_its_server_and_the_acme_servers_port_only(plan_for) -> None:
+    plan = plan_for("local", "dev", **LOCAL_ZONE)
+    to_server = {
+        "to": [{"ipBlock": {"cidr": "192.0.2.53/32"}}],
+        "ports": [{"protocol": "UDP", "port": 5353}, {"protocol": "TCP", "port": 5353}],
+    }
+    for namespace, policy, ports in (
+        ("external-dns", "allow-dns-api", [443]),
+        ("cert-manager", "allow-acme-and-dns-api", [443, 14000]),
+    ):
+        [isolation] = [p for p in plan.objects("NetworkPolicy", namespace) if p.metadata["name"] == policy]
+        egress = isolation.inputs["spec"]["egress"]
+        assert [p["port"] for p in egress[0]["ports"]] == ports
+        assert egress[1:] == [to_server]
+
+
+def test_a_private_acme_servers_ca_is_the_issuers_ca_bundle(plan_for) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+    acme = plan_for("local", "dev", **LOCAL_ZONE, acmeCaBundle=pem).object("ClusterIssuer", "acme-dev")
+    assert base64.b64decode(acme.inputs["spec"]["acme"]["caBundle"]).decode() == pem
+
+
+def test_a_dns_server_is_ignored_on_a_cloud_with_a_warning(plan_for) -> None:
+    plan = plan_for("aws", "dev", dnsServer="192.0.2.53", apiAllowedCidrs='["203.0.113.0/24"]')
+    assert not plan.objects("Certificate")
+    assert any("platform:dnsServer applies to the local target only" in w for w in plan.warnings)

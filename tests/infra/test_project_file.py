@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _keys_read_by_the_program() -> set[str]:
     source = (REPO / "infra" / "config.py").read_text()
-    readers = r'(?:_choice|_int|_bool|_text|_image|_cidrs|_ratio|_chart_repository|_secret_url|_local_tls|number|flag)\(\s*(?:cfg,\s*)?"(\w+)"'
+    readers = r'(?:_choice|_int|_bool|_text|_image|_cidrs|_ratio|_chart_repository|_secret_url|_local_tls|_domain|_dns_server|_acme_email|_acme_server|_certificates|number|flag)\(\s*(?:cfg,\s*)?"(\w+)"'
     getters = r'cfg\.get(?:_secret|_object)?\("(\w+)"'
     return set(re.findall(readers, source)) | set(re.findall(getters, source)) | set(SUPPLIABLE_SECRETS)
 
