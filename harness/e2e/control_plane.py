@@ -120,14 +120,16 @@ class Cluster:
             "KUBECACHEDIR": str(self.state / "kube-cache"),
         }
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(TOOLS / "kubectl"), *args],
             env=self.env,
             capture_output=True,
             text=True,
             check=check,
-            timeout=60,
+            timeout=timeout,
         )
 
     def start(self, detached: bool) -> None:
@@ -169,11 +171,11 @@ class Cluster:
         remove the state."""
         watchdog = self.state / "watchdog.pid"
         if watchdog.exists() and int(watchdog.read_text()) != os.getpid():
-            _terminate(int(watchdog.read_text()), grace=2)
+            terminate(int(watchdog.read_text()), grace=2)
         if self.node or (self.state / "node").exists():
-            real_node.RealNode(self.state).stop(self._recorded_pids(), _terminate)
+            real_node.RealNode(self.state).stop(self._recorded_pids(), terminate)
         for pid in reversed(self._recorded_pids()):
-            _terminate(pid)
+            terminate(pid)
         _restore_test_range(self.state)
         shutil.rmtree(self.state, ignore_errors=True)
 
@@ -516,7 +518,8 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _terminate(pid: int, grace: float = 10.0) -> None:
+def terminate(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL if `pid` is still there after `grace` seconds; a child of ours is reaped."""
     if not _alive(pid):
         return
     with contextlib.suppress(ProcessLookupError):

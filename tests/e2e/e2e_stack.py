@@ -45,15 +45,20 @@ class Checkout:
     def make(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self._run(["make", "--no-print-directory", *args], check)
 
-    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self._run([str(TOOLS / "pulumi"), *args, "--stack", STACK, "--non-interactive"], check)
+    def pulumi(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`pulumi ARGS`; `stdin` is what it reads (a secret's value, kept out of argv and the log)."""
+        return self._run([str(TOOLS / "pulumi"), *args, "--stack", STACK, "--non-interactive"], check, stdin)
 
     def state(self) -> dict[str, Any]:
         return json.loads(self.pulumi("stack", "export").stdout)
 
-    def _run(self, command: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, command: list[str], check: bool, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600
+            command, cwd=self.root, env=self.env, input=stdin, capture_output=True, text=True, timeout=600
         )
         # Everything the engine says, warnings about plugin versions included, goes to the test log.
         print(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}")

@@ -23,6 +23,19 @@ except urllib.error.HTTPError as error:
     print(json.dumps({"status": error.code, "body": error.read().decode()}))
 """
 
+# One HTTPS GET of https://HOST/PATH sent to ADDRESS:443, trusting the CAs in CA_FILE and no other; prints
+# the status, headers and body. A certificate that does not verify for HOST fails it.
+HTTPS_CLIENT = """
+import http.client, json, socket, ssl, sys
+address, host, path, ca_file = sys.argv[1:5]
+context = ssl.create_default_context(cafile=ca_file)
+connection = http.client.HTTPSConnection(host, 443, context=context, timeout=10)
+connection.sock = context.wrap_socket(socket.create_connection((address, 443), timeout=10), server_hostname=host)
+connection.request("GET", path)
+response = connection.getresponse()
+print(json.dumps({"status": response.status, "headers": dict(response.getheaders()), "body": response.read().decode()}))
+"""
+
 # One gRPC call of the product API through `target` (host:port), with `authority` as the :authority a
 # client of the published name sends; prints the answer's code and, when OK, the product ids listed.
 GRPC_CLIENT = """
@@ -107,6 +120,10 @@ def http(
     )
     text = answer["body"]
     return answer["status"], json.loads(text) if text.startswith(("{", "[")) else text
+
+
+def https_get(address: str, host: str, path: str, ca_file: str) -> dict[str, Any]:
+    return dict(json.loads(in_node(sys.executable, "-c", HTTPS_CLIENT, address, host, path, ca_file).stdout))
 
 
 def grpc_list(target: str, authority: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from cluster import CHART_SERVICES
 from cluster.cert_manager import LOCAL_CA
 from cluster.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from config import MANAGED_CERTIFICATE
-from control_plane import Cluster, die_with_parent
+from control_plane import Cluster, die_with_parent, terminate
 from e2e_stack import PLATFORM_NAMESPACES, SUPPLIED_SECRETS, TOOLS, Checkout, get, namespaces
 from standin_charts import module_dir
 
@@ -197,8 +197,7 @@ def test_cert_manager_issues_the_local_ca_and_make_local_ca_writes_its_certifica
             "wait", "--for=condition=Ready", "certificate", "--all", "-A", "--timeout=50s", check=False
         )
     finally:
-        controller.terminate()
-        controller.wait(timeout=30)
+        terminate(controller.pid)
         log.close()
     assert ready.returncode == 0, ready.stderr + (tmp_path / "cert-manager.log").read_text()[-3000:]
 

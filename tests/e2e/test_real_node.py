@@ -15,7 +15,7 @@ releases for the canaries: 0.2.0 serves, 0.3.0-faulty (a FAULTY stand-in) answer
 
 The tests run in file order as one user's session: up, the migration, the API, the front door, traces,
 metrics, scaling, a release promoted by its canary, a release rolled back by its canary, a killed pod,
-the destroy.
+the API at an HTTPS name in a zone of the stack's own, the destroy.
 """
 
 from __future__ import annotations
@@ -27,16 +27,19 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import images
 import node
 import node_client
+import outside
 import pytest
-from control_plane import TEST_RANGE, Cluster
+from control_plane import TEST_RANGE, TOOLS, Cluster, die_with_parent, terminate
 from e2e_stack import PLATFORM_NAMESPACES, Checkout, get, namespaces
 from node_client import grpc_list, http, in_node
+from standin_charts import module_dir
 
 UP = ("up", "STACK=dev", "ARGS=--yes")
 APP_NAMESPACE = "products"
@@ -473,6 +476,144 @@ def test_a_killed_service_pod_is_replaced_and_the_api_answers_again(api: str, re
         time.sleep(0.5)
     assert after, "no new ready pod within 120 s"
     assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
+
+
+# --- the API at an HTTPS name: its record and certificate written by the platform ------------------------
+
+ZONE = "shop.test"  # RFC 6761's reserved .test: never a real zone
+
+
+def _release_values(user: Checkout, chart: str) -> dict[str, Any]:
+    """The values the program gave `chart`'s release, as the state holds them."""
+    [release] = [
+        r
+        for r in user.state()["deployment"]["resources"]
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == chart
+    ]
+    return dict(release["inputs"]["values"])
+
+
+def _external_dns_args(values: dict[str, Any]) -> list[str]:
+    """The arguments external-dns chart 1.21.1 renders from the values the program sets
+    (templates/deployment.yaml): its sources, policy, registry, owner, domain filters, provider, extraArgs."""
+    return [
+        *(f"--source={source}" for source in values["sources"]),
+        f"--policy={values['policy']}",
+        f"--registry={values['registry']}",
+        f"--txt-owner-id={values['txtOwnerId']}",
+        *(f"--domain-filter={domain}" for domain in values["domainFilters"]),
+        f"--provider={values['provider']['name']}",
+        *values["extraArgs"],
+    ]
+
+
+def test_the_api_answers_at_an_https_name_whose_record_and_certificate_the_platform_wrote(
+    real_checkout: Checkout, real_cluster: Cluster, front_door: str, tmp_path: Path
+) -> None:
+    """A zone on a DNS server outside the cluster (Knot, RFC 2136) and an ACME server (Pebble, standing in
+    for Let's Encrypt), named by stack config alone. external-dns and cert-manager are the real programs,
+    run beside the API server with the arguments their charts give them from the program's values: the
+    node runs neither (docs/e2e.md, "The HTTPS name")."""
+    address = str(urlsplit(front_door).hostname)  # Traefik's Service: where the records must point
+    host = f"api.{ZONE}"
+    with (
+        outside.DnsZone(tmp_path / "dns", ZONE, node.HOST_ADDRESS) as dns,
+        outside.AcmeServer(tmp_path / "acme", node.HOST_ADDRESS, dns.endpoint) as acme,
+    ):
+        settings = {
+            "domain": ZONE,
+            "acmeEmail": f"ops@{ZONE}",
+            "acmeServer": acme.directory,
+            "dnsServer": dns.endpoint,
+            "dnsTsigKeyName": outside.TSIG_KEY,
+            "ingressAddress": address,
+        }
+        # The image the pods run: after the release its canary rolled back, the stack still names the faulty
+        # one, and `up` would report that rollback again (docs/delivery.md, "Rolling back or forward by hand").
+        [running] = _app_pod_images(real_cluster)
+        settings["image"] = running
+        for key, value in settings.items():
+            real_checkout.pulumi("config", "set", f"platform:{key}", value)
+        # From standard input: a PEM's first line reads as a flag, and a secret stays out of argv and the log.
+        real_checkout.pulumi("config", "set", "platform:acmeCaBundle", stdin=acme.ca_file.read_text())
+        real_checkout.pulumi("config", "set", "--secret", "platform:dnsTsigSecret", stdin=dns.tsig_secret)
+        real_checkout.make(*UP)
+        assert dns.tsig_secret not in json.dumps(real_checkout.state())
+
+        # cert-manager's own CRDs over the placeholder's open ones (as on the kwok tier), then its controllers.
+        crds = module_dir("cert-manager", "github.com/cert-manager/cert-manager") / "deploy" / "crds"
+        real_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+        real_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=50s")
+        cert_manager = _release_values(real_checkout, "cert-manager")
+        controller_log = (tmp_path / "cert-manager.log").open("w")
+        controller = subprocess.Popen(
+            [
+                str(TOOLS / "cert-manager-controller"),
+                f"--kubeconfig={real_cluster.kubeconfig}",
+                f"--dns01-recursive-nameservers={cert_manager['dns01RecursiveNameservers']}",
+                "--dns01-recursive-nameservers-only",
+                "--dns01-check-retry-period=2s",
+            ],
+            stdout=controller_log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            # Traefik publishes platform:ingressAddress in the Ingress's status; external-dns reads it there.
+            deadline = time.monotonic() + 60
+            while (published := _published(real_cluster)) != [address] and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert published == [address], published
+            external_dns = _release_values(real_checkout, "external-dns")
+            [key] = [e for e in external_dns["env"] if e["name"] == "EXTERNAL_DNS_RFC2136_TSIG_SECRET"]
+            reference = key["valueFrom"]["secretKeyRef"]
+            tsig = secret_value(real_cluster, "external-dns", reference["name"], reference["key"])
+            subprocess.run(
+                [str(TOOLS / "external-dns"), f"--kubeconfig={real_cluster.kubeconfig}", "--once",
+                 *_external_dns_args(external_dns)],
+                env={**os.environ, "EXTERNAL_DNS_RFC2136_TSIG_SECRET": tsig},
+                capture_output=True, text=True, timeout=120, check=True,
+            )  # fmt: skip
+            assert dns.query(host) == [address]
+            assert dns.query(f"mail.{ZONE}") == ["192.0.2.25"], (
+                "a record external-dns does not own was changed"
+            )
+
+            # The first certificate: cert-manager waits 60 s once the challenge's record is served.
+            started = time.monotonic()
+            ready = real_cluster.kubectl(
+                "wait", "--for=condition=Ready", "certificate", "--all", "-A", "--timeout=240s",
+                check=False, timeout=250,
+            )  # fmt: skip
+            issued = time.monotonic() - started
+            # The challenges are solved and removed (each holds a finalizer until cert-manager cleans its record).
+            deadline = time.monotonic() + 60
+            while get(real_cluster, "challenges", "-A")["items"] and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            terminate(controller.pid)
+            controller_log.close()
+        assert ready.returncode == 0, ready.stderr + (tmp_path / "cert-manager.log").read_text()[-3000:]
+        assert not get(real_cluster, "challenges", "-A")["items"]
+
+        root = tmp_path / "acme-root.crt"
+        root.write_text(acme.root_certificate())
+        [resolved] = dns.query(host)
+        answer = node_client.https_get(resolved, host, "/api/v1/products?limit=1", str(root))
+        print(
+            f"HTTPS name: {host} -> {resolved}; the certificates were issued {issued:.0f} s after the record"
+        )
+        assert answer["status"] == 200, answer
+        assert "max-age=" in answer["headers"].get("Strict-Transport-Security", ""), answer["headers"]
+
+
+def _published(cluster: Cluster) -> list[str]:
+    [ingress] = [
+        i
+        for i in get(cluster, "ingress", "-n", APP_NAMESPACE)["items"]
+        if "grpc" not in i["metadata"]["name"]
+    ]
+    return [a.get("ip") for a in ingress.get("status", {}).get("loadBalancer", {}).get("ingress", [])]
 
 
 def test_make_destroy_leaves_no_platform_namespace_and_no_container(
