@@ -101,6 +101,11 @@ def cpu_autoscaling(
 
 # The provider's annotation that ends its wait on an object as soon as the API server has it.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# The provider's annotation that forces its server-side apply: the object's fields become Pulumi's even
+# where another field manager holds them, instead of the apply failing on the conflict (pulumi-kubernetes
+# v4.25.0, patchForce in pkg/await/await.go). For what Pulumi alone delivers: the service's servers, which
+# Argo CD (kubectl-client-side-apply) held before a stack came back to direct delivery, or a `kubectl edit`.
+PATCH_FORCE = {"pulumi.com/patchForce": "true"}
 
 
 def ingress_await(load_balancer_addresses: bool) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from cluster import INGRESS_CLASS, INGRESS_NAMESPACE, MONITORING_NAMESPACE, ClusterAddons
 from config import PlatformConfig
-from kube import cpu_autoscaling, ingress_await, namespace_peer, resources, spread, tcp
+from kube import PATCH_FORCE, cpu_autoscaling, ingress_await, namespace_peer, resources, spread, tcp
 
 from app.edge import EdgeLimits
 from app.pods import Pods
@@ -151,7 +151,7 @@ class Workload(pulumi.ComponentResource):
         if self._shared.addons.rollouts is None:
             workload: pulumi.CustomResource = k8s.apps.v1.Deployment(
                 f"{spec.prefix}deployment",
-                metadata=self._metadata(),
+                metadata={**self._metadata(), "annotations": PATCH_FORCE},
                 spec={
                     "selector": {"matchLabels": spec.labels},
                     "strategy": {
@@ -197,7 +197,7 @@ class Workload(pulumi.ComponentResource):
             f"{spec.prefix}rollout",
             api_version=ROLLOUTS_API,
             kind="Rollout",
-            metadata={**self._metadata(), "annotations": ROLLOUT_AWAIT},
+            metadata={**self._metadata(), "annotations": {**ROLLOUT_AWAIT, **PATCH_FORCE}},
             spec={
                 "selector": {"matchLabels": spec.labels},
                 "template": template,

@@ -35,10 +35,12 @@ def test_each_server_is_a_rollout_judged_at_each_step_of_the_profiles_canary(
                 {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}}
             ]
         assert spec["progressDeadlineAbort"] is True
-        # RolloutOutcome waits; the provider's own waits on a Rollout crash (app/rollout.py).
+        # RolloutOutcome waits; the provider's own waits on a Rollout crash (app/rollout.py). Forced: Pulumi
+        # takes back a Rollout Argo CD held (kube.PATCH_FORCE).
         assert plan.object("Rollout", name).metadata["annotations"] == {
             "pulumi.com/skipAwait": "true",
             "pulumi.com/deletionPropagationPolicy": "background",
+            "pulumi.com/patchForce": "true",
         }
         assert "replicas" not in spec, "the HPA owns the count"
         hpa = plan.object("HorizontalPodAutoscaler", name).inputs["spec"]["scaleTargetRef"]
@@ -114,7 +116,9 @@ def test_without_argo_rollouts_the_servers_are_deployments_with_a_rolling_update
     plan = plan_for("local", "dev", addons=["kube-prometheus-stack", "jaeger", "argo-cd", "traefik"])
     assert not plan.objects("Rollout") and not plan.objects("AnalysisTemplate") and not _outcomes(plan)
     for name in WORKLOADS:
-        assert plan.object("Deployment", name).inputs["spec"]["strategy"]["type"] == "RollingUpdate"
+        deployment = plan.object("Deployment", name)
+        assert deployment.inputs["spec"]["strategy"]["type"] == "RollingUpdate"
+        assert deployment.metadata["annotations"] == {"pulumi.com/patchForce": "true"}
         assert plan.object("HorizontalPodAutoscaler", name).inputs["spec"]["scaleTargetRef"]["kind"] == (
             "Deployment"
         )
