@@ -15,7 +15,7 @@ releases for the canaries: 0.2.0 serves, 0.3.0-faulty (a FAULTY stand-in) answer
 
 The tests run in file order as one user's session: up, the migration, the API, the front door, traces,
 metrics, scaling, a release promoted by its canary, a release rolled back by its canary, a killed pod,
-the API at an HTTPS name in a zone of the stack's own, the destroy.
+GitOps delivery and back, the API at an HTTPS name in a zone of the stack's own, the destroy.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import node
 import node_client
 import outside
 import pytest
+import yaml
 from control_plane import TEST_RANGE, TOOLS, Cluster, die_with_parent, terminate
 from e2e_stack import PLATFORM_NAMESPACES, Checkout, get, namespaces
 from node_client import grpc_list, http, in_node
@@ -475,6 +476,45 @@ def test_a_killed_service_pod_is_replaced_and_the_api_answers_again(api: str, re
         }
         time.sleep(0.5)
     assert after, "no new ready pod within 120 s"
+    assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
+
+
+# --- GitOps: the stack hands its workloads to what Argo CD syncs, and takes them back ---------------------
+
+
+def test_a_live_stack_hands_its_workloads_to_the_folder_argo_cd_syncs_and_takes_them_back(
+    real_checkout: Checkout, real_cluster: Cluster, api: str
+) -> None:
+    """The switch docs/delivery.md describes, on pods that run. Argo CD's programs are not built here (its
+    v3.6 needs Go 1.27), so its sync is played by what it does: deploy/dev applied as it is in Git
+    (`kubectl apply -k`, a client-side apply like Argo CD's default), into what Pulumi kept."""
+    # The image the pods run (after the release its canary rolled back, the stack still names the faulty one).
+    [running] = _app_pod_images(real_cluster)
+    real_checkout.pulumi("config", "set", "platform:image", running)
+    real_checkout.pulumi("config", "set", "--path", "platform:addons[4]", "argo-cd")
+    real_checkout.pulumi("config", "set", "platform:delivery", "argocd")
+    real_checkout.pulumi("config", "set", "platform:gitopsRepoUrl", "https://git.example.com/platform.git")
+    try:
+        real_checkout.make(*UP)
+        assert get(real_cluster, "rollouts", "-n", APP_NAMESPACE)["items"] == [], "Pulumi kept its Rollouts"
+        real_cluster.kubectl("apply", "-k", str(real_checkout.root / "deploy" / "dev"), timeout=120)
+        for name in (APP, f"{APP}-grpc"):
+            real_cluster.kubectl(
+                "wait", "--for=jsonpath={.status.phase}=Healthy", f"rollout/{name}", "-n", APP_NAMESPACE,
+                "--timeout=240s", timeout=250,
+            )  # fmt: skip
+        in_git = yaml.safe_load((real_checkout.root / "deploy" / "dev" / f"rollout-{APP}.yaml").read_text())
+        assert _app_pod_images(real_cluster) == {in_git["spec"]["template"]["spec"]["containers"][0]["image"]}
+        assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
+    finally:
+        real_checkout.pulumi("config", "rm", "platform:gitopsRepoUrl")
+        real_checkout.pulumi("config", "rm", "platform:delivery")
+        real_checkout.pulumi("config", "rm", "--path", "platform:addons[4]")
+        # docs/delivery.md: the last migration Job Argo CD ran is deleted by hand.
+        real_cluster.kubectl("delete", "job", f"{APP}-migrate", "-n", APP_NAMESPACE, "--ignore-not-found")
+        back = real_checkout.make(*UP, check=False)
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    assert _app_pod_images(real_cluster) == {running}
     assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
 
 
