@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools" / "bin"
 
-from control_plane import Cluster  # noqa: E402 (harness/e2e, on pytest's pythonpath)
+from control_plane import Cluster, die_with_parent, terminate  # noqa: E402 (harness/e2e, on pytest's pythonpath)
+from standin_charts import module_dir  # noqa: E402
 
 STACK = "dev"
 # The passwords the dev stack would generate with pulumi_random, whose provider no registry serves:
@@ -76,3 +79,24 @@ def get(cluster: Cluster, *what: str) -> Any:
 
 def namespaces(cluster: Cluster) -> set[str]:
     return {ns["metadata"]["name"] for ns in get(cluster, "namespaces")["items"]}
+
+
+@contextlib.contextmanager
+def cert_manager_controllers(cluster: Cluster, log: Path, *flags: str) -> Iterator[None]:
+    """cert-manager's own controllers (harness/go/cert-manager, a stand-in main) beside the API server while
+    the `with` lasts, stopped by PID. They need cert-manager's CRDs, which the placeholder chart's open ones
+    are not (no status, no CertificateRequest): the pinned module's replace them first."""
+    crds = module_dir("cert-manager", "github.com/cert-manager/cert-manager") / "deploy" / "crds"
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=50s")
+    with log.open("w") as output:
+        controller = subprocess.Popen(
+            [str(TOOLS / "cert-manager-controller"), f"--kubeconfig={cluster.kubeconfig}", *flags],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            yield
+        finally:
+            terminate(controller.pid)

@@ -20,9 +20,15 @@ from cluster import CHART_SERVICES
 from cluster.cert_manager import LOCAL_CA
 from cluster.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from config import MANAGED_CERTIFICATE
-from control_plane import Cluster, die_with_parent, terminate
-from e2e_stack import PLATFORM_NAMESPACES, SUPPLIED_SECRETS, TOOLS, Checkout, get, namespaces
-from standin_charts import module_dir
+from control_plane import Cluster
+from e2e_stack import (
+    PLATFORM_NAMESPACES,
+    SUPPLIED_SECRETS,
+    Checkout,
+    cert_manager_controllers,
+    get,
+    namespaces,
+)
 
 UP = ("up", "STACK=dev", "ARGS=--yes")
 
@@ -174,31 +180,11 @@ def test_cert_manager_issues_the_local_ca_and_make_local_ca_writes_its_certifica
 ) -> None:
     if real_charts:
         pytest.skip("the stack sets platform:localTls with the placeholder charts only (conftest.py)")
-    # cert-manager's own controllers (harness/go/cert-manager, a stand-in main) issue what the program
-    # declared. They need cert-manager's CRDs, which the placeholder's open ones are not (no status, no
-    # CertificateRequest): the pinned module's replace them.
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        str(module_dir("cert-manager", "github.com/cert-manager/cert-manager") / "deploy" / "crds"),
-    )
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=50s")
-    log = (tmp_path / "cert-manager.log").open("w")
-    controller = subprocess.Popen(
-        [str(TOOLS / "cert-manager-controller"), f"--kubeconfig={cluster.kubeconfig}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
-    )
-    try:
+    # cert-manager's own controllers issue what the program declared.
+    with cert_manager_controllers(cluster, tmp_path / "cert-manager.log"):
         ready = cluster.kubectl(
             "wait", "--for=condition=Ready", "certificate", "--all", "-A", "--timeout=50s", check=False
         )
-    finally:
-        terminate(controller.pid)
-        log.close()
     assert ready.returncode == 0, ready.stderr + (tmp_path / "cert-manager.log").read_text()[-3000:]
 
     checkout.make("local-ca", "STACK=dev")

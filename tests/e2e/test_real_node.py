@@ -37,10 +37,9 @@ import node_client
 import outside
 import pytest
 import yaml
-from control_plane import TEST_RANGE, TOOLS, Cluster, die_with_parent, terminate
-from e2e_stack import PLATFORM_NAMESPACES, Checkout, get, namespaces
+from control_plane import TEST_RANGE, TOOLS, Cluster
+from e2e_stack import PLATFORM_NAMESPACES, Checkout, cert_manager_controllers, get, namespaces
 from node_client import grpc_list, http, in_node
-from standin_charts import module_dir
 
 UP = ("up", "STACK=dev", "ARGS=--yes")
 APP_NAMESPACE = "products"
@@ -523,11 +522,11 @@ def test_a_live_stack_hands_its_workloads_to_the_folder_argo_cd_syncs_and_takes_
 ZONE = "shop.test"  # RFC 6761's reserved .test: never a real zone
 
 
-def _release_values(user: Checkout, chart: str) -> dict[str, Any]:
-    """The values the program gave `chart`'s release, as the state holds them."""
+def _release_values(state: dict[str, Any], chart: str) -> dict[str, Any]:
+    """The values the program gave `chart`'s release, as the exported state holds them."""
     [release] = [
         r
-        for r in user.state()["deployment"]["resources"]
+        for r in state["deployment"]["resources"]
         if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == chart
     ]
     return dict(release["inputs"]["values"])
@@ -578,33 +577,22 @@ def test_the_api_answers_at_an_https_name_whose_record_and_certificate_the_platf
         real_checkout.pulumi("config", "set", "platform:acmeCaBundle", stdin=acme.ca_file.read_text())
         real_checkout.pulumi("config", "set", "--secret", "platform:dnsTsigSecret", stdin=dns.tsig_secret)
         real_checkout.make(*UP)
-        assert dns.tsig_secret not in json.dumps(real_checkout.state())
-
-        # cert-manager's own CRDs over the placeholder's open ones (as on the kwok tier), then its controllers.
-        crds = module_dir("cert-manager", "github.com/cert-manager/cert-manager") / "deploy" / "crds"
-        real_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
-        real_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=50s")
-        cert_manager = _release_values(real_checkout, "cert-manager")
-        controller_log = (tmp_path / "cert-manager.log").open("w")
-        controller = subprocess.Popen(
-            [
-                str(TOOLS / "cert-manager-controller"),
-                f"--kubeconfig={real_cluster.kubeconfig}",
-                f"--dns01-recursive-nameservers={cert_manager['dns01RecursiveNameservers']}",
-                "--dns01-recursive-nameservers-only",
-                "--dns01-check-retry-period=2s",
-            ],
-            stdout=controller_log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+        state = real_checkout.state()
+        assert dns.tsig_secret not in json.dumps(state)
+        cert_manager, external_dns = (
+            _release_values(state, chart) for chart in ("cert-manager", "external-dns")
         )
-        try:
+        flags = (
+            f"--dns01-recursive-nameservers={cert_manager['dns01RecursiveNameservers']}",
+            "--dns01-recursive-nameservers-only",
+            "--dns01-check-retry-period=2s",
+        )
+        with cert_manager_controllers(real_cluster, tmp_path / "cert-manager.log", *flags):
             # Traefik publishes platform:ingressAddress in the Ingress's status; external-dns reads it there.
             deadline = time.monotonic() + 60
             while (published := _published(real_cluster)) != [address] and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert published == [address], published
-            external_dns = _release_values(real_checkout, "external-dns")
             [key] = [e for e in external_dns["env"] if e["name"] == "EXTERNAL_DNS_RFC2136_TSIG_SECRET"]
             reference = key["valueFrom"]["secretKeyRef"]
             tsig = secret_value(real_cluster, "external-dns", reference["name"], reference["key"])
@@ -630,9 +618,6 @@ def test_the_api_answers_at_an_https_name_whose_record_and_certificate_the_platf
             deadline = time.monotonic() + 60
             while get(real_cluster, "challenges", "-A")["items"] and time.monotonic() < deadline:
                 time.sleep(0.5)
-        finally:
-            terminate(controller.pid)
-            controller_log.close()
         assert ready.returncode == 0, ready.stderr + (tmp_path / "cert-manager.log").read_text()[-3000:]
         assert not get(real_cluster, "challenges", "-A")["items"]
 
