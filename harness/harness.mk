@@ -19,8 +19,9 @@ $(TOOLS)/buf: harness/go/buf/go.mod harness/go/buf/go.sum | need-go
 	go -C harness/go/buf build -trimpath -o $(CURDIR)/$@ github.com/bufbuild/buf/cmd/buf
 
 # --- the e2e tier's tools, each built from a pinned Go module (harness/go/<tool>/go.mod + go.sum) -----
-# A tool is rebuilt only when its pins change; Go's module and build caches make a rebuild cheap.
-go_build = go -C harness/go/$(1) build -trimpath
+# A tool is rebuilt only when its pins change; Go's module and build caches make a rebuild cheap. A module
+# that needs a newer Go than the one installed names it on its `toolchain` line, which `auto` fetches.
+go_build = GOTOOLCHAIN=auto go -C harness/go/$(1) build -trimpath
 # The version a go.mod requires of a module, whether on a `require` line or inside a require block.
 required = $(shell awk '$$1 == "$(2)" {print $$2} $$1 == "require" && $$2 == "$(2)" {print $$3}' harness/go/$(1)/go.mod)
 PULUMI_VERSION := $(call required,pulumi,github.com/pulumi/pulumi/pkg/v3)
@@ -28,7 +29,7 @@ KUBERNETES_VERSION := $(call required,kubernetes,k8s.io/kubernetes)
 KUBE_TOOLS := $(addprefix $(TOOLS)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 E2E_TOOLS := $(TOOLS)/pulumi $(TOOLS)/pulumi-language-python $(TOOLS)/pulumi-language-python-exec \
 	$(TOOLS)/pulumi-resource-pulumi-python $(TOOLS)/pulumi-resource-kubernetes $(KUBE_TOOLS) $(TOOLS)/etcd $(TOOLS)/kwok $(TOOLS)/coredns \
-	$(TOOLS)/cert-manager-controller $(TOOLS)/external-dns $(TOOLS)/pebble
+	$(TOOLS)/cert-manager-controller $(TOOLS)/external-dns $(TOOLS)/pebble $(TOOLS)/argocd $(TOOLS)/kustomize
 # Kubernetes reports the version it was built as; without these it says v0.0.0 and clients misjudge it.
 KUBE_VERSION_FLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) -X $(pkg).gitMajor=1 \
@@ -88,6 +89,17 @@ $(TOOLS)/external-dns: $(wildcard harness/go/external-dns/*) harness/go/external
 
 $(TOOLS)/pebble: harness/go/pebble/go.mod harness/go/pebble/go.sum | need-go
 	$(call go_build,pebble) -o $(CURDIR)/$@ github.com/letsencrypt/pebble/v2/cmd/pebble
+
+# GitOps delivery's real programs: Argo CD (one binary, every component: it runs as the one its
+# ARGOCD_BINARY_NAME names), with the two scripts its image puts beside it (the repo server runs
+# git-verify-wrapper.sh on every revision), and the kustomize its repo server runs, the version its image ships.
+$(TOOLS)/argocd: harness/go/argo-cd/go.mod harness/go/argo-cd/go.sum | need-go
+	$(call go_build,argo-cd) -o $(CURDIR)/$@ github.com/argoproj/argo-cd/v3/cmd
+	module="$$(GOTOOLCHAIN=auto go -C harness/go/argo-cd list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)" && \
+		install -m 0755 "$$module/hack/git-verify-wrapper.sh" "$$module/hack/gpg-wrapper.sh" $(TOOLS)/
+
+$(TOOLS)/kustomize: harness/go/kustomize/go.mod harness/go/kustomize/go.sum | need-go
+	$(call go_build,kustomize) -o $(CURDIR)/$@ sigs.k8s.io/kustomize/kustomize/v5
 
 # Helm for the chart audit: the release the Kubernetes provider embeds, so charts render as `up` installs them.
 $(TOOLS)/helm: harness/go/helm/go.mod harness/go/helm/go.sum | need-go

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -146,9 +147,15 @@ def _without_descriptions(node: object) -> object:
 def module_dir(module: str, path: str) -> Path:
     """Where Go's module cache holds `path` at the version harness/go/<module> pins (downloaded if needed)."""
     go = ["go", "-C", str(REPO / "harness" / "go" / module)]
-    subprocess.run([*go, "mod", "download", path], check=True, capture_output=True, timeout=600)
+    env = {**os.environ, "GOTOOLCHAIN": "auto"}  # as harness.mk builds it: a newer Go where go.mod names one
+    subprocess.run([*go, "mod", "download", path], check=True, capture_output=True, timeout=600, env=env)
     listed = subprocess.run(
-        [*go, "list", "-m", "-f", "{{.Dir}}", path], check=True, capture_output=True, text=True, timeout=60
+        [*go, "list", "-m", "-f", "{{.Dir}}", path],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     return Path(listed.stdout.strip())
 
