@@ -1,11 +1,12 @@
-"""What a cloud stack's HTTPS name needs outside the cluster, run on this machine for the e2e's real node.
+"""What a stack needs outside its cluster, run on this machine for the e2e's real node.
 
 - `DnsZone`: Knot DNS (Debian's `knot`), authoritative for one zone and taking RFC 2136 updates signed with a
   TSIG key: what external-dns and cert-manager write where a cloud has Route 53, Cloud DNS or Azure DNS.
 - `AcmeServer`: Pebble (harness/go/pebble), Let's Encrypt's ACME test server, a STAND-IN for Let's Encrypt:
   it validates DNS-01 challenges by asking the zone's server, and signs with a root it makes at start.
+- `GitServer`: a Git repository over HTTPS (Git's own http-backend), where a GitOps stack's Argo CD syncs from.
 
-Both listen on the host's end of the node's link (node.HOST_ADDRESS), which the node and its pods reach too;
+Each listens on the host's end of the node's link (node.HOST_ADDRESS), which the node and its pods reach too;
 each is one process, started with the test and stopped by its PID.
 """
 
@@ -16,6 +17,7 @@ import os
 import secrets
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from control_plane import TOOLS, die_with_parent, terminate
 
 DNS_PORT = 5353
 ACME_PORT, ACME_MANAGEMENT_PORT = 14000, 15000
+GIT_PORT = 443  # the port the platform lets Argo CD's repo server reach over HTTPS
 TSIG_KEY = "platform-e2e"
 TSIG_ALGORITHM = "hmac-sha256"
 
@@ -122,7 +125,7 @@ class AcmeServer(_Process):
 
     def __enter__(self) -> AcmeServer:
         self.root.mkdir(parents=True, exist_ok=True)
-        self._certificate()
+        server_certificate(self.root, "pebble", self.address, self.ca_file)
         config = self.root / "pebble.json"
         config.write_text(
             '{"pebble": {'
@@ -145,16 +148,69 @@ class AcmeServer(_Process):
         with urllib.request.urlopen(url, context=context, timeout=10) as answer:
             return str(answer.read().decode())
 
-    def _certificate(self) -> None:
-        def openssl(*args: str) -> None:
-            subprocess.run(["openssl", *args], capture_output=True, check=True, timeout=60)
 
-        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
-        ca_key, key, request = self.root / "ca.key", self.root / "pebble.key", self.root / "pebble.csr"
-        openssl("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(self.ca_file),
-                "-subj", "/CN=e2e ACME server CA", "-days", "1")  # fmt: skip
-        openssl("req", *ec, "-keyout", str(key), "-out", str(request), "-subj", "/CN=pebble")
-        names = self.root / "names.cnf"
-        names.write_text(f"subjectAltName=IP:{self.address}\n")
-        openssl("x509", "-req", "-in", str(request), "-CA", str(self.ca_file), "-CAkey", str(ca_key),
-                "-CAcreateserial", "-out", str(self.root / "pebble.crt"), "-days", "1", "-extfile", str(names))  # fmt: skip
+class GitServer(_Process):
+    """One Git repository, `name`.git, served read-only over HTTPS at https://address:GIT_PORT (Git's own
+    http-backend, harness/e2e/git_https.py), with a working copy (`work`) whose commits reach it by `publish`.
+    Its certificate comes from a CA made here (`ca_file`), which its clients must trust."""
+
+    def __init__(self, root: Path, name: str, address: str) -> None:
+        self.root, self.name, self.address = root, name, address
+        self.log = root / "git-server.log"
+        self.ca_file = root / "git-server-ca.crt"
+        self.bare, self.work = root / "served" / f"{name}.git", root / "work"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}/{self.name}.git"
+
+    def __enter__(self) -> GitServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        server_certificate(self.root, "git-server", self.address, self.ca_file)
+        self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.bare), cwd=self.root)
+        self.git("init", "--quiet", "--initial-branch=main", str(self.work), cwd=self.root)
+        self.git("remote", "add", "origin", str(self.bare))
+        self._start([sys.executable, str(Path(__file__).with_name("git_https.py")), str(self.bare.parent),
+                     self.address, str(GIT_PORT), str(self.root / "git-server.crt"),
+                     str(self.root / "git-server.key")])  # fmt: skip
+        # Ready when Git itself, trusting only that CA, lists the (still empty) repository.
+        self._wait_ready(lambda: self.git("ls-remote", self.url, ssl_ca=self.ca_file), "git server")
+        return self
+
+    def publish(self, message: str) -> str:
+        """Commit everything in the working copy and push it; the new commit's id."""
+        self.git("add", "--all")
+        self.git("commit", "--quiet", "--message", message)
+        return self.push()
+
+    def push(self) -> str:
+        """Push the working copy's commits; the last one's id."""
+        self.git("push", "--quiet", "origin", "main")
+        return self.git("rev-parse", "HEAD").strip()
+
+    def git(self, *args: str, cwd: Path | None = None, ssl_ca: Path | None = None) -> str:
+        env = {**os.environ, "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com",
+               "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@example.com"}  # fmt: skip
+        if ssl_ca:
+            env["GIT_SSL_CAINFO"] = str(ssl_ca)
+        run = subprocess.run(["git", *args], cwd=cwd or self.work, env=env,
+                             capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        return run.stdout
+
+
+def server_certificate(root: Path, name: str, address: str, ca_file: Path) -> None:
+    """root/name.crt and root/name.key for `address` (an IP address), signed by a CA made here, whose
+    certificate is written to `ca_file`; all valid for a day."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], capture_output=True, check=True, timeout=60)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    ca_key, key, request = root / f"{name}-ca.key", root / f"{name}.key", root / f"{name}.csr"
+    openssl("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca_file),
+            "-subj", f"/CN=e2e {name} CA", "-days", "1")  # fmt: skip
+    openssl("req", *ec, "-keyout", str(key), "-out", str(request), "-subj", f"/CN={name}")
+    names = root / f"{name}-names.cnf"
+    names.write_text(f"subjectAltName=IP:{address}\n")
+    openssl("x509", "-req", "-in", str(request), "-CA", str(ca_file), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-out", str(root / f"{name}.crt"), "-days", "1", "-extfile", str(names))  # fmt: skip

@@ -148,7 +148,7 @@ def real_checkout(
     tmp_path_factory: pytest.TempPathFactory, real_cluster: control_plane.Cluster, standin_charts: str
 ) -> Checkout:
     user = _checkout(tmp_path_factory, real_cluster, standin_charts)
-    # Every add-on but Argo CD, whose programs are not built here (docs/e2e.md).
+    # Every add-on but Argo CD, which the GitOps test adds (its controllers run beside the API server).
     for index, addon in enumerate(("kube-prometheus-stack", "jaeger", "argo-rollouts", "traefik")):
         user.pulumi("config", "set", "--path", f"platform:addons[{index}]", addon)
     # The node has no registry: the data services run the stand-ins `make images` built.

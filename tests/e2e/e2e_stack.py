@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools" / "bin"
 
 from control_plane import Cluster, die_with_parent, terminate  # noqa: E402 (harness/e2e, on pytest's pythonpath)
+from product_service.devservers import EmbeddedValkey  # noqa: E402
 from standin_charts import module_dir  # noqa: E402
 
 STACK = "dev"
@@ -100,3 +103,62 @@ def cert_manager_controllers(cluster: Cluster, log: Path, *flags: str) -> Iterat
             yield
         finally:
             terminate(controller.pid)
+
+
+@contextlib.contextmanager
+def argo_cd_controllers(cluster: Cluster, root: Path, git_host: str, git_ca: Path) -> Iterator[None]:
+    """Argo CD's application controller and repo server (harness/go/argo-cd) beside the API server while the
+    `with` lasts, with a Valkey for their cache, all stopped by PID. They get what the chart would give them
+    and the placeholder does not: Argo CD's CRDs from the pinned module, its two settings objects (empty:
+    the defaults), and the Git server's CA where argocd-tls-certs-cm would put it (a file named by the host)."""
+    crds = module_dir("argo-cd", "github.com/argoproj/argo-cd/v3") / "manifests" / "crds"
+    for crd in ("application-crd.yaml", "appproject-crd.yaml"):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds / crd))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=50s")
+    root.mkdir(parents=True)
+    settings = root / "settings.json"
+    metadata = {"namespace": "argocd", "labels": {"app.kubernetes.io/part-of": "argocd"}}
+    settings.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, **metadata}}
+        for kind, name in (("ConfigMap", "argocd-cm"), ("Secret", "argocd-secret"))
+    ]}))  # fmt: skip
+    cluster.kubectl("apply", "-f", str(settings))
+    tls = root / "tls"
+    tls.mkdir()
+    shutil.copy(git_ca, tls / git_host)
+    cache = EmbeddedValkey(root / "valkey")
+    cache.start()
+    env = {
+        **os.environ,
+        "PATH": f"{TOOLS}:{os.environ['PATH']}",  # the repo server runs git and kustomize
+        "ARGOCD_TLS_DATA_PATH": str(tls),
+        "ARGOCD_GPG_ENABLED": "false",
+        "TMPDIR": str(root),
+        # Argo CD's own switch for running outside a pod: the in-cluster destination is reached through
+        # KUBECONFIG, as the controller itself is, instead of a pod's service account.
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "ARGOCD_FAKE_IN_CLUSTER": "true",
+    }
+    common = [f"--redis=127.0.0.1:{cache.port}", "--loglevel=info"]
+    programs = {
+        "argocd-repo-server": [*common, "--address=127.0.0.1", "--metrics-address=127.0.0.1"],
+        "argocd-application-controller": [*common, "--namespace=argocd", "--repo-server=127.0.0.1:8081"],
+    }
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for program, args in programs.items():
+            with (root / f"{program}.log").open("w") as output:
+                started.append(
+                    subprocess.Popen(
+                        [str(TOOLS / "argocd"), *args],
+                        env={**env, "ARGOCD_BINARY_NAME": program},
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=die_with_parent,
+                    )
+                )
+        yield
+    finally:
+        for process in reversed(started):
+            terminate(process.pid)
+        cache.stop()

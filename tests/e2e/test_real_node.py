@@ -9,8 +9,9 @@ Argo Rollouts controller as the real programs, built from their pinned Go module
 charts' default images (two differ from their tags: Traefik is v3.6.12 under v3.6.0, Jaeger v2.14.0
 under 2.14.1; images.ADDONS). Those add-ons come from STAND-IN charts (harness/e2e/standin_charts.py:
 the real charts' names, Services and ports, our own templates), or with E2E_CHARTS from the real
-Traefik, Jaeger, metrics-server and Argo Rollouts charts; Argo CD is left out here (platform:addons),
-as are the parts of kube-prometheus-stack the stand-in does not run. Two more builds of the service are
+Traefik, Jaeger, metrics-server and Argo Rollouts charts; Argo CD's chart is a placeholder, added by the
+GitOps test, whose application controller and repo server run beside the API server; the parts of
+kube-prometheus-stack the stand-in does not run are left out. Two more builds of the service are
 releases for the canaries: 0.2.0 serves, 0.3.0-faulty (a FAULTY stand-in) answers 500 on /api.
 
 The tests run in file order as one user's session: up, the migration, the API, the front door, traces,
@@ -21,9 +22,11 @@ GitOps delivery and back, the API at an HTTPS name in a zone of the stack's own,
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -38,7 +41,14 @@ import outside
 import pytest
 import yaml
 from control_plane import TEST_RANGE, TOOLS, Cluster
-from e2e_stack import PLATFORM_NAMESPACES, Checkout, cert_manager_controllers, get, namespaces
+from e2e_stack import (
+    PLATFORM_NAMESPACES,
+    Checkout,
+    argo_cd_controllers,
+    cert_manager_controllers,
+    get,
+    namespaces,
+)
 from node_client import grpc_list, http, in_node
 
 UP = ("up", "STACK=dev", "ARGS=--yes")
@@ -481,40 +491,109 @@ def test_a_killed_service_pod_is_replaced_and_the_api_answers_again(api: str, re
 # --- GitOps: the stack hands its workloads to what Argo CD syncs, and takes them back ---------------------
 
 
-def test_a_live_stack_hands_its_workloads_to_the_folder_argo_cd_syncs_and_takes_them_back(
-    real_checkout: Checkout, real_cluster: Cluster, api: str
+def test_argo_cd_syncs_a_live_stack_from_git_heals_prunes_and_reverts_and_hands_it_back(
+    real_checkout: Checkout, real_cluster: Cluster, api: str, tmp_path: Path
 ) -> None:
-    """The switch docs/delivery.md describes, on pods that run. Argo CD's programs are not built here (its
-    v3.6 needs Go 1.27), so its sync is played by what it does: deploy/dev applied as it is in Git
-    (`kubectl apply -k`, a client-side apply like Argo CD's default), into what Pulumi kept."""
+    """The switch docs/delivery.md describes, with Argo CD's own application controller and repo server
+    (beside the API server: e2e_stack.argo_cd_controllers) syncing the stack's folder from a Git repository
+    served over HTTPS on the node's link: the first sync (its PreSync migration first), a hand edit undone, a
+    file removed in Git pruned, a revert that brings it back; then back to direct delivery."""
     # The image the pods run (after the release its canary rolled back, the stack still names the faulty one).
     [running] = _app_pod_images(real_cluster)
-    real_checkout.pulumi("config", "set", "platform:image", running)
-    real_checkout.pulumi("config", "set", "--path", "platform:addons[4]", "argo-cd")
-    real_checkout.pulumi("config", "set", "platform:delivery", "argocd")
-    real_checkout.pulumi("config", "set", "platform:gitopsRepoUrl", "https://git.example.com/platform.git")
-    try:
-        real_checkout.make(*UP)
-        assert get(real_cluster, "rollouts", "-n", APP_NAMESPACE)["items"] == [], "Pulumi kept its Rollouts"
-        real_cluster.kubectl("apply", "-k", str(real_checkout.root / "deploy" / "dev"), timeout=120)
-        for name in (APP, f"{APP}-grpc"):
+    application = ("application", APP, "-n", "argocd")
+    with (
+        outside.GitServer(tmp_path / "git", "platform", node.HOST_ADDRESS) as git,
+        contextlib.ExitStack() as running_argo_cd,
+    ):
+        shutil.copytree(real_checkout.root / "deploy", git.work / "deploy")
+        git.publish("The product service's manifests, as make deploy-manifests writes them")
+        real_checkout.pulumi("config", "set", "platform:image", running)
+        settings = {"delivery": "argocd", "gitopsRepoUrl": git.url}
+        for key, value in settings.items():
+            real_checkout.pulumi("config", "set", f"platform:{key}", value)
+        real_checkout.pulumi("config", "set", "--path", "platform:addons[4]", "argo-cd")
+        try:
+            real_checkout.make(*UP)
+            assert get(real_cluster, "rollouts", "-n", APP_NAMESPACE)["items"] == [], (
+                "Pulumi kept its Rollouts"
+            )
+            running_argo_cd.enter_context(
+                argo_cd_controllers(real_cluster, tmp_path / "argo-cd", node.HOST_ADDRESS, git.ca_file)
+            )
+            started = time.monotonic()
+            _wait_for(real_cluster, application, "{.status.sync.status}", "Synced", 300)
+            _wait_for(real_cluster, application, "{.status.health.status}", "Healthy", 300)
+            figures = {"first sync, healthy (s)": round(time.monotonic() - started, 1)}
+            in_git = yaml.safe_load((git.work / "deploy" / "dev" / f"rollout-{APP}.yaml").read_text())
+            assert _app_pod_images(real_cluster) == {
+                in_git["spec"]["template"]["spec"]["containers"][0]["image"]
+            }
+            assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
+            # The migration ran as the sync's PreSync hook, before the servers.
+            migration = get(real_cluster, "job", f"{APP}-migrate", "-n", APP_NAMESPACE)
+            assert migration["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+            assert migration["status"]["succeeded"] == 1
+
+            # A hand edit of a synced object is undone (selfHeal).
+            hpa = ("hpa", APP, "-n", APP_NAMESPACE)
+            replicas = get(real_cluster, *hpa)["spec"]["maxReplicas"]
+            started = time.monotonic()
             real_cluster.kubectl(
-                "wait", "--for=jsonpath={.status.phase}=Healthy", f"rollout/{name}", "-n", APP_NAMESPACE,
-                "--timeout=240s", timeout=250,
-            )  # fmt: skip
-        in_git = yaml.safe_load((real_checkout.root / "deploy" / "dev" / f"rollout-{APP}.yaml").read_text())
-        assert _app_pod_images(real_cluster) == {in_git["spec"]["template"]["spec"]["containers"][0]["image"]}
-        assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
-    finally:
-        real_checkout.pulumi("config", "rm", "platform:gitopsRepoUrl")
-        real_checkout.pulumi("config", "rm", "platform:delivery")
-        real_checkout.pulumi("config", "rm", "--path", "platform:addons[4]")
-        # docs/delivery.md: the last migration Job Argo CD ran is deleted by hand.
-        real_cluster.kubectl("delete", "job", f"{APP}-migrate", "-n", APP_NAMESPACE, "--ignore-not-found")
-        back = real_checkout.make(*UP, check=False)
+                "patch", *hpa, "--type=merge", f'--patch={{"spec":{{"maxReplicas":{replicas + 7}}}}}'
+            )
+            _wait_for(real_cluster, hpa, "{.spec.maxReplicas}", str(replicas), 180)
+            figures["hand edit undone (s)"] = round(time.monotonic() - started, 1)
+
+            # A manifest removed in Git is pruned; its revert brings it back (a rollback is a revert).
+            budget = f"poddisruptionbudget-{APP}-grpc.yaml"
+            kustomization = git.work / "deploy" / "dev" / "kustomization.yaml"
+            kustomization.write_text(kustomization.read_text().replace(f"- {budget}\n", ""))
+            (git.work / "deploy" / "dev" / budget).unlink()
+            started = time.monotonic()
+            _refresh(real_cluster, git.publish("Remove the gRPC server's disruption budget"))
+            real_cluster.kubectl("wait", "--for=delete", f"pdb/{APP}-grpc", "-n", APP_NAMESPACE,
+                                 "--timeout=180s", timeout=190)  # fmt: skip
+            figures["removed in Git, pruned (s)"] = round(time.monotonic() - started, 1)
+            git.git("revert", "--no-edit", "HEAD")
+            started = time.monotonic()
+            _refresh(real_cluster, git.push())
+            real_cluster.kubectl("wait", "--for=create", f"pdb/{APP}-grpc", "-n", APP_NAMESPACE,
+                                 "--timeout=180s", timeout=190)  # fmt: skip
+            figures["reverted, back (s)"] = round(time.monotonic() - started, 1)
+            print(f"Argo CD on the real node: {figures}")
+        finally:
+            # Back to direct with Argo CD still running (docs/delivery.md): its automated sync off first, or it
+            # would put Git's servers back over Pulumi's until the `up` deletes the Application, at its end.
+            automated_sync_off = '--patch=[{"op": "remove", "path": "/spec/syncPolicy/automated"}]'
+            real_cluster.kubectl("patch", *application, "--type=json", automated_sync_off, check=False)
+            for key in settings:
+                real_checkout.pulumi("config", "rm", f"platform:{key}")
+            real_checkout.pulumi("config", "rm", "--path", "platform:addons[4]")
+            # docs/delivery.md: the last migration Job Argo CD ran is deleted by hand.
+            real_cluster.kubectl("delete", "job", f"{APP}-migrate", "-n", APP_NAMESPACE, "--ignore-not-found")
+            back = real_checkout.make(*UP, check=False)
     assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    assert real_cluster.kubectl("get", *application, check=False).returncode != 0, (
+        "the Application is still there"
+    )
     assert _app_pod_images(real_cluster) == {running}
     assert _wait_for_answer(f"{api}/products?limit=1", {}, 200, 60)[0] == 200
+
+
+def _wait_for(cluster: Cluster, what: tuple[str, ...], path: str, value: str, seconds: int) -> None:
+    """Until the field at jsonpath `path` of `what` is `value`, for at most `seconds`."""
+    cluster.kubectl(
+        "wait", f"--for=jsonpath={path}={value}", *what, f"--timeout={seconds}s", timeout=seconds + 10
+    )
+
+
+def _refresh(cluster: Cluster, revision: str) -> None:
+    """What Git's webhook (or `argocd app get --refresh`) does after a push: Argo CD looks at Git now rather
+    than at its next poll; then until the Application is synced to `revision`."""
+    application = ("application", APP, "-n", "argocd")
+    cluster.kubectl("annotate", "--overwrite", *application, "argocd.argoproj.io/refresh=normal")
+    _wait_for(cluster, application, "{.status.sync.revision}", revision, 180)
+    _wait_for(cluster, application, "{.status.sync.status}", "Synced", 180)
 
 
 # --- the API at an HTTPS name: its record and certificate written by the platform ------------------------
