@@ -222,6 +222,7 @@ def _service(name: str) -> None:
 
 
 def _from_rootfs(name: str, rootfs: Path, config: list[str]) -> None:
+    replaced = _image_id(name)
     container = _buildah("from", "--name", f"platform-e2e-{name}", "scratch", capture=True).strip()
     try:
         mount = Path(_buildah("mount", container, capture=True).strip())
@@ -231,6 +232,10 @@ def _from_rootfs(name: str, rootfs: Path, config: list[str]) -> None:
     except BaseException:
         _buildah("rm", container)
         raise
+    # The image the tag named before is left untagged: removed, or the shared store grows by every
+    # fresh clone's build (kept where an image built on it still needs it).
+    if replaced and replaced != _image_id(name):
+        subprocess.run([*_buildah_command(), "rmi", replaced], capture_output=True, check=False)
 
 
 def _load(name: str) -> None:
@@ -244,10 +249,18 @@ def _load(name: str) -> None:
 
 
 def _in_store(name: str) -> bool:
+    return _image_id(name) is not None
+
+
+def _image_id(name: str) -> str | None:
+    """The id of the image IMAGES[name] tags in buildah's store; None if there is none."""
     listed = subprocess.run(
-        [*_buildah_command(), "images", "--quiet", IMAGES[name]], capture_output=True, check=False
-    )
-    return listed.returncode == 0
+        [*_buildah_command(), "images", "--quiet", "--no-trunc", IMAGES[name]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if listed.returncode:
+        return None
+    return listed.stdout.strip() or None
 
 
 def apt_mirror() -> str:
