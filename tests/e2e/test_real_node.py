@@ -522,7 +522,11 @@ def test_argo_cd_syncs_a_live_stack_from_git_heals_prunes_and_reverts_and_hands_
             )
             started = time.monotonic()
             _wait_for(real_cluster, application, "{.status.sync.status}", "Synced", 300)
-            _wait_for(real_cluster, application, "{.status.health.status}", "Healthy", 300)
+            for name in (APP, f"{APP}-grpc"):  # as Argo Rollouts sees them, not Argo CD's last look
+                _wait_for(
+                    real_cluster, ("rollout", name, "-n", APP_NAMESPACE), "{.status.phase}", "Healthy", 240
+                )
+            _wait_for(real_cluster, application, "{.status.health.status}", "Healthy", 120)
             figures = {"first sync, healthy (s)": round(time.monotonic() - started, 1)}
             in_git = yaml.safe_load((git.work / "deploy" / "dev" / f"rollout-{APP}.yaml").read_text())
             assert _app_pod_images(real_cluster) == {
