@@ -132,6 +132,7 @@ def argo_cd_controllers(cluster: Cluster, root: Path, git_host: str, git_ca: Pat
         **os.environ,
         "PATH": f"{TOOLS}:{os.environ['PATH']}",  # the repo server runs git and kustomize
         "ARGOCD_TLS_DATA_PATH": str(tls),
+        # No GnuPG keyring (the image keeps it under /app/config): the AppProject asks for no signed commits.
         "ARGOCD_GPG_ENABLED": "false",
         "TMPDIR": str(root),
         # Argo CD's own switch for running outside a pod: the in-cluster destination is reached through
