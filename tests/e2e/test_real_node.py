@@ -54,6 +54,7 @@ from node_client import grpc_list, http, in_node
 UP = ("up", "STACK=dev", "ARGS=--yes")
 APP_NAMESPACE = "products"
 APP = "product-service"
+APPLICATION = ("application", APP, "-n", "argocd")  # the Argo CD Application of the GitOps test
 # The pods of the platform and of the add-ons this tier runs (conftest.py's real_checkout leaves Argo CD
 # out), by their names' prefixes.
 RUNNING_PODS = (
@@ -500,7 +501,6 @@ def test_argo_cd_syncs_a_live_stack_from_git_heals_prunes_and_reverts_and_hands_
     file removed in Git pruned, a revert that brings it back; then back to direct delivery."""
     # The image the pods run (after the release its canary rolled back, the stack still names the faulty one).
     [running] = _app_pod_images(real_cluster)
-    application = ("application", APP, "-n", "argocd")
     with (
         outside.GitServer(tmp_path / "git", "platform", node.HOST_ADDRESS) as git,
         contextlib.ExitStack() as running_argo_cd,
@@ -521,12 +521,12 @@ def test_argo_cd_syncs_a_live_stack_from_git_heals_prunes_and_reverts_and_hands_
                 argo_cd_controllers(real_cluster, tmp_path / "argo-cd", node.HOST_ADDRESS, git.ca_file)
             )
             started = time.monotonic()
-            _wait_for(real_cluster, application, "{.status.sync.status}", "Synced", 300)
+            _wait_for(real_cluster, APPLICATION, "{.status.sync.status}", "Synced", 300)
             for name in (APP, f"{APP}-grpc"):  # as Argo Rollouts sees them, not Argo CD's last look
                 _wait_for(
                     real_cluster, ("rollout", name, "-n", APP_NAMESPACE), "{.status.phase}", "Healthy", 240
                 )
-            _wait_for(real_cluster, application, "{.status.health.status}", "Healthy", 120)
+            _wait_for(real_cluster, APPLICATION, "{.status.health.status}", "Healthy", 120)
             figures = {"first sync, healthy (s)": round(time.monotonic() - started, 1)}
             in_git = yaml.safe_load((git.work / "deploy" / "dev" / f"rollout-{APP}.yaml").read_text())
             assert _app_pod_images(real_cluster) == {
@@ -569,7 +569,7 @@ def test_argo_cd_syncs_a_live_stack_from_git_heals_prunes_and_reverts_and_hands_
             # Back to direct with Argo CD still running (docs/delivery.md): its automated sync off first, or it
             # would put Git's servers back over Pulumi's until the `up` deletes the Application, at its end.
             automated_sync_off = '--patch=[{"op": "remove", "path": "/spec/syncPolicy/automated"}]'
-            real_cluster.kubectl("patch", *application, "--type=json", automated_sync_off, check=False)
+            real_cluster.kubectl("patch", *APPLICATION, "--type=json", automated_sync_off, check=False)
             for key in settings:
                 real_checkout.pulumi("config", "rm", f"platform:{key}")
             real_checkout.pulumi("config", "rm", "--path", "platform:addons[4]")
@@ -577,7 +577,7 @@ def test_argo_cd_syncs_a_live_stack_from_git_heals_prunes_and_reverts_and_hands_
             real_cluster.kubectl("delete", "job", f"{APP}-migrate", "-n", APP_NAMESPACE, "--ignore-not-found")
             back = real_checkout.make(*UP, check=False)
     assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
-    assert real_cluster.kubectl("get", *application, check=False).returncode != 0, (
+    assert real_cluster.kubectl("get", *APPLICATION, check=False).returncode != 0, (
         "the Application is still there"
     )
     assert _app_pod_images(real_cluster) == {running}
@@ -594,10 +594,9 @@ def _wait_for(cluster: Cluster, what: tuple[str, ...], path: str, value: str, se
 def _refresh(cluster: Cluster, revision: str) -> None:
     """What Git's webhook (or `argocd app get --refresh`) does after a push: Argo CD looks at Git now rather
     than at its next poll; then until the Application is synced to `revision`."""
-    application = ("application", APP, "-n", "argocd")
-    cluster.kubectl("annotate", "--overwrite", *application, "argocd.argoproj.io/refresh=normal")
-    _wait_for(cluster, application, "{.status.sync.revision}", revision, 180)
-    _wait_for(cluster, application, "{.status.sync.status}", "Synced", 180)
+    cluster.kubectl("annotate", "--overwrite", *APPLICATION, "argocd.argoproj.io/refresh=normal")
+    _wait_for(cluster, APPLICATION, "{.status.sync.revision}", revision, 180)
+    _wait_for(cluster, APPLICATION, "{.status.sync.status}", "Synced", 180)
 
 
 # --- the API at an HTTPS name: its record and certificate written by the platform ------------------------
